@@ -1,0 +1,37 @@
+# The two set-up commands (see README): `make demo` and `make test`. Both work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: demo test venv install-local install-dev bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install-local: $(BIN)/python
+	$(BIN)/pip install -q -e '.[local]'
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+## Run the main job on the embedded defaults (SQLite + embedded model) on the bundled samples.
+demo: install-local
+	$(BIN)/clinreason demo --dir demo-run
+
+## Install the test extras, start what the tests need (a throwaway PostgreSQL), run the whole suite.
+test: install-dev
+	scripts/run-tests.sh
+
+bench: install-dev
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf demo-run .pytest_cache test-artifacts
+	scripts/pg-test.sh stop

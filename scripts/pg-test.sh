@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the test suite, from Debian's installed `postgresql` package.
+#   scripts/pg-test.sh start   -> prints the SQLAlchemy URL on stdout (and writes it to .pgtest/url)
+#   scripts/pg-test.sh stop
+# The cluster's files live in a fresh folder under /tmp (reachable by the `postgres` system user, which
+# owns them when we run as root: PostgreSQL refuses to run as root); .pgtest/ records where, and the URL.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+state="$here/.pgtest"
+bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
+
+as_pg() {
+  if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "${1:-}" in
+  start)
+    if [ -z "$bindir" ]; then
+      echo "PostgreSQL server binaries not found: apt-get install -y postgresql" >&2; exit 1
+    fi
+    if [ -f "$state/url" ] && as_pg "$bindir/pg_ctl" -D "$(cat "$state/dir")/data" status >/dev/null 2>&1; then
+      cat "$state/url"; exit 0
+    fi
+    rm -rf "$state"; mkdir -p "$state"
+    dir="$(mktemp -d /tmp/clinreason-pgtest.XXXXXX)"; chmod 755 "$dir"; echo "$dir" > "$state/dir"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+    if [ "$(id -u)" = "0" ]; then chown postgres:postgres "$dir"; fi
+    as_pg "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; exit 1; }
+    as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+    as_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres clinreason_test
+    url="postgresql+psycopg://postgres@127.0.0.1:$port/clinreason_test"
+    echo "$url" > "$state/url"
+    echo "$url"
+    ;;
+  stop)
+    if [ -f "$state/dir" ]; then
+      dir="$(cat "$state/dir")"
+      as_pg "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+      rm -rf "$dir"
+    fi
+    rm -rf "$state"
+    ;;
+  *)
+    echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

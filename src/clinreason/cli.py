@@ -1,0 +1,206 @@
+"""The `clinreason` command line. Each verb resolves settings once, opens the store, calls a stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from clinreason.config import DEFAULT_CONFIG_TOML, ConfigError, resolve_settings
+
+app = typer.Typer(
+    name="clinreason",
+    help="Build expert-verified clinical reasoning datasets: import questions, draft rationales with an LLM, "
+    "screen them, have experts review them, export the result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL or SQLite file [env: CLINREASON_DB; default ./clinreason.db]")]
+ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Project name [env: CLINREASON_PROJECT; default 'default']")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="Project config file [env: CLINREASON_CONFIG; default ./clinreason.toml]")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(db: str | None, project: str | None, config: str | None):
+    try:
+        return resolve_settings(db=db, project=project, config=config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _context(db: str | None, project: str | None, config: str | None):
+    from clinreason.app import NotInitialised, open_context
+    from clinreason.store.repository import NotFoundError
+
+    settings = _settings(db, project, config)
+    try:
+        ctx = open_context(settings)
+        ctx.project_row()
+    except (NotInitialised, NotFoundError) as exc:
+        _fail(str(exc))
+    return ctx
+
+
+@app.command()
+def init(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None) -> None:
+    """Create or upgrade the database and write a project config (clinreason.toml) if there is none."""
+    from clinreason.app import initialise
+    from clinreason.domain.rubric import RubricError, rubric_from_dict
+
+    settings = _settings(db, project, config)
+    wrote_config = False
+    if not settings.config_path.exists():
+        settings.config_path.write_text(DEFAULT_CONFIG_TOML, encoding="utf-8")
+        wrote_config = True
+    try:
+        rubric_from_dict(settings.project_config.rubric)
+    except RubricError as exc:
+        _fail(f"{settings.config_path}: {exc}")
+    ctx, created, rubric_version = initialise(settings)
+    ctx.engine.dispose()
+    if wrote_config:
+        typer.echo(f"wrote {settings.config_path} (edit it to set models, rubric and review policy)")
+    typer.echo(f"database {settings.db_url} is at the current schema")
+    typer.echo(f"project '{settings.project}' {'created' if created else 'already exists'}; rubric version {rubric_version}")
+
+
+class _Progress:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, planned):
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TextColumn("{task.fields[records]} records"), TimeRemainingColumn(),
+                                  transient=True, console=None)
+        self._progress.start()
+        self._task = None
+        self._records = 0
+
+    def start_file(self, path: Path) -> None:
+        total = path.stat().st_size if path.is_file() else None
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(path.name, total=total, records=self._records)
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def records(self, n: int) -> None:
+        self._records += n
+        self._progress.update(self._task, records=self._records)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A question-bank file, or a folder of them")],
+    format: Annotated[str, typer.Option("--format", "-f", help="auto|medqa|medmcqa|pubmedqa|mmlu|cmexam|jsonl|csv|parquet|hf")] = "auto",
+    map: Annotated[Optional[list[str]], typer.Option("--map", help="field=column for generic layouts (repeatable); options may list columns: options=a,b,c,d")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Source name recorded with every item (default: the format, or the file name)")] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="Licence of the source, for provenance and the dataset card")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the valid records; write refused ones to a rejects file")] = False,
+    rejects: Annotated[Optional[Path], typer.Option("--rejects", help="Where --skip-invalid writes refused records")] = None,
+    split: Annotated[str, typer.Option("--split", help="For MMLU folders: test|dev|val|all")] = "test",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Import questions. The whole import is one transaction: a bad record refuses the file, naming the
+    record and field, and nothing is written (unless --skip-invalid). Re-importing adds nothing."""
+    from clinreason.stages.ingest import ImportAborted, import_path
+    from clinreason.stages.ingest_formats import parse_mapping
+
+    try:
+        mapping = parse_mapping(map or [])
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    ctx = _context(db, project, config)
+    progress = _Progress if sys.stderr.isatty() and not json_out else None
+    try:
+        summary = import_path(ctx.engine, project=ctx.project, path=path, fmt=format, mapping=mapping, source=source,
+                              license=license, skip_invalid=skip_invalid, rejects_path=rejects, split=split,
+                              progress_factory=progress)
+    except ImportAborted as exc:
+        _fail(f"{exc}\nnothing was imported (the database is unchanged)")
+    if json_out:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+        return
+    s = summary
+    typer.echo(f"read {s.records} records from {len(s.files)} file(s): {', '.join(s.files)}")
+    if s.skipped_files:
+        shown = "; ".join(s.skipped_files[:4]) + (f"; +{len(s.skipped_files) - 4} more" if len(s.skipped_files) > 4 else "")
+        typer.echo(f"skipped {len(s.skipped_files)} file(s): {shown}")
+    if s.added == 0 and s.rejected == 0:
+        typer.echo(f"added 0 items: all {s.duplicates} were already in project '{ctx.project}'")
+    else:
+        typer.echo(f"added {s.added} items; {s.duplicates} duplicates (already present or repeated in the input)"
+                   + (f", {s.sources_added} of which recorded an extra source" if s.sources_added else ""))
+    if s.by_source:
+        typer.echo("added by source: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items())))
+    if s.by_specialty:
+        top = sorted(s.by_specialty.items(), key=lambda kv: (-kv[1], kv[0]))
+        more = f" (+{len(top) - 8} more)" if len(top) > 8 else ""
+        typer.echo("added by specialty: " + ", ".join(f"{k} {v}" for k, v in top[:8]) + more)
+    if s.flagged:
+        typer.echo(f"{s.flagged} item(s) have no gold answer: imported as flagged questions, sent to adjudication")
+    if s.rejected:
+        typer.echo(f"refused {s.rejected} invalid record(s); reasons written to {s.rejects_path}")
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Counts per lifecycle state and per source, rationale versions, reviews, progress and cost."""
+    from clinreason.store import repository as repo
+
+    ctx = _context(db, project, config)
+    with ctx.engine.connect() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+        counts = repo.status_counts(conn, project_id=proj["id"])
+    if json_out:
+        typer.echo(json.dumps(counts, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"project '{ctx.project}': {counts['items']} items, {counts['rationales']} rationale versions, "
+               f"{counts['reviews']} reviews, {counts['progress']:.1%} decided")
+    typer.echo("by state:   " + ", ".join(f"{k} {v}" for k, v in counts["by_state"].items() if v) if counts["items"] else "by state:   (no items)")
+    if counts["by_source"]:
+        typer.echo("by source:  " + ", ".join(f"{k} {v}" for k, v in counts["by_source"].items()))
+    if counts["by_model"]:
+        typer.echo("by model:   " + ", ".join(f"{k} {v}" for k, v in counts["by_model"].items()))
+    if counts["flagged"]:
+        typer.echo(f"flagged:    {counts['flagged']} (questions sent to adjudication)")
+    if counts["failures"]:
+        typer.echo("failed:     " + "; ".join(f"{n} × {reason}" for reason, n in counts["failures"].items()))
+    tok = counts["tokens"]
+    typer.echo(f"LLM usage:  {tok['prompt']} prompt + {tok['completion']} completion tokens, ${counts['cost_usd']:.4f}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
+) -> None:
+    """End to end on the bundled sample questions (SQLite, embedded defaults)."""
+    from clinreason.demo import run_demo
+
+    run_demo(workdir)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

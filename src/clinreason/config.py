@@ -1,0 +1,160 @@
+"""Settings, built once at start-up and passed down.
+
+Precedence: command-line option > environment variable (CLINREASON_*) > project config file
+(clinreason.toml) > built-in default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clinreason.domain.rubric import DEFAULT_RUBRIC_DICT
+
+DEFAULT_CONFIG_FILE = "clinreason.toml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class EnvSettings(BaseSettings):
+    """What the environment may set. Secrets (the API key) live here only, never in the database."""
+
+    model_config = SettingsConfigDict(env_prefix="CLINREASON_", extra="ignore")
+
+    db: str | None = None
+    project: str | None = None
+    config: str | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float | None = None
+    llm_backend: str | None = None
+
+
+class LLMConfig(BaseModel):
+    backend: Literal["auto", "openai", "local", "fake"] = "auto"
+    base_url: str | None = None
+    model: str | None = None
+    timeout: float = 120.0
+    concurrency: int = 8
+    temperature: float = 0.2
+    max_tokens: int = 768
+    seed: int = 0
+    max_attempts: int = 5
+    #: USD per million tokens: model -> [prompt, completion]
+    prices: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class ReviewConfig(BaseModel):
+    overlap: int = Field(2, ge=1, le=10)
+    max_strikes: int = Field(5, ge=1, le=50)
+    lease_minutes: int = Field(30, ge=1)
+
+
+class GenerateConfig(BaseModel):
+    mode: Literal["explain", "solve"] = "explain"
+    use_reference_explanation: bool = False
+    max_auto_retries: int = Field(2, ge=0)
+
+
+class ProjectConfig(BaseModel):
+    name: str = "default"
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    rubric: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RUBRIC_DICT))
+    #: source name -> licence string, used in provenance and the dataset card
+    licenses: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """Everything a command needs, resolved once."""
+
+    db_url: str
+    project: str
+    config_path: Path
+    project_config: ProjectConfig
+    llm_api_key: str | None = None
+
+    @property
+    def llm(self) -> LLMConfig:
+        return self.project_config.llm
+
+
+def load_project_config(path: Path) -> ProjectConfig:
+    if not path.exists():
+        return ProjectConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def resolve_settings(*, db: str | None = None, project: str | None = None, config: str | None = None) -> Settings:
+    env = EnvSettings()
+    config_path = Path(config or env.config or DEFAULT_CONFIG_FILE)
+    pc = load_project_config(config_path)
+    llm = pc.llm
+    if env.llm_base_url is not None:
+        llm.base_url = env.llm_base_url or None
+    if env.llm_model:
+        llm.model = env.llm_model
+    if env.llm_timeout:
+        llm.timeout = env.llm_timeout
+    if env.llm_backend:
+        llm.backend = env.llm_backend  # type: ignore[assignment]
+    return Settings(
+        db_url=db or env.db or "sqlite:///./clinreason.db",
+        project=project or env.project or pc.name or "default",
+        config_path=config_path,
+        project_config=pc,
+        llm_api_key=env.llm_api_key,
+    )
+
+
+DEFAULT_CONFIG_TOML = """\
+# clinreason project configuration. Environment variables (CLINREASON_*) override these values;
+# secrets such as CLINREASON_LLM_API_KEY belong in the environment, never in this file.
+name = "default"
+
+[generate]
+mode = "explain"                    # explain: the gold answer is given and must be justified; solve: blind
+use_reference_explanation = false   # ground drafts on the bank's own explanation when it has one
+max_auto_retries = 2                # regenerations after a failed blocking check before experts see it
+
+[review]
+overlap = 2          # reviewers per rationale version
+max_strikes = 5      # failed rounds before the item is escalated to an adjudicator
+lease_minutes = 30   # an unanswered assignment returns to the pool after this
+
+[llm]
+backend = "auto"     # auto: openai-compatible when base_url is set, else the embedded model
+# base_url = "http://127.0.0.1:8000/v1"
+# model = "deepseek-reasoner"
+timeout = 120
+concurrency = 8
+temperature = 0.2
+max_tokens = 768
+
+[llm.prices]         # USD per million tokens: [prompt, completion]
+# "deepseek-reasoner" = [0.55, 2.19]
+
+[licenses]
+medqa = "MIT"
+medmcqa = "MIT"
+pubmedqa = "MIT"
+mmlu = "MIT"
+cmexam = "research use only (CMExam)"
+"""

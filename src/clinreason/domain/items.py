@@ -1,0 +1,86 @@
+"""Items (questions) and how their stable ids are computed.
+
+An item's id is a hash of its normalised content (stem, options, gold answer), so importing the same
+question twice - from the same file or from two files - yields the same id and adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+_WS = re.compile(r"\s+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def normalise_text(text: str) -> str:
+    """Unicode NFC, whitespace runs collapsed to one space, ends trimmed. Case is kept."""
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def detect_language(text: str) -> str:
+    """'zh' when CJK characters outnumber a fifth of the Latin letters, else 'en'."""
+    cjk = len(_CJK.findall(text))
+    latin = len(_LATIN.findall(text))
+    return "zh" if cjk and cjk * 5 >= latin else "en"
+
+
+def content_hash(question: str, options: dict[str, str], answer_labels: list[str], answer_text: str | None) -> str:
+    """SHA-256 of the normalised content; the same question always hashes the same."""
+    payload = {
+        "q": normalise_text(question),
+        "o": [[normalise_text(k), normalise_text(v)] for k, v in options.items()],
+        "a": sorted(answer_labels),
+        "t": normalise_text(answer_text) if answer_text else None,
+    }
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def item_id(project: str, digest: str) -> str:
+    """Public id of an item inside a project: stable across databases for the same project name."""
+    if project == "default":
+        return digest[:20]
+    return hashlib.sha256(f"{project}\x00{digest}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where one copy of an item came from."""
+
+    source: str  # e.g. "medqa", "mmlu"
+    file: str  # file name (not the full path: the same file moved elsewhere is the same source)
+    record: str  # record locator inside the file (line number, row, PMID ...)
+    subject: str | None = None
+    license: str | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    """One question. `answer_labels` is a set of labels: multi-answer exam questions exist."""
+
+    question: str
+    options: dict[str, str]
+    answer_labels: list[str]
+    answer_text: str | None = None
+    language: str = "en"
+    specialty: str | None = None
+    context: str | None = None
+    reference_explanation: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sources: list[SourceRef] = field(default_factory=list)
+    id: str = ""
+    content_hash: str = ""
+    state: str = "imported"
+
+    @property
+    def has_gold_answer(self) -> bool:
+        return bool(self.answer_labels) or bool(self.answer_text)
+
+    def compute_hash(self) -> str:
+        return content_hash(self.question, self.options, self.answer_labels, self.answer_text)

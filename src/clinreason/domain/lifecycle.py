@@ -1,0 +1,89 @@
+"""The item lifecycle as an explicit transition table.
+
+    imported -> generating -> screening -> in_review -> accepted
+    screening -> regenerating -> screening          (automatic check failed, retry with feedback)
+    in_review -> regenerating                       (experts asked for guided regeneration)
+    in_review -> in_review                          (an expert edited: new version, reviewed again)
+    in_review -> escalated -> accepted | excluded   (strikes exhausted, disagreement, flagged question)
+    imported  -> escalated                          (no gold answer: flagged question at import)
+    generating | regenerating | screening -> failed (backend error that exhausted retries)
+    failed -> generating | regenerating             (retried by command)
+
+The store applies a transition with compare-and-set on the state the caller read, so a row that
+moved meanwhile is refused instead of being moved twice.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ItemState(StrEnum):
+    IMPORTED = "imported"
+    GENERATING = "generating"
+    SCREENING = "screening"
+    REGENERATING = "regenerating"
+    IN_REVIEW = "in_review"
+    ESCALATED = "escalated"
+    ACCEPTED = "accepted"
+    EXCLUDED = "excluded"
+    FAILED = "failed"
+
+
+S = ItemState
+
+#: Every allowed move, and the reason it exists. Anything not listed is refused.
+TRANSITIONS: dict[tuple[ItemState, ItemState], str] = {
+    (S.IMPORTED, S.GENERATING): "draft requested",
+    (S.IMPORTED, S.ESCALATED): "question flagged at import (e.g. no gold answer)",
+    (S.GENERATING, S.SCREENING): "draft stored",
+    (S.GENERATING, S.FAILED): "drafting failed after retries",
+    (S.SCREENING, S.IN_REVIEW): "screening passed (or retries exhausted: sent to experts flagged)",
+    (S.SCREENING, S.REGENERATING): "blocking check failed: regenerate with the failure as feedback",
+    (S.SCREENING, S.FAILED): "screening failed after retries",
+    (S.REGENERATING, S.SCREENING): "regenerated draft stored",
+    (S.REGENERATING, S.FAILED): "regeneration failed after retries",
+    (S.IN_REVIEW, S.IN_REVIEW): "an expert edited the rationale: the new version is reviewed again",
+    (S.IN_REVIEW, S.ACCEPTED): "reviewers reached consensus",
+    (S.IN_REVIEW, S.REGENERATING): "reviewers asked for guided regeneration",
+    (S.IN_REVIEW, S.ESCALATED): "strikes exhausted, disagreement, or question flagged",
+    (S.ESCALATED, S.ACCEPTED): "adjudicator accepted a version or wrote the final text",
+    (S.ESCALATED, S.EXCLUDED): "adjudicator excluded the item",
+    (S.FAILED, S.GENERATING): "retry requested",
+    (S.FAILED, S.REGENERATING): "retry requested",
+}
+
+TERMINAL_STATES = frozenset({S.ACCEPTED, S.EXCLUDED})
+
+
+class TransitionError(ValueError):
+    """A move the lifecycle does not allow."""
+
+    def __init__(self, current: str, target: str):
+        self.current = current
+        self.target = target
+        allowed = sorted(t.value for (f, t) in TRANSITIONS if f.value == current)
+        hint = ", ".join(allowed) if allowed else "none: it is a final state"
+        super().__init__(f"an item in state '{current}' cannot move to '{target}' (allowed from '{current}': {hint})")
+
+
+def parse_state(value: str) -> ItemState:
+    try:
+        return ItemState(value)
+    except ValueError:
+        known = ", ".join(s.value for s in ItemState)
+        raise ValueError(f"unknown item state '{value}' (known: {known})") from None
+
+
+def allowed_targets(current: ItemState | str) -> list[ItemState]:
+    current = ItemState(current)
+    return [t for (f, t) in TRANSITIONS if f is current]
+
+
+def check_transition(current: ItemState | str, target: ItemState | str) -> str:
+    """Return the reason for a legal move; raise TransitionError for any other."""
+    cur, tgt = parse_state(str(current)), parse_state(str(target))
+    try:
+        return TRANSITIONS[(cur, tgt)]
+    except KeyError:
+        raise TransitionError(cur.value, tgt.value) from None

@@ -1,0 +1,172 @@
+"""Retries, a concurrency limit and a circuit breaker around any backend.
+
+Backends only classify failures (``LLMError.retryable``, ``retry_after``); the policy of what to do
+about them lives here, once, so the HTTP backend, the embedded model and the fake all behave alike.
+Time is injected (``sleep``, ``clock``, ``rng``) so the policy is tested without waiting on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from clinreason.llm.base import ChatMessage, Completion, LLMBackend, LLMError, LLMParams
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float],
+                  retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+    Full jitter (a uniform draw below an exponentially growing cap) spreads clients that failed together
+    so they do not come back together. A server's Retry-After is a floor, never shortened; a little jitter
+    goes on top of it for the same reason.
+    """
+    cap = min(max_delay, base_delay * (2 ** (attempt - 1)))
+    if retry_after is not None:
+        return retry_after + rng() * min(base_delay, cap)
+    return rng() * cap
+
+
+class CircuitBreaker:
+    """Stops calling an endpoint that keeps failing, then lets one probe through after a cooldown.
+
+    closed → (``failure_threshold`` consecutive failures) → open → (``cooldown`` s) → half-open: one call
+    goes through; its success closes the circuit, its failure opens it for another cooldown.
+    """
+
+    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+    def __init__(self, failure_threshold: int = 5, cooldown: float = 10.0, clock: Clock = time.monotonic):
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return self.CLOSED
+        if self._probe_in_flight or self.remaining_cooldown() == 0.0:
+            return self.HALF_OPEN
+        return self.OPEN
+
+    def remaining_cooldown(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown - self._clock())
+
+    def before_call(self) -> None:
+        """Raise a retryable :class:`LLMError` instead of letting a call reach a dead endpoint."""
+        if self._opened_at is None:
+            return
+        remaining = self.remaining_cooldown()
+        if remaining > 0.0:
+            raise LLMError(f"circuit open after {self._failures} consecutive failures; "
+                           f"next try in {remaining:.1f} s", retryable=True, retry_after=remaining)
+        if self._probe_in_flight:
+            raise LLMError("circuit half-open: waiting for the probe request to come back",
+                           retryable=True, retry_after=self.cooldown)
+        self._probe_in_flight = True
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probe_in_flight = False
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._probe_in_flight or self._failures >= self.failure_threshold:
+            if self._opened_at is None or self._probe_in_flight:
+                log.warning("LLM endpoint failed %d times in a row; pausing calls for %.1f s",
+                            self._failures, self.cooldown)
+            self._opened_at = self._clock()
+            self._probe_in_flight = False
+
+    def release_probe(self) -> None:
+        """Forget a probe that ended without a verdict (cancelled), so the next call may probe again."""
+        self._probe_in_flight = False
+
+
+class ResilientBackend:
+    """Wraps a backend: at most ``concurrency`` calls in flight, retryable failures retried with backoff.
+
+    ``max_attempts`` counts every try, rejections by the open circuit included, so a dead endpoint ends in
+    an error after a bounded wait and the item goes to ``failed`` (retryable by command).
+    The semaphore is held only while the inner backend works, never while sleeping between tries.
+    """
+
+    def __init__(self, inner: LLMBackend, max_attempts: int = 5, base_delay: float = 0.5,
+                 max_delay: float = 30.0, concurrency: int = 8, sleep: Sleep = asyncio.sleep,
+                 rng: Callable[[], float] = random.random, breaker: CircuitBreaker | None = None):
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.concurrency = concurrency
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._sleep = sleep
+        self._rng = rng
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"ResilientBackend({self.inner!r}, max_attempts={self.max_attempts})"
+
+    async def complete(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
+        last: LLMError | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                completion = await self._try_once(messages, params)
+            except LLMError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+                if attempt == self.max_attempts:
+                    break
+                delay = backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay,
+                                      rng=self._rng, retry_after=exc.retry_after)
+                log.info("attempt %d/%d failed (%s); retrying in %.2f s", attempt, self.max_attempts,
+                         exc, delay)
+                await self._sleep(delay)
+                continue
+            completion.attempts = attempt
+            return completion
+        assert last is not None
+        tries = "attempt" if self.max_attempts == 1 else "attempts"
+        raise LLMError(f"gave up after {self.max_attempts} {tries}; last error: {last}",
+                       retryable=True, retry_after=last.retry_after, status=last.status) from last
+
+    async def _try_once(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
+        self.breaker.before_call()
+        async with self._slots:
+            try:
+                completion = await self.inner.complete(messages, params)
+            except LLMError as exc:
+                if exc.retryable:
+                    self.breaker.record_failure()
+                else:
+                    self.breaker.record_success()  # the endpoint is up; it disliked this request
+                raise
+            except BaseException:
+                # a bug or a cancellation: says nothing about the endpoint, but must free a probe slot
+                self.breaker.release_probe()
+                raise
+        self.breaker.record_success()
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

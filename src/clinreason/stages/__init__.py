@@ -1,0 +1,1 @@
+"""Pipeline stages, one module each: ingest, generate, screen, review, refine, consensus, export."""

@@ -1,0 +1,646 @@
+"""Readers for question banks in their native layouts, and the generic mapped layouts.
+
+A reader streams `(record_number, locator, fields)` tuples; `to_item` turns one of them into a domain
+Item or raises RecordError naming the field and what was expected. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from clinreason.domain.items import Item, SourceRef, detect_language, normalise_text
+
+NATIVE_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "cmexam")
+GENERIC_FORMATS = ("jsonl", "csv", "parquet", "hf")
+FORMATS = ("auto", *NATIVE_FORMATS, *GENERIC_FORMATS)
+
+DEFAULT_LICENSES = {"medqa": "MIT", "medmcqa": "MIT", "pubmedqa": "MIT", "mmlu": "MIT",
+                    "cmexam": "research use only (CMExam)"}
+
+MAPPABLE_FIELDS = ("question", "options", "answer", "answer_text", "explanation", "specialty", "context",
+                   "language", "id")
+
+_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_OPTION_LINE = re.compile(r"^\s*([A-Z])\s*[\.\)、:：．]?\s*(.*)$", re.S)
+_NO_ANSWER = {"", "nan", "none", "null", "n/a"}
+
+Progress = Callable[[int], None]  # called with bytes consumed since the last call
+
+
+class RecordError(ValueError):
+    """One bad record: which file, which record, which field, what was expected."""
+
+    def __init__(self, file: str, record: int, field: str, expected: str, got: Any = None, locator: str = ""):
+        self.file, self.record, self.field, self.expected, self.got, self.locator = file, record, field, expected, got, locator
+        where = f"record {record}" + (f" ({locator})" if locator and locator != f"record {record}" else "")
+        got_s = "" if got is None else f", got {_short(got)}"
+        super().__init__(f"{file}: {where}: field '{field}': expected {expected}{got_s}")
+
+
+class FileFormatError(ValueError):
+    """The file as a whole cannot be read in the requested format."""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(slots=True)
+class RawRecord:
+    number: int  # 1-based record number within the file
+    locator: str  # e.g. "line 12", "row 5358", "PMID 21645374"
+    fields: dict[str, Any]
+
+
+# --- helpers shared by the converters ------------------------------------------------------------
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _NO_ANSWER
+
+
+def _text(rec: RawRecord, file: str, field: str, value: Any, *, required: bool = True) -> str | None:
+    if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise RecordError(file, rec.number, field, "a non-empty text", value, rec.locator)
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RecordError(file, rec.number, field, "a text", value, rec.locator)
+    return value
+
+
+def parse_option_block(text: str) -> list[tuple[str, str]]:
+    """'A 原发病\\nB 出血部位' (literal backslash-n, as CMExam writes it, or real newlines) -> pairs."""
+    parts = [p for p in re.split(r"\\n|\r?\n", text) if p.strip()]
+    pairs: list[tuple[str, str]] = []
+    for part in parts:
+        m = _OPTION_LINE.match(part)
+        if not m:
+            raise ValueError(f"option line {part!r} does not start with a label letter")
+        pairs.append((m.group(1), m.group(2).strip()))
+    return pairs
+
+
+def _options(rec: RawRecord, file: str, field: str, value: Any) -> dict[str, str]:
+    """Options from a mapping, a list (labelled A, B, ...) or a labelled text block."""
+    pairs: list[tuple[str, str]]
+    if isinstance(value, _PairList):
+        pairs = list(value)
+    elif isinstance(value, dict):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        if len(value) > len(_LABELS):
+            raise RecordError(file, rec.number, field, f"at most {len(_LABELS)} options", len(value), rec.locator)
+        pairs = [(_LABELS[i], v) for i, v in enumerate(value)]
+    elif isinstance(value, str):
+        try:
+            pairs = parse_option_block(value)
+        except ValueError as exc:
+            raise RecordError(file, rec.number, field, "lines like 'A text' separated by \\n", str(exc), rec.locator) from None
+    elif _is_missing(value):
+        return {}
+    else:
+        raise RecordError(file, rec.number, field, "a mapping, a list or a labelled text block of options", value, rec.locator)
+    options: dict[str, str] = {}
+    for label, text in pairs:
+        label = label.strip()
+        if not label:
+            raise RecordError(file, rec.number, field, "non-empty option labels", label, rec.locator)
+        if label in options:
+            raise RecordError(file, rec.number, f"{field}.{label}", "unique option labels (duplicate label)", label, rec.locator)
+        if isinstance(text, (int, float)) and not isinstance(text, bool) and not _is_missing(text):
+            text = str(text)
+        if not isinstance(text, str) or not text.strip():
+            raise RecordError(file, rec.number, f"{field}.{label}", "a non-empty option text", text, rec.locator)
+        options[label] = text
+    if len(options) == 1:
+        raise RecordError(file, rec.number, field, "at least two options", len(options), rec.locator)
+    return options
+
+
+class _PairList(list):
+    """Options as (label, text) pairs, kept as pairs so duplicate labels are still visible."""
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook that keeps duplicate keys visible instead of silently keeping the last."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        return _DupDict(pairs)
+    return dict(pairs)
+
+
+class _DupDict(dict):
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+def _answer_labels(rec: RawRecord, file: str, field: str, value: Any, options: dict[str, str],
+                   *, index_base: int = 0) -> list[str]:
+    """Gold answer as a set of labels. Accepts 'A', 'ABCD', 'A,C', ['A', 'C'], an option's text, or an
+    integer index (0-based unless the format says otherwise). Missing -> [] (no gold answer)."""
+    if _is_missing(value):
+        return []
+    if isinstance(value, bool):
+        raise RecordError(file, rec.number, field, "an option label", value, rec.locator)
+    labels: list[str]
+    if isinstance(value, (int, float)):
+        if float(value) != int(value):
+            raise RecordError(file, rec.number, field, "an integer option index", value, rec.locator)
+        idx = int(value) - index_base
+        keys = list(options)
+        if not 0 <= idx < len(keys):
+            span = f"{index_base}-{len(keys) - 1 + index_base}"
+            raise RecordError(file, rec.number, field, f"an option index in {span}", value, rec.locator)
+        return [keys[idx]]
+    if isinstance(value, (list, tuple)):
+        labels = [str(v).strip() for v in value]
+    elif isinstance(value, str):
+        v = value.strip()
+        if options and v in options:
+            labels = [v]
+        elif options and re.fullmatch(r"[A-Z](\s*[,;/ ]?\s*[A-Z])*", v):
+            labels = re.findall(r"[A-Z]", v)
+        else:
+            by_text = [k for k, t in options.items() if normalise_text(t) == normalise_text(v)]
+            if by_text:
+                labels = by_text[:1]
+            elif not options:
+                return []  # open question: the text is the answer (handled by the caller)
+            else:
+                raise RecordError(file, rec.number, field,
+                                  f"one of the option labels {', '.join(options)}", value, rec.locator)
+    else:
+        raise RecordError(file, rec.number, field, "option label(s)", value, rec.locator)
+    if len(set(labels)) != len(labels):
+        raise RecordError(file, rec.number, field, "each answer label once", value, rec.locator)
+    unknown = [label for label in labels if label not in options]
+    if unknown:
+        raise RecordError(file, rec.number, field,
+                          f"answer label(s) among the options {', '.join(options) or '(none)'}", value, rec.locator)
+    return sorted(labels)
+
+
+def _plain(value: Any) -> Any:
+    """Make a value JSON-safe for metadata (NaN -> None, numpy scalars -> Python)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            return value.item()
+        except (AttributeError, ValueError):
+            return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- line and table readers -----------------------------------------------------------------------
+
+def _read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord | RecordError]:
+    number = 0
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, 1):
+            if progress:
+                progress(len(raw))
+            if not raw.strip():
+                continue
+            number += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RecordError(path.name, number, "(line)", "UTF-8 text (the file is not UTF-8 here)",
+                                  f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}", f"line {line_no}")
+                continue
+            try:
+                obj = json.loads(text, object_pairs_hook=_pairs_hook)
+            except json.JSONDecodeError as exc:
+                yield RecordError(path.name, number, "(line)", f"one complete JSON object per line ({exc.msg})",
+                                  text.strip()[:40], f"line {line_no}")
+                continue
+            if not isinstance(obj, dict):
+                yield RecordError(path.name, number, "(line)", "a JSON object", type(obj).__name__, f"line {line_no}")
+                continue
+            yield RawRecord(number, f"line {line_no}", obj)
+
+
+def _read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterator[RawRecord | RecordError]:
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            columns: list[str] | None = None
+            number = 0
+            for row in reader:
+                if progress:  # approximate: text mode hides byte offsets while iterating
+                    progress(sum(len(c.encode("utf-8")) for c in row) + len(row))
+                if columns is None and header:
+                    columns = [c.strip() for c in row]
+                    continue
+                if not any(cell.strip() for cell in row):
+                    continue
+                number += 1
+                locator = f"row {reader.line_num}"
+                if header:
+                    assert columns is not None
+                    if len(row) != len(columns):
+                        yield RecordError(path.name, number, "(row)", f"{len(columns)} columns as in the header",
+                                          len(row), locator)
+                        continue
+                    yield RawRecord(number, locator, dict(zip(columns, row)))
+                else:
+                    yield RawRecord(number, locator, {str(i): v for i, v in enumerate(row)})
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start} of a read block); re-save it as UTF-8") from None
+
+
+def _read_xlsx(path: Path) -> Iterator[RawRecord]:
+    import openpyxl  # light, but only needed here
+    from zipfile import BadZipFile
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise FileFormatError(f"{path.name}: not a readable XLSX workbook ({exc})") from None
+    try:
+        ws = wb[wb.sheetnames[0]]
+        rows = ws.iter_rows(values_only=True)
+        try:
+            header = [str(c).strip() if c is not None else "" for c in next(rows)]
+        except StopIteration:
+            return
+        number = 0
+        for sheet_row, row in enumerate(rows, 2):
+            if row is None or all(c is None or (isinstance(c, str) and not c.strip()) for c in row):
+                continue
+            number += 1
+            yield RawRecord(number, f"sheet row {sheet_row}", dict(zip(header, row)))
+    finally:
+        wb.close()
+
+
+def _read_parquet(path: Path) -> Iterator[RawRecord]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise FileFormatError("reading Parquet needs pyarrow: pip install 'clinreason[hf]'") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise FileFormatError(f"{path.name}: not a readable Parquet file ({exc})") from None
+    number = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            number += 1
+            yield RawRecord(number, f"row {number}", row)
+
+
+def _read_hf(path: Path) -> Iterator[RawRecord]:
+    try:
+        import datasets
+    except ImportError:
+        raise FileFormatError("reading a Hugging Face datasets folder needs `datasets`: pip install 'clinreason[hf]'") from None
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise FileFormatError(f"{path.name}: not a `datasets` folder saved with save_to_disk ({exc})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = [(name, ds[name]) for name in ds]
+    else:
+        splits = [("", ds)]
+    number = 0
+    for split, part in splits:
+        for i, row in enumerate(part):
+            number += 1
+            yield RawRecord(number, f"{split + ' ' if split else ''}row {i + 1}".strip(), row)
+
+
+# --- native formats -------------------------------------------------------------------------------
+
+def _medqa(rec: RawRecord, file: str) -> Item:
+    f = rec.fields
+    for key in ("question", "options", "answer_idx"):
+        if key not in f:
+            raise RecordError(file, rec.number, key, "present (MedQA layout: question, options, answer_idx)", None, rec.locator)
+    question = _text(rec, file, "question", f["question"])
+    if not isinstance(f["options"], dict):
+        raise RecordError(file, rec.number, "options", "an object of label -> text", f["options"], rec.locator)
+    options = _options(rec, file, "options", _as_pairs(f["options"]))
+    answer = _answer_labels(rec, file, "answer_idx", f["answer_idx"], options)
+    meta = {k: _plain(v) for k, v in f.items() if k in ("meta_info", "answer")}
+    return Item(question=question, options=options, answer_labels=answer, language=detect_language(question),
+                metadata=meta)
+
+
+def _as_pairs(obj: dict[str, Any]) -> _PairList:
+    return _PairList(obj.pairs if isinstance(obj, _DupDict) else obj.items())
+
+
+def _medmcqa(rec: RawRecord, file: str) -> Item:
+    f = rec.fields
+    for key in ("question", "opa", "opb", "opc", "opd", "cop"):
+        if key not in f:
+            raise RecordError(file, rec.number, key, "present (MedMCQA layout: question, opa..opd, cop)", None, rec.locator)
+    question = _text(rec, file, "question", f["question"])
+    options = _options(rec, file, "options", _PairList(zip("ABCD", (f["opa"], f["opb"], f["opc"], f["opd"]))))
+    cop = f["cop"]
+    if _is_missing(cop):
+        answer: list[str] = []
+    elif isinstance(cop, bool) or not isinstance(cop, int) or not 1 <= cop <= 4:
+        raise RecordError(file, rec.number, "cop", "the correct option as an integer 1-4 (1 = opa)", cop, rec.locator)
+    else:
+        answer = ["ABCD"[cop - 1]]
+    meta = {k: _plain(f.get(k)) for k in ("id", "topic_name", "choice_type") if f.get(k) is not None}
+    return Item(question=question, options=options, answer_labels=answer, language=detect_language(question),
+                specialty=_text(rec, file, "subject_name", f.get("subject_name"), required=False),
+                reference_explanation=_text(rec, file, "exp", f.get("exp"), required=False), metadata=meta)
+
+
+PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
+
+
+def _pubmedqa(rec: RawRecord, file: str) -> Item:
+    f = rec.fields
+    if "QUESTION" not in f:
+        raise RecordError(file, rec.number, "QUESTION", "present (PubMedQA layout)", None, rec.locator)
+    question = _text(rec, file, "QUESTION", f["QUESTION"])
+    decision = f.get("final_decision")
+    if _is_missing(decision):
+        answer: list[str] = []
+    elif decision not in ("yes", "no", "maybe"):
+        raise RecordError(file, rec.number, "final_decision", "yes, no or maybe", decision, rec.locator)
+    else:
+        answer = [{"yes": "A", "no": "B", "maybe": "C"}[decision]]
+    contexts = f.get("CONTEXTS") or []
+    if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+        raise RecordError(file, rec.number, "CONTEXTS", "a list of abstract passages", contexts, rec.locator)
+    labels = f.get("LABELS") or []
+    if isinstance(labels, list) and len(labels) == len(contexts):
+        context = "\n\n".join(f"{lab}: {c}" for lab, c in zip(labels, contexts))
+    else:
+        context = "\n\n".join(contexts)
+    meta = {"pmid": rec.locator.removeprefix("PMID "),
+            **{k.lower(): _plain(f[k]) for k in ("MESHES", "YEAR", "reasoning_required_pred", "reasoning_free_pred")
+               if k in f}}
+    return Item(question=question, options=dict(PUBMEDQA_OPTIONS), answer_labels=answer, language="en",
+                context=context or None,
+                reference_explanation=_text(rec, file, "LONG_ANSWER", f.get("LONG_ANSWER"), required=False),
+                metadata=meta)
+
+
+def _mmlu(rec: RawRecord, file: str) -> Item:
+    f = rec.fields
+    if len(f) != 6:
+        raise RecordError(file, rec.number, "(row)", "6 columns: question,A,B,C,D,answer", len(f), rec.locator)
+    question = _text(rec, file, "question", f["0"])
+    options = _options(rec, file, "options", _PairList(zip("ABCD", (f["1"], f["2"], f["3"], f["4"]))))
+    answer = _answer_labels(rec, file, "answer", f["5"], options)
+    subject = mmlu_subject(file)
+    return Item(question=question, options=options, answer_labels=answer, language=detect_language(question),
+                specialty=subject, metadata={"subject": subject})
+
+
+def mmlu_subject(file_name: str) -> str:
+    stem = Path(file_name).stem
+    return re.sub(r"_(test|dev|val)$", "", stem)
+
+
+def _cmexam(rec: RawRecord, file: str) -> Item:
+    f = rec.fields
+    for key in ("Question", "Options", "Answer"):
+        if key not in f:
+            raise RecordError(file, rec.number, key, "a column (CMExam layout: Question, Options, Answer, Explanation)",
+                              None, rec.locator)
+    question = _text(rec, file, "Question", f["Question"])
+    options = _options(rec, file, "Options", f["Options"])
+    if not options:
+        raise RecordError(file, rec.number, "Options", "options like 'A 原发病\\nB 出血部位'", f["Options"], rec.locator)
+    answer = _answer_labels(rec, file, "Answer", f["Answer"], options)
+    return Item(question=question, options=options, answer_labels=answer, language="zh",
+                reference_explanation=_text(rec, file, "Explanation", f.get("Explanation"), required=False))
+
+
+# --- generic (mapped) formats ---------------------------------------------------------------------
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """`--map field=column` pairs -> {field: column}; `options` may name several columns: a,b,c,d."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--map {pair!r}: expected field=column (fields: {', '.join(MAPPABLE_FIELDS)})")
+        key, column = (s.strip() for s in pair.split("=", 1))
+        if key not in MAPPABLE_FIELDS:
+            raise ValueError(f"--map {pair!r}: unknown field '{key}' (fields: {', '.join(MAPPABLE_FIELDS)})")
+        if not column:
+            raise ValueError(f"--map {pair!r}: empty column name")
+        mapping[key] = column
+    return mapping
+
+
+def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
+    f = rec.fields
+
+    def col(field: str, required: bool = False) -> Any:
+        name = mapping.get(field, field)
+        if name not in f:
+            if required:
+                raise RecordError(file, rec.number, name, f"present (mapped to '{field}'; use --map {field}=COLUMN)",
+                                  None, rec.locator)
+            return None
+        return f[name]
+
+    question = _text(rec, file, mapping.get("question", "question"), col("question", required=True))
+    opt_spec = mapping.get("options", "options")
+    if "," in opt_spec:
+        columns = [c.strip() for c in opt_spec.split(",")]
+        missing = [c for c in columns if c not in f]
+        if missing:
+            raise RecordError(file, rec.number, missing[0], "present (named in --map options=...)", None, rec.locator)
+        raw_options: Any = _PairList(zip(_LABELS, (f[c] for c in columns)))
+    else:
+        raw_options = f.get(opt_spec)
+        if isinstance(raw_options, _DupDict):
+            raw_options = _as_pairs(raw_options)
+        elif isinstance(raw_options, str) and raw_options.strip().startswith(("{", "[")):
+            try:
+                raw_options = json.loads(raw_options, object_pairs_hook=_pairs_hook)
+                if isinstance(raw_options, _DupDict):
+                    raw_options = _as_pairs(raw_options)
+            except json.JSONDecodeError:
+                pass
+    options = _options(rec, file, opt_spec, raw_options)
+    answer_field = mapping.get("answer", "answer")
+    raw_answer = col("answer")
+    if isinstance(raw_answer, str) and raw_answer.strip().isdigit() and options:
+        raw_answer = int(raw_answer)
+    answer = _answer_labels(rec, file, answer_field, raw_answer, options)
+    answer_text = _text(rec, file, mapping.get("answer_text", "answer_text"), col("answer_text"), required=False)
+    if not options and not answer_text and not _is_missing(raw_answer):
+        answer_text = _text(rec, file, answer_field, raw_answer, required=False)
+    language = col("language")
+    language = language.strip() if isinstance(language, str) and language.strip() else detect_language(question)
+    used = {mapping.get(k, k) for k in MAPPABLE_FIELDS} | set(opt_spec.split(","))
+    meta = {str(k): _plain(v) for k, v in f.items() if k not in used}
+    ext_id = col("id")
+    if ext_id is not None:
+        meta["source_id"] = _plain(ext_id)
+    return Item(question=question, options=options, answer_labels=answer, answer_text=answer_text,
+                language=language,
+                specialty=_text(rec, file, mapping.get("specialty", "specialty"), col("specialty"), required=False),
+                context=_text(rec, file, mapping.get("context", "context"), col("context"), required=False),
+                reference_explanation=_text(rec, file, mapping.get("explanation", "explanation"), col("explanation"),
+                                            required=False),
+                metadata=meta)
+
+
+# --- format detection and the public entry point ---------------------------------------------------
+
+def detect_format(path: Path) -> str | None:
+    """Recognise a named layout from the file itself; None when it is not a question file we know."""
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return "hf"
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        return "cmexam"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix == ".csv":
+        row = _first_csv_row(path)
+        if row is None:
+            return None
+        if len(row) == 6 and row[5].strip() in tuple("ABCD"):
+            return "mmlu"
+        return "csv"
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        first = _first_line(path)
+        if first is None:
+            return None
+        stripped = first.strip()
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            if {"answer_idx", "options", "question"} <= obj.keys():
+                return "medqa"
+            if {"opa", "opb", "cop"} <= obj.keys():
+                return "medmcqa"
+            return "jsonl"
+        if stripped.startswith("{") and suffix == ".json":
+            # a whole-file JSON object: PubMedQA is keyed by PMID with QUESTION inside
+            head = _head(path, 4096)
+            if re.search(r'"QUESTION"\s*:', head):
+                return "pubmedqa"
+            return None
+        return None
+    return None
+
+
+def _first_csv_row(path: Path) -> list[str] | None:
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh):
+                if any(cell.strip() for cell in row):
+                    return row
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        with path.open("r", encoding="utf-8-sig") as fh:
+            for line in fh:
+                if line.strip():
+                    return line
+    except UnicodeDecodeError:
+        return None
+    return None
+
+
+def _head(path: Path, n: int) -> str:
+    with path.open("rb") as fh:
+        return fh.read(n).decode("utf-8", errors="replace")
+
+
+def _read_pubmedqa(path: Path, progress: Progress | None) -> Iterator[RawRecord | RecordError]:
+    try:
+        raw = path.read_bytes()
+        if progress:
+            progress(len(raw))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
+                              "(PubMedQA is one JSON object keyed by PMID)") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path.name}: expected one JSON object keyed by PMID")
+    for number, (pmid, record) in enumerate(data.items(), 1):
+        if not isinstance(record, dict):
+            yield RecordError(path.name, number, "(record)", "an object with QUESTION, CONTEXTS, final_decision",
+                              record, f"PMID {pmid}")
+            continue
+        yield RawRecord(number, f"PMID {pmid}", record)
+
+
+def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, source: str | None = None,
+               license: str | None = None, progress: Progress | None = None
+               ) -> Iterator[tuple[RawRecord, Item] | RecordError]:
+    """Stream a file as (raw record, Item) pairs, or RecordError for a record that is not valid."""
+    mapping = mapping or {}
+    file = path.name
+    src = source or (fmt if fmt in NATIVE_FORMATS else path.stem)
+    lic = license or DEFAULT_LICENSES.get(src) or DEFAULT_LICENSES.get(fmt)
+    subject = mmlu_subject(file) if fmt == "mmlu" else None
+
+    raw_iter: Iterator[RawRecord | RecordError]
+    if fmt in ("medqa", "medmcqa", "jsonl"):
+        raw_iter = _read_json_lines(path, progress)
+    elif fmt == "pubmedqa":
+        raw_iter = _read_pubmedqa(path, progress)
+    elif fmt == "mmlu":
+        raw_iter = _read_csv(path, progress, header=False)
+    elif fmt == "csv":
+        raw_iter = _read_csv(path, progress, header=True)
+    elif fmt == "cmexam":
+        raw_iter = _read_xlsx(path)
+    elif fmt == "parquet":
+        raw_iter = _read_parquet(path)
+    elif fmt == "hf":
+        raw_iter = _read_hf(path)
+    else:
+        raise FileFormatError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+
+    convert: Callable[[RawRecord, str], Item]
+    convert = {"medqa": _medqa, "medmcqa": _medmcqa, "pubmedqa": _pubmedqa, "mmlu": _mmlu,
+               "cmexam": _cmexam}.get(fmt) or (lambda rec, f: _generic(rec, f, mapping))
+
+    for raw in raw_iter:
+        if isinstance(raw, RecordError):
+            yield raw
+            continue
+        try:
+            item = convert(raw, file)
+        except RecordError as err:
+            yield err
+            continue
+        item.sources = [SourceRef(source=src, file=file, record=str(raw.number), subject=subject, license=lic)]
+        yield raw, item

@@ -1,0 +1,216 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations in `migrations/` create exactly this;
+a test keeps the two in step."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+rubric_versions = Table(
+    "rubric_versions",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("options", JSON, nullable=False),  # ordered list of [label, text]
+    Column("answer_labels", JSON, nullable=False),  # list of labels (a set, sorted)
+    Column("answer_text", Text),
+    Column("language", String(16), nullable=False),
+    Column("specialty", String(200)),
+    Column("context", Text),
+    Column("reference_explanation", Text),
+    Column("meta", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("strikes", Integer, nullable=False, default=0),
+    Column("auto_retries", Integer, nullable=False, default=0),
+    Column("flag_reason", Text),
+    Column("fail_reason", Text),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "content_hash"),
+    Index(None, "project_id", "state"),
+)
+
+item_sources = Table(
+    "item_sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("subject", String(200)),
+    Column("file", String(500), nullable=False),
+    Column("record", String(100), nullable=False),
+    Column("license", String(200)),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("item_id", "source", "file", "record"),
+    Index(None, "source"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("specialties", JSON, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+rationales = Table(
+    "rationales",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("parent_version", Integer),
+    Column("origin", String(20), nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("final_answer", JSON, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("model", String(200)),
+    Column("params", JSON, nullable=False),
+    Column("prompt_hash", String(64)),
+    Column("seed", Integer),
+    Column("raw_output", Text),
+    Column("reasoning", Text),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("latency_ms", Float),
+    Column("parse_status", String(20), nullable=False),
+    Column("parse_error", Text),
+    Column("idempotency_key", String(100), unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("item_id", "version"),
+)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("blocking", Boolean, nullable=False, default=False),
+    Column("score", Float),
+    Column("detail", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "rationale_id"),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("reviewer_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # open | submitted | expired | released
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_at", DateTime(timezone=True)),
+    Index(None, "rationale_id", "status"),
+    Index(None, "reviewer_id", "status"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("assignment_id", String(40), ForeignKey("assignments.id")),
+    Column("reviewer_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("comments", JSON, nullable=False),
+    Column("edited_text", Text),
+    Column("seconds_spent", Float),
+    Column("rubric_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("rationale_id", "reviewer_id"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("rationale_id", String(40), ForeignKey("rationales.id")),
+    Column("decided_by", String(100), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("item_id", String(40)),
+    Column("kind", String(50), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("detail", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index(None, "item_id"),
+    Index(None, "project_id", "kind"),
+)
+
+llm_cache = Table(
+    "llm_cache",
+    metadata,
+    Column("request_hash", String(64), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
