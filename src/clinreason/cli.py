@@ -18,11 +18,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL or SQLite file [env: CLINREASON_DB; default ./clinreason.db]")]
-ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Project name [env: CLINREASON_PROJECT; default 'default']")]
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="Project config file [env: CLINREASON_CONFIG; default ./clinreason.toml]")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL or SQLite file (env CLINREASON_DB; default ./clinreason.db)")]
+ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Project name (env CLINREASON_PROJECT; default 'default')")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="Project config file (env CLINREASON_CONFIG; default ./clinreason.toml)")]
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -234,13 +234,13 @@ def _write_batch(conn: Connection, project_id: int, project: str, pending: list[
         conn.execute(insert(items), list(new_rows.values()))
     # source references: keep those not already stored (idempotent re-import adds none)
     keys = {(r["item_id"], r["source"], r["file"], r["record"]) for r in source_rows}
-    stored = set(
-        conn.execute(
+    stored = {
+        tuple(row) for row in conn.execute(
             select(item_sources.c.item_id, item_sources.c.source, item_sources.c.file, item_sources.c.record)
             .where(tuple_(item_sources.c.item_id, item_sources.c.source, item_sources.c.file,
                           item_sources.c.record).in_(list(keys)))
-        ).tuples()
-    ) if keys else set()
+        )
+    } if keys else set()
     fresh: dict[tuple, dict[str, Any]] = {}
     for r in source_rows:
         key = (r["item_id"], r["source"], r["file"], r["record"])

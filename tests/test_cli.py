@@ -1,0 +1,101 @@
+"""The command line as a user drives it (in-process through Typer's runner)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from clinreason.cli import app
+from clinreason.demo import samples_dir
+
+runner = CliRunner()
+VERBS = ["init", "import", "status", "demo"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for var in ("CLINREASON_DB", "CLINREASON_PROJECT", "CLINREASON_CONFIG", "CLINREASON_LLM_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help_and_db_option(verb):
+    result = invoke(verb, "--help")
+    assert result.exit_code == 0
+    if verb != "demo":
+        assert "--db" in result.output and "--project" in result.output
+
+
+def test_init_import_status_json(workdir):
+    r = invoke("init")
+    assert r.exit_code == 0 and "project 'default' created" in r.output
+    assert (workdir / "clinreason.toml").exists() and (workdir / "clinreason.db").exists()
+    r = invoke("import", str(samples_dir() / "medqa_sample.jsonl"))
+    assert r.exit_code == 0 and "added 8 items" in r.output
+    r = invoke("import", str(samples_dir() / "medqa_sample.jsonl"))
+    assert "added 0 items: all 8 were already in project 'default'" in r.output
+    status = json.loads(invoke("status", "--json").output)
+    assert {"items", "rationales", "reviews", "by_state", "by_source", "by_model"} <= status.keys()
+    assert status["items"] == 8 and status["by_source"] == {"medqa": 8} and status["by_state"]["imported"] == 8
+    assert status["rationales"] == 0 and status["reviews"] == 0
+
+
+def test_projects_are_separate(workdir):
+    invoke("init")
+    invoke("init", "--project", "zh")
+    invoke("import", str(samples_dir() / "zh_sample.jsonl"), "--project", "zh")
+    assert json.loads(invoke("status", "--json").output)["items"] == 0
+    assert json.loads(invoke("status", "--json", "--project", "zh").output)["items"] == 4
+
+
+def test_db_option_and_env_var(workdir, monkeypatch):
+    other = workdir / "other.db"
+    assert invoke("init", "--db", str(other)).exit_code == 0
+    invoke("import", str(samples_dir() / "pubmedqa_sample.json"), "--db", str(other))
+    monkeypatch.setenv("CLINREASON_DB", f"sqlite:///{other}")
+    assert json.loads(invoke("status", "--json").output)["by_source"] == {"pubmedqa": 3}
+
+
+def test_bad_file_gives_one_line_error_and_exit_code(workdir):
+    invoke("init")
+    bad = workdir / "bank.jsonl"
+    bad.write_text('{"question": "Q", "options": {"A": "x", "B": "y"}, "answer": "Z"}\n')
+    r = runner.invoke(app, ["import", str(bad)])
+    assert r.exit_code == 1
+    assert "bank.jsonl: record 1 (line 1): field 'answer'" in r.output
+    assert "nothing was imported" in r.output
+    assert json.loads(invoke("status", "--json").output)["items"] == 0
+
+
+def test_commands_before_init_say_what_to_do(workdir):
+    r = runner.invoke(app, ["status"])
+    assert r.exit_code == 1 and "run `clinreason init` first" in r.output
+
+
+def test_bad_map_is_a_usage_error(workdir):
+    invoke("init")
+    r = runner.invoke(app, ["import", "x.csv", "--map", "stem"])
+    assert r.exit_code == 2 and "expected field=column" in r.output
+
+
+def test_demo_runs_on_the_bundled_samples(workdir):
+    r = invoke("demo", "--dir", str(workdir / "demo"))
+    assert r.exit_code == 0, r.output
+    assert "imported the bundled samples: 25 new items" in r.output
+
+
+def test_readme_cli_reference_is_current():
+    from pathlib import Path
+
+    from clinreason.clidoc import update
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert update(readme, check=True), "README's CLI reference is stale: run `python -m clinreason.clidoc`"
