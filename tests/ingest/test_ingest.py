@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from clinreason.demo import samples_dir
 from clinreason.stages.ingest import ImportAborted, import_path
 from clinreason.store import repository as repo
 from clinreason.store.tables import events, item_sources, items
-
-from clinreason.demo import samples_dir
 
 SAMPLES = samples_dir()
 

@@ -140,3 +140,14 @@ def test_command_line_serves_and_logs(tmp_path) -> None:
     record = json.loads(log.read_text().splitlines()[0])
     assert (record["idempotency_key"], record["status"], record["fault"]) == ("k1", 500, "error_500")
     assert "sk-secret" not in log.read_text()
+
+
+async def test_a_failing_responder_answers_500_instead_of_hanging(start_server) -> None:
+    def broken(request: dict) -> str:
+        raise KeyError("options")
+
+    server = await start_server(responder=broken)
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.post(f"{server.base_url}/chat/completions", json=CHAT)
+    assert answer.status_code == 500 and "KeyError" in answer.text
+    assert server.requests[0]["fault"] == "responder_error"

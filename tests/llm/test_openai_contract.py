@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from clinreason.llm.base import ChatMessage, LLMError, LLMParams
+from clinreason.llm.base import LLMError, LLMParams
 from clinreason.llm.fake_server import FaultPlan, chat_response
 from clinreason.llm.openai_backend import OpenAIBackend
 from clinreason.llm.resilience import CircuitBreaker, ResilientBackend

@@ -197,3 +197,21 @@ async def test_bugs_propagate_unchanged(recording_sleep) -> None:
         await backend.complete(MESSAGES, LLMParams())
     completion = await backend.complete(MESSAGES, LLMParams())
     assert isinstance(completion, Completion)
+
+
+async def test_calls_queued_behind_a_failing_wave_never_reach_the_endpoint(clock, recording_sleep) -> None:
+    def refuse(messages: list[ChatMessage], params: LLMParams) -> str:
+        raise LLMError("connection refused", retryable=True)
+
+    inner = FakeBackend(handler=refuse)
+    breaker = CircuitBreaker(failure_threshold=2, cooldown=30.0, clock=clock)
+    backend = ResilientBackend(inner, max_attempts=3, concurrency=2, sleep=recording_sleep, breaker=breaker)
+    results = await asyncio.gather(*(backend.complete(MESSAGES, LLMParams()) for _ in range(6)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, LLMError) and "gave up after 3 attempts" in str(r) for r in results)
+    assert len(inner.calls) == 2  # one wave of `concurrency` calls, then the circuit held
+
+
+def test_default_breaker_scales_with_concurrency() -> None:
+    assert ResilientBackend(FakeBackend(), concurrency=64).breaker.failure_threshold == 64
+    assert ResilientBackend(FakeBackend(), concurrency=2).breaker.failure_threshold == 5

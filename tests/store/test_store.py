@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, select
 
 from clinreason.domain.lifecycle import ItemState, TransitionError
 from clinreason.store import db

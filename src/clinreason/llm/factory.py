@@ -35,6 +35,8 @@ def make_backend(settings: Any = None, *, backend: BackendKind | None = None, ba
                  max_attempts: int | None = None, breaker: CircuitBreaker | None = None) -> LLMBackend:
     """The configured backend, wrapped in retries, a concurrency limit and a circuit breaker.
 
+    ``breaker`` replaces the default one (see :class:`ResilientBackend`).
+
     ``settings`` (optional) is any object or mapping with those field names (``llm_`` prefix allowed);
     keyword arguments override it. ``backend="auto"`` uses the HTTP backend when a base URL is set and
     the embedded model otherwise, as the design promises: no server configured still works.
@@ -60,7 +62,8 @@ def make_backend(settings: Any = None, *, backend: BackendKind | None = None, ba
             raise LLMError("the openai backend needs a model name: set CLINREASON_LLM_MODEL "
                            "(the id the server lists at /v1/models)")
         inner = OpenAIBackend(config["base_url"], config["model"], api_key=config.get("api_key"),
-                              timeout=float(config.get("timeout") or 60.0), prices=config.get("prices"))
+                              timeout=float(config.get("timeout") or 60.0), prices=config.get("prices"),
+                              max_connections=max(8, int(config.get("concurrency") or 8)))
     elif kind == "local":
         from clinreason.llm.local_backend import LocalBackend
 

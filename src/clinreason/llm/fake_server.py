@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from clinreason.llm.fake_backend import default_rationale, rough_token_count
 
 #: the faults a request can be answered with, in the order the random draw considers them
 FAULTS = ("error_500", "error_429", "timeout", "malformed", "truncated")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
@@ -145,7 +145,7 @@ class FakeOpenAIServer:
             self._log_file.close()
             self._log_file = None
 
-    async def __aenter__(self) -> FakeOpenAIServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -165,7 +165,7 @@ class FakeOpenAIServer:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(server.start())
-            except BaseException as exc:  # reported to the caller below
+            except (OSError, RuntimeError) as exc:  # e.g. the port is taken: reported to the caller below
                 failures.append(exc)
                 ready.set()
                 loop.close()
@@ -179,6 +179,8 @@ class FakeOpenAIServer:
         ready.wait(10)
         if failures:
             raise failures[0]
+        if server._server is None:
+            raise RuntimeError("the fake server did not start within 10 s")
         try:
             yield server
         finally:
@@ -206,8 +208,7 @@ class FakeOpenAIServer:
 
     def dump_log(self, path: str | Path) -> None:
         with Path(path).open("w", encoding="utf-8") as out:
-            for record in list(self.requests):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in list(self.requests))
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
@@ -230,7 +231,15 @@ class FakeOpenAIServer:
                 for line in header_lines:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                if "chunked" in headers.get("transfer-encoding", "").lower():
+                    await self._send(writer, 411, {"error": {"message": "send a Content-Length"}})
+                    return
+                try:
+                    length = int(headers.get("content-length") or 0)
+                except ValueError:
+                    await self._send(writer, 400, {"error": {"message": "bad Content-Length"}})
+                    return
+                body = await reader.readexactly(length)
                 keep_alive = (version.upper() == "HTTP/1.1"
                               and headers.get("connection", "").lower() != "close")
                 if not await self._handle(method, target, headers, body, reader, writer) or not keep_alive:
@@ -261,10 +270,11 @@ class FakeOpenAIServer:
             return True
         try:
             request = json.loads(body or b"null")
-            if not isinstance(request, dict):
-                raise ValueError("the body must be a JSON object")
         except ValueError as exc:
             await self._send(writer, 400, {"error": {"message": f"invalid JSON body: {exc}"}})
+            return True
+        if not isinstance(request, dict):
+            await self._send(writer, 400, {"error": {"message": "the body must be a JSON object"}})
             return True
         record = self._new_record(method, path, headers, request)
         try:
@@ -315,7 +325,12 @@ class FakeOpenAIServer:
             await self._send_raw(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"con')
             return True
 
-        payload = json.dumps(self._respond(request)).encode()
+        try:
+            payload = json.dumps(self._respond(request)).encode()
+        except Exception as exc:  # noqa: BLE001 - a broken test responder must show up as an answer, not a hang
+            record.update(status=500, fault="responder_error")
+            await self._send(writer, 500, {"error": {"message": f"responder failed: {exc!r}"}})
+            return True
         record["status"] = 200
         if fault == "truncated":
             await self._send_raw(writer, 200, payload[: len(payload) // 2],

@@ -77,7 +77,7 @@ class CircuitBreaker:
                            f"next try in {remaining:.1f} s", retryable=True, retry_after=remaining)
         if self._probe_in_flight:
             raise LLMError("circuit half-open: waiting for the probe request to come back",
-                           retryable=True, retry_after=self.cooldown)
+                           retryable=True, retry_after=min(1.0, self.cooldown))
         self._probe_in_flight = True
 
     def record_success(self) -> None:
@@ -105,6 +105,7 @@ class ResilientBackend:
     ``max_attempts`` counts every try, rejections by the open circuit included, so a dead endpoint ends in
     an error after a bounded wait and the item goes to ``failed`` (retryable by command).
     The semaphore is held only while the inner backend works, never while sleeping between tries.
+    The default breaker opens after ``max(5, concurrency)`` consecutive failures and cools down for 5 s.
     """
 
     def __init__(self, inner: LLMBackend, max_attempts: int = 5, base_delay: float = 0.5,
@@ -118,7 +119,9 @@ class ResilientBackend:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.concurrency = concurrency
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        # "Consecutive" failures interleave across concurrent calls: at high concurrency a flaky but
+        # alive endpoint easily fails 5 in a row, while a dead one fails a whole wave. One wave it is.
+        self.breaker = breaker if breaker is not None else CircuitBreaker(max(5, concurrency), cooldown=5.0)
         self._sleep = sleep
         self._rng = rng
         self._slots = asyncio.Semaphore(concurrency)
@@ -151,8 +154,9 @@ class ResilientBackend:
                        retryable=True, retry_after=last.retry_after, status=last.status) from last
 
     async def _try_once(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
-        self.breaker.before_call()
         async with self._slots:
+            # Asked only once a slot is free: calls queued behind a failing wave must see the circuit open.
+            self.breaker.before_call()
             try:
                 completion = await self.inner.complete(messages, params)
             except LLMError as exc:

@@ -270,8 +270,9 @@ def _read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterato
 
 
 def _read_xlsx(path: Path) -> Iterator[RawRecord]:
-    import openpyxl  # light, but only needed here
     from zipfile import BadZipFile
+
+    import openpyxl  # light, but only needed here
 
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
