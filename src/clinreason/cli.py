@@ -199,6 +199,24 @@ def demo(
     run_demo(workdir)
 
 
+def _register_plugins() -> None:
+    """Verbs defined next to the code they drive (the web app's `serve` and `users`); each module
+    exposes `register(app)` and keeps its heavy imports inside the command functions."""
+    import importlib
+
+    for module in ("clinreason.web.commands",):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_plugins()
+
+
 def main() -> None:
     app()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -127,6 +128,7 @@ rationales = Table(
     Column("parse_status", String(20), nullable=False),
     Column("parse_error", Text),
     Column("idempotency_key", String(100), unique=True),
+    Column("fingerprint", BigInteger),  # 64-bit simhash (signed) of the text, for near-duplicate screening
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("item_id", "version"),
 )
