@@ -47,6 +47,8 @@ class LLMConfig(BaseModel):
     max_tokens: int = 768
     seed: int = 0
     max_attempts: int = 5
+    #: ask for JSON-schema output; unset = only for the embedded model (see stages/runner.py)
+    structured: bool | None = None
     #: USD per million tokens: model -> [prompt, completion]
     prices: dict[str, list[float]] = Field(default_factory=dict)
 
@@ -61,12 +63,32 @@ class GenerateConfig(BaseModel):
     mode: Literal["explain", "solve"] = "explain"
     use_reference_explanation: bool = False
     max_auto_retries: int = Field(2, ge=0)
+    #: how long a worker's claim on an item lasts before another worker may take it over
+    claim_seconds: int = Field(900, ge=5)
+
+
+class ScreenConfig(BaseModel):
+    min_steps: int = Field(2, ge=0)
+    max_steps: int = Field(20, ge=1)
+    min_chars: int = Field(80, ge=0)
+    max_chars: int = Field(8000, ge=1)
+    #: checks whose failure sends a draft back for automatic regeneration
+    blocking: list[str] = Field(default_factory=lambda: ["parse", "answer_matches_gold", "length", "answer_leakage",
+                                                         "language"])
+    near_duplicate_bits: int = Field(3, ge=0, le=64)
+    compare_reference: bool = True
+    #: an LLM judge pre-scores each rubric dimension as a hint for experts (off by default)
+    judge: bool = False
+    judge_backend: Literal["auto", "openai", "local", "fake"] = "auto"
+    judge_base_url: str | None = None
+    judge_model: str | None = None
 
 
 class ProjectConfig(BaseModel):
     name: str = "default"
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    screen: ScreenConfig = Field(default_factory=ScreenConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     rubric: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RUBRIC_DICT))
     #: source name -> licence string, used in provenance and the dataset card
@@ -133,6 +155,17 @@ name = "default"
 mode = "explain"                    # explain: the gold answer is given and must be justified; solve: blind
 use_reference_explanation = false   # ground drafts on the bank's own explanation when it has one
 max_auto_retries = 2                # regenerations after a failed blocking check before experts see it
+
+[screen]
+min_steps = 2
+max_steps = 20
+min_chars = 80
+max_chars = 8000
+blocking = ["parse", "answer_matches_gold", "length", "answer_leakage", "language"]
+compare_reference = true   # compare drafts with the bank's own explanation where there is one
+judge = false              # an LLM judge pre-scores each rubric dimension (a hint for experts)
+# judge_base_url = "http://127.0.0.1:8001/v1"
+# judge_model = "qwen2.5-72b-instruct"
 
 [review]
 overlap = 2          # reviewers per rationale version

@@ -24,6 +24,9 @@ class LLMParams:
     json_schema: dict[str, Any] | None = None
     #: sent as a header so a server (or our own request log) can recognise a retried request
     idempotency_key: str | None = None
+    #: option labels; a backend that can constrain decoding (the embedded model) makes the text end with
+    #: a line "Final answer: <labels>" chosen by the model among these
+    answer_choices: tuple[str, ...] | None = None
 
     def cache_fields(self) -> dict[str, Any]:
         """The parameters that change the answer (the idempotency key does not)."""
@@ -33,6 +36,7 @@ class LLMParams:
             "top_p": self.top_p,
             "seed": self.seed,
             "json_schema": self.json_schema,
+            "answer_choices": list(self.answer_choices) if self.answer_choices else None,
         }
 
 

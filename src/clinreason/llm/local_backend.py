@@ -119,11 +119,51 @@ class LocalBackend:
             "max_tokens": params.max_tokens,
             "seed": params.seed,
         }
+        if params.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": params.json_schema}
         with lock:
             try:
+                if params.answer_choices:
+                    return _steps_then_answer(model, messages, params)
                 return model.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. the prompt does not fit in n_ctx: retrying will not help
                 raise LLMError(f"the embedded model refused the request: {exc}") from None
 
     async def aclose(self) -> None:
         """Nothing to release per backend: the model stays loaded for the rest of the process."""
+
+
+_STOPS = ["Final answer", "Final Answer", "FINAL ANSWER", "最终答案", "<|im_end|>", "<|im_start|>"]
+
+
+def _chatml(messages: list[ChatMessage]) -> str:
+    """SmolLM2's chat template (ChatML), so the answer can be continued token by token."""
+    parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
+    return "".join(parts) + "<|im_start|>assistant\n"
+
+
+def _steps_then_answer(model: Any, messages: list[ChatMessage], params: LLMParams) -> dict[str, Any]:
+    """Two turns of decoding for a model too small to keep a format by itself: first the reasoning,
+    started as a numbered list and stopped at the final-answer line; then the final answer, decoded
+    under a grammar that admits only the option labels. Both parts are the model's own tokens."""
+    from llama_cpp import LlamaGrammar
+
+    prompt = _chatml(messages) + "1."
+    # a 135M model drifts into repetition past a few hundred tokens: keep its reasoning short
+    first = model.create_completion(prompt=prompt, max_tokens=min(params.max_tokens, 384), temperature=params.temperature,
+                                    top_p=params.top_p, seed=params.seed, stop=_STOPS, repeat_penalty=1.15)
+    steps = "1." + first["choices"][0]["text"].rstrip()
+    labels = " | ".join(f'"{label}"' for label in params.answer_choices or ())
+    grammar = LlamaGrammar.from_string(f"root ::= {labels}", verbose=False)
+    second = model.create_completion(prompt=prompt + first["choices"][0]["text"].rstrip() + "\nFinal answer: ",
+                                     max_tokens=4, temperature=params.temperature, seed=params.seed, grammar=grammar)
+    answer = second["choices"][0]["text"].strip()
+    u1, u2 = first.get("usage") or {}, second.get("usage") or {}
+    text = f"{steps}\nFinal answer: {answer}"
+    return {
+        "choices": [{"message": {"role": "assistant", "content": text},
+                     "finish_reason": first["choices"][0].get("finish_reason")}],
+        "usage": {"prompt_tokens": int(u1.get("prompt_tokens") or 0),
+                  "completion_tokens": int(u1.get("completion_tokens") or 0) + int(u2.get("completion_tokens") or 0)},
+        "model": MODEL_ID,
+    }

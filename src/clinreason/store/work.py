@@ -1,0 +1,111 @@
+"""Claiming work for LLM workers. Several workers (several machines on PostgreSQL) may run at once:
+an item is claimed with compare-and-set (and `FOR UPDATE SKIP LOCKED` on PostgreSQL), and a claim is a
+lease: a worker that died leaves items that another worker takes over once the lease runs out — at
+once, when the dead worker ran on this host and its process is gone."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from clinreason.domain.lifecycle import ItemState
+from clinreason.store import repository as repo
+from clinreason.store.tables import items, rationales
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def expire_dead_local_claims(conn: Connection, *, project_id: int) -> int:
+    """Claims held by processes of this host that no longer exist are released at once."""
+    host = socket.gethostname()
+    rows = conn.execute(
+        select(items.c.claimed_by).where(items.c.project_id == project_id, items.c.claimed_by.like(f"{host}:%"))
+        .group_by(items.c.claimed_by)
+    ).scalars().all()
+    dead = [w for w in rows if w.rsplit(":", 1)[-1].isdigit() and int(w.rsplit(":", 1)[-1]) != os.getpid()
+            and not _pid_alive(int(w.rsplit(":", 1)[-1]))]
+    if not dead:
+        return 0
+    past = repo.now() - timedelta(seconds=1)
+    result = conn.execute(update(items).where(items.c.project_id == project_id, items.c.claimed_by.in_(dead))
+                          .values(claimed_until=past))
+    return result.rowcount or 0
+
+
+def claim(conn: Connection, *, project_id: int, state: ItemState, worker: str, limit: int, lease_seconds: int,
+          claim_to: ItemState | None = None) -> list[dict[str, Any]]:
+    """Claim up to `limit` items that are in `state` and unclaimed (or whose lease ran out). With
+    `claim_to`, fresh items also move to that state (e.g. imported -> generating), writing the Event;
+    items already in `claim_to` with an expired lease (a dead worker's) are taken over as they are.
+    Returns the claimed rows with `version` = the next rationale version number."""
+    now = repo.now()
+    until = now + timedelta(seconds=lease_seconds)
+    free = or_(items.c.claimed_until.is_(None), items.c.claimed_until < now)
+    states = [state.value] + ([claim_to.value] if claim_to else [])
+    cond = and_(items.c.project_id == project_id, items.c.state.in_(states), free)
+    if claim_to:
+        # a fresh item is never claimed yet; one in claim_to must have a lease that ran out
+        cond = and_(cond, or_(items.c.state == state.value, items.c.claimed_until.is_not(None)))
+    query = select(items).where(cond).order_by(items.c.created_at, items.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    claimed: list[dict[str, Any]] = []
+    for row in rows:
+        same_holder = (items.c.claimed_by.is_(None) if row["claimed_by"] is None
+                       else items.c.claimed_by == row["claimed_by"])
+        cas = update(items).where(items.c.id == row["id"], items.c.state == row["state"], same_holder, free)
+        if claim_to and row["state"] == state.value:
+            with conn.begin_nested():
+                result = conn.execute(cas.values(claimed_by=worker, claimed_until=until))
+                if result.rowcount != 1:
+                    continue
+                repo.transition_item(conn, item_id=row["id"], expected=state, target=claim_to, actor=f"worker:{worker}")
+            row["state"] = claim_to.value
+        else:
+            result = conn.execute(cas.values(claimed_by=worker, claimed_until=until))
+            if result.rowcount != 1:
+                continue
+            if row["claimed_by"]:
+                repo.add_event(conn, project_id=project_id, item_id=row["id"], kind="item.reclaimed",
+                               actor=f"worker:{worker}", before={"claimed_by": row["claimed_by"]},
+                               after={"claimed_by": worker})
+        row["claimed_by"], row["claimed_until"] = worker, until
+        claimed.append(row)
+    if claimed:
+        versions = dict(conn.execute(
+            select(rationales.c.item_id, func.max(rationales.c.version))
+            .where(rationales.c.item_id.in_([r["id"] for r in claimed])).group_by(rationales.c.item_id)
+        ).all())
+        for row in claimed:
+            row["version"] = int(versions.get(row["id"]) or 0) + 1
+    return claimed
+
+
+def release(conn: Connection, *, item_id: str, worker: str) -> None:
+    conn.execute(update(items).where(items.c.id == item_id, items.c.claimed_by == worker)
+                 .values(claimed_by=None, claimed_until=None))
+
+
+def count_waiting(conn: Connection, *, project_id: int, states: list[str], now: datetime | None = None) -> int:
+    now = now or repo.now()
+    return conn.execute(
+        select(func.count()).where(items.c.project_id == project_id, items.c.state.in_(states),
+                                   or_(items.c.claimed_until.is_(None), items.c.claimed_until < now))
+    ).scalar_one()

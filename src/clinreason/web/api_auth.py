@@ -1,0 +1,65 @@
+"""POST /api/login, POST /api/logout, GET /api/me."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from clinreason.store import repository as repo
+from clinreason.web import auth
+from clinreason.web.auth import AnyUser
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+class LoginBody(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+    project: str | None = Field(None, description="Project to work in (default: the one the server was started for)")
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: str
+    username: str
+    role: str
+    project: str
+
+
+@router.post("/login", response_model=TokenOut, responses={401: {"description": "wrong user name or password"},
+                                                           429: {"description": "too many failed attempts"}})
+def login(body: LoginBody, request: Request) -> TokenOut:
+    """Exchange a user name and password for a bearer token (valid for a working day)."""
+    web = request.app.state.web
+    with web.engine.begin() as conn:
+        user = auth.check_login(conn, username=body.username, password=body.password,
+                                client=auth.client_address(request), cfg=web.auth)
+        if user is not None:
+            project = repo.require_project(conn, name=body.project or web.settings.project)
+            expires = repo.now() + timedelta(hours=web.auth.login_token_hours)
+            token = auth.create_token(conn, user_id=user["id"], project_id=project["id"], kind="login",
+                                      name="api login", expires_at=expires)
+    if user is None:  # outside the transaction, so the failed attempt is recorded
+        raise auth.NotAuthenticated("wrong user name or password")
+    return TokenOut(token=token, expires_at=expires.isoformat(), username=user["username"], role=user["role"],
+                    project=project["name"])
+
+
+@router.post("/logout", status_code=204)
+def logout(principal: AnyUser, request: Request) -> Response:
+    """Revoke the token (or end the session) this request was made with."""
+    with request.app.state.web.engine.begin() as conn:
+        if principal.via == "token":
+            auth.revoke_token(conn, token_hash=principal.credential)
+        else:
+            auth.end_session(conn, id_hash=principal.credential)
+    return Response(status_code=204)
+
+
+@router.get("/me")
+def me(principal: AnyUser) -> dict:
+    """Who this request is signed in as, in which project."""
+    return {"username": principal.username, "role": principal.role, "specialties": list(principal.specialties),
+            "project": principal.project}

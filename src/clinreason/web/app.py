@@ -1,0 +1,176 @@
+"""The FastAPI application: JSON API under /api/ and the server-rendered review UI (Jinja2 + htmx)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clinreason.config import Settings
+from clinreason.stages.review import AssignmentClosed, AssignmentNotFound, NotYourAssignment, ReviewError
+from clinreason.store import repository as repo
+from clinreason.web import auth, render
+from clinreason.web.views import NotFound
+
+HERE = Path(__file__).parent
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    engine: Engine
+    auth: auth.AuthConfig
+    templates: Jinja2Templates
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: CSP and friends on every response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                extra = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                         (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
+                headers += [(k, v) for k, v in extra if k not in names]
+                if scope["path"] != "/openapi.json" and not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.autoescape = True
+    env.filters["markdown"] = render.render_markdown
+    env.globals["side_by_side"] = render.side_by_side
+    env.globals["diff_stats"] = render.diff_stats
+    return templates
+
+
+def page(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
+    """Render a page; the signed-in user (and their CSRF token) are always in the context."""
+    web: WebState = request.app.state.web
+    principal = getattr(request.state, "principal", None)
+    ctx = {"principal": principal, "csrf_token": principal.csrf_token if principal else None, **(context or {})}
+    return web.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def _error_response(request: Request, status: int, message: str, *, field: str | None = None,
+                    headers: dict[str, str] | None = None) -> Response:
+    if is_api(request):
+        if field is not None:
+            body = {"detail": [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}]}
+        else:
+            body = {"detail": message}
+        return JSONResponse(body, status_code=status, headers=headers)
+    return page(request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(auth.NotAuthenticated)
+    async def _unauthenticated(request: Request, exc: auth.NotAuthenticated) -> Response:
+        if is_api(request):
+            detail = str(exc) or "not signed in: POST /api/login, then send 'Authorization: Bearer <token>'"
+            return JSONResponse({"detail": detail},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        target = "/login?next=" + quote(request.url.path, safe="/")
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(auth.Forbidden)
+    async def _forbidden(request: Request, exc: auth.Forbidden) -> Response:
+        return _error_response(request, 403, str(exc))
+
+    @app.exception_handler(NotYourAssignment)
+    async def _not_yours(request: Request, exc: NotYourAssignment) -> Response:
+        return _error_response(request, 403, str(exc))
+
+    @app.exception_handler(NotFound)
+    @app.exception_handler(AssignmentNotFound)
+    @app.exception_handler(repo.NotFoundError)
+    async def _not_found(request: Request, exc: Exception) -> Response:
+        return _error_response(request, 404, str(exc))
+
+    @app.exception_handler(AssignmentClosed)
+    async def _closed(request: Request, exc: AssignmentClosed) -> Response:
+        return _error_response(request, 409, str(exc))
+
+    @app.exception_handler(repo.StaleStateError)
+    async def _stale(request: Request, exc: repo.StaleStateError) -> Response:
+        return _error_response(request, 409, str(exc))
+
+    @app.exception_handler(ReviewError)
+    async def _invalid_review(request: Request, exc: ReviewError) -> Response:
+        return _error_response(request, 422, exc.message, field=exc.field)
+
+    @app.exception_handler(auth.AccountError)
+    async def _invalid_account(request: Request, exc: auth.AccountError) -> Response:
+        return _error_response(request, 422, exc.message, field=exc.field)
+
+    @app.exception_handler(auth.LoginThrottled)
+    async def _throttled(request: Request, exc: auth.LoginThrottled) -> Response:
+        return _error_response(request, 429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_api(request) or request.url.path == "/openapi.json":
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return page(request, "error.html", {"status": exc.status_code, "message": exc.detail},
+                    status_code=exc.status_code)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None, auth_config: auth.AuthConfig | None = None) -> FastAPI:
+    """Build the app for `settings` (its project is the default one at sign-in). Connects here, never at import."""
+    if engine is None:
+        from clinreason.app import open_context
+
+        engine = open_context(settings).engine
+    with engine.begin() as conn:
+        repo.require_project(conn, name=settings.project)
+        secret = os.environ.get("CLINREASON_SECRET_KEY") or auth.ensure_secret(conn)
+    if auth_config is None:
+        auth_config = auth.AuthConfig(secret_key=secret)
+
+    from clinreason import __version__ as version
+
+    app = FastAPI(title="clinreason", version=version, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  description="Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login "
+                              "(or a personal token from `clinreason users token NAME`) and send "
+                              "`Authorization: Bearer <token>`.")
+    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    _install_error_handlers(app)
+
+    from clinreason.web import api_admin, api_auth, api_items, api_review, pages_admin, pages_auth, pages_items, pages_review
+
+    for module in (api_auth, api_review, api_items, api_admin, pages_auth, pages_review, pages_items, pages_admin):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,387 @@
+"""Accounts, sessions, API tokens, CSRF and the login rate limit. Plain functions over a Connection, plus
+the FastAPI dependencies that turn a request into a Principal (or a 401/403).
+
+* Passwords: argon2id (argon2-cffi); a stored hash with weaker parameters is upgraded at the next login.
+* Browser sessions: a random id, stored only as its SHA-256; the cookie carries the id signed with
+  itsdangerous (HttpOnly, SameSite=Lax, Secure over https). A new id at every login (no fixation); idle
+  and absolute expiry. Each session has its own CSRF token, required on every state-changing request
+  made with the cookie (form field `csrf_token` or header `X-CSRF-Token`).
+* Scripts: `Authorization: Bearer <token>` (from POST /api/login or `clinreason users token`), stored only
+  as its SHA-256; bearer requests are exempt from CSRF (a browser never attaches them by itself).
+* Login attempts are recorded; too many failures per user name or per client in a window give 429.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from clinreason.stages.review import aware
+from clinreason.store import repository as repo
+from clinreason.store.tables import api_tokens, app_secrets, login_attempts, projects, users, web_sessions
+
+ROLES = ("reviewer", "adjudicator", "admin")
+SESSION_COOKIE = "clinreason_session"
+LOGIN_CSRF_COOKIE = "clinreason_login_csrf"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MIN_PASSWORD = 8
+
+
+@dataclass
+class AuthConfig:
+    secret_key: str
+    session_hours: float = 12.0  # absolute lifetime of a browser session
+    idle_minutes: float = 120.0  # a session unused this long expires
+    login_token_hours: float = 12.0  # lifetime of a token from POST /api/login
+    max_failures_per_user: int = 5
+    max_failures_per_client: int = 30
+    failure_window_minutes: float = 15.0
+    secure_cookies: bool | None = None  # None: Secure exactly when the request came over https
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: str
+    specialties: tuple[str, ...]
+    project_id: int
+    project: str
+    via: str  # "session" | "token"
+    credential: str  # sha256 of the session id or token
+    csrf_token: str | None = field(default=None, repr=False)
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.username}"
+
+
+# --- errors the app turns into responses ----------------------------------------------------------
+
+class NotAuthenticated(Exception):
+    """401 (API) or a redirect to /login (pages)."""
+
+
+class Forbidden(Exception):
+    """403: signed in, but this role may not do this (or the CSRF token is missing/wrong)."""
+
+
+class LoginThrottled(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed sign-ins: try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class AccountError(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+# --- passwords and users --------------------------------------------------------------------------
+
+_hasher = None
+_DUMMY_HASH: str | None = None
+
+
+def _ph():
+    global _hasher
+    if _hasher is None:
+        from argon2 import PasswordHasher
+
+        _hasher = PasswordHasher()
+    return _hasher
+
+
+def hash_password(password: str) -> str:
+    return _ph().hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> tuple[bool, bool]:
+    """(matches, needs_rehash)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        _ph().verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False, False
+    return True, _ph().check_needs_rehash(stored_hash)
+
+
+def _burn_time(password: str) -> None:
+    """Same cost as a real check, so a missing user name cannot be told apart by timing."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    verify_password(_DUMMY_HASH, password)
+
+
+def validate_account(*, username: str, role: str, specialties: list[str], password: str | None) -> None:
+    if not username or len(username) > 100 or not all(c.isalnum() or c in "._-@" for c in username):
+        raise AccountError("username", "1-100 letters, digits or . _ - @")
+    if role not in ROLES:
+        raise AccountError("role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+    if any(not isinstance(s, str) or not s.strip() or len(s) > 200 for s in specialties):
+        raise AccountError("specialties", "each specialty must be non-empty text of at most 200 characters")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise AccountError("password", f"at least {MIN_PASSWORD} characters")
+
+
+def create_user(conn: Connection, *, username: str, role: str, password: str, specialties: list[str] | None = None,
+                actor: str = "cli", project_id: int | None = None, password_hash: str | None = None) -> int:
+    specialties = [s.strip() for s in (specialties or [])]
+    validate_account(username=username, role=role, specialties=specialties, password=None if password_hash else password)
+    if conn.execute(select(users.c.id).where(users.c.username == username)).first() is not None:
+        raise AccountError("username", f"a user named '{username}' already exists")
+    uid = conn.execute(insert(users).values(
+        username=username, role=role, specialties=specialties, password_hash=password_hash or hash_password(password),
+        active=True, created_at=repo.now())).inserted_primary_key[0]
+    if project_id is not None:
+        repo.add_event(conn, project_id=project_id, kind="user.created", actor=actor,
+                       after={"username": username, "role": role, "specialties": specialties})
+    return int(uid)
+
+
+def get_user(conn: Connection, *, username: str) -> dict[str, Any] | None:
+    row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "password_hash"}
+            for r in conn.execute(select(users).order_by(users.c.username)).mappings()]
+
+
+# --- secrets, tokens, sessions --------------------------------------------------------------------
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def ensure_secret(conn: Connection, name: str = "cookie_key") -> str:
+    """A signing key kept in the database, so every process serving it signs alike."""
+    value = conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == name)).scalar()
+    if value:
+        return value
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    conn.execute(upsert(app_secrets).values(name=name, value=secrets.token_urlsafe(48), created_at=repo.now())
+                 .on_conflict_do_nothing(index_elements=["name"]))
+    return conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == name)).scalar_one()
+
+
+def create_token(conn: Connection, *, user_id: int, project_id: int, kind: str, name: str = "",
+                 expires_at: datetime | None = None) -> str:
+    token = "cr_" + secrets.token_urlsafe(32)
+    conn.execute(insert(api_tokens).values(token_hash=digest(token), user_id=user_id, project_id=project_id, kind=kind,
+                                           name=name, created_at=repo.now(), expires_at=expires_at))
+    return token
+
+
+def revoke_token(conn: Connection, *, token_hash: str) -> None:
+    conn.execute(update(api_tokens).where(api_tokens.c.token_hash == token_hash).values(revoked_at=repo.now()))
+
+
+def create_session(conn: Connection, *, user_id: int, project_id: int, cfg: AuthConfig,
+                   replaces: str | None = None) -> tuple[str, str]:
+    """A fresh session id (and CSRF token); the session it replaces, if any, is deleted (no fixation)."""
+    if replaces:
+        conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == digest(replaces)))
+    session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    ts = repo.now()
+    conn.execute(insert(web_sessions).values(id_hash=digest(session_id), user_id=user_id, project_id=project_id,
+                                             csrf_token=csrf, created_at=ts, last_seen_at=ts,
+                                             expires_at=ts + timedelta(hours=cfg.session_hours)))
+    return session_id, csrf
+
+
+def end_session(conn: Connection, *, id_hash: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == id_hash))
+
+
+def switch_project(conn: Connection, principal: Principal, *, project_id: int) -> None:
+    table = web_sessions if principal.via == "session" else api_tokens
+    key = table.c.id_hash if principal.via == "session" else table.c.token_hash
+    conn.execute(update(table).where(key == principal.credential).values(project_id=project_id))
+
+
+def _principal_from(row: Any, *, via: str, credential: str, csrf: str | None) -> Principal:
+    return Principal(user_id=row.user_id, username=row.username, role=row.role,
+                     specialties=tuple(row.specialties or ()), project_id=row.project_id, project=row.project,
+                     via=via, credential=credential, csrf_token=csrf)
+
+
+def principal_from_token(conn: Connection, token: str) -> Principal | None:
+    h = digest(token)
+    row = conn.execute(
+        select(api_tokens.c.user_id, api_tokens.c.project_id, api_tokens.c.expires_at, api_tokens.c.revoked_at,
+               users.c.username, users.c.role, users.c.specialties, users.c.active, projects.c.name.label("project"))
+        .join(users, users.c.id == api_tokens.c.user_id).join(projects, projects.c.id == api_tokens.c.project_id)
+        .where(api_tokens.c.token_hash == h)
+    ).first()
+    now = repo.now()
+    if row is None or row.revoked_at is not None or not row.active:
+        return None
+    if row.expires_at is not None and aware(row.expires_at) <= now:
+        return None
+    return _principal_from(row, via="token", credential=h, csrf=None)
+
+
+def principal_from_session(conn: Connection, session_id: str, cfg: AuthConfig) -> Principal | None:
+    h = digest(session_id)
+    row = conn.execute(
+        select(web_sessions.c.user_id, web_sessions.c.project_id, web_sessions.c.csrf_token,
+               web_sessions.c.expires_at, web_sessions.c.last_seen_at, users.c.username, users.c.role,
+               users.c.specialties, users.c.active, projects.c.name.label("project"))
+        .join(users, users.c.id == web_sessions.c.user_id).join(projects, projects.c.id == web_sessions.c.project_id)
+        .where(web_sessions.c.id_hash == h)
+    ).first()
+    now = repo.now()
+    if row is None or not row.active:
+        return None
+    if aware(row.expires_at) <= now or aware(row.last_seen_at) + timedelta(minutes=cfg.idle_minutes) <= now:
+        end_session(conn, id_hash=h)
+        return None
+    if now - aware(row.last_seen_at) > timedelta(minutes=1):
+        conn.execute(update(web_sessions).where(web_sessions.c.id_hash == h).values(last_seen_at=now))
+    return _principal_from(row, via="session", credential=h, csrf=row.csrf_token)
+
+
+# --- login ----------------------------------------------------------------------------------------
+
+def check_login(conn: Connection, *, username: str, password: str, client: str, cfg: AuthConfig) -> dict[str, Any] | None:
+    """The user row when the password is right, None when not; LoginThrottled when this name or client
+    failed too often lately. Every attempt is recorded (the caller commits even on failure)."""
+    now = repo.now()
+    since = now - timedelta(minutes=cfg.failure_window_minutes)
+    last_ok = conn.execute(select(func.max(login_attempts.c.at)).where(
+        login_attempts.c.username == username, login_attempts.c.succeeded.is_(True))).scalar()
+    start = max(since, aware(last_ok)) if last_ok else since
+    by_user = conn.execute(select(func.count(), func.min(login_attempts.c.at)).where(
+        login_attempts.c.username == username, login_attempts.c.succeeded.is_(False),
+        login_attempts.c.at > start)).one()
+    by_client = conn.execute(select(func.count(), func.min(login_attempts.c.at)).where(
+        login_attempts.c.client == client, login_attempts.c.succeeded.is_(False), login_attempts.c.at > since)).one()
+    for count, first, limit in ((by_user[0], by_user[1], cfg.max_failures_per_user),
+                                (by_client[0], by_client[1], cfg.max_failures_per_client)):
+        if count >= limit:
+            wait = aware(first) + timedelta(minutes=cfg.failure_window_minutes) - now
+            raise LoginThrottled(max(1, int(wait.total_seconds()) + 1))
+    user = get_user(conn, username=username[:100])
+    if user is None or not user["active"]:
+        _burn_time(password)
+        ok = False
+    else:
+        ok, rehash = verify_password(user["password_hash"], password)
+        if ok and rehash:
+            conn.execute(update(users).where(users.c.id == user["id"]).values(password_hash=hash_password(password)))
+    conn.execute(insert(login_attempts).values(username=username[:100], client=client[:100], succeeded=ok, at=now))
+    return user if ok else None
+
+
+# --- request -> principal (FastAPI dependencies) --------------------------------------------------
+
+def _signer(cfg: AuthConfig, salt: str):
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(cfg.secret_key, salt=salt)
+
+
+def sign_session(cfg: AuthConfig, session_id: str) -> str:
+    return _signer(cfg, "clinreason.session").dumps(session_id)
+
+
+def unsign_session(cfg: AuthConfig, cookie: str) -> str | None:
+    from itsdangerous import BadSignature
+
+    try:
+        return _signer(cfg, "clinreason.session").loads(cookie, max_age=int(cfg.session_hours * 3600))
+    except BadSignature:
+        return None
+
+
+def sign_login_csrf(cfg: AuthConfig, token: str) -> str:
+    return _signer(cfg, "clinreason.login").dumps(token)
+
+
+def check_login_csrf(cfg: AuthConfig, cookie: str | None, token: str | None) -> bool:
+    from itsdangerous import BadSignature
+
+    if not cookie or not token:
+        return False
+    try:
+        expected = _signer(cfg, "clinreason.login").loads(cookie, max_age=3600)
+    except BadSignature:
+        return False
+    return hmac.compare_digest(str(expected), token)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate(request: Request) -> Principal | None:
+    web = request.app.state.web
+    token = bearer_token(request)
+    with web.engine.begin() as conn:
+        if token is not None:
+            return principal_from_token(conn, token)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        session_id = unsign_session(web.auth, cookie) if cookie else None
+        return principal_from_session(conn, session_id, web.auth) if session_id else None
+
+
+def current_principal(request: Request) -> Principal:
+    principal = authenticate(request)
+    if principal is None:
+        raise NotAuthenticated()
+    request.state.principal = principal
+    return principal
+
+
+async def csrf_checked(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """State-changing requests made with the session cookie must carry the session's CSRF token."""
+    if request.method in SAFE_METHODS or principal.via == "token":
+        return principal
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        sent = (await request.form()).get(CSRF_FIELD)
+    if not isinstance(sent, str) or not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+    return principal
+
+
+def require(*roles: str):
+    """Dependency: signed in (session or bearer token), CSRF-checked, and holding one of `roles` (any if none)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
+        if roles and principal.role not in roles:
+            raise Forbidden(f"this needs the {' or '.join(roles)} role; you are signed in as {principal.role}")
+        return principal
+
+    return dependency
+
+
+AnyUser = Annotated[Principal, Depends(require())]
+ReviewerUser = Annotated[Principal, Depends(require("reviewer"))]
+SeniorUser = Annotated[Principal, Depends(require("adjudicator", "admin"))]
+AdminUser = Annotated[Principal, Depends(require("admin"))]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
