@@ -15,7 +15,7 @@ _FINAL = re.compile(
     re.I | re.M,
 )
 _STEP = re.compile(r"^\s*(?:(?:step\s*)?(\d{1,2})\s*[\.\)、:：]|第\s*[一二三四五六七八九十\d]+\s*步\s*[:：]?|[-*•]\s+)\s*(.*)$", re.I)
-_LABEL_RUN = re.compile(r"^[\(\[（]?\s*([A-Z](?:\s*(?:,|，|、|and|和|及|/|\s)\s*[A-Z])*)\s*[\)\]）]?(?![a-z])")
+_LABEL_RUN = re.compile(r"^[\(\[（]?\s*([A-Z](?:\s*(?:,|，|、|and|和|及|/)?\s*[A-Z])*)\s*[\)\]）]?(?![a-z])")
 
 
 @dataclass(slots=True)

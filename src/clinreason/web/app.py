@@ -169,7 +169,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_error_handlers(app)
 
-    from clinreason.web import api_admin, api_auth, api_items, api_review, pages_admin, pages_auth, pages_items, pages_review
+    from clinreason.web import (
+        api_admin,
+        api_auth,
+        api_items,
+        api_review,
+        pages_admin,
+        pages_auth,
+        pages_items,
+        pages_review,
+    )
 
     for module in (api_auth, api_review, api_items, api_admin, pages_auth, pages_review, pages_items, pages_admin):
         app.include_router(module.router)

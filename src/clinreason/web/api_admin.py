@@ -1,0 +1,161 @@
+"""Admin actions over JSON: users, projects, rubric versions, importing an uploaded question bank."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, update
+
+from clinreason.domain.rubric import RubricError, rubric_from_dict
+from clinreason.stages.review import ReviewError
+from clinreason.store import repository as repo
+from clinreason.store.tables import items, projects, rubric_versions, users
+from clinreason.web import auth
+from clinreason.web.auth import AdminUser, Principal
+from clinreason.web.views import NotFound, iso
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=auth.MIN_PASSWORD, max_length=1000)
+    role: str
+    specialties: list[str] = Field(default_factory=list)
+
+
+class UserChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool | None = None
+    role: str | None = None
+    specialties: list[str] | None = None
+
+
+class RubricBody(BaseModel):
+    body: dict[str, Any] = Field(description="the rubric in its config form (dimensions, scale, thresholds, anchors)")
+
+
+def user_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "username": row["username"], "role": row["role"], "specialties": row["specialties"],
+            "active": row["active"], "created_at": iso(row["created_at"])}
+
+
+def add_user(conn, principal: Principal, *, username: str, password: str, role: str,
+             specialties: list[str]) -> dict[str, Any]:
+    uid = auth.create_user(conn, username=username, role=role, password=password, specialties=specialties,
+                           actor=principal.actor, project_id=principal.project_id)
+    return user_out(dict(conn.execute(select(users).where(users.c.id == uid)).mappings().one()))
+
+
+def change_user(conn, principal: Principal, username: str, change: UserChange) -> dict[str, Any]:
+    row = auth.get_user(conn, username=username)
+    if row is None:
+        raise NotFound(f"no user named '{username}'")
+    values = change.model_dump(exclude_none=True)
+    auth.validate_account(username=username, role=values.get("role", row["role"]),
+                          specialties=values.get("specialties", row["specialties"]), password=None)
+    if row["id"] == principal.user_id and (values.get("active") is False or values.get("role", "admin") != "admin"):
+        raise auth.AccountError("active" if "active" in values else "role", "you cannot lock yourself out")
+    if values:
+        conn.execute(update(users).where(users.c.id == row["id"]).values(**values))
+        repo.add_event(conn, project_id=principal.project_id, kind="user.changed", actor=principal.actor,
+                       before={k: row[k] for k in values}, after={"username": username, **values})
+    return user_out(dict(conn.execute(select(users).where(users.c.id == row["id"])).mappings().one()))
+
+
+def project_list(conn) -> list[dict[str, Any]]:
+    counts = dict(conn.execute(select(items.c.project_id, func.count()).group_by(items.c.project_id)).all())
+    return [{"id": r.id, "name": r.name, "items": counts.get(r.id, 0), "created_at": iso(r.created_at)}
+            for r in conn.execute(select(projects).order_by(projects.c.name))]
+
+
+def rubric_versions_of(conn, project_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(rubric_versions.c.version, rubric_versions.c.created_by, rubric_versions.c.created_at)
+                        .where(rubric_versions.c.project_id == project_id)
+                        .order_by(rubric_versions.c.version.desc())).mappings()
+    return [{**dict(r), "created_at": iso(r["created_at"])} for r in rows]
+
+
+def save_rubric(conn, principal: Principal, body: dict[str, Any]) -> int:
+    try:
+        rubric_from_dict(body)
+    except RubricError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise ReviewError("body." + field.removeprefix("rubric."), message) from None
+    return repo.add_rubric_version(conn, project_id=principal.project_id, body=body, actor=principal.actor)
+
+
+def import_upload(request: Request, principal: Principal, upload: UploadFile, fmt: str,
+                  source: str | None) -> dict[str, Any]:
+    """Import an uploaded file into the caller's project (one transaction, as `clinreason import`)."""
+    from clinreason.stages.ingest import ImportAborted, import_path
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename or "upload").name).lstrip(".") or "upload"
+    workdir = Path(tempfile.mkdtemp(prefix="clinreason-upload-"))
+    try:
+        target = workdir / name
+        with target.open("wb") as fh:
+            shutil.copyfileobj(upload.file, fh)
+        try:
+            summary = import_path(request.app.state.web.engine, project=principal.project, path=target, fmt=fmt,
+                                  source=source or None, actor=principal.actor)
+        except ImportAborted as exc:
+            raise ReviewError("file", f"{exc} (nothing was imported)") from None
+        return summary.to_dict()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@router.get("/users")
+def get_users(principal: AdminUser, request: Request) -> dict[str, Any]:
+    with request.app.state.web.engine.begin() as conn:
+        return {"users": [user_out(u) for u in auth.list_users(conn)]}
+
+
+@router.post("/users", status_code=201)
+def post_user(body: NewUser, principal: AdminUser, request: Request) -> dict[str, Any]:
+    with request.app.state.web.engine.begin() as conn:
+        return add_user(conn, principal, username=body.username, password=body.password, role=body.role,
+                        specialties=body.specialties)
+
+
+@router.patch("/users/{username}")
+def patch_user(username: str, body: UserChange, principal: AdminUser, request: Request) -> dict[str, Any]:
+    with request.app.state.web.engine.begin() as conn:
+        return change_user(conn, principal, username, body)
+
+
+@router.get("/projects")
+def get_projects(principal: AdminUser, request: Request) -> dict[str, Any]:
+    with request.app.state.web.engine.begin() as conn:
+        return {"projects": project_list(conn), "current": principal.project}
+
+
+@router.get("/rubric")
+def get_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any]:
+    with request.app.state.web.engine.begin() as conn:
+        return {"current": repo.latest_rubric(conn, project_id=principal.project_id),
+                "versions": rubric_versions_of(conn, principal.project_id)}
+
+
+@router.put("/rubric")
+def put_rubric(body: RubricBody, principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Store an edited rubric as a new version (an unchanged one keeps its version)."""
+    with request.app.state.web.engine.begin() as conn:
+        return {"version": save_rubric(conn, principal, body.body)}
+
+
+@router.post("/import")
+def post_import(principal: AdminUser, request: Request, file: UploadFile = File(...),
+                format: str = Form("auto"), source: str | None = Form(None)) -> dict[str, Any]:
+    """Import an uploaded question-bank file (same formats and rules as `clinreason import`)."""
+    return import_upload(request, principal, file, format, source)

@@ -1,0 +1,148 @@
+"""Admin pages: projects, users, rubric (editing stores a new version), importing an upload, progress."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from clinreason.stages.review import ReviewError
+from clinreason.store import repository as repo
+from clinreason.web import api_admin, auth
+from clinreason.web.app import page
+from clinreason.web.auth import AdminUser
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+@router.get("")
+def admin_index(principal: AdminUser, request: Request) -> HTMLResponse:
+    return page(request, "admin_index.html")
+
+
+@router.get("/projects")
+def projects_page(principal: AdminUser, request: Request) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        projects = api_admin.project_list(conn)
+    return page(request, "admin_projects.html", {"projects": projects})
+
+
+@router.post("/projects/switch")
+async def switch_project(principal: AdminUser, request: Request) -> Response:
+    name = str((await request.form()).get("project", ""))
+
+    def work() -> None:
+        with request.app.state.web.engine.begin() as conn:
+            project = repo.require_project(conn, name=name)
+            auth.switch_project(conn, principal, project_id=project["id"])
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+def _users_page(request: Request, *, error: str | None = None, status_code: int = 200, form: dict | None = None):
+    with request.app.state.web.engine.begin() as conn:
+        users = [api_admin.user_out(u) for u in auth.list_users(conn)]
+    return page(request, "admin_users.html", {"users": users, "error": error, "form": form or {},
+                                              "roles": auth.ROLES}, status_code=status_code)
+
+
+@router.get("/users")
+def users_page(principal: AdminUser, request: Request) -> HTMLResponse:
+    return _users_page(request)
+
+
+@router.post("/users")
+async def users_add(principal: AdminUser, request: Request) -> Response:
+    form = await request.form()
+    data = {"username": str(form.get("username", "")).strip(), "role": str(form.get("role", "")),
+            "specialties": [s.strip() for s in str(form.get("specialties", "")).split(",") if s.strip()]}
+
+    def work() -> None:
+        with request.app.state.web.engine.begin() as conn:
+            api_admin.add_user(conn, principal, password=str(form.get("password", "")), **data)
+
+    try:
+        await run_in_threadpool(work)
+    except auth.AccountError as exc:
+        return _users_page(request, error=str(exc), status_code=422, form=data)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/users/{username}/active")
+async def users_toggle(username: str, principal: AdminUser, request: Request) -> Response:
+    active = (await request.form()).get("active") == "1"
+
+    def work() -> None:
+        with request.app.state.web.engine.begin() as conn:
+            api_admin.change_user(conn, principal, username, api_admin.UserChange(active=active))
+
+    try:
+        await run_in_threadpool(work)
+    except auth.AccountError as exc:
+        return _users_page(request, error=str(exc), status_code=422)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+def _rubric_page(request: Request, principal, *, text: str | None = None, error: str | None = None,
+                 saved: int | None = None, status_code: int = 200) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        current = repo.latest_rubric(conn, project_id=principal.project_id)
+        versions = api_admin.rubric_versions_of(conn, principal.project_id)
+    body = {k: v for k, v in current.items() if k != "version"}
+    return page(request, "admin_rubric.html", {
+        "rubric": current, "versions": versions, "error": error, "saved": saved,
+        "text": text if text is not None else json.dumps(body, ensure_ascii=False, indent=2)}, status_code=status_code)
+
+
+@router.get("/rubric")
+def rubric_page(principal: AdminUser, request: Request) -> HTMLResponse:
+    return _rubric_page(request, principal)
+
+
+@router.post("/rubric")
+async def rubric_save(principal: AdminUser, request: Request) -> Response:
+    text = str((await request.form()).get("rubric", ""))
+    try:
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as exc:
+        return _rubric_page(request, principal, text=text, error=f"not valid JSON: {exc}", status_code=422)
+
+    def work() -> int:
+        with request.app.state.web.engine.begin() as conn:
+            return api_admin.save_rubric(conn, principal, body)
+
+    try:
+        version = await run_in_threadpool(work)
+    except ReviewError as exc:
+        return _rubric_page(request, principal, text=text, error=str(exc), status_code=422)
+    return _rubric_page(request, principal, saved=version)
+
+
+@router.get("/import")
+def import_page(principal: AdminUser, request: Request) -> HTMLResponse:
+    return page(request, "admin_import.html", {"summary": None, "error": None})
+
+
+@router.post("/import")
+async def import_submit(principal: AdminUser, request: Request) -> HTMLResponse:
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return page(request, "admin_import.html", {"summary": None, "error": "Choose a file to import."},
+                    status_code=422)
+    try:
+        summary = await run_in_threadpool(api_admin.import_upload, request, principal, upload,
+                                          str(form.get("format") or "auto"), str(form.get("source") or "") or None)
+    except ReviewError as exc:
+        return page(request, "admin_import.html", {"summary": None, "error": exc.message}, status_code=422)
+    return page(request, "admin_import.html", {"summary": summary, "error": None})
+
+
+@router.get("/progress")
+def progress_page(principal: AdminUser, request: Request) -> Response:
+    return RedirectResponse("/dashboard", status_code=303)

@@ -1,0 +1,47 @@
+"""Item history (every version with its diff, every review you may see, every check and event), the
+progress dashboard and the list of escalated items."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from clinreason.store import repository as repo
+from clinreason.web import views
+from clinreason.web.app import page
+from clinreason.web.auth import AnyUser, SeniorUser
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/items/{item_id}")
+def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        history = views.item_history(conn, principal, item_id)
+    versions = history["versions"]
+    by_version = {v["version"]: v for v in versions}
+    cards = []
+    for v in reversed(versions):
+        parent = by_version.get(v["parent_version"]) if v["parent_version"] is not None else by_version.get(v["version"] - 1)
+        cards.append({
+            "rationale": v, "parent": parent,
+            "checks": [c for c in history["checks"] if c["rationale_id"] == v["id"]],
+            "reviews": [r for r in history["reviews"] if r["rationale_id"] == v["id"]],
+        })
+    return page(request, "item.html", {"item": history, "cards": cards})
+
+
+@router.get("/dashboard")
+def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        counts = repo.status_counts(conn, project_id=principal.project_id)
+        leases = views.open_leases(conn, principal)
+        mine = views.reviewer_progress(conn, principal)
+    return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine})
+
+
+@router.get("/adjudicate")
+def adjudicate(principal: SeniorUser, request: Request) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        escalated = views.escalated_items(conn, principal)
+    return page(request, "adjudicate.html", {"items": escalated})

@@ -1,0 +1,168 @@
+"""The review screen: the reviewer's current item, autosave, live diff of an edit, submitting, skipping."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from clinreason.stages import review as stage
+from clinreason.web import api_review, views
+from clinreason.web.app import page
+from clinreason.web.auth import Principal, ReviewerUser
+
+router = APIRouter(include_in_schema=False)
+
+NOTICES = {
+    "submitted": "Review saved.",
+    "edited": "Your edit was saved as a new version; another expert will review it.",
+    "empty": "Nothing to review for you right now. Check back later.",
+    "released": "Item given back to the pool.",
+}
+
+
+def form_to_body(form: FormData) -> dict[str, Any]:
+    """The review form as the JSON body the API takes (scores from `score.<dim>`, comments from `comment.<dim>`)."""
+    scores: dict[str, Any] = {}
+    comments: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            continue
+        if key.startswith("score.") and value:
+            scores[key[6:]] = int(value) if value.isdigit() else value
+        elif key.startswith("comment."):
+            comments[key[8:]] = value
+    seconds = form.get("seconds_spent")
+    try:
+        seconds_spent = float(seconds) if isinstance(seconds, str) and seconds else None
+    except ValueError:
+        seconds_spent = None
+    edited = form.get("edited_text")
+    return {"verdict": form.get("verdict") or None, "scores": scores, "comments": comments,
+            "edited_text": edited if isinstance(edited, str) else None, "seconds_spent": seconds_spent,
+            "editing": form.get("editing") == "1"}
+
+
+def judge_hints(checks: list[dict[str, Any]], dimensions: list[str]) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """Split checks into LLM-judge pre-scores (per dimension where the name says which) and automatic checks."""
+    per_dim: dict[str, dict] = {}
+    judge: list[dict] = []
+    automatic: list[dict] = []
+    for check in checks:
+        name = check["name"].lower()
+        if "judge" not in name:
+            automatic.append(check)
+            continue
+        judge.append(check)
+        for dim in dimensions:
+            if name.endswith(dim.lower()):
+                per_dim[dim] = check
+    return per_dim, judge, automatic
+
+
+def review_context(conn, principal: Principal, assignment_id: str, *, values: dict[str, Any] | None = None,
+                   error: stage.ReviewError | None = None) -> dict[str, Any]:
+    payload = views.assignment_payload(conn, principal, assignment_id)
+    rubric = payload["rubric"]
+    draft = payload["draft"]
+    values = values if values is not None else (draft["body"] if draft else {})
+    seconds = (values.get("seconds_spent") if values.get("seconds_spent") is not None
+               else (draft["seconds_spent"] if draft else 0.0))
+    original = payload["rationale"]["text"]
+    edited = values.get("edited_text") or original
+    names = [d["name"] for d in rubric["dimensions"]]
+    per_dim, judge, automatic = judge_hints(payload["checks"], names)
+    lo, hi = rubric.get("scale", [1, 5])
+    return {
+        **payload, "values": values, "scores": values.get("scores") or {}, "comments": values.get("comments") or {},
+        "edited_text": edited, "editing": bool(values.get("editing")) or edited.strip() != original.strip(),
+        "seconds": int(seconds or 0), "scale": list(range(lo, hi + 1)), "judge_by_dim": per_dim,
+        "judge_checks": judge, "auto_checks": automatic, "error": error,
+        "expires_at": datetime.fromisoformat(payload["expires_at"]),
+    }
+
+
+@router.get("/review")
+def review_page(principal: ReviewerUser, request: Request, notice: str | None = None) -> HTMLResponse:
+    with request.app.state.web.engine.begin() as conn:
+        lease = stage.current_lease(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
+        if lease is None:
+            return page(request, "review_idle.html", {"progress": views.reviewer_progress(conn, principal),
+                                                      "notice": NOTICES.get(notice or "")})
+        ctx = review_context(conn, principal, lease.assignment_id)
+    return page(request, "review.html", {**ctx, "notice": NOTICES.get(notice or "")})
+
+
+@router.post("/review/next")
+def review_next(principal: ReviewerUser, request: Request) -> Response:
+    with request.app.state.web.engine.begin() as conn:
+        lease = api_review.lease_next(conn, principal)
+    return RedirectResponse("/review" if lease else "/review?notice=empty", status_code=303)
+
+
+@router.post("/review/{assignment_id}/draft")
+async def review_draft(assignment_id: str, principal: ReviewerUser, request: Request) -> HTMLResponse:
+    body = form_to_body(await request.form())
+
+    def save() -> None:
+        with request.app.state.web.engine.begin() as conn:
+            stage.save_draft(conn, project_id=principal.project_id, assignment_id=assignment_id,
+                             reviewer_id=principal.user_id, body={k: v for k, v in body.items() if k != "seconds_spent"},
+                             seconds_spent=body["seconds_spent"])
+
+    try:
+        await run_in_threadpool(save)
+    except stage.AssignmentClosed:
+        return HTMLResponse("<span class='warn'>This review is closed; the draft was not saved.</span>", status_code=409)
+    return HTMLResponse(f"Draft saved {views.repo.now().strftime('%H:%M:%S')} UTC")
+
+
+@router.post("/review/{assignment_id}/diff")
+async def review_diff(assignment_id: str, principal: ReviewerUser, request: Request) -> HTMLResponse:
+    edited = (await request.form()).get("edited_text")
+
+    def load() -> str:
+        with request.app.state.web.engine.begin() as conn:
+            return views.assignment_payload(conn, principal, assignment_id)["rationale"]["text"]
+
+    original = await run_in_threadpool(load)
+    return page(request, "_diff.html", {"old": original, "new": edited if isinstance(edited, str) else original,
+                                        "old_label": "under review", "new_label": "your edit"})
+
+
+@router.post("/review/{assignment_id}/submit")
+async def review_submit(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
+    body = form_to_body(await request.form())
+    engine = request.app.state.web.engine
+
+    def work() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        try:
+            with engine.begin() as conn:
+                result = api_review.submit(conn, principal, assignment_id, body)
+        except stage.ReviewError as exc:
+            with engine.begin() as conn:  # keep what was typed, then show the form again with the problem
+                stage.save_draft(conn, project_id=principal.project_id, assignment_id=assignment_id,
+                                 reviewer_id=principal.user_id, body={**body, "editing": body["verdict"] == "edit"},
+                                 seconds_spent=body["seconds_spent"])
+                return None, review_context(conn, principal, assignment_id, values=body, error=exc)
+        with engine.begin() as conn:
+            api_review.lease_next(conn, principal)
+        return result, None
+
+    result, error_ctx = await run_in_threadpool(work)
+    if error_ctx is not None:
+        return page(request, "review.html", error_ctx, status_code=422)
+    notice = "edited" if result and result["new_rationale_id"] else "submitted"
+    return RedirectResponse(f"/review?notice={notice}", status_code=303)
+
+
+@router.post("/review/{assignment_id}/release")
+def review_release(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
+    with request.app.state.web.engine.begin() as conn:
+        stage.release_assignment(conn, project_id=principal.project_id, assignment_id=assignment_id,
+                                 reviewer_id=principal.user_id)
+    return RedirectResponse("/review?notice=released", status_code=303)
