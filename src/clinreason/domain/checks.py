@@ -124,12 +124,11 @@ def simhash(text: str) -> int:
     """64-bit simhash over word (or CJK character) trigrams, as a signed integer (fits BIGINT)."""
     tokens = [t.lower() for t in _TOKEN.findall(text)]
     grams = [" ".join(tokens[i:i + 3]) for i in range(max(len(tokens) - 2, 1))] if tokens else [""]
-    weights = [0] * 64
-    for gram in grams:
-        h = int.from_bytes(hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest(), "big")
-        for bit in range(64):
-            weights[bit] += 1 if (h >> bit) & 1 else -1
-    value = sum(1 << bit for bit in range(64) if weights[bit] > 0)
+    bits = [format(int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=8).digest(), "big"), "064b")
+            for g in grams]
+    half = len(bits) / 2
+    # column j of the bit strings is bit 63-j of every hash: a bit is set when most hashes have it set
+    value = int("".join("1" if "".join(col).count("1") > half else "0" for col in zip(*bits)), 2)
     return value - (1 << 64) if value >= 1 << 63 else value
 
 

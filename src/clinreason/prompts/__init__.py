@@ -34,9 +34,14 @@ def template_hash(name: str, language: str) -> str:
     return hashlib.sha256(_source(name, language).encode("utf-8")).hexdigest()
 
 
+@lru_cache(maxsize=64)
+def _compiled(name: str, language: str):
+    return _env().from_string(_source(name, language))
+
+
 def render(name: str, language: str, **context: Any) -> tuple[list[ChatMessage], str]:
     source = _source(name, language)
-    tmpl = _env().from_string(source)
+    tmpl = _compiled(name, language)
     ctx = tmpl.new_context(context)
     system = "".join(tmpl.blocks["system"](ctx)).strip()
     ctx = tmpl.new_context(context)

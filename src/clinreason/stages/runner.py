@@ -11,6 +11,7 @@ everything stored is never asked for twice (the item has moved on, and the idemp
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections import Counter
@@ -31,6 +32,10 @@ from clinreason.store import work
 from clinreason.store.tables import llm_cache, rationales
 
 DRAFT, REGENERATE = "draft", "regenerate"
+#: This process's claims and stores take turns here rather than inside SQLite: a writer that finds the
+#: database locked sleeps in SQLite's busy handler for up to tens of milliseconds at a time, and every
+#: concurrency slot waits with it.
+_WRITE_TURN = threading.Lock()
 _SOURCE_STATE = {DRAFT: ItemState.IMPORTED, REGENERATE: ItemState.REGENERATING}
 _WORKING_STATE = {DRAFT: ItemState.GENERATING, REGENERATE: ItemState.REGENERATING}
 
@@ -85,7 +90,7 @@ def _params(pc: ProjectConfig, item: dict[str, Any], version: int, key: str, str
 def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, kind: str, worker: str, limit: int,
                 model_id: str, structured: str | None) -> list[Job]:
     """Claim up to `limit` items and turn each into a request (one transaction)."""
-    with engine.begin() as conn:
+    with _WRITE_TURN, engine.begin() as conn:
         claim_to = ItemState.GENERATING if kind == DRAFT else None
         rows = work.claim(conn, project_id=project["id"], state=_SOURCE_STATE[kind], worker=worker, limit=limit,
                           lease_seconds=pc.generate.claim_seconds, claim_to=claim_to)
@@ -113,56 +118,105 @@ def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, k
     return jobs
 
 
-def _persist(engine: Engine, *, project_id: int, outcomes: list[Outcome], worker: str, report: RunReport) -> None:
-    """Store a batch of results in one transaction; each item in its own savepoint, so a result that
-    lost a race (another worker stored it, or moved the item) is skipped without losing the others."""
+def _rationale_row(out: Outcome, rationale_id: str, ts) -> dict[str, Any]:
+    job = out.job
+    cols = parse_completion(out.completion, job.item)
+    if out.cached:
+        cols.update(prompt_tokens=0, completion_tokens=0, cost=0.0)
+    structured = "json" if job.params.json_schema else ("answer" if job.params.answer_choices else None)
+    return {
+        "id": rationale_id, "item_id": job.item["id"], "version": job.version, "parent_version": job.parent_version,
+        "origin": "generated" if job.kind == DRAFT else "regenerated", "author": f"model:{cols['model']}",
+        "params": {"temperature": job.params.temperature, "max_tokens": job.params.max_tokens,
+                   "top_p": job.params.top_p, "seed": job.params.seed, "kind": job.kind, "structured": structured,
+                   "cached": out.cached, "attempts": out.completion.attempts, "request_hash": job.request_hash},
+        "prompt_hash": job.prompt_hash, "seed": job.params.seed, "idempotency_key": job.params.idempotency_key,
+        "created_at": ts, **cols,
+    }
+
+
+def _cache_row(out: Outcome, ts) -> dict[str, Any]:
+    c = out.completion
+    return {"request_hash": out.job.request_hash, "model": c.model or "", "created_at": ts,
+            "response": {"text": c.text, "reasoning": c.reasoning, "model": c.model,
+                         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
+
+
+def _insert_ignoring_duplicates(conn, table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, in the dialect at hand (cache rows: first writer wins)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+
+
+def _prepare(outcomes: list[Outcome]) -> list[tuple[Outcome, dict[str, Any]]]:
+    """Parse every completion into its rationale row (CPU only: done before taking the write turn)."""
     ts = repo.now()
-    with engine.begin() as conn:
-        for out in outcomes:
-            job = out.job
-            working = _WORKING_STATE[job.kind]
+    return [(out, _rationale_row(out, uuid.uuid4().hex, ts)) for out in outcomes if out.completion is not None]
+
+
+def _store_drafts(conn, *, project_id: int, prepared: list[tuple[Outcome, dict[str, Any]]], worker: str) -> None:
+    """Rationales, cache entries and the moves to `screening` for a group of results, in bulk.
+    Raises StaleStateError or IntegrityError if any of them lost a race; the caller rolls the group back."""
+    if not prepared:
+        return
+    conn.execute(insert(rationales), [row for _, row in prepared])
+    fresh = {out.job.request_hash: out for out, _ in prepared if not out.cached}
+    if fresh:
+        ts = prepared[0][1]["created_at"]
+        _insert_ignoring_duplicates(conn, llm_cache, [_cache_row(out, ts) for out in fresh.values()])
+    for kind in (DRAFT, REGENERATE):
+        group = [(out, row) for out, row in prepared if out.job.kind == kind]
+        if not group:
+            continue
+        details = {out.job.item["id"]: {"rationale_id": row["id"], "version": row["version"], "origin": row["origin"],
+                                         "parse_status": row["parse_status"]} for out, row in group}
+        moved = repo.transition_items(conn, project_id=project_id, item_ids=list(details),
+                                      expected=_WORKING_STATE[kind], target=ItemState.SCREENING,
+                                      actor=f"worker:{worker}", details=details, claimed_by=None, claimed_until=None)
+        if not moved:
+            raise repo.StaleStateError("an item of the batch was moved by another worker")
+
+
+def _persist(engine: Engine, *, project_id: int, outcomes: list[Outcome], worker: str, report: RunReport) -> None:
+    """Store a batch of results: all in one transaction in the common case; when one of them lost a
+    race (another worker stored it, or moved the item) that transaction is rolled back and the batch
+    is stored item by item, each in its own savepoint, so only the loser is skipped."""
+    prepared = _prepare(outcomes)
+    failed = [o for o in outcomes if o.completion is None]
+    try:
+        with _WRITE_TURN, engine.begin() as conn:
+            _store_drafts(conn, project_id=project_id, prepared=prepared, worker=worker)
+            _store_failures(conn, failed, worker, report)
+        report.stored += len(prepared)
+        report.cached += sum(out.cached for out, _ in prepared)
+        return
+    except (repo.StaleStateError, IntegrityError):
+        pass
+    with _WRITE_TURN, engine.begin() as conn:
+        for entry in prepared:
             try:
                 with conn.begin_nested():
-                    if out.completion is None:
-                        repo.transition_item(conn, item_id=job.item["id"], expected=working, target=ItemState.FAILED,
-                                             actor=f"worker:{worker}", detail={"error": out.error},
-                                             fail_reason=out.error, claimed_by=None, claimed_until=None)
-                        report.failed += 1
-                        continue
-                    cols = parse_completion(out.completion, job.item)
-                    if out.cached:
-                        cols.update(prompt_tokens=0, completion_tokens=0, cost=0.0)
-                    origin = "generated" if job.kind == DRAFT else "regenerated"
-                    rationale_id = uuid.uuid4().hex
-                    conn.execute(insert(rationales).values(
-                        id=rationale_id, item_id=job.item["id"], version=job.version,
-                        parent_version=job.parent_version, origin=origin, author=f"model:{cols['model']}",
-                        params={"temperature": job.params.temperature, "max_tokens": job.params.max_tokens,
-                                "top_p": job.params.top_p, "seed": job.params.seed, "kind": job.kind,
-                                "structured": "json" if job.params.json_schema else ("answer" if job.params.answer_choices else None),
-                                "cached": out.cached,
-                                "attempts": out.completion.attempts, "request_hash": job.request_hash},
-                        prompt_hash=job.prompt_hash, seed=job.params.seed, idempotency_key=job.params.idempotency_key,
-                        created_at=ts, **cols))
-                    if not out.cached:
-                        exists = conn.execute(select(llm_cache.c.request_hash)
-                                              .where(llm_cache.c.request_hash == job.request_hash)).first()
-                        if exists is None:
-                            conn.execute(insert(llm_cache).values(
-                                request_hash=job.request_hash, model=cols["model"] or "", created_at=ts,
-                                response={"text": out.completion.text, "reasoning": out.completion.reasoning,
-                                          "model": out.completion.model,
-                                          "prompt_tokens": out.completion.prompt_tokens,
-                                          "completion_tokens": out.completion.completion_tokens}))
-                    repo.transition_item(conn, item_id=job.item["id"], expected=working, target=ItemState.SCREENING,
-                                         actor=f"worker:{worker}",
-                                         detail={"rationale_id": rationale_id, "version": job.version, "origin": origin,
-                                                 "parse_status": cols["parse_status"]},
-                                         claimed_by=None, claimed_until=None)
-                    report.stored += 1
-                    report.cached += int(out.cached)
+                    _store_drafts(conn, project_id=project_id, prepared=[entry], worker=worker)
+                report.stored += 1
+                report.cached += int(entry[0].cached)
             except (repo.StaleStateError, IntegrityError):
                 report.skipped += 1
+        _store_failures(conn, failed, worker, report)
+
+
+def _store_failures(conn, failed: list[Outcome], worker: str, report: RunReport) -> None:
+    for out in failed:
+        try:
+            with conn.begin_nested():
+                repo.transition_item(conn, item_id=out.job.item["id"], expected=_WORKING_STATE[out.job.kind],
+                                     target=ItemState.FAILED, actor=f"worker:{worker}", detail={"error": out.error},
+                                     fail_reason=out.error, claimed_by=None, claimed_until=None)
+            report.failed += 1
+        except repo.StaleStateError:
+            report.skipped += 1
 
 
 def use_structured_output(pc: ProjectConfig, backend: LLMBackend) -> str | None:
@@ -251,9 +305,13 @@ async def run_llm_stage(engine: Engine, *, project: dict[str, Any], pc: ProjectC
     writer_task = asyncio.create_task(writer())
     try:
         while not stop.is_set():
-            room = concurrency * 2 - len(active)
-            if limit is not None:
-                room = min(room, limit - report.claimed)
+            # keep a queue of claimed jobs behind the busy slots: claims come in chunks (few, cheap
+            # transactions) early enough that a slot that frees up never waits for one
+            chunk = max(concurrency // 2, 1)
+            if len(active) > concurrency + chunk:
+                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            room = chunk if limit is None else min(chunk, limit - report.claimed)
             if room <= 0:
                 if not active:
                     break

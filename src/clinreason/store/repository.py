@@ -115,20 +115,46 @@ def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str
     row moved meanwhile (or does not exist)."""
     reason = check_transition(expected, target)
     expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
-    result = conn.execute(
+    project_id = conn.execute(
         update(items)
         .where(items.c.id == item_id, items.c.state == expected_s)
         .values(state=target_s, updated_at=now(), **values)
-    )
-    if result.rowcount != 1:
+        .returning(items.c.project_id)
+    ).scalar()
+    if project_id is None:
         row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()
         if row is None:
             raise StaleStateError(f"item {item_id} does not exist")
         raise StaleStateError(f"item {item_id} is '{row.state}', not '{expected_s}': it was moved by someone else")
-    project_id = conn.execute(select(items.c.project_id).where(items.c.id == item_id)).scalar_one()
     add_event(conn, project_id=project_id, item_id=item_id, kind="item.transition", actor=actor,
               before={"state": expected_s}, after={"state": target_s},
               detail={"reason": reason, **(detail or {})})
+
+
+def transition_items(conn: Connection, *, project_id: int, item_ids: list[str], expected: ItemState | str,
+                     target: ItemState | str, actor: str, details: dict[str, dict[str, Any]] | None = None,
+                     extra_where: Any = None, **values: Any) -> bool:
+    """The batch form of `transition_item`: one UPDATE for many items that share expected and target
+    state, one multi-row INSERT for their events. Returns False, having changed nothing, when any of
+    them was no longer in `expected` (the caller then falls back to moving them one by one); use it
+    inside a savepoint or a transaction the caller can roll back."""
+    if not item_ids:
+        return True
+    reason = check_transition(expected, target)
+    expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
+    ts = now()
+    stmt = update(items).where(items.c.id.in_(item_ids), items.c.state == expected_s)
+    if extra_where is not None:
+        stmt = stmt.where(extra_where)
+    result = conn.execute(stmt.values(state=target_s, updated_at=ts, **values))
+    if result.rowcount != len(item_ids):
+        return False
+    details = details or {}
+    conn.execute(insert(events), [
+        {"project_id": project_id, "item_id": item_id, "kind": "item.transition", "actor": actor,
+         "before": {"state": expected_s}, "after": {"state": target_s},
+         "detail": {"reason": reason, **details.get(item_id, {})}, "at": ts} for item_id in item_ids])
+    return True
 
 
 def get_item(conn: Connection, *, project_id: int, item_id: str) -> dict[str, Any] | None:

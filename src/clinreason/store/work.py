@@ -66,6 +66,51 @@ def claim(conn: Connection, *, project_id: int, state: ItemState, worker: str, l
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = [dict(r) for r in conn.execute(query).mappings()]
+    claimed = _claim_in_bulk(conn, project_id=project_id, rows=rows, state=state, claim_to=claim_to, worker=worker,
+                             until=until, free=free)
+    if claimed is None:
+        claimed = _claim_one_by_one(conn, project_id=project_id, rows=rows, state=state, claim_to=claim_to,
+                                    worker=worker, until=until, free=free)
+    if claimed:
+        versions = dict(conn.execute(
+            select(rationales.c.item_id, func.max(rationales.c.version))
+            .where(rationales.c.item_id.in_([r["id"] for r in claimed])).group_by(rationales.c.item_id)
+        ).all())
+        for row in claimed:
+            row["version"] = int(versions.get(row["id"]) or 0) + 1
+    return claimed
+
+
+def _claim_in_bulk(conn: Connection, *, project_id: int, rows: list[dict[str, Any]], state: ItemState,
+                   claim_to: ItemState | None, worker: str, until: datetime, free: Any) -> list[dict[str, Any]] | None:
+    """The common case, in two statements: every selected row is still free (SQLite holds the write
+    lock, PostgreSQL the row locks). None when some row moved meanwhile; nothing is changed then."""
+    fresh = [r for r in rows if r["state"] == state.value and r["claimed_by"] is None]
+    if len(fresh) != len(rows):
+        return None
+    ids = [r["id"] for r in rows]
+    with conn.begin_nested() as savepoint:
+        if claim_to:
+            ok = repo.transition_items(conn, project_id=project_id, item_ids=ids, expected=state, target=claim_to,
+                                       actor=f"worker:{worker}", extra_where=and_(items.c.claimed_by.is_(None), free),
+                                       claimed_by=worker, claimed_until=until)
+        else:
+            result = conn.execute(update(items).where(items.c.id.in_(ids), items.c.state == state.value,
+                                                      items.c.claimed_by.is_(None), free)
+                                  .values(claimed_by=worker, claimed_until=until))
+            ok = result.rowcount == len(ids)
+        if not ok:
+            savepoint.rollback()
+            return None
+    for row in rows:
+        row["claimed_by"], row["claimed_until"] = worker, until
+        if claim_to:
+            row["state"] = claim_to.value
+    return rows
+
+
+def _claim_one_by_one(conn: Connection, *, project_id: int, rows: list[dict[str, Any]], state: ItemState,
+                      claim_to: ItemState | None, worker: str, until: datetime, free: Any) -> list[dict[str, Any]]:
     claimed: list[dict[str, Any]] = []
     for row in rows:
         same_holder = (items.c.claimed_by.is_(None) if row["claimed_by"] is None
@@ -88,13 +133,6 @@ def claim(conn: Connection, *, project_id: int, state: ItemState, worker: str, l
                                after={"claimed_by": worker})
         row["claimed_by"], row["claimed_until"] = worker, until
         claimed.append(row)
-    if claimed:
-        versions = dict(conn.execute(
-            select(rationales.c.item_id, func.max(rationales.c.version))
-            .where(rationales.c.item_id.in_([r["id"] for r in claimed])).group_by(rationales.c.item_id)
-        ).all())
-        for row in claimed:
-            row["version"] = int(versions.get(row["id"]) or 0) + 1
     return claimed
 
 

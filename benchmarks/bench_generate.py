@@ -1,0 +1,128 @@
+"""Drafting throughput against a fake OpenAI-compatible server with fixed latency.
+
+    python benchmarks/bench_generate.py [--items 2000] [--concurrency 64] [--latency 0.2] [--kills 3]
+
+The server runs in its own process; clinreason drafts in this one (SQLite). The ceiling is
+concurrency / latency requests per second (64 / 0.2 s = 320/s): the script prints achieved/ceiling as
+a ratio (target >= 0.90) and clinreason's own CPU time per item (what decides how far one machine
+scales). With --kills K it then repeats the run killing `clinreason generate` with SIGKILL at K random
+moments and reports items, versions and requests sent twice (must be <= K x concurrency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from clinreason.config import ProjectConfig
+from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.llm.factory import make_backend
+from clinreason.stages.ingest import import_path
+from clinreason.stages.runner import DRAFT, run_llm_stage
+from clinreason.store import db as dbm
+from clinreason.store import repository as repo
+
+
+async def _bare_client(url: str, n: int, concurrency: int) -> float:
+    """The same number of requests from a bare aiohttp client (no database, no parsing): what this
+    machine and this fake server allow at all, measured in the same run."""
+    import aiohttp
+
+    gate = asyncio.Semaphore(concurrency)
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "Question: x\nGold answer: B"}]}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def one() -> None:
+            async with gate, session.post(f"{url}/chat/completions", json=body) as response:
+                await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return n / (time.perf_counter() - started)
+
+
+def throughput(tmp: Path, items: int, concurrency: int, latency: float) -> None:
+    bank = write_synthetic_bank(tmp / "bank.jsonl", items)
+    engine = dbm.make_engine(str(tmp / "t.db"))
+    dbm.upgrade(engine)
+    pc = ProjectConfig()
+    with engine.begin() as conn:
+        project, _ = repo.ensure_project(conn, name="default", config={}, rubric=pc.rubric)
+    import_path(engine, project="default", path=bank, fmt="jsonl")
+    with fake_server_process(log=tmp / "log.jsonl", latency=latency) as url:
+        backend = make_backend(backend="openai", base_url=url, model="fake-model", concurrency=concurrency)
+
+        async def go():
+            try:
+                return await run_llm_stage(engine, project=project, pc=pc, backend=backend, kind=DRAFT,
+                                           concurrency=concurrency)
+            finally:
+                await backend.aclose()
+
+        report = asyncio.run(go())
+        bare = asyncio.run(_bare_client(url, items, concurrency))
+    ceiling = concurrency / latency
+    achieved = report.stored / report.wall_seconds
+    print(f"drafted {report.stored} items in {report.wall_seconds:.2f} s at concurrency {concurrency}, "
+          f"server latency {latency * 1000:.0f} ms")
+    print(f"throughput {achieved:7.1f} req/s | ceiling {ceiling:.0f} req/s | ratio {achieved / ceiling:.3f} "
+          f"(target >= 0.90)")
+    print(f"bare aiohttp client, same server, same run: {bare:7.1f} req/s (ratio {bare / ceiling:.3f}); "
+          f"clinreason / bare client = {achieved / bare:.3f}")
+    print(f"clinreason CPU per item: {report.cpu_seconds / report.stored * 1000:.2f} ms "
+          f"(=> one core sustains ~{report.stored / report.cpu_seconds:.0f} items/s)")
+
+
+def kills(tmp: Path, items: int, concurrency: int, latency: float, n_kills: int) -> None:
+    db = tmp / "k.db"
+    write_synthetic_bank(tmp / "kbank.jsonl", items, seed=9)
+    env0 = cli_env(db, None)
+    cli(["init"], env0, tmp)
+    cli(["import", "kbank.jsonl"], env0, tmp)
+    log = tmp / "klog.jsonl"
+    rng = random.Random(2026)
+    with fake_server_process(log=log, latency=latency) as url:
+        env = cli_env(db, url)
+        for k in range(n_kills):
+            proc = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "generate", "--concurrency",
+                                     str(concurrency)], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            delay = rng.uniform(1.0, 4.0)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            print(f"kill {k + 1}: SIGKILL after {delay:.1f} s")
+        cli(["generate", "--concurrency", str(concurrency)], env, tmp)
+    status = json.loads(cli(["status", "--json"], env0, tmp).stdout)
+    per_key = Counter(r["idempotency_key"] for r in read_request_log(log) if r["path"].endswith("/chat/completions"))
+    repeated = sum(c - 1 for c in per_key.values() if c > 1)
+    print(f"after {n_kills} kills: items {status['items']}, rationale versions {status['rationales']}, "
+          f"distinct requests {len(per_key)}, requests sent twice {repeated} "
+          f"(limit {n_kills} x {concurrency} = {n_kills * concurrency})")
+    ok = status["items"] == status["rationales"] == items and repeated <= n_kills * concurrency
+    print("PASS" if ok else "FAIL")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--kills", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        throughput(Path(d), args.items, args.concurrency, args.latency)
+        if args.kills:
+            kills(Path(d), args.items, args.concurrency, args.latency, args.kills)
+
+
+if __name__ == "__main__":
+    main()
