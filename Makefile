@@ -16,7 +16,7 @@ install-local: $(BIN)/python
 	$(BIN)/pip install -q -e '.[local]'
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,local]'
 
 ## Run the main job on the embedded defaults (SQLite + embedded model) on the bundled samples.
 demo: install-local

@@ -428,11 +428,13 @@ def retry_failed(
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N of the sample questions")] = None,
 ) -> None:
-    """End to end on the bundled sample questions (SQLite, embedded defaults)."""
+    """End to end on the bundled sample questions: import, draft with the embedded model (or the
+    configured endpoint), screen, one round of guided regeneration, status."""
     from clinreason.demo import run_demo
 
-    run_demo(workdir)
+    run_demo(workdir, limit=limit)
 
 
 def _register_plugins() -> None:

@@ -15,9 +15,14 @@ def samples_dir() -> Path:
     return Path(str(resources.files("clinreason") / "samples"))
 
 
-def run_demo(workdir: Path) -> None:
+def run_demo(workdir: Path, *, limit: int | None = None) -> None:
+    import asyncio
+
     from clinreason.app import initialise
+    from clinreason.llm.factory import make_backend
     from clinreason.stages.ingest import import_path
+    from clinreason.stages.runner import DRAFT, REGENERATE, run_llm_stage
+    from clinreason.stages.screen import run_screening
     from clinreason.store import repository as repo
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -26,16 +31,44 @@ def run_demo(workdir: Path) -> None:
         config_path.write_text(DEFAULT_CONFIG_TOML, encoding="utf-8")
     db_path = workdir / "clinreason.db"
     settings = resolve_settings(db=f"sqlite:///{db_path}", project="default", config=str(config_path))
+    pc = settings.project_config
     ctx, created, _ = initialise(settings, actor="demo")
-    typer.echo(f"[1/2] database {db_path} ready (project 'default' {'created' if created else 'reused'})")
+    typer.echo(f"[1/4] database {db_path} ready (project 'default' {'created' if created else 'reused'})")
 
     summary = import_path(ctx.engine, project="default", path=samples_dir(), fmt="auto", actor="demo")
-    typer.echo(f"[2/2] imported the bundled samples: {summary.added} new items from {len(summary.files)} files "
+    typer.echo(f"[2/4] imported the bundled samples: {summary.added} new items from {len(summary.files)} files "
                f"({summary.duplicates} duplicates, {summary.flagged} flagged)")
     with ctx.engine.connect() as conn:
-        counts = repo.status_counts(conn, project_id=repo.require_project(conn, name="default")["id"])
-    typer.echo(json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state", "by_source")},
-                          ensure_ascii=False))
-    typer.echo("drafting and screening are not built yet: this demo stops after import + status.")
-    typer.echo(f"look next: clinreason status --db {db_path}")
+        project = repo.require_project(conn, name="default")
+
+    llm = pc.llm
+    backend = make_backend(backend=llm.backend, base_url=llm.base_url, model=llm.model,
+                           api_key=settings.llm_api_key, timeout=llm.timeout, concurrency=llm.concurrency,
+                           max_attempts=llm.max_attempts)
+    typer.echo(f"[3/4] drafting with {backend.model_id} (the embedded model is tiny and weak at medicine: "
+               "it shows the plumbing, not the quality; point CLINREASON_LLM_BASE_URL at a real model for real work)")
+
+    async def pipeline():
+        try:
+            draft = await run_llm_stage(ctx.engine, project=project, pc=pc, backend=backend, kind=DRAFT, limit=limit,
+                                        concurrency=llm.concurrency)
+            screen = await run_screening(ctx.engine, project=project, pc=pc)
+            regen = await run_llm_stage(ctx.engine, project=project, pc=pc, backend=backend, kind=REGENERATE,
+                                        concurrency=llm.concurrency)
+            rescreen = await run_screening(ctx.engine, project=project, pc=pc)
+            return draft, screen, regen, rescreen
+        finally:
+            await backend.aclose()
+
+    draft, screen, regen, rescreen = asyncio.run(pipeline())
+    typer.echo(f"      drafted {draft.stored} in {draft.wall_seconds:.0f} s ({draft.failed} failed); screening sent "
+               f"{screen.to_review} to review and {screen.to_regeneration} back for guided regeneration; "
+               f"regenerated {regen.stored}, of which {rescreen.to_review} went to review")
+    with ctx.engine.connect() as conn:
+        counts = repo.status_counts(conn, project_id=project["id"])
+    typer.echo("[4/4] status: " + json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state",
+                                                                         "by_model")}, ensure_ascii=False))
+    typer.echo("look next:")
+    typer.echo(f"  clinreason status --db {db_path}")
+    typer.echo(f"  clinreason run --db {db_path} --config {config_path}   # keeps drafting/screening going")
     ctx.engine.dispose()

@@ -74,6 +74,8 @@ class LocalBackend:
                  n_threads: int | None = None):
         self._model_path = Path(model_path) if model_path is not None else None
         self.n_ctx = n_ctx
+        # None keeps llama.cpp's default (half the cores): its threads spin-wait, and more threads than
+        # free cores (a web server and a database share this machine) slows it down a lot
         self.n_threads = n_threads
         self.model_id = MODEL_ID if model_path is None else f"{Path(model_path).stem} (local)"
         # Queue callers here rather than in the thread pool, where waiting on the model lock would
@@ -150,7 +152,7 @@ def _steps_then_answer(model: Any, messages: list[ChatMessage], params: LLMParam
 
     prompt = _chatml(messages) + "1."
     # a 135M model drifts into repetition past a few hundred tokens: keep its reasoning short
-    first = model.create_completion(prompt=prompt, max_tokens=min(params.max_tokens, 384), temperature=params.temperature,
+    first = model.create_completion(prompt=prompt, max_tokens=min(params.max_tokens, 256), temperature=params.temperature,
                                     top_p=params.top_p, seed=params.seed, stop=_STOPS, repeat_penalty=1.15)
     steps = "1." + first["choices"][0]["text"].rstrip()
     labels = " | ".join(f'"{label}"' for label in params.answer_choices or ())
