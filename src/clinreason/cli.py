@@ -442,7 +442,7 @@ def _register_plugins() -> None:
     exposes `register(app)` and keeps its heavy imports inside the command functions."""
     import importlib
 
-    for module in ("clinreason.web.commands",):
+    for module in ("clinreason.web.commands", "clinreason.analytics.commands"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

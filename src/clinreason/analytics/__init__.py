@@ -1,0 +1,1 @@
+"""Quality evidence: inter-rater agreement, reviewer and process statistics, the dataset card."""
