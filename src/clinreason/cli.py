@@ -426,6 +426,66 @@ def retry_failed(
 
 
 @app.command()
+def history(
+    item_id: Annotated[str, typer.Argument(help="The item's id (as `status`, exports and the web app show it)")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """The item's whole story: every version with its diff to the previous one, every check, review,
+    decision and event."""
+    import difflib
+
+    from clinreason.store import repository as repo
+    from clinreason.store.history import item_history
+
+    ctx = _context(db, project, config)
+    with ctx.engine.connect() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+        story = item_history(conn, project_id=proj["id"], item_id=item_id)
+    if story is None:
+        _fail(f"no item {item_id} in project '{ctx.project}'")
+    if json_out:
+        typer.echo(json.dumps(story, ensure_ascii=False, indent=2, default=str))
+        return
+    item = story["item"]
+    typer.echo(f"item {item['id']} — {item['state']}" + (f" (strikes {item['strikes']})" if item["strikes"] else ""))
+    typer.echo("sources: " + ", ".join(f"{s['source']} {s['file']} record {s['record']}" for s in story["sources"]))
+    typer.echo(item["question"])
+    for label, text in item["options"]:
+        mark = "*" if label in item["answer_labels"] else " "
+        typer.echo(f" {mark} {label}. {text}")
+    if item["flag_reason"]:
+        typer.echo(f"flag: {item['flag_reason']}")
+    previous = None
+    for v in story["versions"]:
+        typer.echo(f"\n— version {v['version']} ({v['origin']}, {v['author']}, {v['created_at']:%Y-%m-%d %H:%M}) "
+                   f"final answer {', '.join(v['final_answer']) or '?'}, parse {v['parse_status']}")
+        if previous is None:
+            typer.echo(v["text"])
+        else:
+            diff = difflib.unified_diff(previous["text"].splitlines(), v["text"].splitlines(),
+                                        f"version {previous['version']}", f"version {v['version']}", lineterm="")
+            typer.echo("\n".join(diff) or "(text unchanged)")
+        for c in (c for c in story["checks"] if c["rationale_id"] == v["id"]):
+            typer.echo(f"  check {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}")
+        for r in (r for r in story["reviews"] if r["rationale_id"] == v["id"]):
+            scores = ", ".join(f"{k} {s}" for k, s in r["scores"].items())
+            typer.echo(f"  review by {r['username']}: {r['verdict']} ({scores})")
+            for dim, text in (r["comments"] or {}).items():
+                if text:
+                    typer.echo(f"    {dim}: {text}")
+        previous = v
+    if story["decision"]:
+        d = story["decision"]
+        typer.echo(f"\ndecision: {d['kind']} by {d['decided_by']}: {d['reason']}")
+    typer.echo("\nevents:")
+    for e in story["events"]:
+        change = f"{(e['before'] or {}).get('state', '')} -> {(e['after'] or {}).get('state', '')}" \
+            if e["kind"] == "item.transition" else ""
+        typer.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']} {change} by {e['actor']}")
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
     limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N of the sample questions")] = None,

@@ -57,6 +57,12 @@ class ReviewConfig(BaseModel):
     overlap: int = Field(2, ge=1, le=10)
     max_strikes: int = Field(5, ge=1, le=50)
     lease_minutes: int = Field(30, ge=1)
+    #: all_accept | majority | mean_score (see domain/consensus.py)
+    rule: Literal["all_accept", "majority", "mean_score"] = "all_accept"
+    mean_threshold: float = Field(4.0, ge=1, le=5)
+    #: how a disagreement is settled: adjudicator | extra_reviewer
+    settle: Literal["adjudicator", "extra_reviewer"] = "adjudicator"
+    max_extra_reviewers: int = Field(1, ge=0, le=5)
 
 
 class GenerateConfig(BaseModel):
@@ -171,6 +177,10 @@ judge = false              # an LLM judge pre-scores each rubric dimension (a hi
 overlap = 2          # reviewers per rationale version
 max_strikes = 5      # failed rounds before the item is escalated to an adjudicator
 lease_minutes = 30   # an unanswered assignment returns to the pool after this
+rule = "all_accept"  # all_accept | majority | mean_score (with mean_threshold)
+mean_threshold = 4.0
+settle = "adjudicator"   # a disagreement goes to: adjudicator | extra_reviewer (then adjudicator)
+max_extra_reviewers = 1
 
 [llm]
 backend = "auto"     # auto: openai-compatible when base_url is set, else the embedded model

@@ -87,3 +87,21 @@ def check_transition(current: ItemState | str, target: ItemState | str) -> str:
         return TRANSITIONS[(cur, tgt)]
     except KeyError:
         raise TransitionError(cur.value, tgt.value) from None
+
+
+def replay(events: list[dict]) -> ItemState | None:
+    """The state an item's event log leads to: every transition must start where the previous one
+    ended and be allowed by the table. Raises ValueError on a log that does not replay."""
+    state: ItemState | None = None
+    for event in events:
+        if event.get("kind") == "item.imported":
+            state = ItemState.IMPORTED
+            continue
+        if event.get("kind") != "item.transition":
+            continue
+        before, after = ItemState(event["before"]["state"]), ItemState(event["after"]["state"])
+        if state is not None and before is not state:
+            raise ValueError(f"event log jumps: the item was '{state}', the next transition starts at '{before}'")
+        check_transition(before, after)
+        state = after
+    return state

@@ -1,0 +1,124 @@
+"""The consensus stage: what happens to an item once a review of its current version is in.
+
+Called inside the review's own transaction (stages/review.py), so the review, the decision and the
+item's next state are stored together or not at all. The rules themselves are pure
+(domain/consensus.py); this module reads what they need and applies the outcome:
+
+  accepted        -> item accepted, Decision(kind=consensus)
+  needs_revision  -> a strike; guided regeneration (item -> regenerating) or, at max strikes, escalation
+  disagreement    -> escalated to an adjudicator (or one extra reviewer, when the policy says so)
+  flagged         -> escalated: the question itself is in doubt
+  an edit         -> the expert's new version was already stored; the old round counts as a strike
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from clinreason.domain.consensus import ConsensusDecision, Outcome, Policy, ReviewVote, decide, strike_outcome
+from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.rubric import rubric_from_dict
+from clinreason.store import repository as repo
+from clinreason.store.tables import decisions, items, projects, rationales, reviews, users
+
+
+def project_policy(conn: Connection, project_id: int) -> Policy:
+    config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
+    return Policy.from_config((config or {}).get("review", {}))
+
+
+def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
+    rows = conn.execute(
+        select(reviews.c.verdict, reviews.c.scores, reviews.c.comments, users.c.username)
+        .join(users, users.c.id == reviews.c.reviewer_id)
+        .where(reviews.c.rationale_id == rationale_id).order_by(reviews.c.created_at, reviews.c.id)
+    ).all()
+    return [ReviewVote(reviewer=r.username, verdict=r.verdict, scores=dict(r.scores or {}),
+                       comments={k: str(v) for k, v in (r.comments or {}).items() if v}) for r in rows]
+
+
+def extra_reviewers_requested(conn: Connection, rationale_id: str) -> int:
+    from clinreason.store.tables import events
+
+    return conn.execute(select(func.count()).select_from(events).where(
+        events.c.kind == "consensus.extra_reviewer", events.c.detail["rationale_id"].as_string() == rationale_id
+    )).scalar_one()
+
+
+def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
+    rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
+    policy = project_policy(conn, project_id)
+    return decide(rubric, policy, votes_for(conn, rationale_id),
+                  extra_requested=extra_reviewers_requested(conn, rationale_id))
+
+
+def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
+    item = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
+    if item["state"] != ItemState.IN_REVIEW.value:
+        return
+    latest = conn.execute(select(rationales.c.id, rationales.c.version, rationales.c.origin, rationales.c.parent_version)
+                          .where(rationales.c.item_id == item_id)
+                          .order_by(rationales.c.version.desc()).limit(1)).one()
+    policy = project_policy(conn, project_id)
+    if latest.id != rationale_id:
+        # an expert's edit superseded the reviewed version: that round failed, the new version is reviewed
+        reviewed_version = conn.execute(select(rationales.c.version).where(rationales.c.id == rationale_id)).scalar_one()
+        if latest.origin == "edited" and latest.parent_version == reviewed_version:
+            _strike(conn, item=item, policy=policy, actor=actor, reason="an expert edited the rationale",
+                    rationale_id=rationale_id, regenerate=False)
+        return
+    decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id)
+    detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
+              "reason": decision.reason}
+    if decision.outcome is Outcome.PENDING:
+        if decision.feedback is not None:  # a disagreement the policy settles with one more reviewer
+            repo.add_event(conn, project_id=project_id, item_id=item_id, kind="consensus.extra_reviewer", actor=actor,
+                           detail=detail)
+        return
+    if decision.outcome is Outcome.ACCEPTED:
+        repo.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ACCEPTED,
+                             actor=actor, detail=detail)
+        conn.execute(insert(decisions).values(item_id=item_id, kind="consensus", rationale_id=rationale_id,
+                                              decided_by="consensus", reason=decision.reason, created_at=repo.now()))
+        repo.add_event(conn, project_id=project_id, item_id=item_id, kind="decision.consensus", actor=actor,
+                       after={"rationale_id": rationale_id, "version": latest.version}, detail=detail)
+        return
+    if decision.outcome is Outcome.FLAGGED:
+        _escalate(conn, item_id=item_id, actor=actor, reason=decision.reason, detail=detail)
+        return
+    if decision.outcome is Outcome.DISAGREEMENT:
+        _escalate(conn, item_id=item_id, actor=actor, reason=f"reviewers disagree: {decision.reason}", detail=detail)
+        return
+    _strike(conn, item=item, policy=policy, actor=actor, reason=decision.reason, rationale_id=rationale_id,
+            regenerate=True, feedback=decision)
+
+
+def _escalate(conn: Connection, *, item_id: str, actor: str, reason: str, detail: dict[str, Any]) -> None:
+    repo.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED, actor=actor,
+                         detail=detail, flag_reason=reason[:2000])
+
+
+def _strike(conn: Connection, *, item: dict[str, Any], policy: Policy, actor: str, reason: str, rationale_id: str,
+            regenerate: bool, feedback: ConsensusDecision | None = None) -> None:
+    strikes = int(conn.execute(select(items.c.strikes).where(items.c.id == item["id"])).scalar_one()) + 1
+    detail: dict[str, Any] = {"rationale_id": rationale_id, "strikes": strikes, "max_strikes": policy.max_strikes,
+                              "reason": reason}
+    if feedback is not None and feedback.feedback is not None:
+        detail["failing"] = feedback.feedback.failing
+        detail["verdicts"] = feedback.feedback.verdicts
+    repo.add_event(conn, project_id=item["project_id"], item_id=item["id"], kind="item.strike", actor=actor,
+                   before={"strikes": strikes - 1}, after={"strikes": strikes}, detail=detail)
+    if strike_outcome(strikes, policy):
+        # five strikes (by default): an adjudicator decides, with every version and review in view
+        reason_text = f"{strikes} failed rounds (max_strikes = {policy.max_strikes}): {reason}"
+        repo.transition_item(conn, item_id=item["id"], expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED,
+                             actor=actor, detail=detail, strikes=strikes, flag_reason=reason_text)
+        return
+    if regenerate:
+        repo.transition_item(conn, item_id=item["id"], expected=ItemState.IN_REVIEW, target=ItemState.REGENERATING,
+                             actor=actor, detail=detail, strikes=strikes, auto_retries=0,
+                             claimed_by=None, claimed_until=None)
+    else:
+        conn.execute(update(items).where(items.c.id == item["id"]).values(strikes=strikes, updated_at=repo.now()))
