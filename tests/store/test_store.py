@@ -174,3 +174,27 @@ def test_database_url_forms():
     assert db.normalise_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
     assert db.normalise_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert db.normalise_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_history_tables_refuse_updates_and_deletes(engine, project):
+    """Rationale versions, reviews, decisions and events are append-only, enforced by the database."""
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from clinreason.store.tables import rationales
+
+    with engine.begin() as conn:
+        _add_item(conn, project["id"])
+        conn.execute(insert(rationales).values(
+            id="r1", item_id="it1", version=1, origin="generated", author="model:x", steps=["a"], final_answer=["A"],
+            text="1. a\nFinal answer: A", params={}, parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0,
+            created_at=repo.now()))
+        repo.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w")
+    for stmt in (update(rationales).values(text="changed"), delete(rationales),
+                 update(events).values(actor="someone else"), delete(events)):
+        with pytest.raises(DBAPIError, match="immutable"):
+            with engine.begin() as conn:
+                conn.execute(stmt)
+    with engine.connect() as conn:
+        assert conn.execute(select(rationales.c.text)).scalar_one() == "1. a\nFinal answer: A"
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() >= 1
