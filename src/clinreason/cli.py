@@ -485,6 +485,44 @@ def history(
         typer.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']} {change} by {e['actor']}")
 
 
+@app.command("backup")
+def backup_cmd(
+    out: Annotated[Path, typer.Argument(help="The backup file to write (never overwritten)")],
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """A consistent copy of the whole database, events included (SQLite online backup; pg_dump)."""
+    from clinreason.store.backup import BackupError, backup
+
+    ctx = _context(db, project, config)
+    try:
+        backup(ctx.engine, out)
+    except BackupError as exc:
+        _fail(str(exc))
+    typer.echo(f"backup written to {out} ({out.stat().st_size:,} bytes)")
+
+
+@app.command("restore")
+def restore_cmd(
+    source: Annotated[Path, typer.Argument(help="A file written by `clinreason backup`")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the database's current contents are replaced")] = False,
+    db: DbOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Replace the database's contents with a backup's (all projects)."""
+    from clinreason.store import db as dbm
+    from clinreason.store.backup import BackupError, restore
+
+    settings = _settings(db, None, config)
+    if not yes:
+        _fail("restore replaces everything in the database: run again with --yes to confirm", 2)
+    engine = dbm.make_engine(settings.db_url)
+    try:
+        restore(engine, source)
+    except BackupError as exc:
+        _fail(str(exc))
+    engine.dispose()
+    typer.echo(f"database {settings.db_url} restored from {source}")
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
