@@ -79,10 +79,11 @@ async def test_scripted_faults_come_first_then_the_rates(start_server) -> None:
 
 
 async def test_down_until_passes(start_server) -> None:
-    server = await start_server(fault_plan=FaultPlan(down_until=time.monotonic() + 0.2, down_mode="503"))
+    """Down until the given moment, then up again (the moment is moved, not waited for: no wall-clock race)."""
+    server = await start_server(fault_plan=FaultPlan(down_until=time.monotonic() + 3600, down_mode="503"))
     async with httpx.AsyncClient(timeout=5) as client:
         first = await client.post(f"{server.base_url}/chat/completions", json=CHAT)
-        await asyncio.sleep(0.25)
+        server.fault_plan.down_until = time.monotonic() - 1
         later = await client.post(f"{server.base_url}/chat/completions", json=CHAT)
     assert (first.status_code, first.headers["retry-after"], later.status_code) == (503, "1", 200)
 
