@@ -63,6 +63,11 @@ class ReviewConfig(BaseModel):
     #: how a disagreement is settled: adjudicator | extra_reviewer
     settle: Literal["adjudicator", "extra_reviewer"] = "adjudicator"
     max_extra_reviewers: int = Field(1, ge=0, le=5)
+    #: fixed: `overlap` reviewers per version; adaptive: one when screening is confident, more when needed
+    allocation: Literal["fixed", "adaptive"] = "fixed"
+    audit_share: float = Field(0.1, ge=0, le=1)
+    max_reviewers: int = Field(3, ge=1, le=10)
+    min_reliability: float = Field(0.75, ge=0, le=1)
 
 
 class GenerateConfig(BaseModel):
@@ -181,6 +186,10 @@ rule = "all_accept"  # all_accept | majority | mean_score (with mean_threshold)
 mean_threshold = 4.0
 settle = "adjudicator"   # a disagreement goes to: adjudicator | extra_reviewer (then adjudicator)
 max_extra_reviewers = 1
+allocation = "fixed"     # fixed: `overlap` per version | adaptive: 1 when screening is confident, more when needed
+audit_share = 0.1        # adaptive: share of versions always double-reviewed (keeps agreement measurable)
+max_reviewers = 3
+min_reliability = 0.75   # adaptive: a review from a less reliable reviewer gets a second opinion
 
 [llm]
 backend = "auto"     # auto: openai-compatible when base_url is set, else the embedded model

@@ -46,6 +46,10 @@ class Policy:
     settle: Settle = Settle.ADJUDICATOR
     max_extra_reviewers: int = 1
     max_strikes: int = 5
+    allocation: str = "fixed"  # fixed | adaptive (domain/allocation.py)
+    audit_share: float = 0.1
+    max_reviewers: int = 3
+    min_reliability: float = 0.75
 
     @classmethod
     def from_config(cls, review: dict[str, Any]) -> Policy:
@@ -53,7 +57,16 @@ class Policy:
                    mean_threshold=float(review.get("mean_threshold", 4.0)),
                    settle=Settle(review.get("settle", "adjudicator")),
                    max_extra_reviewers=int(review.get("max_extra_reviewers", 1)),
-                   max_strikes=int(review.get("max_strikes", 5)))
+                   max_strikes=int(review.get("max_strikes", 5)),
+                   allocation=str(review.get("allocation", "fixed")),
+                   audit_share=float(review.get("audit_share", 0.1)),
+                   max_reviewers=int(review.get("max_reviewers", 3)),
+                   min_reliability=float(review.get("min_reliability", 0.75)))
+
+    @property
+    def base_overlap(self) -> int:
+        """Reviewers every version gets before any extra is asked for: 1 when allocation is adaptive."""
+        return 1 if self.allocation == "adaptive" else self.overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +115,7 @@ def merge_feedback(rubric: Rubric, votes: list[ReviewVote]) -> Feedback:
 
 def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0) -> ConsensusDecision:
     """The consensus outcome for one version. `extra_requested`: extra reviewers already asked for."""
-    needed = policy.overlap + extra_requested
+    needed = policy.base_overlap + extra_requested
     feedback = merge_feedback(rubric, votes)
     if any(v.verdict == "flag_question" for v in votes):
         who = ", ".join(v.reviewer for v in votes if v.verdict == "flag_question")
@@ -137,7 +150,8 @@ def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_req
 
 
 def _disagree(policy: Policy, reason: str, feedback: Feedback, extra_requested: int) -> ConsensusDecision:
-    if policy.settle is Settle.EXTRA_REVIEWER and extra_requested < policy.max_extra_reviewers:
+    if policy.settle is Settle.EXTRA_REVIEWER and extra_requested < policy.max_extra_reviewers \
+            and policy.allocation != "adaptive":
         return ConsensusDecision(Outcome.PENDING, f"{reason}: one more reviewer settles it", feedback, reviews_needed=1)
     return ConsensusDecision(Outcome.DISAGREEMENT, f"{reason}: an adjudicator settles it", feedback)
 

@@ -13,15 +13,29 @@ item's next state are stored together or not at all. The rules themselves are pu
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from clinreason.domain.consensus import ConsensusDecision, Outcome, Policy, ReviewVote, decide, strike_outcome
+from clinreason.domain.allocation import AllocationPolicy, ScreeningSignals, initial_reviewers, more_reviewers
+from clinreason.domain.consensus import (
+    ConsensusDecision,
+    Outcome,
+    Policy,
+    ReviewVote,
+    decide,
+    passes,
+    strike_outcome,
+)
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.reliability import estimate
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import repository as repo
-from clinreason.store.tables import decisions, items, projects, rationales, reviews, users
+from clinreason.store.tables import checks, decisions, events, items, projects, rationales, reviews, users
+
+EXTRA_REVIEWER_EVENT = "consensus.extra_reviewer"
+_RELIABILITY_CACHE: dict[tuple[int, int], dict[str, float]] = {}
 
 
 def project_policy(conn: Connection, project_id: int) -> Policy:
@@ -40,11 +54,73 @@ def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
 
 
 def extra_reviewers_requested(conn: Connection, rationale_id: str) -> int:
-    from clinreason.store.tables import events
-
     return conn.execute(select(func.count()).select_from(events).where(
-        events.c.kind == "consensus.extra_reviewer", events.c.detail["rationale_id"].as_string() == rationale_id
+        events.c.kind == EXTRA_REVIEWER_EVENT, events.c.detail["rationale_id"].as_string() == rationale_id
     )).scalar_one()
+
+
+def _ask_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,
+                        reason: str) -> None:
+    """One more reviewer for this version (the assignment stage reads these events)."""
+    repo.add_event(conn, project_id=project_id, item_id=item_id, kind=EXTRA_REVIEWER_EVENT, actor=actor,
+                   detail={"rationale_id": rationale_id, "reason": reason})
+
+
+def allocation_policy(policy: Policy) -> AllocationPolicy:
+    return AllocationPolicy(mode=policy.allocation, overlap=policy.overlap, audit_share=policy.audit_share,
+                            max_reviewers=policy.max_reviewers, min_reliability=policy.min_reliability)
+
+
+def screening_signals(conn: Connection, *, item_id: str, rationale_id: str) -> ScreeningSignals:
+    rows = conn.execute(select(checks.c.name, checks.c.passed).where(checks.c.rationale_id == rationale_id)).all()
+    automatic = [passed for name, passed in rows if not name.startswith("judge")]
+    judge = [passed for name, passed in rows if name.startswith("judge")]
+    flagged = conn.execute(select(items.c.flag_reason).where(items.c.id == item_id)).scalar() is not None
+    return ScreeningSignals(checks_passed=bool(automatic) and all(automatic),
+                            judge_pass=all(judge) if judge else None, flagged=flagged)
+
+
+def audit_draw(rationale_id: str) -> float:
+    """A uniform number fixed by the version's id: the audit sample is reproducible."""
+    return int(hashlib.sha256(rationale_id.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> int:
+    """A version enters the review queue: under adaptive allocation, decide how many reviewers it starts
+    with (the base is one; each extra is an event the assignment stage honours). Returns that number."""
+    policy = project_policy(conn, project_id)
+    if policy.allocation != "adaptive":
+        return policy.overlap
+    signals = screening_signals(conn, item_id=item_id, rationale_id=rationale_id)
+    n, reason = initial_reviewers(allocation_policy(policy), signals, audit_draw(rationale_id))
+    for _ in range(n - policy.base_overlap):
+        _ask_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor,
+                            reason=reason)
+    return n
+
+
+def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
+    """Balanced accuracy per reviewer (Dawid–Skene on pass/fail), refitted every 25 new reviews."""
+    count = conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
+                         .where(items.c.project_id == project_id)).scalar_one()
+    key = (project_id, count // 25)
+    if key in _RELIABILITY_CACHE:
+        return _RELIABILITY_CACHE[key]
+    rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
+    rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
+                        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
+                        .where(items.c.project_id == project_id)).all()
+    labels = [(r.rationale_id, r.username, passes(rubric, ReviewVote(r.username, r.verdict, dict(r.scores or {}))))
+              for r in rows]
+    known = {rid: True for rid in conn.execute(
+        select(decisions.c.rationale_id).join(items, items.c.id == decisions.c.item_id)
+        .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
+               decisions.c.rationale_id.is_not(None))).scalars()}
+    model = estimate(labels, known=known) if labels else None
+    result = {r: rel.accuracy for r, rel in model.reviewers.items()} if model else {}
+    _RELIABILITY_CACHE.clear()
+    _RELIABILITY_CACHE[key] = result
+    return result
 
 
 def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
@@ -68,14 +144,27 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
         if latest.origin == "edited" and latest.parent_version == reviewed_version:
             _strike(conn, item=item, policy=policy, actor=actor, reason="an expert edited the rationale",
                     rationale_id=rationale_id, regenerate=False)
+            if conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar_one() == "in_review":
+                enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
+    if policy.allocation == "adaptive":
+        votes = votes_for(conn, rationale_id)
+        required = policy.base_overlap + extra_reviewers_requested(conn, rationale_id)
+        rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
+        more, why = more_reviewers(allocation_policy(policy), rubric, votes,
+                                   screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
+                                   reviewer_reliability(conn, project_id), required)
+        if more:
+            _ask_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor,
+                                reason=why)
+            return
     decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}
     if decision.outcome is Outcome.PENDING:
         if decision.feedback is not None:  # a disagreement the policy settles with one more reviewer
-            repo.add_event(conn, project_id=project_id, item_id=item_id, kind="consensus.extra_reviewer", actor=actor,
-                           detail=detail)
+            _ask_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor,
+                                reason=decision.reason)
         return
     if decision.outcome is Outcome.ACCEPTED:
         repo.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ACCEPTED,

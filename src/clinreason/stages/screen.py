@@ -21,6 +21,7 @@ from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.llm.base import LLMBackend, LLMError, LLMParams
 from clinreason.prompts import render
+from clinreason.stages.consensus import enter_review
 from clinreason.stages.generate import prompt_view
 from clinreason.store import repository as repo
 from clinreason.store import work
@@ -136,6 +137,7 @@ def _route(conn: Connection, *, row: dict[str, Any], results: list[CheckResult],
         values["flag_reason"] = flag
     repo.transition_item(conn, item_id=row["id"], expected=ItemState.SCREENING, target=ItemState.IN_REVIEW,
                          actor=actor, detail={**summary, "flag": flag}, **values)
+    enter_review(conn, project_id=row["project_id"], item_id=row["id"], rationale_id=rationale["id"], actor=actor)
     report.to_review += 1
 
 

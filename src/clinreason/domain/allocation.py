@@ -1,0 +1,82 @@
+"""How many experts should review a version: fixed overlap, or adaptive.
+
+Adaptive: one reviewer when the screening signals are confident; a second (and a third) only when
+the reviews so far are negative, borderline, disagree with the screening signals or with each other,
+or come from a reviewer whose estimated reliability is low. A random audit share is always
+double-reviewed so agreement can still be measured. Pure functions; the stages apply them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinreason.domain.consensus import ReviewVote, passes
+from clinreason.domain.rubric import Rubric
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationPolicy:
+    mode: str = "fixed"  # fixed | adaptive
+    overlap: int = 2  # fixed mode: reviewers per version
+    audit_share: float = 0.1  # adaptive: share of versions always double-reviewed
+    max_reviewers: int = 3
+    min_reliability: float = 0.75  # a review from a less reliable reviewer is confirmed by a second
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningSignals:
+    checks_passed: bool  # every automatic check passed (blocking or not)
+    judge_pass: bool | None = None  # the LLM judge's pre-scores all met their thresholds (None: no judge)
+    flagged: bool = False  # sent to experts with a warning
+
+    @property
+    def confident(self) -> bool:
+        return self.checks_passed and self.judge_pass is not False and not self.flagged
+
+    @property
+    def predicts_pass(self) -> bool:
+        return self.confident
+
+
+def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit_draw: float) -> tuple[int, str]:
+    """Reviewers a version starts with. `audit_draw` is a uniform [0, 1) number (seeded by the caller)."""
+    if policy.mode != "adaptive":
+        return policy.overlap, "fixed overlap"
+    if audit_draw < policy.audit_share:
+        return 2, "random audit: double review"
+    if signals.confident:
+        return 1, "screening signals confident"
+    return 2, "screening signals not confident"
+
+
+def _borderline(rubric: Rubric, vote: ReviewVote) -> bool:
+    """A pass that sits exactly on a threshold somewhere, or an accept with a dimension below one."""
+    if vote.verdict == "accept" and rubric.failing_dimensions(vote.scores):
+        return True
+    return passes(rubric, vote) and any(vote.scores.get(d.name) == d.threshold for d in rubric.dimensions
+                                        if d.threshold < rubric.scale_max)
+
+
+def more_reviewers(policy: AllocationPolicy, rubric: Rubric, votes: list[ReviewVote], signals: ScreeningSignals,
+                   reliability: dict[str, float], required: int) -> tuple[int, str]:
+    """How many more reviewers this version needs now that `votes` are in (0: decide now)."""
+    if policy.mode != "adaptive" or len(votes) < required or len(votes) >= policy.max_reviewers:
+        return 0, ""
+    if any(v.verdict == "flag_question" for v in votes):
+        return 0, ""
+    verdicts = {passes(rubric, v) for v in votes}
+    if len(verdicts) > 1:
+        return 1, "reviewers disagree"
+    if len(votes) >= 2:
+        return 0, ""
+    vote = votes[0]
+    ok = passes(rubric, vote)
+    if not ok:
+        return 1, "the first review is negative: a second confirms before the draft is sent back"
+    if _borderline(rubric, vote):
+        return 1, "the first review is borderline"
+    if ok != signals.predicts_pass:
+        return 1, "the review disagrees with the screening signals"
+    if reliability.get(vote.reviewer, 1.0) < policy.min_reliability:
+        return 1, f"{vote.reviewer}'s estimated reliability is below {policy.min_reliability:.2f}"
+    return 0, ""
