@@ -7,8 +7,10 @@ Seeds a fresh database (a SQLite file in a temporary folder by default; with --d
 PostgreSQL database whose schema --wipe drops first), starts `clinreason serve` in its own process,
 and lets N reviewer threads (one HTTP client each, bearer tokens) ask for the next item and submit a
 review until exactly --reviews reviews are in. A few reviewers edit (a new version that others review).
-Prints p50/p95/max latency of GET /api/queue/next and POST /api/assignments/{id}/review, throughput, and
-the invariants: no version with more than k reviews, no reviewer twice on a version, no reviewer on a
+First one reviewer works alone (--solo reviews: the latency of a request nobody else competes with), then
+all reviewers at once, each asking again the moment it is answered. Prints p50/p95/max latency of
+GET /api/queue/next and POST /api/assignments/{id}/review for both phases, throughput, and the invariants
+(over both phases): no version with more than k reviews, no reviewer twice on a version, no reviewer on a
 version they wrote, no lost submission (every 201 is a row), no error response.
 
 The functions here are also used by tests/web/test_concurrency.py (in-process server, smaller run).
@@ -87,6 +89,7 @@ class LoadResult:
     review_ids: list[str] = field(default_factory=list)
     edits: int = 0
     empty: int = 0
+    conflicts: int = 0  # an edit refused with 409 because someone else's edit superseded the version
     errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -145,8 +148,14 @@ def _reviewer(base_url: str, token: str, budget: _Budget, result: LoadResult, lo
                 if s.status_code == 201:
                     result.review_ids.append(s.json()["review_id"])
                     result.edits += body["verdict"] == "edit"
+                elif s.status_code == 409 and body["verdict"] == "edit":
+                    result.conflicts += 1
                 else:
                     result.errors.append(f"submit: {s.status_code} {s.text[:200]}")
+            if s.status_code == 409 and body["verdict"] == "edit":
+                # like a reviewer told "the rationale changed while you reviewed it": give the item back
+                budget.give_back()
+                client.post(f"/api/assignments/{got['assignment_id']}/release")
 
 
 def run_reviewers(base_url: str, tokens: list[str], *, reviews: int, edit_share: float = 0.03,
@@ -215,7 +224,8 @@ def summary_lines(result: LoadResult, invariants: dict[str, int]) -> list[str]:
     ms = lambda v: f"{v * 1000:7.1f} ms"  # noqa: E731
     lines = [
         f"submitted {len(result.review_ids)} reviews ({result.edits} edits) in {result.wall_s:.1f} s "
-        f"= {len(result.review_ids) / result.wall_s:.0f} reviews/s; {len(result.errors)} error responses",
+        f"= {len(result.review_ids) / result.wall_s:.0f} reviews/s; {len(result.errors)} error responses; "
+        f"{result.conflicts} edits refused (409) because another edit superseded the version",
         f"GET  /api/queue/next            n={len(result.next_s):5d}  p50 {ms(percentile(result.next_s, .5))}  "
         f"p95 {ms(percentile(result.next_s, .95))}  max {ms(max(result.next_s, default=0))}",
         f"POST /api/assignments/{{id}}/review n={len(result.submit_s):5d}  p50 {ms(percentile(result.submit_s, .5))}  "
@@ -239,6 +249,8 @@ def main() -> int:
     parser.add_argument("--reviews", type=int, default=2000)
     parser.add_argument("--edit-share", type=float, default=0.03)
     parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--solo", type=int, default=100,
+                        help="reviews by one reviewer alone first: the uncontended latency of each request")
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--wipe", action="store_true", help="drop and recreate the PostgreSQL schema given by --db")
     args = parser.parse_args()
@@ -266,13 +278,13 @@ def main() -> int:
     with engine.begin() as conn:
         project, _ = repo.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
                                          rubric=pc.rubric)
-    n_items = int(args.reviews / args.overlap * 1.15) + args.reviewers
+    n_items = int((args.reviews + args.solo) / args.overlap * 1.15) + args.reviewers
     tokens = seed(engine, project_id=project["id"], items=n_items, reviewers=args.reviewers)
     port = _free_port()
     config = workdir / "clinreason.toml"
     config.write_text(f'name = "default"\n[review]\noverlap = {args.overlap}\n', encoding="utf-8")
     server = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "serve", "--db", url, "--port", str(port),
-                               "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir)
+                               "--config", str(config)], stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"), cwd=workdir)
     try:
         import httpx
 
@@ -284,23 +296,28 @@ def main() -> int:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"the server did not start: see {workdir / 'server.log'}")
             time.sleep(0.2)
         backend = engine.dialect.name
         print(f"{args.reviewers} reviewers, {args.reviews} reviews, k={args.overlap}, {n_items} items, "
               f"database {backend}, server `clinreason serve` in its own process")
+        solo = run_reviewers(f"http://127.0.0.1:{port}", tokens[:1], reviews=args.solo, edit_share=args.edit_share)
         result = run_reviewers(f"http://127.0.0.1:{port}", tokens, reviews=args.reviews, edit_share=args.edit_share)
     finally:
         server.terminate()
         server.wait(timeout=30)
     invariants = check_invariants(engine, project_id=project["id"], overlap=args.overlap,
-                                  returned_ids=result.review_ids)
+                                  returned_ids=solo.review_ids + result.review_ids)
+    print(f"-- one reviewer alone ({args.solo} reviews): the latency of a request when nobody else is waiting")
+    for line in summary_lines(solo, invariants)[:3]:
+        print(line)
+    print(f"-- {args.reviewers} reviewers at once, each asking again as soon as answered (closed loop, no think time)")
     for line in summary_lines(result, invariants):
         print(line)
     bad = {k: v for k, v in invariants.items() if k in (
         "versions_over_k", "duplicate_reviewer_per_version", "self_reviews_of_own_edit", "lost_submissions",
         "unreported_rows", "duplicate_review_ids") and v}
-    if bad or result.errors or len(result.review_ids) != args.reviews:
+    if bad or result.errors or solo.errors or len(result.review_ids) != args.reviews:
         print(f"FAILED: {bad or ''} {result.errors[:3]} submitted {len(result.review_ids)} of {args.reviews}")
         return 1
     return 0

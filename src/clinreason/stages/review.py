@@ -6,8 +6,9 @@ Assignment rules (`assign_next_review`):
   * an item is reviewable while its state is `in_review`; the version under review is its highest version;
   * a version gets at most `overlap` (k) reviewers: completed reviews + open, unexpired leases < k;
   * never the same reviewer twice on a version, never a reviewer on a version they authored by editing;
-  * specialty match first (then items without a specialty, then the rest); among those, versions that
-    already have reviewers first, so items reach consensus instead of all being half-reviewed;
+  * a version consensus asked one more reviewer for (`consensus.extra_reviewer`) first; then specialty
+    match (then items without a specialty, then the rest); among those the oldest item first, so reviewers
+    fill one item's k slots before opening the next instead of leaving everything half-reviewed;
   * a lease expires after `lease_minutes` and the slot returns to the pool.
 
 Concurrency: on PostgreSQL the item row is claimed with `FOR NO KEY UPDATE SKIP LOCKED` and the count is
@@ -27,16 +28,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, bindparam, case, delete, exists, func, insert, select, update
 
 from clinreason.domain.records import Origin, Verdict
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.store import repository as repo
-from clinreason.store.tables import assignments, items, rationales, review_drafts, reviews, users
+from clinreason.store.tables import assignments, events, items, rationales, review_drafts, reviews, users
 
 REVIEWABLE_STATE = "in_review"
+EXTRA_REVIEWER_EVENT = "consensus.extra_reviewer"
 MAX_COMMENT_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
 GENERAL_COMMENT = "general"
@@ -117,36 +120,77 @@ def expire_leases(conn: Connection, *, project_id: int, now: datetime | None = N
     return len(rows)
 
 
-def _load(now: datetime):
-    """Completed reviews + live leases of the rationale in the enclosing query."""
+@lru_cache(maxsize=2)
+def _candidate_statement(one: bool):
+    """The candidate query, built once with bind parameters (a cached statement hits SQLAlchemy's compiled
+    cache). It looks at one window of the project's in-review items, best first (specialty rank, then
+    oldest), so its cost follows the window, not the queue; `one` re-checks a single rationale id."""
+    now, me = bindparam("now"), bindparam("reviewer_id")
+    later = rationales.alias("later")
     done = select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rationales.c.id)
     live = select(func.count()).select_from(assignments).where(
         assignments.c.rationale_id == rationales.c.id, assignments.c.status == "open", assignments.c.expires_at > now)
-    return done.scalar_subquery() + live.scalar_subquery()
+    held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
+                          assignments.c.status.in_(["open", "submitted", "released"]))
+    reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
+    rank = case((items.c.specialty.is_(None), 1),
+                (func.lower(items.c.specialty).in_(bindparam("wanted", expanding=True)), 0), else_=2)
+    window = select(items.c.id, items.c.created_at, rank.label("rank")).where(
+        items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+    if one:
+        window = window.where(items.c.id == select(rationales.c.item_id).where(
+            rationales.c.id == bindparam("rationale_id")).scalar_subquery())
+    else:
+        window = window.order_by(rank, items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
+    win = window.subquery("win")
+    query = (
+        select(rationales.c.id, rationales.c.item_id, rationales.c.version)
+        .select_from(win.join(rationales, rationales.c.item_id == win.c.id))
+        .where(~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
+               rationales.c.author != bindparam("author"), ~held, ~reviewed,
+               done.scalar_subquery() + live.scalar_subquery() < bindparam("overlap"))
+        .order_by(win.c.rank, win.c.created_at, win.c.id).limit(bindparam("limit"))
+    )
+    if one:
+        query = query.where(rationales.c.id == bindparam("rationale_id"))
+    return query
 
 
 def _candidates(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int, now: datetime,
                 limit: int, rationale_id: str | None = None) -> list[Any]:
-    later = rationales.alias("later")
-    load = _load(now)
-    held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == reviewer.id,
-                          assignments.c.status.in_(["open", "submitted", "released"]))
-    reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == reviewer.id)
-    wanted = [s.strip().lower() for s in reviewer.specialties if s.strip()]
-    specialty = func.lower(items.c.specialty)
-    rank = case((items.c.specialty.is_(None), 1), (specialty.in_(wanted), 0), else_=2) if wanted else literal(1)
-    query = (
-        select(rationales.c.id, rationales.c.item_id, rationales.c.version)
-        .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
-        .where(items.c.project_id == project_id, items.c.state == REVIEWABLE_STATE,
-               ~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
-               rationales.c.author != reviewer.actor, ~held, ~reviewed, load < overlap)
-        .order_by(rank, load.desc(), items.c.created_at, items.c.id)
-        .limit(limit)
-    )
+    """Versions this reviewer may take now, best first: the current version of an in-review item with
+    fewer than `overlap` reviews + live leases, not written, held, given back or reviewed by them.
+    Windows of growing size are scanned in order until one has a candidate."""
+    params = {"now": now, "reviewer_id": reviewer.id, "author": reviewer.actor, "project_id": project_id,
+              "overlap": overlap, "limit": limit,
+              "wanted": [s.strip().lower() for s in reviewer.specialties if s.strip()]}
     if rationale_id is not None:
-        query = query.where(rationales.c.id == rationale_id)
-    return conn.execute(query).all()
+        return conn.execute(_candidate_statement(True), {**params, "rationale_id": rationale_id}).all()
+    total = conn.execute(select(func.count()).select_from(items).where(
+        items.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)).scalar_one()
+    skip, window = 0, 64
+    while skip < total:
+        found = conn.execute(_candidate_statement(False), {**params, "skip": skip, "window": window}).all()
+        if found:
+            return found
+        skip, window = skip + window, window * 2
+    return []
+
+
+def extra_reviewers(conn: Connection, *, project_id: int) -> dict[str, int]:
+    """Rationale id -> reviewers beyond k that consensus asked for (event `consensus.extra_reviewer`, written
+    when the project settles disagreements with one more reviewer), for items still in review."""
+    rows = conn.execute(
+        select(events.c.detail).join(items, items.c.id == events.c.item_id)
+        .where(events.c.project_id == project_id, events.c.kind == EXTRA_REVIEWER_EVENT,
+               items.c.state == REVIEWABLE_STATE)
+    ).scalars()
+    wanted: dict[str, int] = {}
+    for detail in rows:
+        rid = (detail or {}).get("rationale_id")
+        if rid:
+            wanted[rid] = wanted.get(rid, 0) + 1
+    return wanted
 
 
 def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, now: datetime | None = None) -> Lease | None:
@@ -176,19 +220,26 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
     if held is not None:
         return held
     for _round in range(max_rounds):
-        found = _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=overlap, now=now, limit=25)
+        # Versions consensus asked one more reviewer for (a disagreement to settle) come first.
+        found = [(cand, overlap + extra) for rid, extra in extra_reviewers(conn, project_id=project_id).items()
+                 for cand in _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=overlap + extra,
+                                         now=now, limit=1, rationale_id=rid)]
+        found += [(cand, overlap) for cand in _candidates(conn, project_id=project_id, reviewer=reviewer,
+                                                          overlap=overlap, now=now, limit=25)]
         if not found:
             return None
-        for cand in found:
+        for cand, slots in found:
             claimed = conn.execute(
                 select(items.c.id).where(items.c.id == cand.item_id, items.c.state == REVIEWABLE_STATE)
                 .with_for_update(skip_locked=True, key_share=True)
             ).first()
             if claimed is None:
                 continue  # another reviewer is being assigned this item right now: try the next one
-            # Re-check under the lock: this statement sees every assignment committed before it.
-            if not _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=overlap, now=now, limit=1,
-                               rationale_id=cand.id):
+            # Re-check under the lock (PostgreSQL, READ COMMITTED: this statement sees every assignment
+            # committed before it). On SQLite the whole transaction already holds the write lock.
+            if conn.dialect.name != "sqlite" and not _candidates(
+                    conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
+                    rationale_id=cand.id):
                 continue
             lease = Lease(new_id(), cand.id, cand.item_id, cand.version, now + timedelta(minutes=lease_minutes),
                           resumed=False)
@@ -375,7 +426,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
         taken += conn.execute(select(func.count()).select_from(assignments).where(
             assignments.c.rationale_id == rat["id"], assignments.c.status == "open", assignments.c.expires_at > now,
             assignments.c.id != assignment_id)).scalar_one()
-        if taken >= overlap:
+        if taken >= overlap + extra_reviewers(conn, project_id=project_id).get(rat["id"], 0):
             raise AssignmentClosed("your lease on this item expired and other reviewers have taken its place; "
                                    "your draft is kept")
     if clean["verdict"] == Verdict.EDIT and (item["state"] != REVIEWABLE_STATE or rat["version"] != latest):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -105,9 +106,11 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
         target = workdir / name
         with target.open("wb") as fh:
             shutil.copyfileobj(upload.file, fh)
+        web = request.app.state.web
         try:
-            summary = import_path(request.app.state.web.engine, project=principal.project, path=target, fmt=fmt,
-                                  source=source or None, actor=principal.actor)
+            with web.write_lock or contextlib.nullcontext():
+                summary = import_path(web.engine, project=principal.project, path=target, fmt=fmt,
+                                      source=source or None, actor=principal.actor)
         except ImportAborted as exc:
             raise ReviewError("file", f"{exc} (nothing was imported)") from None
         return summary.to_dict()
@@ -117,32 +120,32 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
 
 @router.get("/users")
 def get_users(principal: AdminUser, request: Request) -> dict[str, Any]:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return {"users": [user_out(u) for u in auth.list_users(conn)]}
 
 
 @router.post("/users", status_code=201)
 def post_user(body: NewUser, principal: AdminUser, request: Request) -> dict[str, Any]:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return add_user(conn, principal, username=body.username, password=body.password, role=body.role,
                         specialties=body.specialties)
 
 
 @router.patch("/users/{username}")
 def patch_user(username: str, body: UserChange, principal: AdminUser, request: Request) -> dict[str, Any]:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return change_user(conn, principal, username, body)
 
 
 @router.get("/projects")
 def get_projects(principal: AdminUser, request: Request) -> dict[str, Any]:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return {"projects": project_list(conn), "current": principal.project}
 
 
 @router.get("/rubric")
 def get_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any]:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return {"current": repo.latest_rubric(conn, project_id=principal.project_id),
                 "versions": rubric_versions_of(conn, principal.project_id)}
 
@@ -150,7 +153,7 @@ def get_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any
 @router.put("/rubric")
 def put_rubric(body: RubricBody, principal: AdminUser, request: Request) -> dict[str, Any]:
     """Store an edited rubric as a new version (an unchanged one keeps its version)."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return {"version": save_rubric(conn, principal, body.body)}
 
 

@@ -33,7 +33,7 @@ class TokenOut(BaseModel):
 def login(body: LoginBody, request: Request) -> TokenOut:
     """Exchange a user name and password for a bearer token (valid for a working day)."""
     web = request.app.state.web
-    with web.engine.begin() as conn:
+    with web.transaction() as conn:
         user = auth.check_login(conn, username=body.username, password=body.password,
                                 client=auth.client_address(request), cfg=web.auth)
         if user is not None:
@@ -50,7 +50,7 @@ def login(body: LoginBody, request: Request) -> TokenOut:
 @router.post("/logout", status_code=204)
 def logout(principal: AnyUser, request: Request) -> Response:
     """Revoke the token (or end the session) this request was made with."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         if principal.via == "token":
             auth.revoke_token(conn, token_hash=principal.credential)
         else:

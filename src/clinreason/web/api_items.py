@@ -17,26 +17,26 @@ router = APIRouter(prefix="/api", tags=["items"])
 def get_item(item_id: str, principal: AnyUser, request: Request) -> dict[str, Any]:
     """The item with every version, check and event, and the reviews you may see (blind review: a reviewer
     sees others' reviews of a version only after submitting their own)."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return views.item_history(conn, principal, item_id)
 
 
 @router.get("/status")
 def status(principal: AnyUser, request: Request) -> dict[str, Any]:
     """The same JSON as `clinreason status --json`."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return repo.status_counts(conn, project_id=principal.project_id)
 
 
 @router.get("/rubric")
 def rubric(principal: AnyUser, request: Request) -> dict[str, Any]:
     """The project's current rubric (dimensions, anchors, thresholds, version)."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return repo.latest_rubric(conn, project_id=principal.project_id)
 
 
 @router.get("/adjudication")
 def adjudication(principal: SeniorUser, request: Request) -> dict[str, Any]:
     """Escalated items waiting for an adjudicator."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return {"items": views.escalated_items(conn, principal)}

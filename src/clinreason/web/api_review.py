@@ -62,7 +62,7 @@ def submit(conn, principal: Principal, assignment_id: str, body: dict[str, Any])
 @router.get("/queue/next", responses={204: {"description": "nothing to review for you right now"}})
 def queue_next(principal: ReviewerUser, request: Request) -> Any:
     """Lease the next rationale version to review (or get back the one you already hold)."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         lease = lease_next(conn, principal)
         if lease is None:
             return Response(status_code=204)
@@ -72,14 +72,14 @@ def queue_next(principal: ReviewerUser, request: Request) -> Any:
 @router.get("/assignments/{assignment_id}")
 def get_assignment(assignment_id: str, principal: ReviewerUser, request: Request) -> dict[str, Any]:
     """One of your assignments, with the item, the version, its checks, the rubric and your draft."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return views.assignment_payload(conn, principal, assignment_id)
 
 
 @router.put("/assignments/{assignment_id}/draft", status_code=204)
 def save_draft(assignment_id: str, body: DraftBody, principal: ReviewerUser, request: Request) -> Response:
     """Autosave what you have so far (nothing is lost when the tab closes)."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         stage.save_draft(conn, project_id=principal.project_id, assignment_id=assignment_id,
                          reviewer_id=principal.user_id, body=body.model_dump(exclude={"seconds_spent"}),
                          seconds_spent=body.seconds_spent)
@@ -89,7 +89,7 @@ def save_draft(assignment_id: str, body: DraftBody, principal: ReviewerUser, req
 @router.post("/assignments/{assignment_id}/release", status_code=204)
 def release(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
     """Give the lease back (skip this item); you will not be offered this version again."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         stage.release_assignment(conn, project_id=principal.project_id, assignment_id=assignment_id,
                                  reviewer_id=principal.user_id)
     return Response(status_code=204)
@@ -100,5 +100,5 @@ def release(assignment_id: str, principal: ReviewerUser, request: Request) -> Re
                         422: {"description": "invalid body; `detail[0].loc` names the field"}})
 def post_review(assignment_id: str, body: ReviewBody, principal: ReviewerUser, request: Request) -> ReviewOut:
     """Submit your review of the leased version. Reviews are immutable; `edit` stores a new version."""
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         return ReviewOut(**submit(conn, principal, assignment_id, body.model_dump()))

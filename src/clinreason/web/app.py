@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clinreason.config import Settings
@@ -26,12 +29,57 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
 
 
+class FairLock:
+    """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
+    again and again, which starves others: multi-second tails under load)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[tuple[int, threading.Event]] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None:
+                self._owner, self._depth = me, 1
+                return
+            ready = threading.Event()
+            self._waiters.append((me, ready))
+        ready.wait()  # release() made us the owner before setting the event
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiters:
+                self._owner, ready = self._waiters.popleft()
+                self._depth = 1
+                ready.set()
+            else:
+                self._owner = None
+
+
 @dataclass
 class WebState:
     settings: Settings
     engine: Engine
     auth: auth.AuthConfig
     templates: Jinja2Templates
+    #: SQLite allows one writer and every transaction here begins IMMEDIATE: queue this process's
+    #: transactions on a lock instead of letting SQLite's busy handler sleep-and-retry (long tails).
+    write_lock: FairLock | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One unit of work (commit on success, rollback on error)."""
+        with self.write_lock or nullcontext(), self.engine.begin() as conn:
+            yield conn
 
 
 def is_api(request: Request) -> bool:
@@ -164,7 +212,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
                   description="Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login "
                               "(or a personal token from `clinreason users token NAME`) and send "
                               "`Authorization: Bearer <token>`.")
-    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
+    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates(),
+                             write_lock=FairLock() if engine.dialect.name == "sqlite" else None)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_error_handlers(app)

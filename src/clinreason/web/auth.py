@@ -337,7 +337,7 @@ def bearer_token(request: Request) -> str | None:
 def authenticate(request: Request) -> Principal | None:
     web = request.app.state.web
     token = bearer_token(request)
-    with web.engine.begin() as conn:
+    with web.transaction() as conn:
         if token is not None:
             return principal_from_token(conn, token)
         cookie = request.cookies.get(SESSION_COOKIE)

@@ -24,7 +24,7 @@ def admin_index(principal: AdminUser, request: Request) -> HTMLResponse:
 
 @router.get("/projects")
 def projects_page(principal: AdminUser, request: Request) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         projects = api_admin.project_list(conn)
     return page(request, "admin_projects.html", {"projects": projects})
 
@@ -34,7 +34,7 @@ async def switch_project(principal: AdminUser, request: Request) -> Response:
     name = str((await request.form()).get("project", ""))
 
     def work() -> None:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             project = repo.require_project(conn, name=name)
             auth.switch_project(conn, principal, project_id=project["id"])
 
@@ -43,7 +43,7 @@ async def switch_project(principal: AdminUser, request: Request) -> Response:
 
 
 def _users_page(request: Request, *, error: str | None = None, status_code: int = 200, form: dict | None = None):
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         users = [api_admin.user_out(u) for u in auth.list_users(conn)]
     return page(request, "admin_users.html", {"users": users, "error": error, "form": form or {},
                                               "roles": auth.ROLES}, status_code=status_code)
@@ -61,7 +61,7 @@ async def users_add(principal: AdminUser, request: Request) -> Response:
             "specialties": [s.strip() for s in str(form.get("specialties", "")).split(",") if s.strip()]}
 
     def work() -> None:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             api_admin.add_user(conn, principal, password=str(form.get("password", "")), **data)
 
     try:
@@ -76,7 +76,7 @@ async def users_toggle(username: str, principal: AdminUser, request: Request) ->
     active = (await request.form()).get("active") == "1"
 
     def work() -> None:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             api_admin.change_user(conn, principal, username, api_admin.UserChange(active=active))
 
     try:
@@ -88,7 +88,7 @@ async def users_toggle(username: str, principal: AdminUser, request: Request) ->
 
 def _rubric_page(request: Request, principal, *, text: str | None = None, error: str | None = None,
                  saved: int | None = None, status_code: int = 200) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         current = repo.latest_rubric(conn, project_id=principal.project_id)
         versions = api_admin.rubric_versions_of(conn, principal.project_id)
     body = {k: v for k, v in current.items() if k != "version"}
@@ -113,7 +113,7 @@ async def rubric_save(principal: AdminUser, request: Request) -> Response:
         return _rubric_page(request, principal, text=text, error=f"not valid JSON: {exc}", status_code=422)
 
     def work() -> int:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             return api_admin.save_rubric(conn, principal, body)
 
     try:

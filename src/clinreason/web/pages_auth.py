@@ -34,7 +34,7 @@ def _login_page(request: Request, *, error: str | None = None, status_code: int 
                 next_url: str | None = None) -> Response:
     web = request.app.state.web
     token = secrets.token_urlsafe(32)
-    with web.engine.begin() as conn:
+    with web.transaction() as conn:
         names = list(conn.execute(select(projects.c.name).order_by(projects.c.name)).scalars())
     response = page(request, "login.html", {"login_csrf": token, "error": error, "username": username,
                                             "next": next_url or "", "projects": names,
@@ -65,7 +65,7 @@ async def login_submit(request: Request) -> Response:
                            next_url=next_url)
 
     def _check():
-        with web.engine.begin() as conn:
+        with web.transaction() as conn:
             user = auth.check_login(conn, username=username, password=password, client=auth.client_address(request),
                                     cfg=web.auth)
             if user is None:
@@ -96,7 +96,7 @@ async def login_submit(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(principal: AnyUser, request: Request) -> Response:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         if principal.via == "session":
             auth.end_session(conn, id_hash=principal.credential)
     response = RedirectResponse("/login", status_code=303)

@@ -16,7 +16,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/items/{item_id}")
 def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         history = views.item_history(conn, principal, item_id)
     versions = history["versions"]
     by_version = {v["version"]: v for v in versions}
@@ -33,7 +33,7 @@ def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLRespons
 
 @router.get("/dashboard")
 def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         counts = repo.status_counts(conn, project_id=principal.project_id)
         leases = views.open_leases(conn, principal)
         mine = views.reviewer_progress(conn, principal)
@@ -42,6 +42,6 @@ def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
 
 @router.get("/adjudicate")
 def adjudicate(principal: SeniorUser, request: Request) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         escalated = views.escalated_items(conn, principal)
     return page(request, "adjudicate.html", {"items": escalated})

@@ -88,7 +88,7 @@ def review_context(conn, principal: Principal, assignment_id: str, *, values: di
 
 @router.get("/review")
 def review_page(principal: ReviewerUser, request: Request, notice: str | None = None) -> HTMLResponse:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         lease = stage.current_lease(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
         if lease is None:
             return page(request, "review_idle.html", {"progress": views.reviewer_progress(conn, principal),
@@ -99,7 +99,7 @@ def review_page(principal: ReviewerUser, request: Request, notice: str | None = 
 
 @router.post("/review/next")
 def review_next(principal: ReviewerUser, request: Request) -> Response:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         lease = api_review.lease_next(conn, principal)
     return RedirectResponse("/review" if lease else "/review?notice=empty", status_code=303)
 
@@ -109,7 +109,7 @@ async def review_draft(assignment_id: str, principal: ReviewerUser, request: Req
     body = form_to_body(await request.form())
 
     def save() -> None:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             stage.save_draft(conn, project_id=principal.project_id, assignment_id=assignment_id,
                              reviewer_id=principal.user_id, body={k: v for k, v in body.items() if k != "seconds_spent"},
                              seconds_spent=body["seconds_spent"])
@@ -126,7 +126,7 @@ async def review_diff(assignment_id: str, principal: ReviewerUser, request: Requ
     edited = (await request.form()).get("edited_text")
 
     def load() -> str:
-        with request.app.state.web.engine.begin() as conn:
+        with request.app.state.web.transaction() as conn:
             return views.assignment_payload(conn, principal, assignment_id)["rationale"]["text"]
 
     original = await run_in_threadpool(load)
@@ -137,19 +137,19 @@ async def review_diff(assignment_id: str, principal: ReviewerUser, request: Requ
 @router.post("/review/{assignment_id}/submit")
 async def review_submit(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
     body = form_to_body(await request.form())
-    engine = request.app.state.web.engine
+    web = request.app.state.web
 
     def work() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         try:
-            with engine.begin() as conn:
+            with web.transaction() as conn:
                 result = api_review.submit(conn, principal, assignment_id, body)
         except stage.ReviewError as exc:
-            with engine.begin() as conn:  # keep what was typed, then show the form again with the problem
+            with web.transaction() as conn:  # keep what was typed, then show the form again with the problem
                 stage.save_draft(conn, project_id=principal.project_id, assignment_id=assignment_id,
                                  reviewer_id=principal.user_id, body={**body, "editing": body["verdict"] == "edit"},
                                  seconds_spent=body["seconds_spent"])
                 return None, review_context(conn, principal, assignment_id, values=body, error=exc)
-        with engine.begin() as conn:
+        with web.transaction() as conn:
             api_review.lease_next(conn, principal)
         return result, None
 
@@ -162,7 +162,7 @@ async def review_submit(assignment_id: str, principal: ReviewerUser, request: Re
 
 @router.post("/review/{assignment_id}/release")
 def review_release(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
-    with request.app.state.web.engine.begin() as conn:
+    with request.app.state.web.transaction() as conn:
         stage.release_assignment(conn, project_id=principal.project_id, assignment_id=assignment_id,
                                  reviewer_id=principal.user_id)
     return RedirectResponse("/review?notice=released", status_code=303)

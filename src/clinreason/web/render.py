@@ -26,7 +26,7 @@ ALLOWED_SCHEMES = {"http", "https", "mailto"}
 def _markdown():
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(["table", "strikethrough"])
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": True}).enable(["table", "strikethrough"])
 
 
 def sanitize_html(html: str) -> str:
@@ -37,7 +37,8 @@ def sanitize_html(html: str) -> str:
 
 
 def render_markdown(text: str | None) -> Markup:
-    """Markdown -> sanitised HTML, safe to insert into a page."""
+    """Markdown -> sanitised HTML, safe to insert into a page. A line break is a line break (rationales
+    are written one step per line)."""
     return Markup(sanitize_html(_markdown().render(text or "")))
 
 

@@ -1,0 +1,112 @@
+"""CLI verbs for the web app: `clinreason serve` and `clinreason users add|list|token|deactivate`.
+Registered by `clinreason.cli._register_plugins`; heavy imports stay inside the functions."""
+
+import sys
+from datetime import timedelta
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from clinreason.cli import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
+
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option("--host", help="Interface to bind (default: this machine only)")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+        db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+    ) -> None:
+        """Run the review app and JSON API (docs at /openapi.json). Put it behind https for anything but localhost."""
+        import uvicorn
+
+        from clinreason.web.app import create_app
+
+        ctx = _context(db, project, config)
+        web_app = create_app(ctx.settings, engine=ctx.engine)
+        typer.echo(f"clinreason review app for project '{ctx.project}' on http://{host}:{port}/ (Ctrl+C stops it)")
+        uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+
+    users_app = typer.Typer(help="Manage the people who review: add, list, API tokens.", no_args_is_help=True)
+    app.add_typer(users_app, name="users")
+
+    def _password(password_stdin: bool) -> str:
+        if password_stdin:
+            return sys.stdin.readline().rstrip("\r\n")
+        return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    @users_app.command("add")
+    def users_add(
+        name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ - @)")],
+        role: Annotated[str, typer.Option("--role", help="reviewer|adjudicator|admin")],
+        specialty: Annotated[Optional[list[str]], typer.Option("--specialty", help="Specialty (repeatable); items of this specialty are offered first")] = None,
+        password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of prompting")] = False,
+        db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+    ) -> None:
+        """Add a user; the password is prompted (or read from stdin) and stored as an argon2 hash."""
+        from clinreason.web import auth
+
+        ctx = _context(db, project, config)
+        try:
+            auth.validate_account(username=name, role=role, specialties=list(specialty or []), password=None)
+            password = _password(password_stdin)
+            project_id = ctx.project_row()["id"]
+            with ctx.engine.begin() as conn:
+                auth.create_user(conn, username=name, role=role, password=password, specialties=list(specialty or []),
+                                 actor="cli", project_id=project_id)
+        except auth.AccountError as exc:
+            _fail(str(exc))
+        typer.echo(f"added {role} '{name}'" + (f" ({', '.join(specialty)})" if specialty else ""))
+
+    @users_app.command("list")
+    def users_list(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None) -> None:
+        """List users with their role, specialties and whether they are active."""
+        from clinreason.web import auth
+
+        ctx = _context(db, project, config)
+        with ctx.engine.connect() as conn:
+            rows = auth.list_users(conn)
+        if not rows:
+            typer.echo("no users yet: add one with `clinreason users add NAME --role admin`")
+        for u in rows:
+            state = "" if u["active"] else "  (inactive)"
+            typer.echo(f"{u['username']:<24} {u['role']:<12} {', '.join(u['specialties'])}{state}")
+
+    @users_app.command("token")
+    def users_token(
+        name: Annotated[str, typer.Argument(help="User name")],
+        days: Annotated[Optional[int], typer.Option("--days", help="Expire after this many days (default: never; revoke by deactivating the user)")] = None,
+        db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+    ) -> None:
+        """Print a new personal API token for NAME (send it as 'Authorization: Bearer <token>')."""
+        from clinreason.store import repository as repo
+        from clinreason.web import auth
+
+        ctx = _context(db, project, config)
+        project_id = ctx.project_row()["id"]
+        with ctx.engine.begin() as conn:
+            user = auth.get_user(conn, username=name)
+            if user is None:
+                _fail(f"no user named '{name}' (see `clinreason users list`)")
+            expires = repo.now() + timedelta(days=days) if days else None
+            token = auth.create_token(conn, user_id=user["id"], project_id=project_id, kind="personal",
+                                      name="cli", expires_at=expires)
+        typer.echo(token)
+
+    @users_app.command("deactivate")
+    def users_deactivate(
+        name: Annotated[str, typer.Argument(help="User name")],
+        db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+    ) -> None:
+        """Lock a user out (their sessions and tokens stop working); their reviews stay."""
+        from sqlalchemy import update
+
+        from clinreason.store.tables import users
+        from clinreason.web import auth
+
+        ctx = _context(db, project, config)
+        with ctx.engine.begin() as conn:
+            if auth.get_user(conn, username=name) is None:
+                _fail(f"no user named '{name}'")
+            conn.execute(update(users).where(users.c.username == name).values(active=False))
+        typer.echo(f"deactivated '{name}'")
