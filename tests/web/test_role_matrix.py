@@ -19,18 +19,9 @@ def _concrete(path: str) -> str:
 
 def _routes(app):
     """Every route of the app's routers (from the modules, as newer FastAPI wraps included routers)."""
-    from clinreason.web import (
-        api_admin,
-        api_auth,
-        api_items,
-        api_review,
-        pages_admin,
-        pages_auth,
-        pages_items,
-        pages_review,
-    )
+    from clinreason.web.app import route_modules
 
-    for module in (api_auth, api_review, api_items, api_admin, pages_auth, pages_review, pages_items, pages_admin):
+    for module in route_modules():
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             for method in sorted(route.methods - {"HEAD"}):
@@ -60,7 +51,8 @@ ADMIN_API = [("GET", "/api/admin/users", None), ("POST", "/api/admin/users", {"u
                                                                             "role": "reviewer"}),
              ("PATCH", "/api/admin/users/alice", {"active": False}), ("GET", "/api/admin/projects", None),
              ("GET", "/api/admin/rubric", None), ("PUT", "/api/admin/rubric", {"body": {}}),
-             ("POST", "/api/admin/import", None), ("GET", "/api/adjudication", None)]
+             ("POST", "/api/admin/import", None), ("GET", "/api/adjudication", None),
+             ("POST", "/api/items/x1/adjudication", {"action": "exclude", "reason": "r"})]
 ADMIN_PAGES = ["/admin", "/admin/users", "/admin/projects", "/admin/rubric", "/admin/import", "/adjudicate"]
 
 

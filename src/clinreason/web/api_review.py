@@ -47,8 +47,14 @@ def lease_next(conn, principal: Principal) -> stage.Lease | None:
     project = views.project_row(conn, principal)
     cfg = views.review_config(project)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
-    return stage.assign_next_review(conn, project_id=principal.project_id, reviewer=reviewer, overlap=cfg.overlap,
-                                    lease_minutes=cfg.lease_minutes)
+    return stage.assign_next_review(conn, project_id=principal.project_id, reviewer=reviewer,
+                                    overlap=base_overlap(cfg), lease_minutes=cfg.lease_minutes)
+
+
+def base_overlap(cfg) -> int:
+    """Reviewers every version gets up front: `overlap`, or one under adaptive allocation (more are asked
+    for version by version; stages/consensus.py)."""
+    return 1 if cfg.allocation == "adaptive" else cfg.overlap
 
 
 def submit(conn, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +62,7 @@ def submit(conn, principal: Principal, assignment_id: str, body: dict[str, Any])
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.submit_review(conn, project_id=principal.project_id, assignment_id=assignment_id, reviewer=reviewer,
                                body=body, rubric_body=repo.latest_rubric(conn, project_id=principal.project_id),
-                               overlap=views.review_config(project).overlap)
+                               overlap=base_overlap(views.review_config(project)))
 
 
 @router.get("/queue/next", responses={204: {"description": "nothing to review for you right now"}})

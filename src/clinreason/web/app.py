@@ -194,6 +194,25 @@ def _install_error_handlers(app: FastAPI) -> None:
                     status_code=exc.status_code)
 
 
+def route_modules() -> tuple:
+    """Every module that defines routes. The role-matrix test walks these, so a new route is checked
+    for authentication and roles the moment it is added here."""
+    from clinreason.web import (
+        api_adjudicate,
+        api_admin,
+        api_auth,
+        api_items,
+        api_review,
+        pages_admin,
+        pages_auth,
+        pages_items,
+        pages_review,
+    )
+
+    return (api_auth, api_review, api_items, api_admin, api_adjudicate, pages_auth, pages_review, pages_items,
+            pages_admin)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None, auth_config: auth.AuthConfig | None = None) -> FastAPI:
     """Build the app for `settings` (its project is the default one at sign-in). Connects here, never at import."""
     if engine is None:
@@ -218,17 +237,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_error_handlers(app)
 
-    from clinreason.web import (
-        api_admin,
-        api_auth,
-        api_items,
-        api_review,
-        pages_admin,
-        pages_auth,
-        pages_items,
-        pages_review,
-    )
-
-    for module in (api_auth, api_review, api_items, api_admin, pages_auth, pages_review, pages_items, pages_admin):
+    for module in route_modules():
         app.include_router(module.router)
     return app

@@ -15,17 +15,30 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: Annotated[str, typer.Option("--host", help="Interface to bind (default: this machine only)")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+        worker: Annotated[Optional[bool], typer.Option("--worker/--no-worker", help="Run the drafting/screening worker in this process (default: on with SQLite, off with PostgreSQL, where `clinreason run` workers do it)")] = None,
         db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
     ) -> None:
-        """Run the review app and JSON API (docs at /openapi.json). Put it behind https for anything but localhost."""
+        """Run the review app and JSON API (docs at /openapi.json), and on a single machine the worker too,
+        so a reviewer's `regenerate` verdict gets its next version within seconds. Put it behind https
+        for anything but localhost."""
         import uvicorn
 
         from clinreason.web.app import create_app
+        from clinreason.web.background import BackgroundWorker
 
         ctx = _context(db, project, config)
         web_app = create_app(ctx.settings, engine=ctx.engine)
+        run_worker = worker if worker is not None else ctx.engine.dialect.name == "sqlite"
+        background = BackgroundWorker(ctx) if run_worker else None
+        if background is not None:
+            background.start()
+            typer.echo(f"worker running in this process with {background.model_id}")
         typer.echo(f"clinreason review app for project '{ctx.project}' on http://{host}:{port}/ (Ctrl+C stops it)")
-        uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+        try:
+            uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+        finally:
+            if background is not None:
+                background.stop()
 
     users_app = typer.Typer(help="Manage the people who review: add, list, API tokens.", no_args_is_help=True)
     app.add_typer(users_app, name="users")
