@@ -1,9 +1,12 @@
 """How many experts should review a version: fixed overlap, or adaptive.
 
-Adaptive: one reviewer when the screening signals are confident; a second (and a third) only when
-the reviews so far are negative, borderline, disagree with the screening signals or with each other,
-or come from a reviewer whose estimated reliability is low. A random audit share is always
-double-reviewed so agreement can still be measured. Pure functions; the stages apply them.
+Adaptive: one reviewer to start with; a second (and a third) only when the reviews so far disagree with
+the screening signals or with each other, are borderline, or come from a reviewer whose estimated
+reliability is low. A positive review of a draft the screening doubts is such a disagreement, and so is
+a negative review of a draft the screening trusted; a negative review that confirms doubtful signals
+sends the draft back at once (a wrongly rejected draft costs a regeneration round, never a defect in
+the dataset). A random audit share is always double-reviewed so agreement can still be measured.
+Pure functions; the stages apply them.
 """
 
 from __future__ import annotations
@@ -44,17 +47,14 @@ def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit
         return policy.overlap, "fixed overlap"
     if audit_draw < policy.audit_share:
         return 2, "random audit: double review"
-    if signals.confident:
-        return 1, "screening signals confident"
-    return 2, "screening signals not confident"
+    return 1, "one reviewer first" + ("" if signals.confident else " (screening doubts it: a pass gets a second)")
 
 
 def _borderline(rubric: Rubric, vote: ReviewVote) -> bool:
-    """A pass that sits exactly on a threshold somewhere, or an accept with a dimension below one."""
-    if vote.verdict == "accept" and rubric.failing_dimensions(vote.scores):
-        return True
-    return passes(rubric, vote) and any(vote.scores.get(d.name) == d.threshold for d in rubric.dimensions
-                                        if d.threshold < rubric.scale_max)
+    """The verdict and the scores point different ways: an accept with a dimension below its threshold,
+    or a rejection with every dimension at or above it."""
+    failing = rubric.failing_dimensions(vote.scores)
+    return (vote.verdict == "accept" and bool(failing)) or (vote.verdict != "accept" and not failing)
 
 
 def more_reviewers(policy: AllocationPolicy, rubric: Rubric, votes: list[ReviewVote], signals: ScreeningSignals,
@@ -71,12 +71,12 @@ def more_reviewers(policy: AllocationPolicy, rubric: Rubric, votes: list[ReviewV
         return 0, ""
     vote = votes[0]
     ok = passes(rubric, vote)
-    if not ok:
-        return 1, "the first review is negative: a second confirms before the draft is sent back"
-    if _borderline(rubric, vote):
-        return 1, "the first review is borderline"
-    if ok != signals.predicts_pass:
-        return 1, "the review disagrees with the screening signals"
     if reliability.get(vote.reviewer, 1.0) < policy.min_reliability:
         return 1, f"{vote.reviewer}'s estimated reliability is below {policy.min_reliability:.2f}"
+    if ok and not signals.predicts_pass:
+        return 1, "a positive review of a draft the screening doubts"
+    if not ok and signals.predicts_pass:
+        return 1, "a negative review of a draft the screening trusted"
+    if _borderline(rubric, vote):
+        return 1, "the review is borderline: its verdict and its scores disagree"
     return 0, ""

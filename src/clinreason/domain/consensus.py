@@ -125,6 +125,12 @@ def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_req
 
     passing = [v for v in votes if passes(rubric, v)]
     n, p = len(votes), len(passing)
+    if policy.allocation == "adaptive" and n >= 3 and 2 * p != n:
+        # adaptive allocation called the extra reviewers to break a disagreement: the majority decides
+        if 2 * p > n:
+            return ConsensusDecision(Outcome.ACCEPTED, f"{p} of {n} reviewers accept (majority after a tie-break)")
+        return ConsensusDecision(Outcome.NEEDS_REVISION, f"only {p} of {n} reviewers accept (after a tie-break)",
+                                 feedback)
     if policy.rule is Rule.ALL_ACCEPT:
         if p == n:
             return ConsensusDecision(Outcome.ACCEPTED, f"all {n} reviewers accept with every score at threshold")

@@ -100,10 +100,10 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
 
 
 def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
-    """Balanced accuracy per reviewer (Dawid–Skene on pass/fail), refitted every 25 new reviews."""
+    """Balanced accuracy per reviewer (Dawid–Skene on pass/fail), refitted every 50 new reviews."""
     count = conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
                          .where(items.c.project_id == project_id)).scalar_one()
-    key = (project_id, count // 25)
+    key = (project_id, count // 50)
     if key in _RELIABILITY_CACHE:
         return _RELIABILITY_CACHE[key]
     rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
@@ -116,7 +116,7 @@ def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
         select(decisions.c.rationale_id).join(items, items.c.id == decisions.c.item_id)
         .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
                decisions.c.rationale_id.is_not(None))).scalars()}
-    model = estimate(labels, known=known) if labels else None
+    model = estimate(labels, known=known, max_iter=60, tol=1e-4) if labels else None
     result = {r: rel.accuracy for r, rel in model.reviewers.items()} if model else {}
     _RELIABILITY_CACHE.clear()
     _RELIABILITY_CACHE[key] = result

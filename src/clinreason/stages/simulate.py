@@ -1,0 +1,273 @@
+"""The review-allocation simulator behind `clinreason simulate`.
+
+Synthetic items carry a hidden true quality per rubric dimension; their drafts come with screening
+signals (automatic checks, an LLM judge) that agree with the truth at a configurable strength; synthetic
+reviewers have their own accuracy, leniency and speed (a careless one and a harsh one among them).
+Everything else is the real code: items enter review through the screening stage's `enter_review`,
+reviewers are leased versions by `assign_next_review` and submit through `submit_review`, which runs the
+real consensus stage; regeneration rounds, strikes and adjudication run as in production. Only the
+LLM (a regenerated draft is better with some probability) and the humans are simulated.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from clinreason.config import ProjectConfig
+from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.rubric import Rubric, default_rubric
+from clinreason.stages import adjudicate
+from clinreason.stages.consensus import enter_review
+from clinreason.stages.review import Reviewer, assign_next_review, submit_review
+from clinreason.store import db as dbm
+from clinreason.store import repository as repo
+from clinreason.store.tables import checks, decisions, items, rationales, reviews, users
+
+POLICIES = ("fixed-1", "fixed-2", "fixed-3", "adaptive")
+
+
+@dataclass(frozen=True, slots=True)
+class SimReviewer:
+    name: str
+    noise: float  # standard deviation of the score error
+    bias: float  # leniency (> 0) or harshness (< 0), in score points
+    seconds: float  # mean seconds per review
+    slip: float = 0.0  # chance the verdict is a coin toss (a careless reviewer)
+
+
+DEFAULT_REVIEWERS = (
+    SimReviewer("careful-1", 0.35, 0.0, 240), SimReviewer("careful-2", 0.35, 0.0, 260),
+    SimReviewer("careful-3", 0.40, 0.1, 220), SimReviewer("average-1", 0.60, 0.0, 180),
+    SimReviewer("average-2", 0.60, 0.2, 200), SimReviewer("lenient", 0.50, 0.6, 150),
+    SimReviewer("harsh", 0.40, -0.8, 260), SimReviewer("careless", 1.20, 0.3, 60, slip=0.25),
+)
+
+
+@dataclass
+class SimResult:
+    policy: str
+    items: int
+    reviewers: int
+    seed: int
+    signal_strength: float
+    reviews: int = 0
+    adjudications: int = 0
+    accepted: int = 0
+    excluded: int = 0
+    escalated_left: int = 0
+    defective_accepted: int = 0
+    wrongly_excluded: int = 0
+    expert_seconds: float = 0.0
+    versions: int = 0
+    rounds: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        acc = max(self.accepted, 1)
+        expert = self.reviews + self.adjudications
+        return {
+            "policy": self.policy, "items": self.items, "reviewers": self.reviewers, "seed": self.seed,
+            "signal_strength": self.signal_strength, "reviews": self.reviews, "accepted": self.accepted,
+            "excluded": self.excluded, "adjudications": self.adjudications,
+            "reviews_per_accepted": round(expert / acc, 4),
+            "reviewer_reviews_per_accepted": round(self.reviews / acc, 4),
+            "expert_minutes_per_accepted": round(self.expert_seconds / 60 / acc, 3),
+            "residual_defect_rate": round(self.defective_accepted / acc, 4),
+            "wrongly_excluded": self.wrongly_excluded,
+            "rounds_per_item": round(sum(self.rounds) / max(len(self.rounds), 1), 3),
+            "note": "reviews_per_accepted counts every expert judgment: reviews + adjudications",
+            "versions": self.versions,
+        }
+
+
+class _World:
+    """The hidden truth and the simulated humans and model."""
+
+    def __init__(self, rubric: Rubric, rng: random.Random, signal_strength: float):
+        self.rubric, self.rng, self.signal = rubric, rng, signal_strength
+        self.quality: dict[str, dict[str, int]] = {}  # rationale id -> true scores
+
+    def good(self, scores: dict[str, int]) -> bool:
+        return not self.rubric.failing_dimensions(scores)
+
+    def draft_quality(self) -> dict[str, int]:
+        if self.rng.random() < 0.6:  # a sound draft
+            return {d.name: (5 if d.name == "correctness" else self.rng.choice((4, 5, 5))) for d in self.rubric.dimensions}
+        scores = {d.name: self.rng.choice((3, 4, 5)) for d in self.rubric.dimensions}
+        scores["correctness"] = self.rng.choice((2, 3, 4, 4))
+        return scores
+
+    def improve(self, scores: dict[str, int]) -> dict[str, int]:
+        """Guided regeneration fixes what failed, most of the time."""
+        out = dict(scores)
+        for d in self.rubric.dimensions:
+            if out[d.name] < d.threshold and self.rng.random() < 0.7:
+                out[d.name] = min(self.rubric.scale_max, out[d.name] + self.rng.choice((1, 2)))
+        return out
+
+    def signal_agrees(self) -> bool:
+        """A screening signal tells the truth with probability 0.5 + strength/2."""
+        return self.rng.random() < 0.5 + self.signal / 2
+
+    def review(self, who: SimReviewer, truth: dict[str, int]) -> dict[str, Any]:
+        scores = {}
+        for d in self.rubric.dimensions:
+            seen = truth[d.name] + who.bias + self.rng.gauss(0, who.noise)
+            scores[d.name] = int(min(self.rubric.scale_max, max(self.rubric.scale_min, round(seen))))
+        ok = not self.rubric.failing_dimensions(scores)
+        if who.slip and self.rng.random() < who.slip:
+            ok = self.rng.random() < 0.5
+            if ok:
+                scores = {d.name: max(scores[d.name], d.threshold) for d in self.rubric.dimensions}
+        seconds = max(10.0, self.rng.gauss(who.seconds, who.seconds * 0.3))
+        if ok:
+            return {"verdict": "accept", "scores": scores, "comments": {}, "seconds_spent": seconds}
+        weak = ", ".join(self.rubric.failing_dimensions(scores)) or "overall"
+        return {"verdict": "regenerate", "scores": scores, "comments": {"general": f"fix {weak}"},
+                "seconds_spent": seconds}
+
+
+def _config(policy: str) -> dict[str, Any]:
+    review = {"max_strikes": 5}
+    if policy == "adaptive":
+        review.update(allocation="adaptive", overlap=2, audit_share=0.1)
+    else:
+        review.update(allocation="fixed", overlap=int(policy.split("-")[1]))
+    pc = ProjectConfig.model_validate({"review": review})
+    return pc.model_dump(mode="json", exclude={"rubric"})
+
+
+def _new_version(conn, world: _World, *, item_id: str, version: int, truth: dict[str, int], origin: str) -> str:
+    rid = uuid.uuid4().hex
+    ts = repo.now()
+    conn.execute(insert(rationales).values(
+        id=rid, item_id=item_id, version=version, parent_version=version - 1 if version > 1 else None, origin=origin,
+        author="model:simulated", steps=["step"], final_answer=["A"], text=f"simulated rationale {rid}", params={},
+        parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0, model="simulated", created_at=ts))
+    world.quality[rid] = truth
+    good = world.good(truth)
+    checks_ok = good if world.signal_agrees() else not good
+    judge_ok = good if world.signal_agrees() else not good
+    conn.execute(insert(checks), [
+        {"rationale_id": rid, "name": "answer_matches_gold", "passed": checks_ok, "blocking": False, "score": None,
+         "detail": "simulated", "created_at": ts},
+        {"rationale_id": rid, "name": "judge:correctness", "passed": judge_ok, "blocking": False, "score": None,
+         "detail": "simulated", "created_at": ts}])
+    return rid
+
+
+def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int = 0, signal_strength: float = 0.8,
+                   workdir: Path | None = None) -> SimResult:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
+    rng = random.Random(seed)
+    rubric = default_rubric()
+    world = _World(rubric, rng, signal_strength)
+    people = [DEFAULT_REVIEWERS[i % len(DEFAULT_REVIEWERS)] for i in range(n_reviewers)]
+    tmp = tempfile.TemporaryDirectory() if workdir is None else None
+    folder = Path(tmp.name) if tmp else workdir
+    engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
+    try:
+        return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed)
+    finally:
+        engine.dispose()
+        if tmp:
+            tmp.cleanup()
+
+
+def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimReviewer], world: _World,
+              rng: random.Random, seed: int) -> SimResult:
+    dbm.upgrade(engine)
+    rubric_body = world.rubric.to_dict()
+    with engine.begin() as conn:
+        project, _ = repo.ensure_project(conn, name="simulation", config=_config(policy), rubric=rubric_body)
+        pid = project["id"]
+        reviewers = []
+        for i, person in enumerate(people):
+            name = f"{person.name}-{i}"
+            uid = conn.execute(insert(users).values(username=name, role="reviewer", specialties=[], password_hash="-",
+                                                    active=True, created_at=repo.now())).inserted_primary_key[0]
+            reviewers.append((Reviewer(uid, name), person))
+        ts = repo.now()
+        for n in range(n_items):
+            item_id = f"sim{n:06d}"
+            conn.execute(insert(items).values(
+                id=item_id, project_id=pid, content_hash=item_id.ljust(64, "0"), question=f"simulated question {n}",
+                options=[["A", "a"], ["B", "b"]], answer_labels=["A"], language="en", meta={}, state="screening",
+                strikes=0, auto_retries=0, created_at=ts, updated_at=ts))
+            rid = _new_version(conn, world, item_id=item_id, version=1, truth=world.draft_quality(), origin="generated")
+            repo.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
+            enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
+    base = 1 if policy == "adaptive" else int(policy.split("-")[1])
+    while True:
+        progressed = False
+        order = list(reviewers)
+        rng.shuffle(order)
+        for reviewer, person in order:
+            with engine.begin() as conn:
+                lease = assign_next_review(conn, project_id=pid, reviewer=reviewer, overlap=base)
+                if lease is None:
+                    continue
+                body = world.review(person, world.quality[lease.rationale_id])
+                submit_review(conn, project_id=pid, assignment_id=lease.assignment_id, reviewer=reviewer, body=body,
+                              rubric_body=rubric_body, overlap=base)
+                progressed = True
+        if progressed:
+            continue
+        with engine.begin() as conn:
+            waiting = conn.execute(select(items.c.id, items.c.state).where(
+                items.c.project_id == pid, items.c.state.in_(["regenerating", "escalated"]))).all()
+            for item_id, state in waiting:
+                latest = conn.execute(select(rationales.c.id, rationales.c.version).where(rationales.c.item_id == item_id)
+                                      .order_by(rationales.c.version.desc()).limit(1)).one()
+                if state == "regenerating":  # the simulated LLM: guided regeneration improves the draft
+                    rid = _new_version(conn, world, item_id=item_id, version=latest.version + 1,
+                                       truth=world.improve(world.quality[latest.id]), origin="regenerated")
+                    repo.transition_item(conn, item_id=item_id, expected=ItemState.REGENERATING,
+                                         target=ItemState.SCREENING, actor="sim")
+                    repo.transition_item(conn, item_id=item_id, expected=ItemState.SCREENING,
+                                         target=ItemState.IN_REVIEW, actor="sim")
+                    enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
+                else:  # a senior adjudicator knows the truth: accept a sound version, else exclude
+                    good = [r for r in conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)
+                                                    .order_by(rationales.c.version.desc())).scalars()
+                            if world.good(world.quality[r])]
+                    if good:
+                        adjudicate.accept_version(conn, project_id=pid, item_id=item_id, rationale_id=good[0],
+                                                  adjudicator="sim-adjudicator")
+                    else:
+                        adjudicate.exclude(conn, project_id=pid, item_id=item_id, adjudicator="sim-adjudicator",
+                                           reason="no sound version")
+        if not waiting:
+            break
+    return _measure(engine, pid, policy, n_items, len(people), seed, world)
+
+
+def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: int, seed: int,
+             world: _World) -> SimResult:
+    result = SimResult(policy=policy, items=n_items, reviewers=n_reviewers, seed=seed, signal_strength=world.signal)
+    with engine.connect() as conn:
+        result.reviews = conn.execute(select(func.count()).select_from(reviews)).scalar_one()
+        result.expert_seconds = float(conn.execute(select(func.coalesce(func.sum(reviews.c.seconds_spent), 0)))
+                                      .scalar_one())
+        result.versions = conn.execute(select(func.count()).select_from(rationales)).scalar_one()
+        result.adjudications = conn.execute(select(func.count()).select_from(decisions)
+                                            .where(decisions.c.kind != "consensus")).scalar_one()
+        for item_id, kind, rid in conn.execute(select(decisions.c.item_id, decisions.c.kind, decisions.c.rationale_id)):
+            if kind == "excluded":
+                result.excluded += 1
+                versions = conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)).scalars()
+                result.wrongly_excluded += any(world.good(world.quality[v]) for v in versions)
+            else:
+                result.accepted += 1
+                result.defective_accepted += not world.good(world.quality[rid])
+        result.rounds = list(conn.execute(select(func.count()).select_from(rationales).group_by(rationales.c.item_id))
+                             .scalars())
+        result.escalated_left = conn.execute(select(func.count()).where(items.c.state == "escalated")).scalar_one()
+    return result
