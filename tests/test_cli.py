@@ -89,7 +89,7 @@ def test_bad_map_is_a_usage_error(workdir):
 def test_demo_runs_on_the_bundled_samples(workdir, monkeypatch):
     """The whole demo path, with the fake backend standing in for the (slow) embedded model."""
     monkeypatch.setenv("CLINREASON_LLM_BACKEND", "fake")
-    r = invoke("demo", "--dir", str(workdir / "demo"))
+    r = invoke("demo", "--dir", str(workdir / "demo"), "--no-serve")
     assert r.exit_code == 0, r.output
     assert "imported the bundled samples: 25 new items" in r.output
     assert "drafted 25" in r.output and "status:" in r.output

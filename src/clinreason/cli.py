@@ -554,12 +554,15 @@ def simulate(
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
     limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N of the sample questions")] = None,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Then start the review app with seeded users (one-time passwords printed)")] = True,
+    port: Annotated[int, typer.Option("--port", help="Port of the review app")] = 8000,
 ) -> None:
     """End to end on the bundled sample questions: import, draft with the embedded model (or the
-    configured endpoint), screen, one round of guided regeneration, status."""
+    configured endpoint), screen, one round of guided regeneration, status; then the review app with a
+    seeded admin, two reviewers and an adjudicator, and the worker, until Ctrl+C."""
     from clinreason.demo import run_demo
 
-    run_demo(workdir, limit=limit)
+    run_demo(workdir, limit=limit, serve=serve, port=port)
 
 
 def _register_plugins() -> None:

@@ -15,7 +15,33 @@ def samples_dir() -> Path:
     return Path(str(resources.files("clinreason") / "samples"))
 
 
-def run_demo(workdir: Path, *, limit: int | None = None) -> None:
+DEMO_PEOPLE = (("admin", "admin"), ("reviewer1", "reviewer"), ("reviewer2", "reviewer"), ("adjudicator", "adjudicator"))
+
+
+def seed_demo_users(engine, project_id: int) -> dict[str, str]:
+    """The demo's people, each with a fresh one-time password (printed once, stored only as a hash)."""
+    import secrets
+
+    from sqlalchemy import update
+
+    from clinreason.store.tables import users
+    from clinreason.web import auth
+
+    passwords = {}
+    with engine.begin() as conn:
+        for name, role in DEMO_PEOPLE:
+            password = secrets.token_urlsafe(12)
+            if auth.get_user(conn, username=name) is None:
+                auth.create_user(conn, username=name, role=role, password=password, specialties=[], actor="demo",
+                                 project_id=project_id)
+            else:
+                conn.execute(update(users).where(users.c.username == name)
+                             .values(password_hash=auth.hash_password(password)))
+            passwords[name] = password
+    return passwords
+
+
+def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, port: int = 8000) -> None:
     import asyncio
 
     from clinreason.app import initialise
@@ -25,6 +51,7 @@ def run_demo(workdir: Path, *, limit: int | None = None) -> None:
     from clinreason.stages.screen import run_screening
     from clinreason.store import repository as repo
 
+    steps = 5 if serve else 4
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "clinreason.toml"
     if not config_path.exists():
@@ -33,10 +60,10 @@ def run_demo(workdir: Path, *, limit: int | None = None) -> None:
     settings = resolve_settings(db=f"sqlite:///{db_path}", project="default", config=str(config_path))
     pc = settings.project_config
     ctx, created, _ = initialise(settings, actor="demo")
-    typer.echo(f"[1/4] database {db_path} ready (project 'default' {'created' if created else 'reused'})")
+    typer.echo(f"[1/{steps}] database {db_path} ready (project 'default' {'created' if created else 'reused'})")
 
     summary = import_path(ctx.engine, project="default", path=samples_dir(), fmt="auto", actor="demo")
-    typer.echo(f"[2/4] imported the bundled samples: {summary.added} new items from {len(summary.files)} files "
+    typer.echo(f"[2/{steps}] imported the bundled samples: {summary.added} new items from {len(summary.files)} files "
                f"({summary.duplicates} duplicates, {summary.flagged} flagged)")
     with ctx.engine.connect() as conn:
         project = repo.require_project(conn, name="default")
@@ -45,7 +72,7 @@ def run_demo(workdir: Path, *, limit: int | None = None) -> None:
     backend = make_backend(backend=llm.backend, base_url=llm.base_url, model=llm.model,
                            api_key=settings.llm_api_key, timeout=llm.timeout, concurrency=llm.concurrency,
                            max_attempts=llm.max_attempts)
-    typer.echo(f"[3/4] drafting with {backend.model_id} (the embedded model is tiny and weak at medicine: "
+    typer.echo(f"[3/{steps}] drafting with {backend.model_id} (the embedded model is tiny and weak at medicine: "
                "it shows the plumbing, not the quality; point CLINREASON_LLM_BASE_URL at a real model for real work)")
 
     async def pipeline():
@@ -66,9 +93,29 @@ def run_demo(workdir: Path, *, limit: int | None = None) -> None:
                f"regenerated {regen.stored}, of which {rescreen.to_review} went to review")
     with ctx.engine.connect() as conn:
         counts = repo.status_counts(conn, project_id=project["id"])
-    typer.echo("[4/4] status: " + json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state",
+    typer.echo(f"[4/{steps}] status: " + json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state",
                                                                          "by_model")}, ensure_ascii=False))
-    typer.echo("look next:")
-    typer.echo(f"  clinreason status --db {db_path}")
-    typer.echo(f"  clinreason run --db {db_path} --config {config_path}   # keeps drafting/screening going")
-    ctx.engine.dispose()
+    if not serve:
+        typer.echo("look next:")
+        typer.echo(f"  clinreason status --db {db_path}")
+        typer.echo(f"  clinreason serve --db {db_path} --config {config_path}   # the review app, with the worker")
+        ctx.engine.dispose()
+        return
+    import uvicorn
+
+    from clinreason.web.app import create_app
+    from clinreason.web.background import BackgroundWorker
+
+    passwords = seed_demo_users(ctx.engine, project["id"])
+    typer.echo(f"[5/5] the review app is starting on http://127.0.0.1:{port}/ — sign in as (one-time passwords):")
+    for name, role in DEMO_PEOPLE:
+        typer.echo(f"      {role:<12} {name:<12} {passwords[name]}")
+    typer.echo("      reviewers score, edit or send drafts back; the worker in this process regenerates them. "
+               "Ctrl+C stops everything.")
+    background = BackgroundWorker(ctx)
+    background.start()
+    try:
+        uvicorn.run(create_app(settings, engine=ctx.engine), host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        background.stop()
+        ctx.engine.dispose()
