@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from clinreason.devtools import write_synthetic_bank
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -64,18 +65,6 @@ def run(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def synthetic_jsonl(path: Path, n: int, seed: int = 7) -> None:
-    rng = random.Random(seed)
-    words = ("patient fever cough pain renal hepatic cardiac acute chronic dose infection lesion nerve "
-             "artery therapy diagnosis presents with history of examination shows").split()
-    with path.open("w", encoding="utf-8") as fh:
-        for i in range(n):
-            stem = " ".join(rng.choice(words) for _ in range(40)) + f" case {i}?"
-            opts = {lab: " ".join(rng.choice(words) for _ in range(4)) + f" {lab}{i}" for lab in "ABCDE"}
-            fh.write(json.dumps({"question": stem, "options": opts, "answer": rng.choice("ABCDE"),
-                                 "specialty": rng.choice(["cardiology", "nephrology", "neurology"])}) + "\n")
-
-
 def bench(label: str, path: Path, fmt: str, tmp: Path) -> dict:
     dbfile = tmp / f"{label}.db"
     result = run(_CHILD, str(path), fmt, str(dbfile))
@@ -103,8 +92,8 @@ def main() -> None:
             print(f"cmexam: skipped ({cm} absent)")
         small_n = max(args.items // 10, 1)
         small, big = tmp / "small.jsonl", tmp / "big.jsonl"
-        synthetic_jsonl(small, small_n)
-        synthetic_jsonl(big, args.items)
+        write_synthetic_bank(small, small_n)
+        write_synthetic_bank(big, args.items)
         print(f"synthetic files: {small.stat().st_size / 1e6:.1f} MB and {big.stat().st_size / 1e6:.1f} MB")
         a = bench(f"synthetic jsonl ({small_n:,})", small, "jsonl", tmp)
         b = bench(f"synthetic jsonl ({args.items:,})", big, "jsonl", tmp)

@@ -18,7 +18,7 @@ from clinreason.stages.simulate import POLICIES, run_simulation
 
 
 def table(n: int, reviewers: int, seed: int, signal: float) -> dict[str, dict]:
-    print(f"\\n{n} items, {reviewers} reviewers, seed {seed}, screening signal strength {signal}")
+    print(f"\n{n} items, {reviewers} reviewers, seed {seed}, screening signal strength {signal}")
     print(f"{'policy':<10} {'reviews/accepted':>17} {'residual defects':>17} {'wrongly excluded':>17} "
           f"{'accepted':>9} {'versions/item':>14} {'seconds':>8}")
     rows = {}

@@ -21,10 +21,8 @@ def _pg_url() -> str | None:
     return os.environ.get("CLINREASON_TEST_PG_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.db'}"
+def fresh_postgres_url() -> str:
+    """The test cluster's URL with an empty schema; skips (fails under CI) when there is no cluster."""
     url = _pg_url()
     if not url:
         if os.environ.get("CI") == "true":
@@ -36,6 +34,18 @@ def db_url(request, tmp_path) -> str:
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return fresh_postgres_url()
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return fresh_postgres_url()
 
 
 @pytest.fixture

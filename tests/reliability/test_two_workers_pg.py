@@ -9,25 +9,9 @@ import subprocess
 import sys
 from collections import Counter
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from clinreason.devtools import cli, fake_server_process, read_request_log, write_synthetic_bank
-
-
-@pytest.fixture
-def pg_url():
-    url = os.environ.get("CLINREASON_TEST_PG_URL")
-    if not url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but CLINREASON_TEST_PG_URL is not set")
-        pytest.skip("PostgreSQL not available: set CLINREASON_TEST_PG_URL (make test starts a throwaway cluster)")
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
 
 
 def test_two_workers_process_each_item_exactly_once(pg_url, tmp_path):

@@ -88,7 +88,7 @@ def test_item_page_offers_the_forms_to_adjudicators_only(client, seed):
 
 
 def test_the_form_needs_its_csrf_token(client, seed):
-    judge = seed.user("judge", role="adjudicator")
+    seed.user("judge", role="adjudicator")
     item, _ = seed.item(state="escalated")
     factories.browser_login(client, "judge")
     r = client.post(f"/items/{item}/adjudicate", data={"action": "exclude", "reason": "x"})

@@ -1,0 +1,105 @@
+"""The dataset card: Hugging Face front matter, and every number equal to what `clinreason agreement --json`,
+`status --json` and `stats --json` print — through the real CLI, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+from analytics import reviewdata
+from typer.testing import CliRunner
+
+from clinreason.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(engine, project, db_url, tmp_path):
+    reviewdata.build(engine, project["id"], n_items=50, seed=3)
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(app, [*args, "--db", db_url, "--config", str(tmp_path / "absent.toml")])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    return invoke
+
+
+def split_card(text: str) -> tuple[dict, str, dict]:
+    assert text.startswith("---\n")
+    front, body = text[4:].split("\n---\n", 1)
+    machine = json.loads(re.search(r"```json\n(.*?)\n```", body, re.S).group(1))
+    return yaml.safe_load(front), body, machine
+
+
+def test_card_numbers_equal_the_cli_outputs(cli, tmp_path):
+    cli("export", str(tmp_path / "ds"), "--format", "jsonl", "--splits", "0.8,0.1,0.1")
+    agreement = json.loads(cli("agreement", "--json"))
+    status = json.loads(cli("status", "--json"))
+    stats = json.loads(cli("stats", "--json"))
+    front, body, machine = split_card((tmp_path / "ds" / "README.md").read_text(encoding="utf-8"))
+
+    assert machine["agreement"] == agreement
+    assert machine["status"] == status
+    assert machine["stats"] == stats["project"]
+    assert set(agreement["dimensions"]) == set(reviewdata.DIMS)
+    section = body.split("## Agreement between experts", 1)[1].split("\n## ", 1)[0]
+    for dim, block in agreement["dimensions"].items():
+        assert {"alpha_ordinal", "alpha_interval", "ci95", "units"} <= set(block)
+        row = next(line for line in section.splitlines() if line.startswith(f"| {dim} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"{block['alpha_ordinal']:.3f}"
+        assert cells[2] == f"[{block['ci95'][0]:.3f}, {block['ci95'][1]:.3f}]"
+        assert cells[3] == f"{block['alpha_interval']:.3f}"
+        assert cells[-1] == str(block["units"])
+    verdict = agreement["verdict"]
+    assert f"Fleiss' κ {verdict['fleiss_kappa']:.3f}" in body
+    for state, n in status["by_state"].items():
+        assert f"| {state} | {n} |" in body
+    for rounds, n in stats["project"]["rounds"]["histogram"].items():
+        assert f"| {rounds} | {n} |" in body
+    assert f"{status['reviews']} reviews" in body
+    accepted = status["by_state"]["accepted"]
+    assert f"{accepted} accepted" in body and f"{accepted} exam-style clinical questions" in body
+
+    assert front["license"] == "other" and "MIT" in front["license_name"]
+    assert front["language"] == ["en", "zh"]
+    assert front["size_categories"] == ["n<1K"]
+    assert {"question-answering", "text-generation"} <= set(front["task_categories"])
+    assert front["pretty_name"] and "medical" in front["tags"]
+    files = {f["split"]: f["path"] for f in front["configs"][0]["data_files"]}
+    assert files == {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+    for section in ("Sources and licences", "The rubric", "Models and prompts", "The experts",
+                    "Agreement between experts", "Review rounds", "Known limitations"):
+        assert f"## {section}" in body
+    assert "`ph-draft`" in body and "deepseek-r1" in body
+    assert "| medqa |" in body and "research use only" in body
+
+
+def test_a_single_licence_is_named_in_the_front_matter(cli, tmp_path):
+    cli("export", str(tmp_path / "ds"), "--source", "medqa")
+    front, body, machine = split_card((tmp_path / "ds" / "README.md").read_text(encoding="utf-8"))
+    assert front["license"] == "mit" and front["language"] == ["en"]
+    assert machine["export"]["filters"]["source"] == "medqa"
+    assert "filters: source=medqa" in body
+
+
+def test_cli_refuses_an_occupied_folder_and_reports_what_it_wrote(cli, engine, db_url, tmp_path):
+    out = tmp_path / "ds"
+    summary = json.loads(cli("export", str(out), "--format", "sft", "--json"))
+    assert summary["files"] == ["data.jsonl", "README.md"] and summary["total"] > 0
+    result = runner.invoke(app, ["export", str(out), "--db", db_url, "--config", str(tmp_path / "absent.toml")])
+    assert result.exit_code == 1 and "not empty" in result.output and "--force" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "x"), "--format", "csv", "--db", db_url,
+                                 "--config", str(tmp_path / "absent.toml")])
+    assert result.exit_code == 1 and "--format" in result.output
+
+
+def test_agreement_and_stats_human_output(cli):
+    text = cli("agreement")
+    assert "α ordinal" in text and "correctness" in text and "Fleiss" in text
+    text = cli("stats")
+    assert "rounds per accepted item" in text and "alice" in text
