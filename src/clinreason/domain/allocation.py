@@ -68,6 +68,9 @@ def more_reviewers(policy: AllocationPolicy, rubric: Rubric, votes: list[ReviewV
     if len(verdicts) > 1:
         return 1, "reviewers disagree"
     if len(votes) >= 2:
+        if all(passes(rubric, v) for v in votes) and all(
+                reliability.get(v.reviewer, 1.0) < policy.min_reliability for v in votes):
+            return 1, "every acceptance so far comes from a reviewer of low estimated reliability"
         return 0, ""
     vote = votes[0]
     ok = passes(rubric, vote)

@@ -113,8 +113,10 @@ def merge_feedback(rubric: Rubric, votes: list[ReviewVote]) -> Feedback:
     return Feedback(failing=failing, comments=comments, verdicts=verdicts)
 
 
-def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0) -> ConsensusDecision:
-    """The consensus outcome for one version. `extra_requested`: extra reviewers already asked for."""
+def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0,
+           reliability: dict[str, float] | None = None) -> ConsensusDecision:
+    """The consensus outcome for one version. `extra_requested`: extra reviewers already asked for;
+    `reliability`: estimated reviewer reliability (adaptive allocation's tie-breaks use it)."""
     needed = policy.base_overlap + extra_requested
     feedback = merge_feedback(rubric, votes)
     if any(v.verdict == "flag_question" for v in votes):
@@ -125,12 +127,17 @@ def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_req
 
     passing = [v for v in votes if passes(rubric, v)]
     n, p = len(votes), len(passing)
-    if policy.allocation == "adaptive" and n >= 3 and 2 * p != n:
-        # adaptive allocation called the extra reviewers to break a disagreement: the majority decides
-        if 2 * p > n:
+    if policy.allocation == "adaptive" and n >= 3 and 0 < p < n:
+        # adaptive allocation called the extra reviewers to break a disagreement: a majority decides, but an
+        # acceptance only stands on reviewers whose estimated reliability is good; otherwise an adjudicator
+        trusted = all((reliability or {}).get(v.reviewer, 1.0) >= policy.min_reliability for v in passing)
+        if 2 * p > n and trusted:
             return ConsensusDecision(Outcome.ACCEPTED, f"{p} of {n} reviewers accept (majority after a tie-break)")
-        return ConsensusDecision(Outcome.NEEDS_REVISION, f"only {p} of {n} reviewers accept (after a tie-break)",
-                                 feedback)
+        if 2 * p < n:
+            return ConsensusDecision(Outcome.NEEDS_REVISION, f"only {p} of {n} reviewers accept (after a tie-break)",
+                                     feedback)
+        return ConsensusDecision(Outcome.DISAGREEMENT, f"{p} of {n} accept, not all of them reliable: an "
+                                 "adjudicator settles it", feedback)
     if policy.rule is Rule.ALL_ACCEPT:
         if p == n:
             return ConsensusDecision(Outcome.ACCEPTED, f"all {n} reviewers accept with every score at threshold")

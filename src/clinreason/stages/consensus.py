@@ -126,8 +126,9 @@ def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
 def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
     rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
     policy = project_policy(conn, project_id)
+    reliability = reviewer_reliability(conn, project_id) if policy.allocation == "adaptive" else None
     return decide(rubric, policy, votes_for(conn, rationale_id),
-                  extra_requested=extra_reviewers_requested(conn, rationale_id))
+                  extra_requested=extra_reviewers_requested(conn, rationale_id), reliability=reliability)
 
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:

@@ -172,6 +172,7 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
     people = [DEFAULT_REVIEWERS[i % len(DEFAULT_REVIEWERS)] for i in range(n_reviewers)]
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     folder = Path(tmp.name) if tmp else workdir
+    folder.mkdir(parents=True, exist_ok=True)
     engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
     try:
         return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed)
