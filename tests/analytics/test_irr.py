@@ -4,6 +4,7 @@ statsmodels), to 1e-9, including missing ratings and constant columns; plus prop
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ TOL = 1e-9
 
 def reference_alpha(data, level):
     try:
-        value = krippendorff.alpha(reliability_data=data, level_of_measurement=level)
+        with np.errstate(all="ignore"):  # the package divides 0 by 0 when nothing varies
+            value = krippendorff.alpha(reliability_data=data, level_of_measurement=level)
     except ValueError:  # "there has to be more than one value in the domain"
         return None
     return None if math.isnan(value) else float(value)
@@ -114,7 +116,8 @@ def test_kappa_with_a_constant_rater():
     a, b = [4, 4, 4, 4, 4, 4], [3, 4, 5, 4, 4, 2]
     expected = sk_metrics.cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights="quadratic")
     assert irr.cohen_kappa(a, b, [1, 2, 3, 4, 5]) == pytest.approx(expected, abs=TOL)
-    with np.errstate(all="ignore"):  # both constant and equal: 0/0 in scikit-learn (NaN), None here
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # both constant and equal: 0/0, NaN there, None here
+        warnings.simplefilter("ignore")
         assert math.isnan(sk_metrics.cohen_kappa_score([4, 4, 4], [4, 4, 4], labels=[1, 2, 3, 4, 5],
                                                        weights="quadratic"))
     assert irr.cohen_kappa([4, 4, 4], [4, 4, 4], [1, 2, 3, 4, 5]) is None
@@ -172,3 +175,14 @@ def test_identical_raters_have_alpha_one(raters, units):
         assert irr.krippendorff_alpha(data, level) == pytest.approx(1.0, abs=TOL)
     assert irr.percent_agreement(data) == pytest.approx(1.0, abs=TOL)
     assert irr.cohen_kappa(rated, rated, [1, 2, 3, 4, 5]) == pytest.approx(1.0, abs=TOL)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=50).map(lambda x: x / 10), min_size=1, max_size=30))
+def test_median_from_counts_equals_statistics_median(values):
+    import statistics
+    from collections import Counter
+
+    from clinreason.analytics.scan import counter_median
+
+    assert counter_median(Counter(values)) == statistics.median(values)

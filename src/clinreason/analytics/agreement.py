@@ -1,0 +1,137 @@
+"""Inter-rater agreement of a project, per rubric dimension and overall: Krippendorff's α (ordinal and
+interval; any number of raters, missing ratings allowed), Cohen's weighted κ per reviewer pair with
+enough overlap, Fleiss' κ on verdicts, percent agreement — each with a percentile-bootstrap 95 % CI
+(units resampled, fixed seed) and its number of units.
+
+The unit is the rationale version (rationales.id): each version is rated by the reviewers assigned to it.
+What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from clinreason.analytics import irr
+from clinreason.analytics.scan import VERDICTS, ReviewScan, scan_reviews
+from clinreason.store import repository as repo
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 20250509
+DEFAULT_MIN_OVERLAP = 10
+#: the per-pair kappa intervals are many (one per pair and dimension) and secondary: fewer resamples
+DEFAULT_PAIR_RESAMPLES = 200
+
+
+def _num(value: float) -> float | None:
+    return irr.finite_or_none(value)
+
+
+def _scores_block(counter: Counter, values: list[int], *, resamples: int, seed: int) -> dict[str, Any]:
+    p = irr.Patterns.from_counter(counter, values).pairable() if counter else None
+    if p is None or p.units == 0:
+        return {"alpha_ordinal": None, "alpha_interval": None, "ci95": None, "ci95_interval": None,
+                "percent_agreement": None, "percent_agreement_ci95": None, "units": 0}
+    ordinal = lambda w: irr.alpha_from_patterns(p, "ordinal", w)  # noqa: E731
+    interval = lambda w: irr.alpha_from_patterns(p, "interval", w)  # noqa: E731
+    agree = lambda w: irr.percent_agreement_from_patterns(p, w)  # noqa: E731
+    return {
+        "alpha_ordinal": _num(ordinal(p.weights)),
+        "alpha_interval": _num(interval(p.weights)),
+        "ci95": irr.bootstrap_ci(p, ordinal, resamples=resamples, seed=seed),
+        "ci95_interval": irr.bootstrap_ci(p, interval, resamples=resamples, seed=seed),
+        "percent_agreement": _num(agree(p.weights)),
+        "percent_agreement_ci95": irr.bootstrap_ci(p, agree, resamples=resamples, seed=seed),
+        "units": p.units,
+    }
+
+
+def _verdict_block(counter: Counter, *, resamples: int, seed: int) -> dict[str, Any]:
+    p = irr.Patterns.from_counter(counter, list(range(len(VERDICTS)))).pairable() if counter else None
+    block: dict[str, Any] = {"categories": list(VERDICTS), "fleiss_kappa": None, "fleiss_ci95": None,
+                             "fleiss_units": 0, "raters_per_unit": None, "percent_agreement": None,
+                             "ci95": None, "units": 0}
+    if p is None or p.units == 0:
+        return block
+    agree = lambda w: irr.percent_agreement_from_patterns(p, w)  # noqa: E731
+    block.update(percent_agreement=_num(agree(p.weights)),
+                 ci95=irr.bootstrap_ci(p, agree, resamples=resamples, seed=seed), units=p.units)
+    # Fleiss' κ is defined for a fixed number of raters per unit: use the most common one (the overlap)
+    per_n: Counter = Counter()
+    for counts, w in zip(p.counts, p.weights):
+        per_n[int(counts.sum())] += int(w)
+    n = min(per_n, key=lambda m: (-per_n[m], m))
+    keep = p.counts.sum(axis=1) == n
+    fp = irr.Patterns(p.counts[keep], p.weights[keep], p.values)
+    fleiss = lambda w: irr.fleiss_from_patterns(fp, w)  # noqa: E731
+    block.update(fleiss_kappa=_num(fleiss(fp.weights)), fleiss_ci95=irr.bootstrap_ci(fp, fleiss, resamples=resamples,
+                                                                                     seed=seed),
+                 fleiss_units=fp.units, raters_per_unit=n)
+    return block
+
+
+def _pairs(scan: ReviewScan, *, min_overlap: int, resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Cohen's weighted κ for every reviewer pair sharing at least `min_overlap` versions."""
+    out = []
+    v = len(scan.scale)
+    quadratic = lambda w: irr.kappa_from_confusion(w.reshape(w.shape[:-1] + (v, v)), "quadratic")  # noqa: E731
+    for (ra, rb), conf in sorted(scan.pair_confusion.items()):
+        shared = int(conf.sum(axis=(1, 2)).max()) if conf.size else 0
+        if shared < min_overlap:
+            continue
+        names = [scan.reviewers[r].pseudonym if r in scan.reviewers else str(r) for r in (ra, rb)]
+        flat = conf.reshape(len(scan.dimensions), v * v).astype(np.float64)
+        cis = irr.bootstrap_ci_rows(flat, quadratic, resamples=resamples, seed=seed)
+        quad = np.atleast_1d(irr.kappa_from_confusion(conf, "quadratic"))
+        lin = np.atleast_1d(irr.kappa_from_confusion(conf, "linear"))
+        dims: dict[str, Any] = {}
+        for d, name in enumerate(scan.dimensions):
+            dims[name] = {"kappa_quadratic": _num(float(quad[d])), "kappa_linear": _num(float(lin[d])),
+                          "ci95": cis[d], "units": int(conf[d].sum())}
+        out.append({"raters": names, "units": shared, "dimensions": dims})
+    return out
+
+
+def report_from_scan(scan: ReviewScan, *, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                     min_overlap: int = DEFAULT_MIN_OVERLAP, pair_resamples: int | None = None) -> dict[str, Any]:
+    dimensions: dict[str, Any] = {}
+    pair_resamples = min(resamples, DEFAULT_PAIR_RESAMPLES) if pair_resamples is None else pair_resamples
+    pairs = _pairs(scan, min_overlap=min_overlap, resamples=pair_resamples, seed=seed)
+    for d, name in enumerate(scan.dimensions):
+        block = _scores_block(scan.dim_patterns[d], scan.scale, resamples=resamples, seed=seed)
+        kappas = [p["dimensions"][name]["kappa_quadratic"] for p in pairs
+                  if p["dimensions"][name]["kappa_quadratic"] is not None]
+        block.update(ratings=scan.ratings[d], pairs=len(kappas),
+                     kappa_quadratic_mean=float(np.mean(kappas)) if kappas else None)
+        dimensions[name] = block
+    overall = _scores_block(scan.overall_patterns, scan.overall_values, resamples=resamples, seed=seed)
+    overall["basis"] = "sum of the dimension scores of each complete review"
+    return {
+        "unit": "rationale version",
+        "reviews": scan.total_reviews,
+        "reviewers": len(scan.reviewers),
+        "scale": [scan.scale[0], scan.scale[-1]],
+        "dimensions": dimensions,
+        "overall": overall,
+        "verdict": _verdict_block(scan.verdict_patterns, resamples=resamples, seed=seed),
+        "pairs": pairs,
+        "bootstrap": {"resamples": resamples, "pair_resamples": pair_resamples, "seed": seed,
+                      "interval": "percentile, 95 %",
+                      "ci95_of": "alpha_ordinal (ci95_interval: alpha_interval)"},
+        "min_pair_overlap": min_overlap,
+    }
+
+
+def agreement_report(conn: Connection, *, project_id: int, rubric_body: dict[str, Any] | None = None,
+                     resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                     min_overlap: int = DEFAULT_MIN_OVERLAP, pair_resamples: int | None = None,
+                     scan: ReviewScan | None = None) -> dict[str, Any]:
+    """What `clinreason agreement --json` prints. Pass `scan` to reuse a pass already made."""
+    if scan is None:
+        body = rubric_body or repo.latest_rubric(conn, project_id=project_id)
+        scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
+    return report_from_scan(scan, resamples=resamples, seed=seed, min_overlap=min_overlap,
+                            pair_resamples=pair_resamples)

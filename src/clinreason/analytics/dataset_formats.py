@@ -1,0 +1,277 @@
+"""How an export row is encoded on disk: JSON Lines, Parquet (typed, in row groups), a Hugging Face
+`datasets` folder (save_to_disk), chat-format SFT records and DPO preference pairs. Used by
+`clinreason.stages.export`; pyarrow and datasets are imported only when those formats are asked for.
+
+A sink receives rows split by split, in item-id order, and writes them as they come; `close()` returns
+the names it wrote inside the export folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+ROW_GROUP = 5000
+ROLES = ("system", "user", "assistant")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One JSON line: keys in the order the row was built, UTF-8 as is, no spaces."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+# --- chat formats -----------------------------------------------------------------------------------
+
+def _system(language: str) -> str:
+    from clinreason.stages.export import SYSTEM_PROMPTS
+
+    return SYSTEM_PROMPTS["zh" if language.lower().startswith("zh") else "en"]
+
+
+def user_prompt(row: dict[str, Any]) -> str:
+    zh = row["language"].lower().startswith("zh")
+    parts = []
+    if row.get("context"):
+        parts.append(row["context"].strip())
+    parts.append(row["question"].strip())
+    if row["options"]:
+        parts.append(("选项：" if zh else "Options:") + "\n" + "\n".join(f"{o['label']}. {o['text']}"
+                                                                        for o in row["options"]))
+    return "\n\n".join(parts)
+
+
+def answer_line(row: dict[str, Any], final: list[str]) -> str:
+    zh = row["language"].lower().startswith("zh")
+    texts = {o["label"]: o["text"] for o in row["options"]}
+    if len(final) == 1 and final[0] in texts:
+        shown = f"{final[0]}. {texts[final[0]]}"
+    else:
+        shown = ", ".join(final) if final else (row.get("answer_text") or "")
+    return ("答案：" if zh else "Answer: ") + shown
+
+
+def assistant_reply(row: dict[str, Any], steps: list[str] | None, text: str, final: list[str]) -> str:
+    """The rationale as reasoning (numbered steps, or the text when it has none), then the answer."""
+    if steps:
+        reasoning = "\n".join(f"{i}. {s.strip()}" for i, s in enumerate(steps, 1))
+    else:
+        reasoning = text.strip()
+    return f"{reasoning}\n\n{answer_line(row, final)}"
+
+
+def prompt_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"role": "system", "content": _system(row["language"])}, {"role": "user", "content": user_prompt(row)}]
+
+
+def sft_record(row: dict[str, Any]) -> dict[str, Any]:
+    reply = assistant_reply(row, row["rationale"]["steps"], row["rationale"]["text"], row["final_answer"])
+    return {"id": row["id"], "messages": prompt_messages(row) + [{"role": "assistant", "content": reply}]}
+
+
+def validate_sft_record(record: Any) -> None:
+    """The schema SFT tools (TRL, axolotl, LLaMA-Factory "messages" layout) expect; raises ValueError."""
+    if not isinstance(record, dict) or set(record) != {"id", "messages"}:
+        raise ValueError("an SFT record is an object with exactly the keys 'id' and 'messages'")
+    if not isinstance(record["id"], str) or not record["id"]:
+        raise ValueError("id: expected a non-empty string")
+    messages = record["messages"]
+    if not isinstance(messages, list) or [m.get("role") if isinstance(m, dict) else None for m in messages] \
+            != list(ROLES):
+        raise ValueError("messages: expected [system, user, assistant] turns, in that order")
+    for i, m in enumerate(messages):
+        if set(m) != {"role", "content"}:
+            raise ValueError(f"messages[{i}]: expected exactly the keys 'role' and 'content'")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise ValueError(f"messages[{i}].content: expected non-empty text")
+
+
+def dpo_records(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rejected draft vs accepted version of the same item: one pair per version experts reviewed and did
+    not accept (whose text differs from the accepted one), in version order."""
+    history = row.get("history") or []
+    accepted = next((h for h in history if h["accepted"]), None)
+    if accepted is None:
+        return []
+    chosen = assistant_reply(row, row["rationale"]["steps"], row["rationale"]["text"], row["final_answer"])
+    pairs = []
+    for h in history:
+        if h["accepted"] or not h["reviews"] or h["text"] is None or h["text"].strip() == accepted["text"].strip():
+            continue
+        rejected = assistant_reply(row, h["steps"], h["text"], h["final_answer"] or [])
+        pairs.append({
+            "id": f"{row['id']}:v{h['version']}>v{accepted['version']}",
+            "item_id": row["id"],
+            "prompt": prompt_messages(row),
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "chosen_version": accepted["version"],
+            "rejected_version": h["version"],
+            "rejected_origin": h["origin"],
+            "rejected_verdicts": sorted(r["verdict"] for r in h["reviews"]),
+        })
+    return pairs
+
+
+# --- Arrow schema -----------------------------------------------------------------------------------
+
+def arrow_schema(dims: list[str], with_history: bool):
+    import pyarrow as pa
+
+    s = pa.string()
+    review = pa.struct([("reviewer", s), ("verdict", s), ("scores", pa.struct([(d, pa.int64()) for d in dims]))])
+    fields = [
+        ("id", s), ("question", s), ("context", s),
+        ("options", pa.list_(pa.struct([("label", s), ("text", s)]))),
+        ("answer", pa.list_(s)), ("answer_text", s), ("language", s), ("specialty", s),
+        ("rationale", pa.struct([("steps", pa.list_(s)), ("text", s)])),
+        ("final_answer", pa.list_(s)),
+        ("scores", pa.struct([("mean", pa.struct([(d, pa.float64()) for d in dims])),
+                              ("reviews", pa.list_(review))])),
+        ("consensus", s), ("accepted_as", s), ("rounds", pa.int64()), ("accepted_version", pa.int64()),
+        ("provenance", pa.struct([("origin", s), ("author", s), ("model", s), ("prompt_hash", s), ("params", s),
+                                  ("seed", pa.int64())])),
+        ("source", s), ("license", s),
+        ("sources", pa.list_(pa.struct([("source", s), ("subject", s), ("license", s)]))),
+    ]
+    if with_history:
+        fields.append(("history", pa.list_(pa.struct([
+            ("version", pa.int64()), ("origin", s), ("author", s), ("model", s), ("prompt_hash", s), ("text", s),
+            ("steps", pa.list_(s)), ("final_answer", pa.list_(s)), ("accepted", pa.bool_()),
+            ("reviews", pa.list_(review))]))))
+    return pa.schema(fields)
+
+
+# --- sinks ------------------------------------------------------------------------------------------
+
+class JsonlSink:
+    def __init__(self, out: Path, names: tuple[str, ...], encode):
+        from clinreason.stages.export import safe_path
+
+        self.encode = encode
+        self.names = [f"{n}.jsonl" for n in names]
+        self.files = {n: safe_path(out, f"{n}.jsonl").open("w", encoding="utf-8", newline="\n") for n in names}
+
+    def write(self, split: str, row: dict[str, Any]) -> int:
+        records = self.encode(row)
+        self.files[split].writelines(dumps(r) for r in records)
+        return len(records)
+
+    def close(self) -> list[str]:
+        for f in self.files.values():
+            f.close()
+        return self.names
+
+
+class ParquetSink:
+    """One file per split, written in row groups of ROW_GROUP rows as they arrive."""
+
+    def __init__(self, folder: Path, names: tuple[str, ...], dims: list[str], with_history: bool,
+                 suffix: str = ".parquet"):
+        import pyarrow.parquet as pq
+
+        from clinreason.stages.export import safe_path
+
+        self.schema = arrow_schema(dims, with_history)
+        self.with_history = with_history
+        self.paths = {n: safe_path(folder, f"{n}{suffix}") for n in names}
+        self.writers = {n: pq.ParquetWriter(str(p), self.schema, compression="zstd") for n, p in self.paths.items()}
+        self.buffers: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+
+    def write(self, split: str, row: dict[str, Any]) -> int:
+        if not self.with_history:
+            row = {k: v for k, v in row.items() if k != "history"}
+        buf = self.buffers[split]
+        buf.append(row)
+        if len(buf) >= ROW_GROUP:
+            self._flush(split)
+        return 1
+
+    def _flush(self, split: str) -> None:
+        import pyarrow as pa
+
+        if self.buffers[split]:
+            self.writers[split].write_table(pa.Table.from_pylist(self.buffers[split], schema=self.schema))
+            self.buffers[split] = []
+
+    def close(self) -> list[str]:
+        for split, writer in self.writers.items():
+            self._flush(split)
+            writer.close()
+        return [p.name for p in self.paths.values()]
+
+
+class HFSink(ParquetSink):
+    """Parquet into a scratch folder, then a `datasets` folder (save_to_disk) with typed features."""
+
+    def __init__(self, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], with_history: bool):
+        self.out, self.tmp, self.split_names = out, tmp, names
+        super().__init__(tmp, names, dims, with_history)
+
+    def close(self) -> list[str]:
+        import datasets
+        import pyarrow.parquet as pq
+
+        super().close()
+        features = datasets.Features.from_arrow_schema(self.schema)
+        bars = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            loaded = {}
+            for name, path in self.paths.items():
+                arrow = self.tmp / f"{name}.arrow"
+                _parquet_to_arrow_stream(pq.ParquetFile(str(path)), arrow, features.arrow_schema)
+                loaded[name] = datasets.Dataset.from_file(str(arrow), info=datasets.DatasetInfo(features=features))
+            before = {p.name for p in self.out.iterdir()}
+            # an empty split still needs one (empty) shard, or load_from_disk cannot read it back
+            shards = {name: 1 for name, ds in loaded.items() if len(ds) == 0}
+            if self.split_names == ("data",):
+                loaded["data"].save_to_disk(str(self.out), num_shards=shards.get("data"))
+                _stable_fingerprint(self.out)
+            else:
+                datasets.DatasetDict(loaded).save_to_disk(str(self.out), num_shards=shards)
+                for name in self.split_names:
+                    _stable_fingerprint(self.out / name)
+            written = sorted({p.name for p in self.out.iterdir()} - before)
+        finally:
+            if bars:
+                datasets.enable_progress_bars()
+        return written
+
+
+def _parquet_to_arrow_stream(pf, path: Path, schema) -> None:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for i in range(pf.num_row_groups):
+            writer.write_table(pf.read_row_group(i).cast(schema))
+
+
+def _stable_fingerprint(folder: Path) -> None:
+    """save_to_disk records a fingerprint derived from scratch paths; make it a hash of the data instead,
+    so that two exports of the same database are byte-identical."""
+    state_path = folder / "state.json"
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    digest = hashlib.sha256()
+    for entry in state.get("_data_files", []):
+        with (folder / entry["filename"]).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    state["_fingerprint"] = digest.hexdigest()[:16]
+    state_path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], opts):
+    if fmt == "jsonl":
+        strip = not opts.with_history
+        return JsonlSink(out, names, lambda row: [{k: v for k, v in row.items() if not (strip and k == "history")}])
+    if fmt == "sft":
+        return JsonlSink(out, names, lambda row: [sft_record(row)])
+    if fmt == "dpo":
+        return JsonlSink(out, names, dpo_records)
+    if fmt == "parquet":
+        return ParquetSink(out, names, dims, opts.with_history)
+    if fmt == "hf":
+        return HFSink(out, tmp, names, dims, opts.with_history)
+    raise ValueError(f"unknown format {fmt!r}")
