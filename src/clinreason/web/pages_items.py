@@ -37,7 +37,13 @@ def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
         counts = repo.status_counts(conn, project_id=principal.project_id)
         leases = views.open_leases(conn, principal)
         mine = views.reviewer_progress(conn, principal)
-    return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine})
+        evidence = None
+        if principal.role in ("admin", "adjudicator"):  # agreement and reviewer tables are not for reviewers
+            from clinreason.analytics.charts import dashboard_context
+
+            evidence = dashboard_context(conn, principal.project_id)
+    return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine,
+                                            "evidence": evidence})
 
 
 @router.get("/adjudicate")

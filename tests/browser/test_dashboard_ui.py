@@ -1,0 +1,25 @@
+"""The admin dashboard in headless Chromium on realistic review data: charts render, a screenshot is kept."""
+
+from __future__ import annotations
+
+from web import factories
+
+from analytics import reviewdata
+
+
+def test_dashboard_screenshot_on_realistic_reviews(browser, site, artifacts):
+    reviewdata.build(site.engine, site.project["id"], n_items=120, seed=11)
+    with site.engine.begin() as conn:
+        factories.make_user(conn, username="chief", role="admin")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(f"{site.url}/login")
+    page.fill("#username", "chief")
+    page.fill("#password", factories.PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{site.url}/dashboard")
+    page.wait_for_selector("#evidence svg")
+    assert page.locator("#evidence svg").count() >= 4
+    assert page.locator("#reviewer-table table tr").count() >= 3
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    page.close()
