@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from web import factories
-
 from analytics import reviewdata
+from web import factories
 
 
 def test_dashboard_screenshot_on_realistic_reviews(browser, site, artifacts):
