@@ -9,6 +9,7 @@ first completion, and the loaded model is shared by every backend in the process
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -64,7 +65,20 @@ def _load(model_path: str, n_ctx: int, n_threads: int | None, seed: int) -> tupl
             except (ValueError, RuntimeError, OSError) as exc:
                 raise LLMError(f"could not load the model at {model_path}: {exc}") from None
             _MODELS[key] = (model, threading.Lock())
+            if len(_MODELS) == 1:
+                atexit.register(_close_models)
         return _MODELS[key]
+
+
+def _close_models() -> None:
+    """Free the models while the interpreter is still whole: llama-cpp-python's own finaliser, run during
+    shutdown, finds its C bindings already gone and prints a TypeError traceback."""
+    with _MODELS_LOCK:
+        for model, _lock in _MODELS.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+        _MODELS.clear()
 
 
 class LocalBackend:
