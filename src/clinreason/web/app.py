@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -185,6 +186,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(auth.LoginThrottled)
     async def _throttled(request: Request, exc: auth.LoginThrottled) -> Response:
         return _error_response(request, 429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default answer echoes the offending input back, and an input such as Infinity or NaN
+        # is not JSON: it would turn a 422 into a 500. Name the field and the problem, not the value.
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
