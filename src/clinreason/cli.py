@@ -554,7 +554,7 @@ def simulate(
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
     limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N of the sample questions")] = None,
-    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Then start the review app with seeded users (one-time passwords printed)")] = True,
+    serve: Annotated[Optional[bool], typer.Option("--serve/--no-serve", help="Then start the review app with seeded users (one-time passwords printed); default: when run from a terminal")] = None,
     port: Annotated[int, typer.Option("--port", help="Port of the review app")] = 8000,
 ) -> None:
     """End to end on the bundled sample questions: import, draft with the embedded model (or the
@@ -562,6 +562,8 @@ def demo(
     seeded admin, two reviewers and an adjudicator, and the worker, until Ctrl+C."""
     from clinreason.demo import run_demo
 
+    if serve is None:
+        serve = sys.stdin.isatty() and sys.stdout.isatty()
     run_demo(workdir, limit=limit, serve=serve, port=port)
 
 

@@ -96,8 +96,9 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
     typer.echo(f"[4/{steps}] status: " + json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state",
                                                                          "by_model")}, ensure_ascii=False))
     if not serve:
-        typer.echo("look next:")
+        typer.echo("look next (the review app starts by itself when the demo runs in a terminal, or with --serve):")
         typer.echo(f"  clinreason status --db {db_path}")
+        typer.echo(f"  clinreason users add NAME --role reviewer --db {db_path}")
         typer.echo(f"  clinreason serve --db {db_path} --config {config_path}   # the review app, with the worker")
         ctx.engine.dispose()
         return
