@@ -18,14 +18,8 @@ from sqlalchemy import Connection, Engine, insert, select, tuple_
 
 from clinreason.domain.items import Item, item_id
 from clinreason.domain.lifecycle import ItemState, check_transition
-from clinreason.stages.ingest_formats import (
-    FORMATS,
-    FileFormatError,
-    RawRecord,
-    RecordError,
-    detect_format,
-    read_items,
-)
+from clinreason.stages.ingest_formats import FORMATS, read_items
+from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError, detect_format
 from clinreason.store import repository as repo
 from clinreason.store.tables import item_sources, items
 

@@ -1,20 +1,32 @@
-"""Readers for question banks in their native layouts, and the generic mapped layouts.
-
-A reader streams `(record_number, locator, fields)` tuples; `to_item` turns one of them into a domain
-Item or raises RecordError naming the field and what was expected. Nothing here touches the database.
+"""Turning raw records of question banks into domain Items: the native layouts (MedQA, MedMCQA,
+PubMedQA, MMLU, CMExam) and the generic mapped ones (`--map field=column`). A converter returns an Item
+or raises RecordError naming the field and what was expected; the file readers are ingest_readers.py.
+Nothing here touches the database.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from clinreason.domain.items import Item, SourceRef, detect_language, normalise_text
+from clinreason.stages.ingest_readers import (
+    DupDict,
+    FileFormatError,
+    Progress,
+    RawRecord,
+    RecordError,
+    pairs_hook,
+    read_csv,
+    read_hf,
+    read_json_lines,
+    read_parquet,
+    read_pubmedqa,
+    read_xlsx,
+)
 
 NATIVE_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "cmexam")
 GENERIC_FORMATS = ("jsonl", "csv", "parquet", "hf")
@@ -29,34 +41,6 @@ MAPPABLE_FIELDS = ("question", "options", "answer", "answer_text", "explanation"
 _LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _OPTION_LINE = re.compile(r"^\s*([A-Z])\s*[\.\)、:：．]?\s*(.*)$", re.S)
 _NO_ANSWER = {"", "nan", "none", "null", "n/a"}
-
-Progress = Callable[[int], None]  # called with bytes consumed since the last call
-
-
-class RecordError(ValueError):
-    """One bad record: which file, which record, which field, what was expected."""
-
-    def __init__(self, file: str, record: int, field: str, expected: str, got: Any = None, locator: str = ""):
-        self.file, self.record, self.field, self.expected, self.got, self.locator = file, record, field, expected, got, locator
-        where = f"record {record}" + (f" ({locator})" if locator and locator != f"record {record}" else "")
-        got_s = "" if got is None else f", got {_short(got)}"
-        super().__init__(f"{file}: {where}: field '{field}': expected {expected}{got_s}")
-
-
-class FileFormatError(ValueError):
-    """The file as a whole cannot be read in the requested format."""
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass(slots=True)
-class RawRecord:
-    number: int  # 1-based record number within the file
-    locator: str  # e.g. "line 12", "row 5358", "PMID 21645374"
-    fields: dict[str, Any]
 
 
 # --- helpers shared by the converters ------------------------------------------------------------
@@ -134,19 +118,6 @@ class _PairList(list):
     """Options as (label, text) pairs, kept as pairs so duplicate labels are still visible."""
 
 
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json object hook that keeps duplicate keys visible instead of silently keeping the last."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        return _DupDict(pairs)
-    return dict(pairs)
-
-
-class _DupDict(dict):
-    def __init__(self, pairs: list[tuple[str, Any]]):
-        super().__init__(pairs)
-        self.pairs = pairs
-
 
 def _answer_labels(rec: RawRecord, file: str, field: str, value: Any, options: dict[str, str],
                    *, index_base: int = 0) -> list[str]:
@@ -210,127 +181,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# --- line and table readers -----------------------------------------------------------------------
-
-def _read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord | RecordError]:
-    number = 0
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, 1):
-            if progress:
-                progress(len(raw))
-            if not raw.strip():
-                continue
-            number += 1
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RecordError(path.name, number, "(line)", "UTF-8 text (the file is not UTF-8 here)",
-                                  f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}", f"line {line_no}")
-                continue
-            try:
-                obj = json.loads(text, object_pairs_hook=_pairs_hook)
-            except json.JSONDecodeError as exc:
-                yield RecordError(path.name, number, "(line)", f"one complete JSON object per line ({exc.msg})",
-                                  text.strip()[:40], f"line {line_no}")
-                continue
-            if not isinstance(obj, dict):
-                yield RecordError(path.name, number, "(line)", "a JSON object", type(obj).__name__, f"line {line_no}")
-                continue
-            yield RawRecord(number, f"line {line_no}", obj)
-
-
-def _read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterator[RawRecord | RecordError]:
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            columns: list[str] | None = None
-            number = 0
-            for row in reader:
-                if progress:  # approximate: text mode hides byte offsets while iterating
-                    progress(sum(len(c.encode("utf-8")) for c in row) + len(row))
-                if columns is None and header:
-                    columns = [c.strip() for c in row]
-                    continue
-                if not any(cell.strip() for cell in row):
-                    continue
-                number += 1
-                locator = f"row {reader.line_num}"
-                if header:
-                    assert columns is not None
-                    if len(row) != len(columns):
-                        yield RecordError(path.name, number, "(row)", f"{len(columns)} columns as in the header",
-                                          len(row), locator)
-                        continue
-                    yield RawRecord(number, locator, dict(zip(columns, row)))
-                else:
-                    yield RawRecord(number, locator, {str(i): v for i, v in enumerate(row)})
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                              f"{exc.start} of a read block); re-save it as UTF-8") from None
-
-
-def _read_xlsx(path: Path) -> Iterator[RawRecord]:
-    from zipfile import BadZipFile
-
-    import openpyxl  # light, but only needed here
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{path.name}: not a readable XLSX workbook ({exc})") from None
-    try:
-        ws = wb[wb.sheetnames[0]]
-        rows = ws.iter_rows(values_only=True)
-        try:
-            header = [str(c).strip() if c is not None else "" for c in next(rows)]
-        except StopIteration:
-            return
-        number = 0
-        for sheet_row, row in enumerate(rows, 2):
-            if row is None or all(c is None or (isinstance(c, str) and not c.strip()) for c in row):
-                continue
-            number += 1
-            yield RawRecord(number, f"sheet row {sheet_row}", dict(zip(header, row)))
-    finally:
-        wb.close()
-
-
-def _read_parquet(path: Path) -> Iterator[RawRecord]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise FileFormatError("reading Parquet needs pyarrow: pip install 'clinreason[hf]'") from None
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise FileFormatError(f"{path.name}: not a readable Parquet file ({exc})") from None
-    number = 0
-    for batch in pf.iter_batches(batch_size=2048):
-        for row in batch.to_pylist():
-            number += 1
-            yield RawRecord(number, f"row {number}", row)
-
-
-def _read_hf(path: Path) -> Iterator[RawRecord]:
-    try:
-        import datasets
-    except ImportError:
-        raise FileFormatError("reading a Hugging Face datasets folder needs `datasets`: pip install 'clinreason[hf]'") from None
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as exc:
-        raise FileFormatError(f"{path.name}: not a `datasets` folder saved with save_to_disk ({exc})") from None
-    if isinstance(ds, datasets.DatasetDict):
-        splits = [(name, ds[name]) for name in ds]
-    else:
-        splits = [("", ds)]
-    number = 0
-    for split, part in splits:
-        for i, row in enumerate(part):
-            number += 1
-            yield RawRecord(number, f"{split + ' ' if split else ''}row {i + 1}".strip(), row)
-
-
 # --- native formats -------------------------------------------------------------------------------
 
 def _medqa(rec: RawRecord, file: str) -> Item:
@@ -349,7 +199,7 @@ def _medqa(rec: RawRecord, file: str) -> Item:
 
 
 def _as_pairs(obj: dict[str, Any]) -> _PairList:
-    return _PairList(obj.pairs if isinstance(obj, _DupDict) else obj.items())
+    return _PairList(obj.pairs if isinstance(obj, DupDict) else obj.items())
 
 
 def _medmcqa(rec: RawRecord, file: str) -> Item:
@@ -475,12 +325,12 @@ def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
         raw_options: Any = _PairList(zip(_LABELS, (f[c] for c in columns)))
     else:
         raw_options = f.get(opt_spec)
-        if isinstance(raw_options, _DupDict):
+        if isinstance(raw_options, DupDict):
             raw_options = _as_pairs(raw_options)
         elif isinstance(raw_options, str) and raw_options.strip().startswith(("{", "[")):
             try:
-                raw_options = json.loads(raw_options, object_pairs_hook=_pairs_hook)
-                if isinstance(raw_options, _DupDict):
+                raw_options = json.loads(raw_options, objectpairs_hook=pairs_hook)
+                if isinstance(raw_options, DupDict):
                     raw_options = _as_pairs(raw_options)
             except json.JSONDecodeError:
                 pass
@@ -509,98 +359,6 @@ def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
                 metadata=meta)
 
 
-# --- format detection and the public entry point ---------------------------------------------------
-
-def detect_format(path: Path) -> str | None:
-    """Recognise a named layout from the file itself; None when it is not a question file we know."""
-    if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-            return "hf"
-        return None
-    suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        return "cmexam"
-    if suffix == ".parquet":
-        return "parquet"
-    if suffix == ".csv":
-        row = _first_csv_row(path)
-        if row is None:
-            return None
-        if len(row) == 6 and row[5].strip() in tuple("ABCD"):
-            return "mmlu"
-        return "csv"
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        first = _first_line(path)
-        if first is None:
-            return None
-        stripped = first.strip()
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            if {"answer_idx", "options", "question"} <= obj.keys():
-                return "medqa"
-            if {"opa", "opb", "cop"} <= obj.keys():
-                return "medmcqa"
-            return "jsonl"
-        if stripped.startswith("{") and suffix == ".json":
-            # a whole-file JSON object: PubMedQA is keyed by PMID with QUESTION inside
-            head = _head(path, 4096)
-            if re.search(r'"QUESTION"\s*:', head):
-                return "pubmedqa"
-            return None
-        return None
-    return None
-
-
-def _first_csv_row(path: Path) -> list[str] | None:
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as fh:
-            for row in csv.reader(fh):
-                if any(cell.strip() for cell in row):
-                    return row
-    except (UnicodeDecodeError, csv.Error):
-        return None
-    return None
-
-
-def _first_line(path: Path) -> str | None:
-    try:
-        with path.open("r", encoding="utf-8-sig") as fh:
-            for line in fh:
-                if line.strip():
-                    return line
-    except UnicodeDecodeError:
-        return None
-    return None
-
-
-def _head(path: Path, n: int) -> str:
-    with path.open("rb") as fh:
-        return fh.read(n).decode("utf-8", errors="replace")
-
-
-def _read_pubmedqa(path: Path, progress: Progress | None) -> Iterator[RawRecord | RecordError]:
-    try:
-        raw = path.read_bytes()
-        if progress:
-            progress(len(raw))
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
-                              "(PubMedQA is one JSON object keyed by PMID)") from None
-    if not isinstance(data, dict):
-        raise FileFormatError(f"{path.name}: expected one JSON object keyed by PMID")
-    for number, (pmid, record) in enumerate(data.items(), 1):
-        if not isinstance(record, dict):
-            yield RecordError(path.name, number, "(record)", "an object with QUESTION, CONTEXTS, final_decision",
-                              record, f"PMID {pmid}")
-            continue
-        yield RawRecord(number, f"PMID {pmid}", record)
-
 
 def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, source: str | None = None,
                license: str | None = None, progress: Progress | None = None
@@ -614,19 +372,19 @@ def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, s
 
     raw_iter: Iterator[RawRecord | RecordError]
     if fmt in ("medqa", "medmcqa", "jsonl"):
-        raw_iter = _read_json_lines(path, progress)
+        raw_iter = read_json_lines(path, progress)
     elif fmt == "pubmedqa":
-        raw_iter = _read_pubmedqa(path, progress)
+        raw_iter = read_pubmedqa(path, progress)
     elif fmt == "mmlu":
-        raw_iter = _read_csv(path, progress, header=False)
+        raw_iter = read_csv(path, progress, header=False)
     elif fmt == "csv":
-        raw_iter = _read_csv(path, progress, header=True)
+        raw_iter = read_csv(path, progress, header=True)
     elif fmt == "cmexam":
-        raw_iter = _read_xlsx(path)
+        raw_iter = read_xlsx(path)
     elif fmt == "parquet":
-        raw_iter = _read_parquet(path)
+        raw_iter = read_parquet(path)
     elif fmt == "hf":
-        raw_iter = _read_hf(path)
+        raw_iter = read_hf(path)
     else:
         raise FileFormatError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
 
