@@ -60,3 +60,19 @@ def initialise(settings: Settings, *, actor: str = "cli") -> tuple[Context, bool
             conn.execute(update(projects).where(projects.c.id == project["id"]).values(config=config))
             repo.add_event(conn, project_id=project["id"], kind="project.config_changed", actor=actor)
     return Context(settings=settings, engine=engine), created, version
+
+
+def llm_backend(settings: Settings, concurrency: int | None = None, *, judge: bool = False):
+    """The project's configured LLM backend (or its judge), wrapped in retries and limits. The API key
+    comes from the environment only (Settings.llm_api_key)."""
+    from clinreason.llm.factory import make_backend
+
+    pc = settings.project_config
+    llm = pc.llm
+    prices = {m: (float(p[0]), float(p[1])) for m, p in llm.prices.items() if len(p) == 2}
+    common = {"api_key": settings.llm_api_key, "timeout": llm.timeout, "concurrency": concurrency or llm.concurrency,
+              "prices": prices, "max_attempts": llm.max_attempts}
+    if judge:
+        return make_backend(backend=pc.screen.judge_backend, base_url=pc.screen.judge_base_url or llm.base_url,
+                            model=pc.screen.judge_model or llm.model, **common)
+    return make_backend(backend=llm.backend, base_url=llm.base_url, model=llm.model, **common)

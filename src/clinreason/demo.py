@@ -44,8 +44,7 @@ def seed_demo_users(engine, project_id: int) -> dict[str, str]:
 def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, port: int = 8000) -> None:
     import asyncio
 
-    from clinreason.app import initialise
-    from clinreason.llm.factory import make_backend
+    from clinreason.app import initialise, llm_backend
     from clinreason.stages.ingest import import_path
     from clinreason.stages.runner import DRAFT, REGENERATE, run_llm_stage
     from clinreason.stages.screen import run_screening
@@ -69,9 +68,7 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
         project = repo.require_project(conn, name="default")
 
     llm = pc.llm
-    backend = make_backend(backend=llm.backend, base_url=llm.base_url, model=llm.model,
-                           api_key=settings.llm_api_key, timeout=llm.timeout, concurrency=llm.concurrency,
-                           max_attempts=llm.max_attempts)
+    backend = llm_backend(settings)
     typer.echo(f"[3/{steps}] drafting with {backend.model_id} (the embedded model is tiny and weak at medicine: "
                "it shows the plumbing, not the quality; point CLINREASON_LLM_BASE_URL at a real model for real work)")
 

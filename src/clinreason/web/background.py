@@ -12,13 +12,13 @@ log = logging.getLogger(__name__)
 
 class BackgroundWorker:
     def __init__(self, ctx, *, poll_seconds: float = 2.0):
-        from clinreason.cli import _make_backend
+        from clinreason.app import llm_backend
 
         self.ctx = ctx
         self.poll_seconds = poll_seconds
         pc = ctx.settings.project_config
-        self.backend = _make_backend(ctx, pc.llm.concurrency)
-        self.judge = _make_backend(ctx, judge=True) if pc.screen.judge else None
+        self.backend = llm_backend(ctx.settings, pc.llm.concurrency)
+        self.judge = llm_backend(ctx.settings, judge=True) if pc.screen.judge else None
         self.model_id = self.backend.model_id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -1,0 +1,40 @@
+"""What every CLI verb shares: the --db/--project/--config options, the error exit, and opening the
+store for a project. Verb modules (cli.py, pipeline_cli.py, web/commands.py, analytics/commands.py)
+import from here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from clinreason.config import ConfigError, resolve_settings
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL or SQLite file (env CLINREASON_DB; default ./clinreason.db)")]
+ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Project name (env CLINREASON_PROJECT; default 'default')")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="Project config file (env CLINREASON_CONFIG; default ./clinreason.toml)")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(db: str | None, project: str | None, config: str | None):
+    try:
+        return resolve_settings(db=db, project=project, config=config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _context(db: str | None, project: str | None, config: str | None):
+    from clinreason.app import NotInitialised, open_context
+    from clinreason.store.repository import NotFoundError
+
+    settings = _settings(db, project, config)
+    try:
+        ctx = open_context(settings)
+        ctx.project_row()
+    except (NotInitialised, NotFoundError) as exc:
+        _fail(str(exc))
+    return ctx

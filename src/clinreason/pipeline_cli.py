@@ -1,0 +1,238 @@
+"""The LLM half of the CLI: `generate`, `regenerate`, `screen`, `run` (the worker) and `retry-failed`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from clinreason.app import llm_backend
+from clinreason.cli_common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
+
+_verbs = typer.Typer()
+
+
+def register(app: typer.Typer) -> None:
+    app.registered_commands.extend(_verbs.registered_commands)
+
+
+def _stop_event_on_signals(loop, stop) -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+class _LLMProgress:
+    def __init__(self, total: int, label: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.enabled = sys.stderr.isatty()
+        if self.enabled:
+            self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                                     TimeElapsedColumn(), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(label, total=total, note="")
+
+    def __call__(self, report) -> None:
+        if self.enabled:
+            self.progress.update(self.task, completed=report.stored + report.failed,
+                                 note=f"{report.failed} failed" if report.failed else "")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, project, config, json_out: bool) -> None:
+    import asyncio
+
+    from clinreason.llm.base import LLMError
+    from clinreason.stages.runner import run_llm_stage
+    from clinreason.store import repository as repo
+    from clinreason.store import work
+
+    ctx = _context(db, project, config)
+    pc = ctx.settings.project_config
+    conc = concurrency or pc.llm.concurrency
+    with ctx.engine.connect() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+        waiting = work.count_waiting(conn, project_id=proj["id"],
+                                     states=["imported", "generating"] if kind == "draft" else ["regenerating"])
+    try:
+        backend = llm_backend(ctx.settings, conc)
+    except LLMError as exc:
+        _fail(str(exc))
+    total = min(waiting, limit) if limit is not None else waiting
+    progress = _LLMProgress(total, "drafting" if kind == "draft" else "regenerating")
+
+    async def go():
+        stop = asyncio.Event()
+        _stop_event_on_signals(asyncio.get_running_loop(), stop)
+        try:
+            return await run_llm_stage(ctx.engine, project=proj, pc=pc, backend=backend, kind=kind, limit=limit,
+                                       concurrency=conc, stop=stop, on_progress=progress)
+        finally:
+            await backend.aclose()
+
+    try:
+        report = asyncio.run(go())
+    finally:
+        progress.close()
+    if json_out:
+        typer.echo(json.dumps({**report.to_dict(), "model": backend.model_id}, indent=2))
+        return
+    verb = "drafted" if kind == "draft" else "regenerated"
+    typer.echo(f"{verb} {report.stored} rationale(s) with {backend.model_id} in {report.wall_seconds:.1f} s "
+               f"({report.requests} requests, {report.cached} served from cache)"
+               + (f"; {report.failed} item(s) failed (see `clinreason status`)" if report.failed else ""))
+    if report.claimed == 0:
+        typer.echo("nothing was waiting" + (" to be drafted" if kind == "draft" else " for regeneration"))
+    else:
+        typer.echo("next: clinreason screen")
+
+
+@_verbs.command()
+def generate(
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N items")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default: [llm] concurrency)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run report as JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Draft a rationale for every imported item (or --limit N). Resumable: stop it at any moment
+    and run it again; nothing is lost and no version is drafted twice."""
+    _run_llm_verb("draft", limit, concurrency, db, project, config, json_out)
+
+
+@_verbs.command()
+def regenerate(
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Regenerate at most N items")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run report as JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Guided regeneration of every item waiting for it: the prompt carries the previous version, the
+    failing rubric dimensions with scores, the reviewers' comments and the failed checks."""
+    _run_llm_verb("regenerate", limit, concurrency, db, project, config, json_out)
+
+
+@_verbs.command()
+def screen(
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Screen at most N items")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Run the automatic checks (and the LLM judge, if enabled) on new drafts and route them: to the
+    review queue, or back for automatic regeneration with the failure as feedback."""
+    import asyncio
+
+    from clinreason.stages.screen import run_screening
+    from clinreason.store import repository as repo
+
+    ctx = _context(db, project, config)
+    pc = ctx.settings.project_config
+    with ctx.engine.connect() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+    judge = llm_backend(ctx.settings, judge=True) if pc.screen.judge else None
+
+    async def go():
+        try:
+            return await run_screening(ctx.engine, project=proj, pc=pc, judge=judge, limit=limit)
+        finally:
+            if judge is not None:
+                await judge.aclose()
+
+    report = asyncio.run(go())
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(f"screened {report.screened} draft(s): {report.to_review} to the review queue "
+               f"({report.flagged} flagged for experts), {report.to_regeneration} sent back for automatic regeneration")
+    if report.failed_checks:
+        typer.echo("failed checks: " + ", ".join(f"{k} {v}" for k, v in sorted(report.failed_checks.items())))
+    if report.judged or report.judge_errors:
+        typer.echo(f"LLM judge: {report.judged} pre-scored, {report.judge_errors} without a usable answer")
+    if report.to_regeneration:
+        typer.echo("next: clinreason regenerate (or leave `clinreason run` running)")
+
+
+@_verbs.command()
+def run(
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Stop when there is nothing left to do instead of waiting for more")] = False,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds to wait between rounds when idle")] = 2.0,
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Worker: keeps drafting, regeneration and screening moving until stopped (SIGTERM or Ctrl-C stop it
+    gracefully: in-flight requests finish and are stored). Run several against one PostgreSQL database."""
+    import asyncio
+
+    from clinreason.llm.base import LLMError
+    from clinreason.stages.worker import run_worker
+    from clinreason.store import repository as repo
+
+    ctx = _context(db, project, config)
+    pc = ctx.settings.project_config
+    with ctx.engine.connect() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+    try:
+        backend = llm_backend(ctx.settings, concurrency)
+    except LLMError as exc:
+        _fail(str(exc))
+    judge = llm_backend(ctx.settings, judge=True) if pc.screen.judge else None
+
+    def on_round(r) -> None:
+        if r.drafted or r.regenerated or r.screened:
+            typer.echo(f"round {r.rounds}: drafted {r.drafted}, regenerated {r.regenerated}, screened {r.screened}, "
+                       f"to review {r.to_review}, failed {r.failed}", err=True)
+
+    async def go():
+        stop = asyncio.Event()
+        _stop_event_on_signals(asyncio.get_running_loop(), stop)
+        try:
+            return await run_worker(ctx.engine, project=proj, pc=pc, backend=backend, judge=judge,
+                                    concurrency=concurrency or pc.llm.concurrency, once=once, poll_seconds=poll,
+                                    stop=stop, on_round=on_round)
+        finally:
+            await backend.aclose()
+            if judge is not None:
+                await judge.aclose()
+
+    typer.echo(f"worker started on project '{ctx.project}' with {backend.model_id}", err=True)
+    r = asyncio.run(go())
+    typer.echo(f"worker stopped: drafted {r.drafted}, regenerated {r.regenerated}, screened {r.screened}, "
+               f"sent to review {r.to_review}, failed {r.failed}")
+
+
+@_verbs.command("retry-failed")
+def retry_failed(
+    db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Send every `failed` item back to drafting (or to regeneration, when it already has a version)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from clinreason.store import repository as repo
+    from clinreason.store.tables import items, rationales
+
+    ctx = _context(db, project, config)
+    moved = 0
+    with ctx.engine.begin() as conn:
+        proj = repo.require_project(conn, name=ctx.project)
+        rows = conn.execute(select(items.c.id, func.count(rationales.c.id))
+                            .outerjoin(rationales, rationales.c.item_id == items.c.id)
+                            .where(items.c.project_id == proj["id"], items.c.state == "failed")
+                            .group_by(items.c.id)).all()
+        for item_id, versions in rows:
+            target = "regenerating" if versions else "generating"
+            # an expired claim marks it as free to take for the next worker
+            repo.transition_item(conn, item_id=item_id, expected="failed", target=target, actor="cli",
+                                 fail_reason=None, claimed_by="retry", claimed_until=repo.now() - timedelta(seconds=1))
+            moved += 1
+    typer.echo(f"{moved} failed item(s) queued again; run `clinreason run` (or generate / regenerate)")
