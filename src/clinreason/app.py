@@ -47,8 +47,7 @@ def initialise(settings: Settings, *, actor: str = "cli") -> tuple[Context, bool
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
     pc = settings.project_config
-    config = pc.model_dump(mode="json", exclude={"rubric"})
-    config["llm"].pop("api_key", None)
+    config = pc.model_dump(mode="json", exclude={"rubric"})  # no secret in it: the API key is env-only
     with engine.begin() as conn:
         project, created = repo.ensure_project(conn, name=settings.project, config=config, rubric=pc.rubric, actor=actor)
         version = repo.add_rubric_version(conn, project_id=project["id"], body=pc.rubric, actor=actor)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -191,11 +191,3 @@ DEFAULT_RUBRIC_DICT: dict[str, Any] = {
 
 def default_rubric() -> Rubric:
     return rubric_from_dict(DEFAULT_RUBRIC_DICT)
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewPolicy:
-    overlap: int = 2
-    max_strikes: int = 5
-    lease_minutes: int = 30
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -31,10 +31,10 @@ from clinreason.domain.consensus import (
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.reliability import estimate
 from clinreason.domain.rubric import rubric_from_dict
+from clinreason.stages.review import EXTRA_REVIEWER_EVENT  # the assignment stage honours these events
 from clinreason.store import repository as repo
 from clinreason.store.tables import checks, decisions, events, items, projects, rationales, reviews, users
 
-EXTRA_REVIEWER_EVENT = "consensus.extra_reviewer"
 _RELIABILITY_CACHE: dict[tuple[int, int], dict[str, float]] = {}
 
 
