@@ -231,16 +231,8 @@ def use_structured_output(pc: ProjectConfig, backend: LLMBackend) -> str | None:
 
 
 def _give_back(engine: Engine, item_id: str, worker: str) -> None:
-    """Expire our claim so the next worker takes the item over at once (its state is unchanged)."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from clinreason.store.tables import items
-
     with engine.begin() as conn:
-        conn.execute(update(items).where(items.c.id == item_id, items.c.claimed_by == worker)
-                     .values(claimed_until=repo.now() - timedelta(seconds=1)))
+        work.expire_claim(conn, item_id=item_id, worker=worker)
 
 
 async def run_llm_stage(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, backend: LLMBackend,

@@ -136,9 +136,11 @@ def _claim_one_by_one(conn: Connection, *, project_id: int, rows: list[dict[str,
     return claimed
 
 
-def release(conn: Connection, *, item_id: str, worker: str) -> None:
+def expire_claim(conn: Connection, *, item_id: str, worker: str) -> None:
+    """Hand a claim back untouched: its lease ends now, so the next worker takes the item over at once
+    (its state does not change; an item in `generating` is taken over, not drafted from scratch)."""
     conn.execute(update(items).where(items.c.id == item_id, items.c.claimed_by == worker)
-                 .values(claimed_by=None, claimed_until=None))
+                 .values(claimed_until=repo.now() - timedelta(seconds=1)))
 
 
 def count_waiting(conn: Connection, *, project_id: int, states: list[str], now: datetime | None = None) -> int:
