@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clinreason.domain.rubric import DEFAULT_RUBRIC_DICT
 
 DEFAULT_CONFIG_FILE = "clinreason.toml"
+#: uploads of question banks through the web app larger than this are refused with 413 (CLINREASON_MAX_UPLOAD_MB)
+DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -35,6 +37,8 @@ class EnvSettings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout: float | None = None
     llm_backend: str | None = None
+    #: the largest question-bank file the web app accepts as an upload, in MiB
+    max_upload_mb: float | None = Field(None, gt=0)
 
 
 class LLMConfig(BaseModel):
@@ -114,6 +118,7 @@ class Settings(BaseModel):
     config_path: Path
     project_config: ProjectConfig
     llm_api_key: str | None = None
+    max_upload_bytes: int = Field(DEFAULT_MAX_UPLOAD_BYTES, gt=0)
 
     @property
     def llm(self) -> LLMConfig:
@@ -154,6 +159,7 @@ def resolve_settings(*, db: str | None = None, project: str | None = None, confi
         config_path=config_path,
         project_config=pc,
         llm_api_key=env.llm_api_key,
+        max_upload_bytes=int(env.max_upload_mb * 1024 * 1024) if env.max_upload_mb else DEFAULT_MAX_UPLOAD_BYTES,
     )
 
 

@@ -19,7 +19,15 @@ from sqlalchemy import Connection, Engine, insert, select, tuple_
 from clinreason.domain.items import Item, item_id
 from clinreason.domain.lifecycle import ItemState, check_transition
 from clinreason.stages.ingest_formats import FORMATS, read_items
-from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError, detect_format
+from clinreason.stages.ingest_readers import (
+    TEXT_SUFFIXES,
+    FileFormatError,
+    RawRecord,
+    RecordError,
+    detect_format,
+    display_name,
+    utf8_problem,
+)
 from clinreason.store import repository as repo
 from clinreason.store.tables import item_sources, items
 
@@ -68,7 +76,10 @@ def plan_files(path: Path, fmt: str, *, split: str = "test") -> tuple[list[tuple
     if path.is_file() or (path.is_dir() and detect_format(path) == "hf"):
         chosen = fmt if fmt != "auto" else detect_format(path)
         if chosen is None:
-            raise ImportAborted(f"{path.name}: cannot recognise the layout; pass --format "
+            why = _not_utf8(path)
+            if why:
+                raise ImportAborted(f"{display_name(path)}: not UTF-8 text ({why}); re-save it as UTF-8")
+            raise ImportAborted(f"{display_name(path)}: cannot recognise the layout; pass --format "
                                 f"({', '.join(f for f in FORMATS if f != 'auto')})")
         return [(path, chosen)], []
     planned: list[tuple[Path, str]] = []
@@ -89,7 +100,8 @@ def plan_files(path: Path, fmt: str, *, split: str = "test") -> tuple[list[tuple
             skipped.append(f"{child.relative_to(path)} (not a {fmt} file)")
             continue
         if chosen is None:
-            skipped.append(f"{child.relative_to(path)} (layout not recognised)")
+            why = _not_utf8(child)
+            skipped.append(f"{child.relative_to(path)} ({'not UTF-8 text: ' + why if why else 'layout not recognised'})")
             continue
         if fmt != "auto" and detected not in (fmt, "jsonl", "csv") and fmt not in ("jsonl", "csv"):
             skipped.append(f"{child.relative_to(path)} (looks like {detected}, not {fmt})")
@@ -108,6 +120,13 @@ def plan_files(path: Path, fmt: str, *, split: str = "test") -> tuple[list[tuple
     return planned, skipped
 
 
+def _not_utf8(path: Path) -> str | None:
+    """Why a text-looking file is not UTF-8, so a refusal can say so instead of 'layout not recognised'."""
+    if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
+        return utf8_problem(path)
+    return None
+
+
 @dataclass
 class _Pending:
     item: Item
@@ -120,7 +139,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                 progress_factory: Callable[[list[tuple[Path, str]]], Any] | None = None) -> ImportSummary:
     """Import a file or a folder of files into `project` as one transaction."""
     planned, skipped = plan_files(path, fmt, split=split)
-    summary = ImportSummary(files=[f"{p.name} ({f})" for p, f in planned], skipped_files=skipped)
+    summary = ImportSummary(files=[f"{display_name(p)} ({f})" for p, f in planned], skipped_files=skipped)
     rejects_fh = None
     if skip_invalid:
         rejects_path = rejects_path or Path(f"rejects-{path.stem or 'import'}.jsonl")

@@ -6,6 +6,8 @@ Nothing here touches the database.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import math
 import re
@@ -19,6 +21,7 @@ from clinreason.stages.ingest_readers import (
     Progress,
     RawRecord,
     RecordError,
+    display_name,
     pairs_hook,
     read_csv,
     read_hf,
@@ -26,6 +29,7 @@ from clinreason.stages.ingest_readers import (
     read_parquet,
     read_pubmedqa,
     read_xlsx,
+    require_utf8,
 )
 
 NATIVE_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "cmexam")
@@ -41,6 +45,11 @@ MAPPABLE_FIELDS = ("question", "options", "answer", "answer_text", "explanation"
 _LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _OPTION_LINE = re.compile(r"^\s*([A-Z])\s*[\.\)、:：．]?\s*(.*)$", re.S)
 _NO_ANSWER = {"", "nan", "none", "null", "n/a"}
+#: characters no database column can hold: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates
+#: (not encodable as UTF-8; JSON's "\ud800" escapes produce them)
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+#: the widths of the columns that hold these fields (tables.py); longer values are refused, not cut
+LANGUAGE_MAX, SPECIALTY_MAX, SOURCE_MAX, LICENSE_MAX, SUBJECT_MAX = 16, 200, 100, 200, 200
 
 
 # --- helpers shared by the converters ------------------------------------------------------------
@@ -129,7 +138,7 @@ def _answer_labels(rec: RawRecord, file: str, field: str, value: Any, options: d
         raise RecordError(file, rec.number, field, "an option label", value, rec.locator)
     labels: list[str]
     if isinstance(value, (int, float)):
-        if float(value) != int(value):
+        if not math.isfinite(value) or float(value) != int(value):
             raise RecordError(file, rec.number, field, "an integer option index", value, rec.locator)
         idx = int(value) - index_base
         keys = list(options)
@@ -166,19 +175,35 @@ def _answer_labels(rec: RawRecord, file: str, field: str, value: Any, options: d
 
 
 def _plain(value: Any) -> Any:
-    """Make a value JSON-safe for metadata (NaN -> None, numpy scalars -> Python)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        try:
-            return value.item()
-        except (AttributeError, ValueError):
-            return str(value)
+    """Make a value JSON-safe for metadata: NaN -> None, ±Infinity -> "inf"/"-inf" (JSON has neither;
+    PostgreSQL's jsonb refuses them), numpy scalars -> Python, bytes -> text (or base64), dates and times ->
+    ISO 8601, anything else (Decimal, …) -> its text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(raw).decode("ascii")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars (and 0-d arrays)
+        try:
+            return _plain(value.item())
+        except (AttributeError, ValueError, TypeError):
+            return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays
+        return _plain(value.tolist())
+    return str(value)
 
 
 # --- native formats -------------------------------------------------------------------------------
@@ -329,11 +354,11 @@ def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
             raw_options = _as_pairs(raw_options)
         elif isinstance(raw_options, str) and raw_options.strip().startswith(("{", "[")):
             try:
-                raw_options = json.loads(raw_options, objectpairs_hook=pairs_hook)
+                raw_options = json.loads(raw_options, object_pairs_hook=pairs_hook)
                 if isinstance(raw_options, DupDict):
                     raw_options = _as_pairs(raw_options)
-            except json.JSONDecodeError:
-                pass
+            except (json.JSONDecodeError, RecursionError):
+                pass  # not JSON after all: read as a labelled text block
     options = _options(rec, file, opt_spec, raw_options)
     answer_field = mapping.get("answer", "answer")
     raw_answer = col("answer")
@@ -360,15 +385,71 @@ def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
 
 
 
+def _unstorable(value: Any, where: str) -> tuple[str, str] | None:
+    """(field, character) of the first text in `value` (keys included) that no database can store."""
+    if isinstance(value, str):
+        m = _UNSTORABLE.search(value)
+        return (where, m.group()) if m else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _unstorable(str(k), f"{where}.{k!s}") or _unstorable(v, f"{where}.{k!s}")
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _unstorable(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_storable(item: Item, rec: RawRecord, file: str) -> None:
+    """RecordError when a field holds what the database cannot: NUL, a lone surrogate, or a value wider
+    than its column."""
+    for where, value in (("question", item.question), ("options", item.options), ("answer_text", item.answer_text),
+                         ("explanation", item.reference_explanation), ("context", item.context),
+                         ("specialty", item.specialty), ("language", item.language), ("metadata", item.metadata)):
+        found = _unstorable(value, where)
+        if found:
+            name, char = found
+            what = "NUL" if char == "\x00" else "a lone UTF-16 surrogate"
+            raise RecordError(file, rec.number, _short_field(name), f"text without {what} characters",
+                              f"U+{ord(char):04X}", rec.locator)
+    if len(item.language) > LANGUAGE_MAX:
+        raise RecordError(file, rec.number, "language", f"a language code of at most {LANGUAGE_MAX} characters",
+                          item.language, rec.locator)
+    if item.specialty is not None and len(item.specialty) > SPECIALTY_MAX:
+        raise RecordError(file, rec.number, "specialty", f"at most {SPECIALTY_MAX} characters",
+                          len(item.specialty), rec.locator)
+
+
+def _short_field(name: str, limit: int = 80) -> str:
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def _check_label(kind: str, value: str | None, limit: int) -> None:
+    if value is None:
+        return
+    if len(value) > limit:
+        raise FileFormatError(f"--{kind}: at most {limit} characters, got {len(value)}")
+    if _UNSTORABLE.search(value):
+        raise FileFormatError(f"--{kind}: text without NUL or lone surrogate characters")
+
+
 def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, source: str | None = None,
                license: str | None = None, progress: Progress | None = None
                ) -> Iterator[tuple[RawRecord, Item] | RecordError]:
     """Stream a file as (raw record, Item) pairs, or RecordError for a record that is not valid."""
     mapping = mapping or {}
-    file = path.name
-    src = source or (fmt if fmt in NATIVE_FORMATS else path.stem)
+    file = display_name(path)
+    _check_label("source", source, SOURCE_MAX)
+    _check_label("license", license, LICENSE_MAX)
+    # a name taken from the file is cut to its column's width; one the user typed is refused above
+    src = source or (fmt if fmt in NATIVE_FORMATS else Path(file).stem[:SOURCE_MAX])
     lic = license or DEFAULT_LICENSES.get(src) or DEFAULT_LICENSES.get(fmt)
-    subject = mmlu_subject(file) if fmt == "mmlu" else None
+    subject = mmlu_subject(file)[:SUBJECT_MAX] if fmt == "mmlu" else None
+    if fmt in ("medqa", "medmcqa", "jsonl", "pubmedqa", "mmlu", "csv") and path.is_file():
+        require_utf8(path)
 
     raw_iter: Iterator[RawRecord | RecordError]
     if fmt in ("medqa", "medmcqa", "jsonl"):
@@ -398,6 +479,7 @@ def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, s
             continue
         try:
             item = convert(raw, file)
+            check_storable(item, raw, file)
         except RecordError as err:
             yield err
             continue

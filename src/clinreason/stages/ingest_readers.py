@@ -35,6 +35,50 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def display_name(path: Path) -> str:
+    """The file's name as messages and provenance show it: a name that is not valid UTF-8 on disk
+    (Linux keeps such bytes as lone surrogates) gets U+FFFD in their place, so it can be stored and printed."""
+    name = path.name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name
+
+
+#: read this much of a text file to tell whether it is UTF-8 at all
+_SNIFF_BYTES = 1 << 16
+TEXT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt")
+
+
+def utf8_problem(path: Path) -> str | None:
+    """Why the start of `path` is not UTF-8 text (None when it is): a UTF-16/32 byte-order mark, NUL bytes
+    (UTF-16 without a BOM, or a binary file), or a byte sequence UTF-8 does not allow."""
+    import codecs
+
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if head.startswith(bom):
+            return f"it starts with a {name} byte-order mark"
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        return f"NUL bytes from offset {nul}: UTF-16 or a binary file"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < _SNIFF_BYTES)
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{head[exc.start]:02x} at offset {exc.start}"
+    return None
+
+
+def require_utf8(path: Path) -> None:
+    """FileFormatError naming the file when it is not UTF-8 text."""
+    why = utf8_problem(path)
+    if why is not None:
+        raise FileFormatError(f"{display_name(path)}: not UTF-8 text ({why}); re-save it as UTF-8")
+
+
 @dataclass(slots=True)
 class RawRecord:
     number: int  # 1-based record number within the file
@@ -72,27 +116,36 @@ def read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RecordError(path.name, number, "(line)", "UTF-8 text (the file is not UTF-8 here)",
+                yield RecordError(display_name(path), number, "(line)", "UTF-8 text (the file is not UTF-8 here)",
                                   f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}", f"line {line_no}")
+                continue
+            if "\x00" in text:
+                yield RecordError(display_name(path), number, "(line)",
+                                  "UTF-8 text without NUL bytes (the file is not UTF-8 here: UTF-16?)",
+                                  f"NUL at column {text.index(chr(0)) + 1}", f"line {line_no}")
                 continue
             try:
                 obj = json.loads(text, object_pairs_hook=pairs_hook)
             except json.JSONDecodeError as exc:
-                yield RecordError(path.name, number, "(line)", f"one complete JSON object per line ({exc.msg})",
+                yield RecordError(display_name(path), number, "(line)", f"one complete JSON object per line ({exc.msg})",
                                   text.strip()[:40], f"line {line_no}")
                 continue
+            except RecursionError:
+                yield RecordError(display_name(path), number, "(line)", "a JSON object nested less deeply",
+                                  None, f"line {line_no}")
+                continue
             if not isinstance(obj, dict):
-                yield RecordError(path.name, number, "(line)", "a JSON object", type(obj).__name__, f"line {line_no}")
+                yield RecordError(display_name(path), number, "(line)", "a JSON object", type(obj).__name__, f"line {line_no}")
                 continue
             yield RawRecord(number, f"line {line_no}", obj)
 
 
 def read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterator[RawRecord | RecordError]:
+    number = 0
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             columns: list[str] | None = None
-            number = 0
             for row in reader:
                 if progress:  # approximate: text mode hides byte offsets while iterating
                     progress(sum(len(c.encode("utf-8")) for c in row) + len(row))
@@ -106,15 +159,17 @@ def read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterator
                 if header:
                     assert columns is not None
                     if len(row) != len(columns):
-                        yield RecordError(path.name, number, "(row)", f"{len(columns)} columns as in the header",
+                        yield RecordError(display_name(path), number, "(row)", f"{len(columns)} columns as in the header",
                                           len(row), locator)
                         continue
                     yield RawRecord(number, locator, dict(zip(columns, row)))
                 else:
                     yield RawRecord(number, locator, {str(i): v for i, v in enumerate(row)})
     except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+        raise FileFormatError(f"{display_name(path)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                               f"{exc.start} of a read block); re-save it as UTF-8") from None
+    except csv.Error as exc:
+        raise FileFormatError(f"{display_name(path)}: not a readable CSV file after record {number} ({exc})") from None
 
 
 def read_xlsx(path: Path) -> Iterator[RawRecord]:
@@ -125,22 +180,37 @@ def read_xlsx(path: Path) -> Iterator[RawRecord]:
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{path.name}: not a readable XLSX workbook ({exc})") from None
+        raise FileFormatError(f"{display_name(path)}: not a readable XLSX workbook ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - openpyxl and the XML parser raise many types for a damaged file
+        raise FileFormatError(f"{display_name(path)}: not a readable XLSX workbook "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
+    number = 0
     try:
+        if not wb.sheetnames:
+            return
         ws = wb[wb.sheetnames[0]]
         rows = ws.iter_rows(values_only=True)
         try:
             header = [str(c).strip() if c is not None else "" for c in next(rows)]
         except StopIteration:
             return
-        number = 0
         for sheet_row, row in enumerate(rows, 2):
             if row is None or all(c is None or (isinstance(c, str) and not c.strip()) for c in row):
                 continue
             number += 1
             yield RawRecord(number, f"sheet row {sheet_row}", dict(zip(header, row)))
+    except FileFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged sheet (bad XML, bad zip member) surfaces while reading
+        raise FileFormatError(f"{display_name(path)}: damaged XLSX workbook after record {number} "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
     finally:
         wb.close()
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_parquet(path: Path) -> Iterator[RawRecord]:
@@ -151,12 +221,16 @@ def read_parquet(path: Path) -> Iterator[RawRecord]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
-        raise FileFormatError(f"{path.name}: not a readable Parquet file ({exc})") from None
+        raise FileFormatError(f"{display_name(path)}: not a readable Parquet file ({exc})") from None
     number = 0
-    for batch in pf.iter_batches(batch_size=2048):
-        for row in batch.to_pylist():
-            number += 1
-            yield RawRecord(number, f"row {number}", row)
+    try:
+        for batch in pf.iter_batches(batch_size=2048):
+            for row in batch.to_pylist():
+                number += 1
+                yield RawRecord(number, f"row {number}", row)
+    except Exception as exc:  # noqa: BLE001 - a damaged page or an unreadable value surfaces while reading
+        raise FileFormatError(f"{display_name(path)}: damaged Parquet file after record {number} "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def read_hf(path: Path) -> Iterator[RawRecord]:
@@ -167,16 +241,20 @@ def read_hf(path: Path) -> Iterator[RawRecord]:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:
-        raise FileFormatError(f"{path.name}: not a `datasets` folder saved with save_to_disk ({exc})") from None
+        raise FileFormatError(f"{display_name(path)}: not a `datasets` folder saved with save_to_disk ({exc})") from None
     if isinstance(ds, datasets.DatasetDict):
         splits = [(name, ds[name]) for name in ds]
     else:
         splits = [("", ds)]
     number = 0
-    for split, part in splits:
-        for i, row in enumerate(part):
-            number += 1
-            yield RawRecord(number, f"{split + ' ' if split else ''}row {i + 1}".strip(), row)
+    try:
+        for split, part in splits:
+            for i, row in enumerate(part):
+                number += 1
+                yield RawRecord(number, f"{split + ' ' if split else ''}row {i + 1}".strip(), row)
+    except Exception as exc:  # noqa: BLE001 - a damaged arrow shard surfaces while reading
+        raise FileFormatError(f"{display_name(path)}: damaged `datasets` folder after record {number} "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 # --- format detection ---------------------------------------------------
 
@@ -205,7 +283,7 @@ def detect_format(path: Path) -> str | None:
         stripped = first.strip()
         try:
             obj = json.loads(stripped)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict):
             if {"answer_idx", "options", "question"} <= obj.keys():
@@ -257,15 +335,17 @@ def read_pubmedqa(path: Path, progress: Progress | None) -> Iterator[RawRecord |
             progress(len(raw))
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        raise FileFormatError(f"{display_name(path)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
+        raise FileFormatError(f"{display_name(path)}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
                               "(PubMedQA is one JSON object keyed by PMID)") from None
+    except RecursionError:
+        raise FileFormatError(f"{display_name(path)}: JSON nested too deeply to read") from None
     if not isinstance(data, dict):
-        raise FileFormatError(f"{path.name}: expected one JSON object keyed by PMID")
+        raise FileFormatError(f"{display_name(path)}: expected one JSON object keyed by PMID")
     for number, (pmid, record) in enumerate(data.items(), 1):
         if not isinstance(record, dict):
-            yield RecordError(path.name, number, "(record)", "an object with QUESTION, CONTEXTS, final_decision",
+            yield RecordError(display_name(path), number, "(record)", "an object with QUESTION, CONTEXTS, final_decision",
                               record, f"PMID {pmid}")
             continue
         yield RawRecord(number, f"PMID {pmid}", record)

@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.stages.review import ReviewError
@@ -95,6 +98,79 @@ def save_rubric(conn, principal: Principal, body: dict[str, Any]) -> int:
     return repo.add_rubric_version(conn, project_id=principal.project_id, body=body, actor=principal.actor)
 
 
+class UploadTooLarge(MultiPartException):
+    """The body passed the size limit while it was being read (a MultiPartException, so the parser closes
+    the spooled files it had opened)."""
+
+
+def upload_limit(request: Request) -> int:
+    return request.app.state.web.settings.max_upload_bytes
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"the upload is larger than the limit of {limit / 1024 / 1024:g} MiB "
+                              "(CLINREASON_MAX_UPLOAD_MB); import large files with `clinreason import` instead")
+
+
+def refuse_oversized(request: Request) -> None:
+    """Refuse by the declared Content-Length before any of the body is read (a dependency listed before the
+    one that checks the CSRF token, which reads the form). A body without one is counted as it arrives."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise HTTPException(400, "the Content-Length header is not a number") from None
+    if length > upload_limit(request):
+        raise too_large(upload_limit(request))
+
+
+async def read_upload_form(request: Request):
+    """The multipart form of an upload, read as a stream that stops at the size limit: never more than the
+    limit is read, and file parts are spooled to disk, not held in memory."""
+    refuse_oversized(request)
+    limit = upload_limit(request)
+    if getattr(request, "_form", None) is not None:  # read already: a browser session's CSRF check needs a field
+        form = await request.form()
+        if sum(v.size or 0 for _, v in form.multi_items() if isinstance(v, UploadFile)) > limit:
+            await form.close()
+            raise too_large(limit)
+        return form
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise ReviewError("file", "send the question bank as multipart/form-data with the file in the field 'file'")
+
+    async def counted():
+        seen = 0
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise UploadTooLarge("too large")
+            yield chunk
+
+    parser = MultiPartParser(request.headers, counted(), max_files=1, max_fields=10)
+    try:
+        return await parser.parse()
+    except UploadTooLarge:
+        raise too_large(limit) from None
+    except MultiPartException as exc:
+        raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
+
+
+def upload_fields(form) -> tuple[UploadFile, str, str | None]:
+    """(file, format, source) from an upload form; 422 naming the field that is wrong."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ReviewError("file", "a question-bank file in the form field 'file'")
+    fmt = form.get("format") or "auto"
+    source = form.get("source") or None
+    if not isinstance(fmt, str):
+        raise ReviewError("format", "a format name, not a file")
+    if source is not None and not isinstance(source, str):
+        raise ReviewError("source", "a source name, not a file")
+    return upload, fmt, source
+
+
 def import_upload(request: Request, principal: Principal, upload: UploadFile, fmt: str,
                   source: str | None) -> dict[str, Any]:
     """Import an uploaded file into the caller's project (one transaction, as `clinreason import`)."""
@@ -104,8 +180,14 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
     workdir = Path(tempfile.mkdtemp(prefix="clinreason-upload-"))
     try:
         target = workdir / name
-        with target.open("wb") as fh:
-            shutil.copyfileobj(upload.file, fh)
+        limit = upload_limit(request)
+        with target.open("wb") as fh:  # the form was bounded already; this guards direct callers too
+            copied = 0
+            while block := upload.file.read(1 << 20):
+                copied += len(block)
+                if copied > limit:
+                    raise too_large(limit)
+                fh.write(block)
         web = request.app.state.web
         try:
             with web.write_lock or contextlib.nullcontext():
@@ -157,8 +239,21 @@ def put_rubric(body: RubricBody, principal: AdminUser, request: Request) -> dict
         return {"version": save_rubric(conn, principal, body.body)}
 
 
-@router.post("/import")
-def post_import(principal: AdminUser, request: Request, file: UploadFile = File(...),
-                format: str = Form("auto"), source: str | None = Form(None)) -> dict[str, Any]:
-    """Import an uploaded question-bank file (same formats and rules as `clinreason import`)."""
-    return import_upload(request, principal, file, format, source)
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the question-bank file"},
+        "format": {"type": "string", "default": "auto", "description": "as `clinreason import --format`"},
+        "source": {"type": "string", "description": "source name recorded with every item"}}}}}},
+    "responses": {"413": {"description": "the upload is larger than CLINREASON_MAX_UPLOAD_MB"}}}
+
+
+@router.post("/import", dependencies=[Depends(refuse_oversized)], openapi_extra=_UPLOAD_BODY)
+async def post_import(principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Import an uploaded question-bank file (same formats and rules as `clinreason import`). The body is
+    read only after the caller is known to be an admin, and never past the size limit."""
+    form = await read_upload_form(request)
+    try:
+        upload, fmt, source = upload_fields(form)
+        return await run_in_threadpool(import_upload, request, principal, upload, fmt, source)
+    finally:
+        await form.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -128,18 +128,23 @@ def import_page(principal: AdminUser, request: Request) -> HTMLResponse:
     return page(request, "admin_import.html", {"summary": None, "error": None})
 
 
-@router.post("/import")
+@router.post("/import", dependencies=[Depends(api_admin.refuse_oversized)])
 async def import_submit(principal: AdminUser, request: Request) -> HTMLResponse:
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        return page(request, "admin_import.html", {"summary": None, "error": "Choose a file to import."},
-                    status_code=422)
     try:
+        form = await api_admin.read_upload_form(request)
+    except ReviewError as exc:
+        return page(request, "admin_import.html", {"summary": None, "error": exc.message}, status_code=422)
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            return page(request, "admin_import.html", {"summary": None, "error": "Choose a file to import."},
+                        status_code=422)
         summary = await run_in_threadpool(api_admin.import_upload, request, principal, upload,
                                           str(form.get("format") or "auto"), str(form.get("source") or "") or None)
     except ReviewError as exc:
         return page(request, "admin_import.html", {"summary": None, "error": exc.message}, status_code=422)
+    finally:
+        await form.close()
     return page(request, "admin_import.html", {"summary": summary, "error": None})
 
 
