@@ -1,20 +1,38 @@
 """How many experts should review a version: fixed overlap, or adaptive.
 
-Adaptive: one reviewer to start with; a second (and a third) only when the reviews so far disagree with
-the screening signals or with each other, are borderline, or come from a reviewer whose estimated
-reliability is low. A positive review of a draft the screening doubts is such a disagreement, and so is
-a negative review of a draft the screening trusted; a negative review that confirms doubtful signals
-sends the draft back at once (a wrongly rejected draft costs a regeneration round, never a defect in
-the dataset). A random audit share is always double-reviewed so agreement can still be measured.
-Pure functions; the stages apply them.
+Adaptive allocation treats every piece of evidence about a version as a noisy witness of one hidden
+fact — is this version sound? — and stops asking for reviews as soon as the answer is clear enough:
+
+- the screening signals (all automatic checks passed; the LLM judge's pre-scores met the thresholds),
+- each expert's review (passes or not),
+
+each with its own sensitivity (says "pass" when the version is sound) and specificity (says "fail" when
+it is defective), estimated from the project's own data by the Dawid–Skene model in `reliability.py`
+(reviewers and screening signals alike; adjudications and calibration items anchor it). Their product
+with the share of sound versions is the posterior P(sound). Then:
+
+- accept when P(defective) <= `accept_risk` and a reviewer of adequate reliability passed it,
+- send it back for regeneration when P(sound) <= `revise_risk` and a reviewer failed it,
+- otherwise ask one more reviewer, up to `max_reviewers`, after which an adjudicator settles it.
+
+So a confident draft passed by one reliable reviewer is accepted on one review; a positive review of a
+draft the screening doubts, a negative review of a draft it trusted, a review from a reviewer whose
+estimated reliability is low (a weak witness moves the posterior little), or a borderline review
+(verdict and scores disagree: it counts as no evidence) all call for another reviewer. When the signals
+are weak, the model learns so from the data and asks for more reviews by itself. A random audit share
+starts with two reviewers so agreement stays measurable. Pure functions; the stages apply them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from clinreason.domain.consensus import ReviewVote, passes
+from clinreason.domain.consensus import ConsensusDecision, Outcome, Policy, ReviewVote, merge_feedback, passes
 from clinreason.domain.rubric import Rubric
+
+CHECKS_SOURCE = "screening:checks"  # every automatic check passed
+JUDGE_SOURCE = "screening:judge"  # the LLM judge's pre-scores all met their thresholds
+SIGNAL_SOURCES = (CHECKS_SOURCE, JUDGE_SOURCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +41,15 @@ class AllocationPolicy:
     overlap: int = 2  # fixed mode: reviewers per version
     audit_share: float = 0.1  # adaptive: share of versions always double-reviewed
     max_reviewers: int = 3
-    min_reliability: float = 0.75  # a review from a less reliable reviewer is confirmed by a second
+    min_reliability: float = 0.75  # an acceptance needs a passing review from a reviewer at least this reliable
+    accept_risk: float = 0.01  # accept when P(defective) is at most this
+    revise_risk: float = 0.1  # send back when P(sound) is at most this
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> AllocationPolicy:
+        return cls(mode=policy.allocation, overlap=policy.overlap, audit_share=policy.audit_share,
+                   max_reviewers=policy.max_reviewers, min_reliability=policy.min_reliability,
+                   accept_risk=policy.accept_risk, revise_risk=policy.revise_risk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +62,41 @@ class ScreeningSignals:
     def confident(self) -> bool:
         return self.checks_passed and self.judge_pass is not False and not self.flagged
 
+    def labels(self) -> list[tuple[str, bool]]:
+        """The signals as witnesses: (source, says pass). A flagged draft failed its checks."""
+        out = [(CHECKS_SOURCE, self.checks_passed and not self.flagged)]
+        if self.judge_pass is not None:
+            out.append((JUDGE_SOURCE, self.judge_pass))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    sensitivity: float  # P(says pass | sound)
+    specificity: float  # P(says fail | defective)
+
     @property
-    def predicts_pass(self) -> bool:
-        return self.confident
+    def accuracy(self) -> float:
+        return (self.sensitivity + self.specificity) / 2
+
+
+@dataclass(frozen=True)
+class EvidenceModel:
+    """What the project's data say about its witnesses. Unknown reviewers and signals get the defaults
+    (moderately informative) until the estimator has seen them."""
+
+    prevalence: float = 0.6  # share of sound versions
+    sources: dict[str, Rates] = field(default_factory=dict)
+    default_reviewer: Rates = Rates(0.8, 0.8)
+    default_signal: Rates = Rates(0.7, 0.7)
+
+    def rates(self, source: str) -> Rates:
+        if source in self.sources:
+            return self.sources[source]
+        return self.default_signal if source in SIGNAL_SOURCES else self.default_reviewer
+
+    def reliability(self, reviewer: str) -> float:
+        return self.rates(reviewer).accuracy
 
 
 def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit_draw: float) -> tuple[int, str]:
@@ -47,39 +105,70 @@ def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit
         return policy.overlap, "fixed overlap"
     if audit_draw < policy.audit_share:
         return 2, "random audit: double review"
-    return 1, "one reviewer first" + ("" if signals.confident else " (screening doubts it: a pass gets a second)")
+    return 1, "one reviewer first" + ("" if signals.confident else " (screening doubts it)")
 
 
-def _borderline(rubric: Rubric, vote: ReviewVote) -> bool:
+def borderline(rubric: Rubric, vote: ReviewVote) -> bool:
     """The verdict and the scores point different ways: an accept with a dimension below its threshold,
     or a rejection with every dimension at or above it."""
     failing = rubric.failing_dimensions(vote.scores)
     return (vote.verdict == "accept" and bool(failing)) or (vote.verdict != "accept" and not failing)
 
 
-def more_reviewers(policy: AllocationPolicy, rubric: Rubric, votes: list[ReviewVote], signals: ScreeningSignals,
-                   reliability: dict[str, float], required: int) -> tuple[int, str]:
-    """How many more reviewers this version needs now that `votes` are in (0: decide now)."""
-    if policy.mode != "adaptive" or len(votes) < required or len(votes) >= policy.max_reviewers:
-        return 0, ""
+def p_sound(model: EvidenceModel, rubric: Rubric, signals: ScreeningSignals, votes: list[ReviewVote]) -> float:
+    """Posterior probability that the version is sound, given the signals and the non-borderline votes
+    (witnesses independent given the truth, as in Dawid–Skene)."""
+    good, bad = model.prevalence, 1 - model.prevalence
+    witnesses = signals.labels() + [(v.reviewer, passes(rubric, v)) for v in votes if not borderline(rubric, v)]
+    for source, said_pass in witnesses:
+        r = model.rates(source)
+        good *= r.sensitivity if said_pass else 1 - r.sensitivity
+        bad *= (1 - r.specificity) if said_pass else r.specificity
+    return good / (good + bad) if good + bad > 0 else 0.5
+
+
+def decide_adaptive(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote], signals: ScreeningSignals,
+                    model: EvidenceModel, *, required: int) -> ConsensusDecision:
+    """The consensus outcome for one version under adaptive allocation. PENDING with feedback means
+    "ask one more reviewer" (the stage records that request); without feedback, "wait for the reviews
+    already asked for"."""
+    feedback = merge_feedback(rubric, votes)
     if any(v.verdict == "flag_question" for v in votes):
-        return 0, ""
-    verdicts = {passes(rubric, v) for v in votes}
+        who = ", ".join(v.reviewer for v in votes if v.verdict == "flag_question")
+        return ConsensusDecision(Outcome.FLAGGED, f"question flagged as flawed by {who}", feedback)
+    if len(votes) < required:
+        return ConsensusDecision(Outcome.PENDING, f"{len(votes)} of {required} reviews in",
+                                 reviews_needed=required - len(votes))
+    p = p_sound(model, rubric, signals, votes)
+    clear = [v for v in votes if not borderline(rubric, v)]
+    trusted_pass = [v for v in clear if passes(rubric, v) and model.reliability(v.reviewer) >= policy.min_reliability]
+    failed = [v for v in clear if not passes(rubric, v)]
+    n = len(votes)
+    evidence = f"P(sound) = {p:.3f} after {n} review{'s' if n != 1 else ''} and the screening signals"
+    if p >= 1 - policy.accept_risk and trusted_pass:
+        return ConsensusDecision(Outcome.ACCEPTED, f"{evidence}: accepted ({len(trusted_pass)} of {n} pass)")
+    if p <= policy.revise_risk and failed:
+        return ConsensusDecision(Outcome.NEEDS_REVISION, f"{evidence}: send back ({len(failed)} of {n} fail)",
+                                 feedback)
+    if n < policy.max_reviewers:
+        return ConsensusDecision(Outcome.PENDING, f"{evidence}: {_why_more(rubric, policy, votes, signals, model)}",
+                                 feedback, reviews_needed=1)
+    return ConsensusDecision(Outcome.DISAGREEMENT, f"{evidence}: still uncertain after {n} reviews", feedback)
+
+
+def _why_more(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote], signals: ScreeningSignals,
+              model: EvidenceModel) -> str:
+    """Say in words why the evidence is not yet enough (the reason recorded with the extra request)."""
+    last = votes[-1]
+    if borderline(rubric, last):
+        return "the review is borderline (its verdict and its scores disagree): one more reviewer"
+    if model.reliability(last.reviewer) < policy.min_reliability:
+        return f"{last.reviewer}'s estimated reliability is below {policy.min_reliability:.2f}: one more reviewer"
+    verdicts = {passes(rubric, v) for v in votes if not borderline(rubric, v)}
     if len(verdicts) > 1:
-        return 1, "reviewers disagree"
-    if len(votes) >= 2:
-        if all(passes(rubric, v) for v in votes) and all(
-                reliability.get(v.reviewer, 1.0) < policy.min_reliability for v in votes):
-            return 1, "every acceptance so far comes from a reviewer of low estimated reliability"
-        return 0, ""
-    vote = votes[0]
-    ok = passes(rubric, vote)
-    if reliability.get(vote.reviewer, 1.0) < policy.min_reliability:
-        return 1, f"{vote.reviewer}'s estimated reliability is below {policy.min_reliability:.2f}"
-    if ok and not signals.predicts_pass:
-        return 1, "a positive review of a draft the screening doubts"
-    if not ok and signals.predicts_pass:
-        return 1, "a negative review of a draft the screening trusted"
-    if _borderline(rubric, vote):
-        return 1, "the review is borderline: its verdict and its scores disagree"
-    return 0, ""
+        return "the reviewers disagree: one more reviewer"
+    if passes(rubric, last) and not signals.confident:
+        return "a positive review of a draft the screening doubts: one more reviewer"
+    if not passes(rubric, last) and signals.confident:
+        return "a negative review of a draft the screening trusted: one more reviewer"
+    return "not yet conclusive: one more reviewer"

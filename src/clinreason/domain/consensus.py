@@ -50,6 +50,8 @@ class Policy:
     audit_share: float = 0.1
     max_reviewers: int = 3
     min_reliability: float = 0.75
+    accept_risk: float = 0.01  # adaptive: accept when P(defective) is at most this
+    revise_risk: float = 0.1  # adaptive: send back when P(sound) is at most this
 
     @classmethod
     def from_config(cls, review: dict[str, Any]) -> Policy:
@@ -61,7 +63,9 @@ class Policy:
                    allocation=str(review.get("allocation", "fixed")),
                    audit_share=float(review.get("audit_share", 0.1)),
                    max_reviewers=int(review.get("max_reviewers", 3)),
-                   min_reliability=float(review.get("min_reliability", 0.75)))
+                   min_reliability=float(review.get("min_reliability", 0.75)),
+                   accept_risk=float(review.get("accept_risk", 0.01)),
+                   revise_risk=float(review.get("revise_risk", 0.1)))
 
     @property
     def base_overlap(self) -> int:
@@ -113,10 +117,9 @@ def merge_feedback(rubric: Rubric, votes: list[ReviewVote]) -> Feedback:
     return Feedback(failing=failing, comments=comments, verdicts=verdicts)
 
 
-def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0,
-           reliability: dict[str, float] | None = None) -> ConsensusDecision:
-    """The consensus outcome for one version. `extra_requested`: extra reviewers already asked for;
-    `reliability`: estimated reviewer reliability (adaptive allocation's tie-breaks use it)."""
+def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0) -> ConsensusDecision:
+    """The consensus outcome for one version under a fixed overlap (adaptive allocation decides in
+    `allocation.decide_adaptive`). `extra_requested`: extra reviewers already asked for."""
     needed = policy.base_overlap + extra_requested
     feedback = merge_feedback(rubric, votes)
     if any(v.verdict == "flag_question" for v in votes):
@@ -127,17 +130,6 @@ def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_req
 
     passing = [v for v in votes if passes(rubric, v)]
     n, p = len(votes), len(passing)
-    if policy.allocation == "adaptive" and n >= 3 and 0 < p < n:
-        # adaptive allocation called the extra reviewers to break a disagreement: a majority decides, but an
-        # acceptance only stands on reviewers whose estimated reliability is good; otherwise an adjudicator
-        trusted = all((reliability or {}).get(v.reviewer, 1.0) >= policy.min_reliability for v in passing)
-        if 2 * p > n and trusted:
-            return ConsensusDecision(Outcome.ACCEPTED, f"{p} of {n} reviewers accept (majority after a tie-break)")
-        if 2 * p < n:
-            return ConsensusDecision(Outcome.NEEDS_REVISION, f"only {p} of {n} reviewers accept (after a tie-break)",
-                                     feedback)
-        return ConsensusDecision(Outcome.DISAGREEMENT, f"{p} of {n} accept, not all of them reliable: an "
-                                 "adjudicator settles it", feedback)
     if policy.rule is Rule.ALL_ACCEPT:
         if p == n:
             return ConsensusDecision(Outcome.ACCEPTED, f"all {n} reviewers accept with every score at threshold")
@@ -163,8 +155,7 @@ def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_req
 
 
 def _disagree(policy: Policy, reason: str, feedback: Feedback, extra_requested: int) -> ConsensusDecision:
-    if policy.settle is Settle.EXTRA_REVIEWER and extra_requested < policy.max_extra_reviewers \
-            and policy.allocation != "adaptive":
+    if policy.settle is Settle.EXTRA_REVIEWER and extra_requested < policy.max_extra_reviewers:
         return ConsensusDecision(Outcome.PENDING, f"{reason}: one more reviewer settles it", feedback, reviews_needed=1)
     return ConsensusDecision(Outcome.DISAGREEMENT, f"{reason}: an adjudicator settles it", feedback)
 

@@ -5,6 +5,8 @@
     in_review -> regenerating                       (experts asked for guided regeneration)
     in_review -> in_review                          (an expert edited: new version, reviewed again)
     in_review -> escalated -> accepted | excluded   (strikes exhausted, disagreement, flagged question)
+    in_review | escalated -> calibration -> in_review
+                                                    (an admin marks a version of known truth; unmarks it)
     imported  -> escalated                          (no gold answer: flagged question at import)
     generating | regenerating | screening -> failed (backend error that exhausted retries)
     failed -> generating | regenerating             (retried by command)
@@ -28,6 +30,7 @@ class ItemState(StrEnum):
     ACCEPTED = "accepted"
     EXCLUDED = "excluded"
     FAILED = "failed"
+    CALIBRATION = "calibration"  # a version of known truth, slipped into queues to measure reviewers
 
 
 S = ItemState
@@ -51,6 +54,9 @@ TRANSITIONS: dict[tuple[ItemState, ItemState], str] = {
     (S.ESCALATED, S.EXCLUDED): "adjudicator excluded the item",
     (S.FAILED, S.GENERATING): "retry requested",
     (S.FAILED, S.REGENERATING): "retry requested",
+    (S.IN_REVIEW, S.CALIBRATION): "an admin marked a version of known truth as a calibration item",
+    (S.ESCALATED, S.CALIBRATION): "an admin marked a version of known truth as a calibration item",
+    (S.CALIBRATION, S.IN_REVIEW): "an admin withdrew the calibration item: it is reviewed as any other",
 }
 
 TERMINAL_STATES = frozenset({S.ACCEPTED, S.EXCLUDED})

@@ -18,7 +18,15 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from clinreason.domain.allocation import AllocationPolicy, ScreeningSignals, initial_reviewers, more_reviewers
+from clinreason.domain.allocation import (
+    AllocationPolicy,
+    EvidenceModel,
+    Rates,
+    ScreeningSignals,
+    borderline,
+    decide_adaptive,
+    initial_reviewers,
+)
 from clinreason.domain.consensus import (
     ConsensusDecision,
     Outcome,
@@ -31,11 +39,14 @@ from clinreason.domain.consensus import (
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.reliability import estimate
 from clinreason.domain.rubric import rubric_from_dict
+from clinreason.stages import calibration
 from clinreason.stages.review import EXTRA_REVIEWER_EVENT  # the assignment stage honours these events
 from clinreason.store import repository as repo
+from clinreason.store.tables import calibration as calibration_table
 from clinreason.store.tables import checks, decisions, events, items, projects, rationales, reviews, users
 
-_RELIABILITY_CACHE: dict[tuple[int, int], dict[str, float]] = {}
+# (database, project) -> (reviews counted at the fit, the fitted model)
+_EVIDENCE_CACHE: dict[tuple[str, int], tuple[int, EvidenceModel]] = {}
 
 
 def project_policy(conn: Connection, project_id: int) -> Policy:
@@ -54,8 +65,11 @@ def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
 
 
 def extra_reviewers_requested(conn: Connection, rationale_id: str) -> int:
+    # narrowed to the version's item first (events are indexed by item), then matched on the JSON detail
+    item = select(rationales.c.item_id).where(rationales.c.id == rationale_id).scalar_subquery()
     return conn.execute(select(func.count()).select_from(events).where(
-        events.c.kind == EXTRA_REVIEWER_EVENT, events.c.detail["rationale_id"].as_string() == rationale_id
+        events.c.item_id == item, events.c.kind == EXTRA_REVIEWER_EVENT,
+        events.c.detail["rationale_id"].as_string() == rationale_id
     )).scalar_one()
 
 
@@ -67,8 +81,7 @@ def _ask_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rati
 
 
 def allocation_policy(policy: Policy) -> AllocationPolicy:
-    return AllocationPolicy(mode=policy.allocation, overlap=policy.overlap, audit_share=policy.audit_share,
-                            max_reviewers=policy.max_reviewers, min_reliability=policy.min_reliability)
+    return AllocationPolicy.from_policy(policy)
 
 
 def screening_signals(conn: Connection, *, item_id: str, rationale_id: str) -> ScreeningSignals:
@@ -99,40 +112,91 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
     return n
 
 
-def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
-    """Balanced accuracy per reviewer (Dawid–Skene on pass/fail), refitted every 50 new reviews."""
-    count = conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
-                         .where(items.c.project_id == project_id)).scalar_one()
-    key = (project_id, count // 50)
-    if key in _RELIABILITY_CACHE:
-        return _RELIABILITY_CACHE[key]
+def _signal_labels(conn: Connection, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
+    """The screening signals of the reviewed versions as witnesses, in the shape the estimator takes."""
+    by_version: dict[str, list[tuple[str, bool]]] = {}
+    for rid, name, passed in conn.execute(select(checks.c.rationale_id, checks.c.name, checks.c.passed)):
+        if rid in rationale_ids:
+            by_version.setdefault(rid, []).append((name, bool(passed)))
+    out: list[tuple[str, str, bool]] = []
+    for rid, rows in by_version.items():
+        signals = ScreeningSignals(checks_passed=all(p for n, p in rows if not n.startswith("judge")),
+                                   judge_pass=all(p for n, p in rows if n.startswith("judge"))
+                                   if any(n.startswith("judge") for n, _ in rows) else None)
+        out += [(rid, source, said) for source, said in signals.labels()]
+    return out
+
+
+def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
+    """Fit Dawid–Skene on every non-borderline review of the project and on the screening signals of
+    the reviewed versions; versions an adjudicator accepted, and calibration versions, are known truths."""
     rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
     rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
                         .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
                         .where(items.c.project_id == project_id)).all()
-    labels = [(r.rationale_id, r.username, passes(rubric, ReviewVote(r.username, r.verdict, dict(r.scores or {}))))
-              for r in rows]
+    labels = []
+    for r in rows:
+        vote = ReviewVote(r.username, r.verdict, dict(r.scores or {}))
+        if vote.verdict != "flag_question" and not borderline(rubric, vote):
+            labels.append((r.rationale_id, r.username, passes(rubric, vote)))
+    if not labels:
+        return EvidenceModel()
     known = {rid: True for rid in conn.execute(
         select(decisions.c.rationale_id).join(items, items.c.id == decisions.c.item_id)
         .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
                decisions.c.rationale_id.is_not(None))).scalars()}
-    model = estimate(labels, known=known, max_iter=60, tol=1e-4) if labels else None
-    result = {r: rel.accuracy for r, rel in model.reviewers.items()} if model else {}
-    _RELIABILITY_CACHE.clear()
-    _RELIABILITY_CACHE[key] = result
-    return result
+    known.update(calibration_truths(conn, project_id))
+    labels += _signal_labels(conn, {rid for rid, _, _ in labels})
+    fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
+    return EvidenceModel(prevalence=fit.prevalence,
+                         sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
+
+
+def calibration_truths(conn: Connection, project_id: int) -> dict[str, bool]:
+    """Calibration versions of the project: rationale id -> known sound (True) or defective (False)."""
+    return {rid: expect == "good" for rid, expect in conn.execute(
+        select(calibration_table.c.rationale_id, calibration_table.c.expect)
+        .where(calibration_table.c.project_id == project_id))}
+
+
+def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
+    """The project's fitted evidence model, refitted whenever the reviews have grown by a tenth (at least
+    50) since the last fit: cheap enough to call on every submission."""
+    count = conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
+                         .where(items.c.project_id == project_id)).scalar_one()
+    key = (conn.engine.url.render_as_string(hide_password=True), project_id)
+    cached = _EVIDENCE_CACHE.get(key)
+    if cached is not None and cached[0] <= count < cached[0] + max(50, cached[0] // 10):
+        return cached[1]
+    model = fit_evidence(conn, project_id)
+    _EVIDENCE_CACHE[key] = (count, model)
+    return model
+
+
+def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
+    """Estimated balanced accuracy (mean of sensitivity and specificity) per reviewer."""
+    model = evidence_model(conn, project_id)
+    return {name: rates.accuracy for name, rates in model.sources.items() if not name.startswith("screening:")}
 
 
 def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
     rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
     policy = project_policy(conn, project_id)
-    reliability = reviewer_reliability(conn, project_id) if policy.allocation == "adaptive" else None
-    return decide(rubric, policy, votes_for(conn, rationale_id),
-                  extra_requested=extra_reviewers_requested(conn, rationale_id), reliability=reliability)
+    votes = votes_for(conn, rationale_id)
+    extra = extra_reviewers_requested(conn, rationale_id)
+    if policy.allocation != "adaptive":
+        return decide(rubric, policy, votes, extra_requested=extra)
+    item_id = conn.execute(select(rationales.c.item_id).where(rationales.c.id == rationale_id)).scalar_one()
+    return decide_adaptive(rubric, allocation_policy(policy), votes,
+                           screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
+                           evidence_model(conn, project_id), required=policy.base_overlap + extra)
 
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
     item = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
+    if item["state"] == ItemState.CALIBRATION.value:
+        calibration.record_result(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor)
+        return
     if item["state"] != ItemState.IN_REVIEW.value:
         return
     latest = conn.execute(select(rationales.c.id, rationales.c.version, rationales.c.origin, rationales.c.parent_version)
@@ -148,17 +212,6 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
             if conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar_one() == "in_review":
                 enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
-    if policy.allocation == "adaptive":
-        votes = votes_for(conn, rationale_id)
-        required = policy.base_overlap + extra_reviewers_requested(conn, rationale_id)
-        rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
-        more, why = more_reviewers(allocation_policy(policy), rubric, votes,
-                                   screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
-                                   reviewer_reliability(conn, project_id), required)
-        if more:
-            _ask_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor,
-                                reason=why)
-            return
     decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}

@@ -35,10 +35,12 @@ from sqlalchemy import Connection, bindparam, case, delete, exists, func, insert
 
 from clinreason.domain.records import Origin, Verdict
 from clinreason.domain.rubric import RubricError, rubric_from_dict
+from clinreason.stages import calibration
 from clinreason.store import repository as repo
 from clinreason.store.tables import assignments, events, items, rationales, review_drafts, reviews, users
 
 REVIEWABLE_STATE = "in_review"
+CALIBRATION_STATE = "calibration"  # stages/calibration.py: leased and submitted like any other version
 EXTRA_REVIEWER_EVENT = "consensus.extra_reviewer"
 MAX_COMMENT_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
@@ -219,6 +221,10 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
     held = current_lease(conn, project_id=project_id, reviewer_id=reviewer.id, now=now)
     if held is not None:
         return held
+    probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
+                                  rate=calibration.rate(conn, project_id))
+    if probe is not None:  # a calibration version, leased exactly like any other
+        return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now, lease_minutes=lease_minutes)
     for _round in range(max_rounds):
         # Versions consensus asked one more reviewer for (a disagreement to settle) come first.
         found = [(cand, overlap + extra) for rid, extra in extra_reviewers(conn, project_id=project_id).items()
@@ -241,18 +247,23 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
                     conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
                     rationale_id=cand.id):
                 continue
-            lease = Lease(new_id(), cand.id, cand.item_id, cand.version, now + timedelta(minutes=lease_minutes),
-                          resumed=False)
-            conn.execute(insert(assignments).values(
-                id=lease.assignment_id, rationale_id=cand.id, item_id=cand.item_id, reviewer_id=reviewer.id,
-                status="open", created_at=now, expires_at=lease.expires_at))
-            repo.add_event(conn, project_id=project_id, item_id=cand.item_id, kind="assignment.created",
-                           actor=reviewer.actor, detail={"assignment_id": lease.assignment_id,
-                                                         "rationale_id": cand.id, "version": cand.version})
-            return lease
+            return _lease(conn, project_id=project_id, reviewer=reviewer, cand=cand, now=now,
+                          lease_minutes=lease_minutes)
         # Every candidate was locked by a concurrent assignment (PostgreSQL) or filled meanwhile: look again.
         time.sleep(random.uniform(0.002, 0.01))
     return None
+
+
+def _lease(conn: Connection, *, project_id: int, reviewer: Reviewer, cand: Any, now: datetime,
+           lease_minutes: int) -> Lease:
+    lease = Lease(new_id(), cand.id, cand.item_id, cand.version, now + timedelta(minutes=lease_minutes), resumed=False)
+    conn.execute(insert(assignments).values(
+        id=lease.assignment_id, rationale_id=cand.id, item_id=cand.item_id, reviewer_id=reviewer.id,
+        status="open", created_at=now, expires_at=lease.expires_at))
+    repo.add_event(conn, project_id=project_id, item_id=cand.item_id, kind="assignment.created",
+                   actor=reviewer.actor, detail={"assignment_id": lease.assignment_id,
+                                                 "rationale_id": cand.id, "version": cand.version})
+    return lease
 
 
 def release_assignment(conn: Connection, *, project_id: int, assignment_id: str, reviewer_id: int) -> None:
@@ -420,7 +431,8 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     rat = conn.execute(select(rationales).where(rationales.c.id == row.rationale_id)).mappings().one()
     latest = conn.execute(select(func.max(rationales.c.version)).where(rationales.c.item_id == row.item_id)).scalar_one()
     clean = validate_review(body, rubric_body=rubric_body, original_text=rat["text"])
-    if row.status != "open" or aware(row.expires_at) <= now:
+    probe = item["state"] == CALIBRATION_STATE  # a calibration version: no slot count, no new version
+    if (row.status != "open" or aware(row.expires_at) <= now) and not probe:
         # The lease lapsed: keep the work if its slot is still free, else say so (the draft stays).
         taken = conn.execute(select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rat["id"])).scalar_one()
         taken += conn.execute(select(func.count()).select_from(assignments).where(
@@ -429,7 +441,8 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
         if taken >= overlap + extra_reviewers(conn, project_id=project_id).get(rat["id"], 0):
             raise AssignmentClosed("your lease on this item expired and other reviewers have taken its place; "
                                    "your draft is kept")
-    if clean["verdict"] == Verdict.EDIT and (item["state"] != REVIEWABLE_STATE or rat["version"] != latest):
+    if clean["verdict"] == Verdict.EDIT and not probe and (item["state"] != REVIEWABLE_STATE
+                                                           or rat["version"] != latest):
         raise AssignmentClosed(f"the rationale changed while you reviewed it (now version {latest}, item "
                                f"'{item['state']}'): your edit would fork it; your draft is kept")
     seconds = clean["seconds_spent"]
@@ -450,7 +463,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
                    detail={"review_id": review_id, "rationale_id": rat["id"], "version": rat["version"],
                            "verdict": clean["verdict"]})
     new_rationale_id = new_version = None
-    if clean["verdict"] == Verdict.EDIT:
+    if clean["verdict"] == Verdict.EDIT and not probe:
         new_rationale_id, new_version = new_id(), latest + 1
         labels = [label for label, _text in item["options"]]
         steps, final = parse_edited_text(clean["edited_text"], option_labels=labels, fallback=rat["final_answer"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,18 +132,19 @@ class _World:
                 "seconds_spent": seconds}
 
 
-def _config(policy: str) -> dict[str, Any]:
-    review = {"max_strikes": 5}
+def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    review: dict[str, Any] = {"max_strikes": 5}
     if policy == "adaptive":
         review.update(allocation="adaptive", overlap=2, audit_share=0.1)
     else:
         review.update(allocation="fixed", overlap=int(policy.split("-")[1]))
+    review.update(overrides or {})
     pc = ProjectConfig.model_validate({"review": review})
     return pc.model_dump(mode="json", exclude={"rubric"})
 
 
 def _new_version(conn, world: _World, *, item_id: str, version: int, truth: dict[str, int], origin: str) -> str:
-    rid = uuid.uuid4().hex
+    rid = f"{world.rng.getrandbits(128):032x}"  # from the seed: the audit draw hashes it
     ts = repo.now()
     conn.execute(insert(rationales).values(
         id=rid, item_id=item_id, version=version, parent_version=version - 1 if version > 1 else None, origin=origin,
@@ -163,7 +163,8 @@ def _new_version(conn, world: _World, *, item_id: str, version: int, truth: dict
 
 
 def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int = 0, signal_strength: float = 0.8,
-                   workdir: Path | None = None) -> SimResult:
+                   workdir: Path | None = None, review: dict[str, Any] | None = None) -> SimResult:
+    """Simulate one policy. `review`: project review settings to override (e.g. accept_risk)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
     rng = random.Random(seed)
@@ -175,7 +176,8 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
     folder.mkdir(parents=True, exist_ok=True)
     engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
     try:
-        return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed)
+        return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed,
+                         review=review)
     finally:
         engine.dispose()
         if tmp:
@@ -183,11 +185,12 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
 
 
 def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimReviewer], world: _World,
-              rng: random.Random, seed: int) -> SimResult:
+              rng: random.Random, seed: int, queue: int = 200, review: dict[str, Any] | None = None) -> SimResult:
     dbm.upgrade(engine)
     rubric_body = world.rubric.to_dict()
     with engine.begin() as conn:
-        project, _ = repo.ensure_project(conn, name="simulation", config=_config(policy), rubric=rubric_body)
+        project, _ = repo.ensure_project(conn, name="simulation", config=_config(policy, review),
+                                              rubric=rubric_body)
         pid = project["id"]
         reviewers = []
         for i, person in enumerate(people):
@@ -202,11 +205,12 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                 id=item_id, project_id=pid, content_hash=item_id.ljust(64, "0"), question=f"simulated question {n}",
                 options=[["A", "a"], ["B", "b"]], answer_labels=["A"], language="en", meta={}, state="screening",
                 strikes=0, auto_retries=0, created_at=ts, updated_at=ts))
-            rid = _new_version(conn, world, item_id=item_id, version=1, truth=world.draft_quality(), origin="generated")
-            repo.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
-            enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
+            _new_version(conn, world, item_id=item_id, version=1, truth=world.draft_quality(), origin="generated")
+    waiting_drafts = [f"sim{n:06d}" for n in range(n_items)]
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     while True:
+        with engine.begin() as conn:
+            _release_drafts(conn, pid, waiting_drafts, queue=queue)
         progressed = False
         order = list(reviewers)
         rng.shuffle(order)
@@ -245,9 +249,22 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                     else:
                         adjudicate.exclude(conn, project_id=pid, item_id=item_id, adjudicator="sim-adjudicator",
                                            reason="no sound version")
-        if not waiting:
+        if not waiting and not waiting_drafts:
             break
     return _measure(engine, pid, policy, n_items, len(people), seed, world)
+
+
+def _release_drafts(conn, pid: int, waiting: list[str], *, queue: int) -> None:
+    """Drafts reach the review queue as the pipeline produces them, not all at once: top the queue up
+    to `queue` items (in order), as a drafting worker running ahead of the reviewers would."""
+    in_review = conn.execute(select(func.count()).select_from(items).where(
+        items.c.project_id == pid, items.c.state == "in_review")).scalar_one()
+    while waiting and in_review < queue:
+        item_id = waiting.pop(0)
+        rid = conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)).scalar_one()
+        repo.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
+        enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
+        in_review += 1
 
 
 def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: int, seed: int,

@@ -160,6 +160,7 @@ assignments = Table(
     Column("submitted_at", DateTime(timezone=True)),
     Index(None, "rationale_id", "status"),
     Index(None, "reviewer_id", "status"),
+    Index(None, "status", "expires_at"),  # lease expiry sweeps run on every assignment
 )
 
 reviews = Table(
@@ -189,6 +190,19 @@ decisions = Table(
     Column("rationale_id", String(40), ForeignKey("rationales.id")),
     Column("decided_by", String(100), nullable=False),
     Column("reason", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+calibration = Table(
+    "calibration",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False, unique=True),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("expect", String(10), nullable=False),  # good | bad: the known truth about this version
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
