@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test venv install-local install-dev bench lint clean
+.PHONY: demo test soak venv install-local install-dev bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: install-local
 ## Install the test extras, start what the tests need (a throwaway PostgreSQL), run the whole suite.
 test: install-dev
 	scripts/run-tests.sh
+
+## The crash-safety scenarios (tests marked `soak`) at full size: 1,000 items and 20 SIGKILLs of a worker,
+## 20 server kills mid-submission, a 600-item team deployment. `make test` runs them short.
+soak: install-dev
+	CLINREASON_SOAK=1 scripts/run-tests.sh -m soak
 
 bench: install-dev
 	$(BIN)/python benchmarks/run_all.py

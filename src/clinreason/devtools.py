@@ -64,3 +64,65 @@ def read_request_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+_ZH_WORDS = "患者 发热 咳嗽 胸痛 肾脏 肝脏 心脏 急性 慢性 剂量 感染 病变 神经 动脉 治疗 诊断 查体 升高 降低 双侧 杂音 皮疹".split()
+
+
+def write_bilingual_bank(path: Path, n: int, *, zh_every: int = 5, seed: int = 7) -> Path:
+    """Like :func:`write_synthetic_bank`, with every `zh_every`-th question in Chinese. The fake server
+    drafts in English, so those drafts fail the blocking `language` check and go through automatic
+    regeneration (`max_auto_retries` times) before they reach the experts, flagged."""
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            zh = zh_every > 0 and i % zh_every == zh_every - 1
+            words = _ZH_WORDS if zh else _WORDS
+            sep = "" if zh else " "
+            stem = sep.join(rng.choice(words) for _ in range(30)) + f" (case {i})?"
+            options = {label: sep.join(rng.choice(words) for _ in range(3)) + f" {label}{i}" for label in "ABCD"}
+            fh.write(json.dumps({"question": stem, "options": options, "answer": rng.choice("ABCD"),
+                                 "language": "zh" if zh else "en",
+                                 "specialty": rng.choice(["cardiology", "nephrology", "neurology"])},
+                                ensure_ascii=False) + "\n")
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, *, timeout: float = 60.0) -> None:
+    """Poll `url` until it answers (any status); raise when `proc` exits first or `timeout` passes."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before it answered")
+        try:
+            httpx.get(url, timeout=2.0)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout} s") from None
+            time.sleep(0.05)
+
+
+def serve_process(env: dict[str, str], cwd: Path, *, port: int, extra: list[str] | None = None,
+                  log: Path | None = None) -> subprocess.Popen:
+    """`clinreason serve` as a real process on 127.0.0.1:`port` (stdout and stderr to `log`)."""
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "clinreason.cli", "serve", "--port", str(port),
+                                 *(extra or [])], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        if log:
+            out.close()

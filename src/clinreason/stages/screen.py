@@ -148,6 +148,8 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
     worker = worker or work.worker_id()
     report = ScreenReport()
     bounds = ScreenBounds(pc.screen.min_steps, pc.screen.max_steps, pc.screen.min_chars, pc.screen.max_chars)
+    with engine.begin() as conn:  # a killed screening run's batch is taken over now, not when its lease ends
+        work.expire_dead_local_claims(conn, project_id=project["id"])
     with engine.connect() as conn:
         index = _fingerprint_index(conn, project["id"])
         rubric_body = repo.latest_rubric(conn, project_id=project["id"])

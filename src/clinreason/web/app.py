@@ -249,3 +249,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     for module in route_modules():
         app.include_router(module.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the settings in the environment (CLINREASON_DB, CLINREASON_PROJECT, CLINREASON_CONFIG):
+    the factory each process of `clinreason serve --workers N` calls."""
+    from clinreason.config import resolve_settings
+
+    return create_app(resolve_settings())

@@ -16,26 +16,39 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option("--host", help="Interface to bind (default: this machine only)")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
         worker: Annotated[Optional[bool], typer.Option("--worker/--no-worker", help="Run the drafting/screening worker in this process (default: on with SQLite, off with PostgreSQL, where `clinreason run` workers do it)")] = None,
+        workers: Annotated[int, typer.Option("--workers", min=1, help="Web server processes; more than one serves more reviewers at once (sign-ins, CSRF tokens and login limits live in the database, so any process serves any request). Use PostgreSQL for more than one")] = 1,
         db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
     ) -> None:
         """Run the review app and JSON API (docs at /openapi.json), and on a single machine the worker too,
         so a reviewer's `regenerate` verdict gets its next version within seconds. Put it behind https
         for anything but localhost."""
+        import os
+
         import uvicorn
 
         from clinreason.web.app import create_app
         from clinreason.web.background import BackgroundWorker
 
         ctx = _context(db, project, config)
-        web_app = create_app(ctx.settings, engine=ctx.engine)
+        if workers > 1:
+            # each web process builds its own app from the environment (uvicorn starts them afresh)
+            os.environ.update(CLINREASON_DB=ctx.settings.db_url, CLINREASON_PROJECT=ctx.project,
+                              CLINREASON_CONFIG=str(ctx.settings.config_path.resolve()))
+            web_app = "clinreason.web.app:app_from_environment"
+            create_app(ctx.settings, engine=ctx.engine)  # refuse a bad project or database here, once
+        else:
+            web_app = create_app(ctx.settings, engine=ctx.engine)
         run_worker = worker if worker is not None else ctx.engine.dialect.name == "sqlite"
         background = BackgroundWorker(ctx) if run_worker else None
         if background is not None:
             background.start()
             typer.echo(f"worker running in this process with {background.model_id}")
-        typer.echo(f"clinreason review app for project '{ctx.project}' on http://{host}:{port}/ (Ctrl+C stops it)")
+        processes = f" in {workers} processes" if workers > 1 else ""
+        typer.echo(f"clinreason review app for project '{ctx.project}' on http://{host}:{port}/{processes} "
+                   "(Ctrl+C stops it)")
         try:
-            uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+            uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False,
+                        workers=workers if workers > 1 else None, factory=workers > 1)
         finally:
             if background is not None:
                 background.stop()
