@@ -8,6 +8,11 @@ enough to read in one sitting and fast enough to keep up with a client running 6
 Run by hand or from a benchmark::
 
     python -m clinreason.llm.fake_server --port 8999 --latency 0.2 --error-500 0.2 --log requests.jsonl
+
+Outages and storms for resilience tests: ``--down-for 60 --down-after 5 --down-mode refuse`` stops
+listening (connection refused) five seconds after start, for a minute; ``--storm-429 10`` answers every
+request 429 with Retry-After for ten seconds; ``--echo-headers-status 401`` answers every request with that
+status and a body that echoes the request's headers, Authorization included, as some proxies do.
 """
 
 from __future__ import annotations
@@ -56,8 +61,13 @@ class FaultPlan:
     #: seconds sent in the Retry-After header of 429 (and of 503 while down)
     retry_after: float = 1.0
     down_until: float | None = None
-    #: "close" drops the connection without a word; "503" answers Service Unavailable
+    #: "close" drops the connection without a word; "503" answers Service Unavailable; "refuse" stops
+    #: listening, so connecting fails (connection refused), until ``down_until``
     down_mode: str = "close"
+    #: a :func:`time.monotonic` instant before which every chat request is answered 429 with Retry-After
+    storm_429_until: float | None = None
+    #: answer every chat request with this status and a body echoing the request's headers (None: off)
+    echo_headers_status: int | None = None
     scripted: list[str] = field(default_factory=list)
     seed: int = 0
     #: how long a "timeout" request is held when the client does not hang up first
@@ -67,8 +77,8 @@ class FaultPlan:
         rates = [getattr(self, name) for name in FAULTS]
         if any(rate < 0 or rate > 1 for rate in rates) or sum(rates) > 1 + 1e-9:
             raise ValueError(f"fault rates must be in [0, 1] and add up to at most 1, got {rates}")
-        if self.down_mode not in ("close", "503"):
-            raise ValueError(f"down_mode must be 'close' or '503', not {self.down_mode!r}")
+        if self.down_mode not in ("close", "503", "refuse"):
+            raise ValueError(f"down_mode must be 'close', '503' or 'refuse', not {self.down_mode!r}")
         unknown = [name for name in self.scripted if name not in (*FAULTS, "ok")]
         if unknown:
             raise ValueError(f"unknown scripted faults {unknown}; known: {', '.join(FAULTS)}, ok")
@@ -117,6 +127,12 @@ class FakeOpenAIServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self._log_file: IO[str] | None = None
+        self._outage: asyncio.Task[None] | None = None
+        #: (start, end) monotonic instants of each 'refuse' outage that has ended
+        self.refused_windows: list[tuple[float, float]] = []
+        #: a delayed outage (``go_down(after=...)``) of the close/503 kind begins at this monotonic instant
+        self._down_from = 0.0
+        self._last_headers: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -130,8 +146,28 @@ class FakeOpenAIServer:
         self.port = self._server.sockets[0].getsockname()[1]
         if self.log_path is not None:
             self._log_file = self.log_path.open("a", encoding="utf-8")
+        if self.fault_plan.down_mode == "refuse" and self.fault_plan.down_until is not None:
+            self._outage = asyncio.create_task(self._refuse_until(self.fault_plan.down_until))
+
+    async def _refuse_until(self, until: float, *, starting: float | None = None) -> None:
+        """Stop listening from ``starting`` (now when None) until ``until``, then listen on the same port
+        again: clients meanwhile get 'connection refused', as from a stopped process."""
+        if starting is not None:
+            await asyncio.sleep(max(0.0, starting - time.monotonic()))
+        if self._server is None or time.monotonic() >= until:
+            return
+        self._server.close()
+        began = time.monotonic()
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port, backlog=1024,
+                                                  reuse_address=True)
+        self.refused_windows.append((began, time.monotonic()))
 
     async def stop(self) -> None:
+        outage = self._outage
+        if outage is not None and not outage.done():
+            outage.cancel()
+            await asyncio.gather(outage, return_exceptions=True)
         if self._server is None:
             return
         self._server.close()
@@ -197,11 +233,23 @@ class FakeOpenAIServer:
                 raise ValueError(f"unknown fault {name!r}")
         self._pending_faults.extend(faults)
 
-    def go_down(self, seconds: float, mode: str | None = None) -> None:
-        """Behave as a dead endpoint for the next ``seconds``."""
-        self.fault_plan.down_until = time.monotonic() + seconds
+    def go_down(self, seconds: float, mode: str | None = None, *, after: float = 0.0) -> None:
+        """Behave as a dead endpoint for ``seconds``, starting ``after`` seconds from now. Mode 'refuse'
+        must be called on the server's own event loop (or through :meth:`go_down_threadsafe`)."""
+        starting = time.monotonic() + after
+        self.fault_plan.down_until = starting + seconds
         if mode is not None:
             self.fault_plan.down_mode = mode
+        if self.fault_plan.down_mode == "refuse":
+            self.fault_plan.down_until = None  # the listening socket does the refusing, not the handler
+            self._outage = asyncio.get_running_loop().create_task(
+                self._refuse_until(starting + seconds, starting=starting))
+        else:
+            self._down_from = starting
+
+    def storm_429(self, seconds: float) -> None:
+        """Answer every chat request 429 (with Retry-After) for the next ``seconds``."""
+        self.fault_plan.storm_429_until = time.monotonic() + seconds
 
     def fault_counts(self) -> Counter[str]:
         return Counter(record["fault"] or "ok" for record in self.requests)
@@ -277,6 +325,7 @@ class FakeOpenAIServer:
             await self._send(writer, 400, {"error": {"message": "the body must be a JSON object"}})
             return True
         record = self._new_record(method, path, headers, request)
+        self._last_headers = headers  # only for the echo fault; never logged
         try:
             return await self._answer_chat(request, record, reader, writer)
         finally:
@@ -285,13 +334,26 @@ class FakeOpenAIServer:
     async def _answer_chat(self, request: dict[str, Any], record: dict[str, Any],
                            reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         plan = self.fault_plan
-        if plan.down_until is not None and time.monotonic() < plan.down_until:
+        now = time.monotonic()
+        if (plan.down_until is not None and now < plan.down_until and plan.down_mode != "refuse"
+                and now >= self._down_from):
             record["fault"] = "down"
             if plan.down_mode == "close":
                 return False
             record["status"] = 503
             await self._send(writer, 503, {"error": {"message": "service unavailable"}},
                              headers={"Retry-After": _seconds(plan.retry_after)})
+            return True
+        if plan.storm_429_until is not None and now < plan.storm_429_until:
+            record.update(fault="storm_429", status=429)
+            await self._send(writer, 429, {"error": {"message": "rate limited (storm)", "type": "rate_limit"}},
+                             headers={"Retry-After": _seconds(plan.retry_after)})
+            return True
+        if plan.echo_headers_status is not None:
+            status = plan.echo_headers_status
+            record.update(fault="echo_headers", status=status)
+            await self._send(writer, status, {"error": {"message": "request refused; it was:",
+                                                        "request_headers": self._last_headers}})
             return True
         if self.latency > 0:
             await asyncio.sleep(self.latency)
@@ -418,7 +480,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                             help=f"share of requests answered with {name}")
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of 429/503")
     parser.add_argument("--down-for", type=float, default=0.0, help="act dead for this long after start")
-    parser.add_argument("--down-mode", choices=("close", "503"), default="close")
+    parser.add_argument("--down-after", type=float, default=0.0,
+                        help="start the --down-for outage this many seconds after start")
+    parser.add_argument("--down-mode", choices=("close", "503", "refuse"), default="close",
+                        help="close: drop connections; 503: Service Unavailable; refuse: stop listening")
+    parser.add_argument("--storm-429", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every request 429 with Retry-After for this long after start")
+    parser.add_argument("--echo-headers-status", type=int, default=None, metavar="STATUS",
+                        help="answer every request with STATUS and a body echoing the request headers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reasoning", action="store_true", help="add reasoning_content to answers")
     parser.add_argument("--no-response-format", action="store_true",
@@ -428,13 +497,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
+    started = time.monotonic()
     plan = FaultPlan(**{name: getattr(args, name) for name in FAULTS}, retry_after=args.retry_after,
                      down_mode=args.down_mode, seed=args.seed,
-                     down_until=time.monotonic() + args.down_for if args.down_for > 0 else None)
+                     storm_429_until=started + args.storm_429 if args.storm_429 > 0 else None,
+                     echo_headers_status=args.echo_headers_status)
     server = FakeOpenAIServer(latency=args.latency, fault_plan=plan, port=args.port, host=args.host,
                               include_reasoning=args.reasoning,
                               supports_response_format=not args.no_response_format, log_path=args.log)
     await server.start()
+    if args.down_for > 0:
+        server.go_down(args.down_for, after=args.down_after)
     print(f"fake OpenAI server listening on {server.base_url}", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

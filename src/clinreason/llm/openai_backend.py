@@ -167,7 +167,7 @@ class OpenAIBackend:
     def _status_error(self, response: _Response) -> LLMError:
         status = response.status_code
         retryable = status in RETRYABLE_STATUSES or status >= 500
-        snippet = self._redact(response.text[:_BODY_SNIPPET])
+        snippet = self._redact(response.text)[:_BODY_SNIPPET]  # redact first: a cut could split the key
         return LLMError(f"{self.base_url}/chat/completions answered HTTP {status}: {snippet}",
                         retryable=retryable, status=status,
                         retry_after=parse_retry_after(response.headers.get("retry-after")))
@@ -180,7 +180,7 @@ class OpenAIBackend:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             # A proxy that cut the body short, or a server in trouble: worth another try.
             raise LLMError(f"{self.base_url}/chat/completions: malformed response body "
-                           f"({type(exc).__name__}): {self._redact(response.text[:_BODY_SNIPPET])!r}",
+                           f"({type(exc).__name__}): {self._redact(response.text)[:_BODY_SNIPPET]!r}",
                            retryable=True, status=response.status_code) from None
         answer, inline_thinking = split_thinking(message.get("content") or "")
         served_reasoning = message.get("reasoning_content") or message.get("reasoning")
