@@ -307,7 +307,8 @@ def _register_plugins() -> None:
     exposes `register(app)` and keeps its heavy imports inside the command functions."""
     import importlib
 
-    for module in ("clinreason.pipeline_cli", "clinreason.web.commands", "clinreason.analytics.commands"):
+    for module in ("clinreason.pipeline_cli", "clinreason.web.commands", "clinreason.analytics.commands",
+                   "clinreason.calibration_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -7,49 +7,19 @@ import uuid
 
 import pytest
 from sqlalchemy import insert, select, update
+from stages.conftest import gold_answer_handler
 
 from clinreason.domain.lifecycle import replay
 from clinreason.llm.fake_backend import FakeBackend
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import on_review_submitted
-from clinreason.stages.runner import DRAFT, REGENERATE, run_llm_stage
+from clinreason.stages.runner import REGENERATE, run_llm_stage
 from clinreason.stages.screen import run_screening
 from clinreason.store import repository as repo
 from clinreason.store.tables import decisions, items, projects, rationales, reviews, users
 
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}
 POOR = {"correctness": 2, "reasoning": 2, "sufficiency": 3, "terminology": 4, "clinical_value": 3}
-ANSWER = ("1. The presentation and the key findings point to one diagnosis.\n"
-          "2. Option A, B, C, D and E are weighed; only one fits every finding.\nFinal answer: {gold}")
-
-
-def _gold_answer(messages, params):
-    from clinreason.llm.fake_backend import gold_answer_in
-
-    return ANSWER.format(gold=gold_answer_in(messages) or "A")
-
-
-@pytest.fixture
-def in_review(engine, imported, pc):
-    """Three English items drafted, screened and waiting for reviewers; two reviewers, one adjudicator."""
-    import asyncio
-
-    async def go():
-        await run_llm_stage(engine, project=imported, pc=pc, backend=FakeBackend(handler=_gold_answer), kind=DRAFT,
-                            limit=3)
-        await run_screening(engine, project=imported, pc=pc)
-
-    asyncio.run(go())
-    with engine.begin() as conn:
-        for name, role in (("ana", "reviewer"), ("ben", "reviewer"), ("cy", "reviewer"), ("dr_adj", "adjudicator"),
-                           ("dr_two", "adjudicator")):
-            conn.execute(insert(users).values(username=name, role=role, specialties=[], password_hash="x", active=True,
-                                              created_at=repo.now()))
-        ids = conn.execute(select(items.c.id).where(items.c.state == "in_review").order_by(items.c.id)).scalars().all()
-    assert len(ids) == 3
-    return ids
-
-
 def _set_policy(engine, project_id, **review):
     with engine.begin() as conn:
         config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
@@ -97,7 +67,7 @@ def test_regeneration_rounds_carry_feedback_and_escalate_exactly_at_max_strikes(
 
     _set_policy(engine, imported["id"], max_strikes=3)
     item = in_review[0]
-    backend = FakeBackend(handler=_gold_answer)
+    backend = FakeBackend(handler=gold_answer_handler)
     for round_no in (1, 2, 3):
         _review(engine, imported["id"], item, "ana", "regenerate", POOR, reasoning=f"round {round_no}: skips option C")
         _review(engine, imported["id"], item, "ben", "regenerate", POOR, correctness="wrong mechanism")

@@ -52,7 +52,9 @@ ADMIN_API = [("GET", "/api/admin/users", None), ("POST", "/api/admin/users", {"u
              ("PATCH", "/api/admin/users/alice", {"active": False}), ("GET", "/api/admin/projects", None),
              ("GET", "/api/admin/rubric", None), ("PUT", "/api/admin/rubric", {"body": {}}),
              ("POST", "/api/admin/import", None), ("GET", "/api/adjudication", None),
-             ("POST", "/api/items/x1/adjudication", {"action": "exclude", "reason": "r"})]
+             ("POST", "/api/items/x1/adjudication", {"action": "exclude", "reason": "r"}),
+             ("GET", "/api/admin/calibration", None), ("POST", "/api/admin/calibration", {"item_id": "x", "expect": "good"}),
+             ("DELETE", "/api/admin/calibration/x1", None)]
 ADMIN_PAGES = ["/admin", "/admin/users", "/admin/projects", "/admin/rubric", "/admin/import", "/adjudicate"]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
-from clinreason.analytics.stats import process_stats, reviewer_table
+from clinreason.analytics.stats import process_stats, reviewer_table, with_reliability
 from clinreason.store import repository as repo
 from clinreason.store.tables import decisions, items, reviews
 
@@ -164,7 +164,10 @@ def reviewer_table_html(rows: Sequence[dict[str, Any]]) -> Markup:
         return f"{100 * v:.0f} %" if pct else f"{v:.{digits}f}"
 
     head = ("<thead><tr><th>reviewer</th><th>id</th><th>role</th><th>reviews</th><th>median s / review</th>"
-            "<th>accepts</th><th>leniency</th><th>agrees with adjudicators</th></tr></thead>")
+            "<th>accepts</th><th>leniency</th><th>agrees with adjudicators</th>"
+            "<th title=\"balanced accuracy estimated from all reviews, adjudications and calibration items "
+            "(sensitivity / specificity)\">estimated reliability</th>"
+            "<th title=\"calibration items whose known truth the reviewer matched\">calibration</th></tr></thead>")
     body = []
     for r in rows:
         body.append(f"<tr><td>{escape(r['username'])}</td><td><code>{escape(r['reviewer'])}</code></td>"
@@ -174,10 +177,22 @@ def reviewer_table_html(rows: Sequence[dict[str, Any]]) -> Markup:
                     f"<td class=\"num\">{'' if r['leniency'] is None or r['leniency'] < 0 else '+'}"
                     f"{num(r['leniency'])}</td>"
                     f"<td class=\"num\">{num(r['agreement_with_adjudicators'], pct=True)}"
-                    f" <small>({r['adjudicated_reviews']})</small></td></tr>")
+                    f" <small>({r['adjudicated_reviews']})</small></td>"
+                    f"<td class=\"num\">{_reliability_cell(r)}</td><td class=\"num\">{_calibration_cell(r)}</td></tr>")
     if not body:
-        body.append('<tr><td colspan="8">no reviews yet</td></tr>')
+        body.append('<tr><td colspan="10">no reviews yet</td></tr>')
     return Markup(f'<table class="reviewers">{head}<tbody>{"".join(body)}</tbody></table>')
+
+
+def _reliability_cell(row: dict[str, Any]) -> str:
+    if row.get("reliability") is None:
+        return "—"
+    return (f"{row['reliability']:.2f} <small>({row['sensitivity']:.2f} / {row['specificity']:.2f})</small>")
+
+
+def _calibration_cell(row: dict[str, Any]) -> str:
+    found = row.get("calibration")
+    return "—" if not found else f"{found['correct']} of {found['reviews']}"
 
 
 def _per_day(conn: Connection, column, joined, where) -> list[tuple[str, int]]:
@@ -206,7 +221,7 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
     stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds)
-    reviewers = reviewer_table(scan)
+    reviewers = with_reliability(conn, project_id, reviewer_table(scan))
     series = progress_series(conn, project_id)
     distributions = {name: dict(zip([str(s) for s in scan.scale], map(int, scan.histograms[d])))
                      for d, name in enumerate(scan.dimensions)}

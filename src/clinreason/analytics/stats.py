@@ -53,6 +53,24 @@ def reviewer_table(scan: ReviewScan) -> list[dict[str, Any]]:
     return rows
 
 
+def with_reliability(conn: Connection, project_id: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add each reviewer's estimated reliability (the Dawid–Skene fit that adaptive allocation uses:
+    balanced accuracy, sensitivity, specificity) and their calibration results to the reviewer rows."""
+    from clinreason.stages import calibration
+    from clinreason.stages.consensus import evidence_model
+
+    model = evidence_model(conn, project_id)
+    probes = calibration.results(conn, project_id=project_id)
+    for row in rows:
+        rates = model.sources.get(row["username"])
+        row["reliability"] = round(rates.accuracy, 4) if rates else None
+        row["sensitivity"] = round(rates.sensitivity, 4) if rates else None
+        row["specificity"] = round(rates.specificity, 4) if rates else None
+        found = probes.get(row["username"])
+        row["calibration"] = {"reviews": found["reviews"], "correct": found["correct"]} if found else None
+    return rows
+
+
 def _accepted(project_id: int):
     return and_(items.c.project_id == project_id, items.c.state == "accepted",
                 decisions.c.kind.in_(ACCEPTED_KINDS), decisions.c.rationale_id.is_not(None))
@@ -165,4 +183,4 @@ def project_stats(conn: Connection, *, project_id: int, rubric_body: dict[str, A
         body = rubric_body or repo.latest_rubric(conn, project_id=project_id)
         scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
     return {"project": process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds),
-            "reviewers": reviewer_table(scan)}
+            "reviewers": with_reliability(conn, project_id, reviewer_table(scan))}

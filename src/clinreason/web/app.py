@@ -210,6 +210,7 @@ def route_modules() -> tuple:
         api_adjudicate,
         api_admin,
         api_auth,
+        api_calibration,
         api_items,
         api_review,
         pages_admin,
@@ -218,8 +219,8 @@ def route_modules() -> tuple:
         pages_review,
     )
 
-    return (api_auth, api_review, api_items, api_admin, api_adjudicate, pages_auth, pages_review, pages_items,
-            pages_admin)
+    return (api_auth, api_review, api_items, api_admin, api_adjudicate, api_calibration, pages_auth, pages_review,
+            pages_items, pages_admin)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None, auth_config: auth.AuthConfig | None = None) -> FastAPI:

@@ -48,13 +48,29 @@ def item_row(conn: Connection, principal: Principal, item_id: str) -> dict[str, 
     return item
 
 
-def item_basics(item: dict[str, Any]) -> dict[str, Any]:
+def _senior(principal: Principal | None) -> bool:
+    return principal is not None and principal.role in ("admin", "adjudicator")
+
+
+def _is_probe(item: dict[str, Any], principal: Principal | None) -> bool:
+    """A calibration item seen by a reviewer: it must look like any other item in review."""
+    return item["state"] == "calibration" and not _senior(principal)
+
+
+def _probe_event(row: dict[str, Any]) -> bool:
+    """Events that would give a calibration item away (its marking, its results, moves to or from it)."""
+    text = f"{row['kind']} {row['before']} {row['after']} {row['detail']}"
+    return "calibration" in text or "'expect'" in text
+
+
+def item_basics(item: dict[str, Any], principal: Principal | None = None) -> dict[str, Any]:
+    state = "in_review" if _is_probe(item, principal) else item["state"]
     return {
         "id": item["id"], "question": item["question"],
         "options": {label: text for label, text in item["options"]},
         "answer": list(item["answer_labels"]), "answer_text": item["answer_text"],
         "language": item["language"], "specialty": item["specialty"], "context": item["context"],
-        "state": item["state"], "strikes": item["strikes"], "flag_reason": item["flag_reason"],
+        "state": state, "strikes": item["strikes"], "flag_reason": item["flag_reason"],
     }
 
 
@@ -104,11 +120,12 @@ def item_history(conn: Connection, principal: Principal, item_id: str) -> dict[s
     visible = stage.visible_reviews(conn, item_id=item_id, viewer_id=principal.user_id, viewer_role=principal.role)
     unlocked = stage.reviewed_versions(conn, item_id=item_id, reviewer_id=principal.user_id)
     return {
-        **item_basics(item),
+        **item_basics(item, principal),
         "versions": [rationale_dict(v, principal) for v in versions],
         "checks": [check_dict(c, version_of.get(c["rationale_id"])) for c in check_rows],
         "reviews": [review_dict(r) for r in visible],
-        "events": [_event_dict(e, principal, unlocked) for e in repo.item_events(conn, item_id=item_id)],
+        "events": [_event_dict(e, principal, unlocked) for e in repo.item_events(conn, item_id=item_id)
+                   if not (_is_probe(item, principal) and _probe_event(e))],
         "sources": [{"source": s["source"], "file": s["file"], "record": s["record"], "subject": s["subject"],
                      "license": s["license"]} for s in repo.item_source_rows(conn, item_id=item_id)],
     }
@@ -130,7 +147,7 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
     return {
         "assignment_id": a["id"], "status": a["status"], "expires_at": iso(a["expires_at"]),
         "created_at": iso(a["created_at"]),
-        "item": item_basics(item),
+        "item": item_basics(item, principal),
         "rationale": rationale_dict(rat, principal),
         "parent": parent,
         "checks": [check_dict(dict(c), rat["version"]) for c in check_rows],

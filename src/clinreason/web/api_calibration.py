@@ -1,0 +1,69 @@
+"""Calibration items over JSON (admins only): mark a version of known truth, list them with each
+reviewer's results, withdraw one. Reviewers never see any of this: to them a calibration version is
+leased and submitted like any other."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinreason.stages import calibration as stage
+from clinreason.stages.review import ReviewError
+from clinreason.store import repository as repo
+from clinreason.web.auth import AdminUser
+from clinreason.web.views import NotFound
+
+router = APIRouter(prefix="/api/admin/calibration", tags=["calibration"])
+
+
+class CalibrationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=40)
+    expect: Literal["good", "bad"] = Field(description="the known truth about the version")
+    version: int | None = Field(None, ge=1, description="the version (default: the latest)")
+    note: str = Field("", max_length=5_000, description="e.g. which error was seeded")
+    seeded_text: str | None = Field(None, max_length=200_000,
+                                    description="store this text as a new version first (e.g. with a seeded error)")
+
+
+def _apply(conn, principal, body: CalibrationBody) -> dict[str, Any]:
+    if repo.get_item(conn, project_id=principal.project_id, item_id=body.item_id) is None:
+        raise NotFound(f"no item {body.item_id} in this project")
+    try:
+        return stage.mark(conn, project_id=principal.project_id, item_id=body.item_id, expect=body.expect,
+                          actor=principal.actor, version=body.version, note=body.note, seeded_text=body.seeded_text)
+    except stage.CalibrationError as exc:
+        if "has no version" in str(exc) or "seeded text" in str(exc):
+            raise ReviewError("version" if "version" in str(exc) else "seeded_text", str(exc)) from None
+        raise repo.StaleStateError(str(exc)) from None
+
+
+@router.get("")
+def list_calibration(principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Calibration items and every reviewer's calibration results."""
+    with request.app.state.web.transaction() as conn:
+        return {"items": stage.listing(conn, project_id=principal.project_id),
+                "reviewers": stage.results(conn, project_id=principal.project_id)}
+
+
+@router.post("", status_code=201, responses={404: {"description": "no such item in your project"},
+                                             409: {"description": "the item is accepted, excluded or already one"},
+                                             422: {"description": "invalid body; the field is named"}})
+def mark_calibration(body: CalibrationBody, principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Make an item a calibration item (its version of known truth is served to reviewers)."""
+    with request.app.state.web.transaction() as conn:
+        return _apply(conn, principal, body)
+
+
+@router.delete("/{item_id}", responses={404: {"description": "not a calibration item of your project"}})
+def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Withdraw a calibration item: it returns to review as any other item."""
+    with request.app.state.web.transaction() as conn:
+        try:
+            stage.unmark(conn, project_id=principal.project_id, item_id=item_id, actor=principal.actor)
+        except stage.CalibrationError as exc:
+            raise NotFound(str(exc)) from None
+    return {"item_id": item_id, "state": "in_review"}

@@ -1,0 +1,71 @@
+"""Calibration items over HTTP: admins mark and list them; a reviewer is served one exactly like any
+other version (same payload, state shown as in review, no telltale events) and never learns which it was;
+the results reach the admin's listing and the dashboard's reviewer table."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from clinreason.store.tables import projects
+from web.factories import SCORES
+
+pytestmark = pytest.mark.real_consensus_lookup
+
+
+def _rate(seed, rate):
+    config = dict(seed.project["config"])
+    config["review"] = {**config.get("review", {}), "calibration_rate": rate}
+    with seed.engine.begin() as conn:
+        conn.execute(update(projects).where(projects.c.id == seed.project["id"]).values(config=config))
+
+
+def _mark(client, admin, item_id, **body):
+    return client.post("/api/admin/calibration", json={"item_id": item_id, **body}, headers=admin["auth"])
+
+
+def test_admin_marks_a_probe_and_a_reviewer_cannot_tell_it_from_ordinary_work(client, seed):
+    root, alice = seed.user("root", role="admin"), seed.user("alice")
+    probe, _ = seed.item()
+    plain, _ = seed.item()
+    r = _mark(client, root, probe, expect="bad", note="dose swapped")
+    assert r.status_code == 201 and r.json()["version"] == 1
+    _rate(seed, 1.0)
+    got = client.get("/api/queue/next", headers=alice["auth"]).json()
+    assert got["item"]["id"] == probe and got["item"]["state"] == "in_review"
+    seen_by_reviewer = client.get(f"/api/items/{probe}", headers=alice["auth"]).json()
+    assert seen_by_reviewer["state"] == "in_review"
+    assert not any("calibration" in str(e) for e in seen_by_reviewer["events"])
+    assert client.get(f"/api/items/{probe}", headers=root["auth"]).json()["state"] == "calibration"
+    # same shape as an ordinary lease
+    _rate(seed, 0.0)
+    bob = seed.user("bob")
+    ordinary = client.get("/api/queue/next", headers=bob["auth"]).json()
+    assert ordinary["item"]["id"] == plain and ordinary.keys() == got.keys()
+    assert ordinary["item"].keys() == got["item"].keys()
+    # alice passes the seeded error: her miss shows to the admin, and only to the admin
+    r = client.post(f"/api/assignments/{got['assignment_id']}/review", json={"verdict": "accept", "scores": SCORES},
+                    headers=alice["auth"])
+    assert r.status_code == 201
+    listing = client.get("/api/admin/calibration", headers=root["auth"]).json()
+    assert listing["items"][0]["item_id"] == probe and listing["items"][0]["reviews"] == 1
+    assert listing["reviewers"]["alice"] == {"reviews": 1, "correct": 0, "missed": [probe]}
+    assert client.get("/api/admin/calibration", headers=alice["auth"]).status_code == 403
+    html = client.get("/dashboard", headers=root["auth"]).text
+    assert "estimated reliability" in html and "0 of 1" in html
+
+
+def test_marking_errors_name_the_problem(client, seed):
+    root = seed.user("root", role="admin")
+    item_id, _ = seed.item()
+    done, _ = seed.item(state="accepted")
+    assert _mark(client, root, "nope", expect="good").status_code == 404
+    r = _mark(client, root, done, expect="good")
+    assert r.status_code == 409 and "final" in r.json()["detail"]
+    r = _mark(client, root, item_id, expect="good", version=7)
+    assert r.status_code == 422 and "version" in str(r.json())
+    assert _mark(client, root, item_id, expect="perhaps").status_code == 422
+    assert _mark(client, root, item_id, expect="bad", seeded_text="Step 1: wrong drug.\nFinal answer: B") \
+        .status_code == 201
+    assert client.delete(f"/api/admin/calibration/{item_id}", headers=root["auth"]).json()["state"] == "in_review"
+    assert client.delete(f"/api/admin/calibration/{item_id}", headers=root["auth"]).status_code == 404
