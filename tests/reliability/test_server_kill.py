@@ -139,7 +139,7 @@ def test_server_killed_mid_submission_stores_each_review_completely_or_not_at_al
                     pending[name] = {"assignment_id": assignment_id, "body": body}
                     taken.add(assignment_id)
             last = rnd == rounds  # a last round without a kill: every review left goes in
-            acked = _submit_all(server, tokens, pending, kill_after=None if last else rng.randint(1, n_reviewers // 2),
+            acked = _submit_all(server, tokens, pending, kill_after=None if last else rng.randint(1, n_reviewers // 4),
                                 rng=rng)
             if not last:
                 server.kill()
@@ -207,7 +207,7 @@ def _submit_all(server: Server, tokens: dict[str, str], pending: dict[str, dict]
     if kill_after is not None:
         for _ in range(kill_after):
             answered.acquire(timeout=60)
-        time.sleep(rng.uniform(0, 0.01))
+        time.sleep(rng.uniform(0, 0.005))
         server.kill()
     for t in threads:
         t.join(timeout=60)
