@@ -98,6 +98,14 @@ class EvidenceModel:
     def reliability(self, reviewer: str) -> float:
         return self.rates(reviewer).accuracy
 
+    def typical_reviewer(self) -> Rates:
+        """The median reviewer of the project (the default before any is known)."""
+        people = [r for name, r in self.sources.items() if name not in SIGNAL_SOURCES]
+        if not people:
+            return self.default_reviewer
+        mid = len(people) // 2
+        return Rates(sorted(r.sensitivity for r in people)[mid], sorted(r.specificity for r in people)[mid])
+
 
 def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit_draw: float) -> tuple[int, str]:
     """Reviewers a version starts with. `audit_draw` is a uniform [0, 1) number (seeded by the caller)."""
@@ -151,9 +159,25 @@ def decide_adaptive(rubric: Rubric, policy: AllocationPolicy, votes: list[Review
         return ConsensusDecision(Outcome.NEEDS_REVISION, f"{evidence}: send back ({len(failed)} of {n} fail)",
                                  feedback)
     if n < policy.max_reviewers:
-        return ConsensusDecision(Outcome.PENDING, f"{evidence}: {_why_more(rubric, policy, votes, signals, model)}",
-                                 feedback, reviews_needed=1)
+        if _can_settle(policy, model, p, policy.max_reviewers - n):
+            return ConsensusDecision(Outcome.PENDING, f"{evidence}: {_why_more(rubric, policy, votes, signals, model)}",
+                                     feedback, reviews_needed=1)
+        return ConsensusDecision(Outcome.DISAGREEMENT, f"{evidence}: the {policy.max_reviewers - n} review(s) left "
+                                 "could not settle it either way", feedback)
     return ConsensusDecision(Outcome.DISAGREEMENT, f"{evidence}: still uncertain after {n} reviews", feedback)
+
+
+def _can_settle(policy: AllocationPolicy, model: EvidenceModel, p: float, remaining: int) -> bool:
+    """Could `remaining` more reviews from a typical reviewer of this project settle the version (all
+    passing reach the acceptance limit, or all failing the send-back limit)? If not, asking them only
+    spends expert time before the adjudicator who will decide anyway."""
+    typical = model.typical_reviewer()
+    odds = p / (1 - p) if p < 1 else float("inf")
+    pass_ratio = typical.sensitivity / max(1 - typical.specificity, 1e-9)
+    fail_ratio = (1 - typical.sensitivity) / max(typical.specificity, 1e-9)
+    accept_odds = (1 - policy.accept_risk) / policy.accept_risk
+    revise_odds = policy.revise_risk / (1 - policy.revise_risk)
+    return odds * pass_ratio ** remaining >= accept_odds or odds * fail_ratio ** remaining <= revise_odds
 
 
 def _why_more(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote], signals: ScreeningSignals,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.rubric import Rubric, default_rubric
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
-from clinreason.stages.review import Reviewer, assign_next_review, submit_review
+from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
 from clinreason.store import db as dbm
 from clinreason.store import repository as repo
 from clinreason.store.tables import checks, decisions, items, rationales, reviews, users
@@ -163,8 +164,12 @@ def _new_version(conn, world: _World, *, item_id: str, version: int, truth: dict
 
 
 def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int = 0, signal_strength: float = 0.8,
-                   workdir: Path | None = None, review: dict[str, Any] | None = None) -> SimResult:
-    """Simulate one policy. `review`: project review settings to override (e.g. accept_risk)."""
+                   workdir: Path | None = None, review: dict[str, Any] | None = None,
+                   channel: Callable[..., Any] | None = None) -> SimResult:
+    """Simulate one policy. `review`: project review settings to override (e.g. accept_risk). `channel`:
+    how the simulated reviewers reach the system, `(engine, project_id, rubric_body, overlap) -> object`
+    with `take(reviewer)` and `submit(reviewer, lease, body)` (default: the review stage, in process;
+    a test passes one that goes through the HTTP API)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
     rng = random.Random(seed)
@@ -177,15 +182,32 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
     engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
     try:
         return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed,
-                         review=review)
+                         review=review, channel_factory=channel)
     finally:
         engine.dispose()
         if tmp:
             tmp.cleanup()
 
 
+class DirectReviews:
+    """Reviewers reach the review stage in process, one transaction per lease and per submission."""
+
+    def __init__(self, engine: Engine, project_id: int, rubric_body: dict[str, Any], overlap: int):
+        self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
+
+    def take(self, reviewer: Reviewer) -> Lease | None:
+        with self.engine.begin() as conn:
+            return assign_next_review(conn, project_id=self.project_id, reviewer=reviewer, overlap=self.overlap)
+
+    def submit(self, reviewer: Reviewer, lease: Lease, body: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            submit_review(conn, project_id=self.project_id, assignment_id=lease.assignment_id, reviewer=reviewer,
+                          body=body, rubric_body=self.rubric_body, overlap=self.overlap)
+
+
 def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimReviewer], world: _World,
-              rng: random.Random, seed: int, queue: int = 200, review: dict[str, Any] | None = None) -> SimResult:
+              rng: random.Random, seed: int, queue: int = 200, review: dict[str, Any] | None = None,
+              channel_factory: Callable[..., Any] | None = None) -> SimResult:
     dbm.upgrade(engine)
     rubric_body = world.rubric.to_dict()
     with engine.begin() as conn:
@@ -208,6 +230,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
             _new_version(conn, world, item_id=item_id, version=1, truth=world.draft_quality(), origin="generated")
     waiting_drafts = [f"sim{n:06d}" for n in range(n_items)]
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
+    channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
     while True:
         with engine.begin() as conn:
             _release_drafts(conn, pid, waiting_drafts, queue=queue)
@@ -215,14 +238,11 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
         order = list(reviewers)
         rng.shuffle(order)
         for reviewer, person in order:
-            with engine.begin() as conn:
-                lease = assign_next_review(conn, project_id=pid, reviewer=reviewer, overlap=base)
-                if lease is None:
-                    continue
-                body = world.review(person, world.quality[lease.rationale_id])
-                submit_review(conn, project_id=pid, assignment_id=lease.assignment_id, reviewer=reviewer, body=body,
-                              rubric_body=rubric_body, overlap=base)
-                progressed = True
+            lease = channel.take(reviewer)
+            if lease is None:
+                continue
+            channel.submit(reviewer, lease, world.review(person, world.quality[lease.rationale_id]))
+            progressed = True
         if progressed:
             continue
         with engine.begin() as conn:
