@@ -223,6 +223,8 @@ class HFSink(ParquetSink):
                 arrow = self.tmp / f"{name}.arrow"
                 _parquet_to_arrow_stream(pq.ParquetFile(str(path)), arrow, features.arrow_schema)
                 loaded[name] = datasets.Dataset.from_file(str(arrow), info=datasets.DatasetInfo(features=features))
+            _drop_links(self.out, ["state.json", "dataset_info.json", "dataset_dict.json", *self.split_names,
+                                   *(p.name for p in self.out.glob("data-*.arrow"))])
             before = {p.name for p in self.out.iterdir()}
             # an empty split still needs one (empty) shard, or load_from_disk cannot read it back
             shards = {name: 1 for name, ds in loaded.items() if len(ds) == 0}
@@ -238,6 +240,19 @@ class HFSink(ParquetSink):
             if bars:
                 datasets.enable_progress_bars()
         return written
+
+
+def _drop_links(folder: Path, names: list[str]) -> None:
+    """save_to_disk opens its files by name and would write through a link planted there (to a file or to
+    a split folder outside the export): remove such links first, never following them."""
+    for name in names:
+        path = folder / name
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            for inner in path.iterdir():
+                if inner.is_symlink():
+                    inner.unlink()
 
 
 def _parquet_to_arrow_stream(pf, path: Path, schema) -> None:

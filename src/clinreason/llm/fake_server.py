@@ -133,6 +133,8 @@ class FakeOpenAIServer:
         #: a delayed outage (``go_down(after=...)``) of the close/503 kind begins at this monotonic instant
         self._down_from = 0.0
         self._last_headers: dict[str, str] = {}
+        #: (requests, seconds): go down for `seconds` once `requests` chat requests were answered
+        self.down_after_requests: tuple[int, float] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -157,6 +159,9 @@ class FakeOpenAIServer:
         if self._server is None or time.monotonic() >= until:
             return
         self._server.close()
+        for task in list(self._connections):  # a stopped process keeps no keep-alive connection either
+            if task is not asyncio.current_task():
+                task.cancel()
         began = time.monotonic()
         await asyncio.sleep(max(0.0, until - time.monotonic()))
         self._server = await asyncio.start_server(self._serve_connection, self.host, self.port, backlog=1024,
@@ -330,6 +335,10 @@ class FakeOpenAIServer:
             return await self._answer_chat(request, record, reader, writer)
         finally:
             self._finish(record)
+            pending = self.down_after_requests
+            if pending is not None and len(self.requests) >= pending[0]:
+                self.down_after_requests = None
+                self.go_down(pending[1])
 
     async def _answer_chat(self, request: dict[str, Any], record: dict[str, Any],
                            reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -482,6 +491,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--down-for", type=float, default=0.0, help="act dead for this long after start")
     parser.add_argument("--down-after", type=float, default=0.0,
                         help="start the --down-for outage this many seconds after start")
+    parser.add_argument("--down-after-requests", type=int, default=0, metavar="N",
+                        help="start the --down-for outage once N chat requests were answered (mid-run)")
     parser.add_argument("--down-mode", choices=("close", "503", "refuse"), default="close",
                         help="close: drop connections; 503: Service Unavailable; refuse: stop listening")
     parser.add_argument("--storm-429", type=float, default=0.0, metavar="SECONDS",
@@ -506,7 +517,9 @@ async def _serve_forever(args: argparse.Namespace) -> None:
                               include_reasoning=args.reasoning,
                               supports_response_format=not args.no_response_format, log_path=args.log)
     await server.start()
-    if args.down_for > 0:
+    if args.down_for > 0 and args.down_after_requests > 0:
+        server.down_after_requests = (args.down_after_requests, args.down_for)
+    elif args.down_for > 0:
         server.go_down(args.down_for, after=args.down_after)
     print(f"fake OpenAI server listening on {server.base_url}", flush=True)
     stopping = asyncio.Event()

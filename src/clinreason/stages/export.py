@@ -291,8 +291,18 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
                               "a previous export there")
         root = out.resolve()
         manifest = out / MANIFEST
-        if manifest.is_file():
-            for name in json.loads(manifest.read_text(encoding="utf-8")).get("files", []):
+        if manifest.is_file() and not manifest.is_symlink():  # a linked manifest is not ours to trust
+            try:
+                listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ExportError(f"{manifest}: not a manifest an export wrote ({type(exc).__name__}); empty the "
+                                  "folder by hand or choose a new one") from None
+            if not isinstance(listed, list):
+                raise ExportError(f"{manifest}: 'files' is not a list of names; empty the folder by hand or "
+                                  "choose a new one")
+            for name in listed:
+                if not isinstance(name, str) or not name or "\x00" in name:
+                    continue
                 target = out / name
                 if not target.resolve().is_relative_to(root) or target.resolve() == root:
                     continue
@@ -391,7 +401,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
             write_card(conn, project=proj, rubric_body=rubric_body, out=out, summary=summary,
                        licenses=licenses or {})
             summary.files.append("README.md")
-    (out / MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n", encoding="utf-8")
+    safe_path(out, MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n",
+                                        encoding="utf-8")
     summary.seconds = time.perf_counter() - started
     return summary
 
