@@ -3,6 +3,8 @@ why, when a version is sent back, when an adjudicator settles it."""
 
 from __future__ import annotations
 
+import pytest
+
 from clinreason.domain.allocation import (
     CHECKS_SOURCE,
     JUDGE_SOURCE,
@@ -12,7 +14,9 @@ from clinreason.domain.allocation import (
     ScreeningSignals,
     decide_adaptive,
     initial_reviewers,
+    leniency_offsets,
     p_sound,
+    says_pass,
 )
 from clinreason.domain.consensus import Outcome, ReviewVote
 from clinreason.domain.rubric import default_rubric
@@ -107,3 +111,29 @@ def test_audit_share_starts_two_reviewers_and_fixed_mode_its_overlap():
     assert initial_reviewers(POLICY, CONFIDENT, audit_draw=0.01)[0] == 2
     assert initial_reviewers(POLICY, CONFIDENT, audit_draw=0.99)[0] == 1
     assert initial_reviewers(AllocationPolicy(mode="fixed", overlap=3), CONFIDENT, 0.5)[0] == 3
+
+
+def test_leniency_offsets_recover_a_harsh_and_a_lenient_reviewer_and_ignore_small_ones():
+    import random
+
+    rng = random.Random(3)
+    dims = list(GOOD)
+    by_version = {}
+    for i in range(200):
+        truth = rng.choice((3, 4, 5))
+        by_version[f"v{i}"] = [
+            ReviewVote(who, "accept", {d: truth + bias + rng.choice((-1, 0, 0, 1)) for d in dims})
+            for who, bias in (("harsh", -1), ("lenient", 1), ("fair", 0), ("fair2", 0))]
+    offsets = leniency_offsets(by_version)
+    assert offsets["harsh"] == pytest.approx(-1.33 * 200 / 210, abs=0.15)  # vs the mean of the three others
+    assert offsets["lenient"] == pytest.approx(1.33 * 200 / 210, abs=0.15)
+    assert "fair" not in offsets and "fair2" not in offsets
+    assert leniency_offsets({k: v for k, v in list(by_version.items())[:10]}) == {}  # too few shared versions
+
+
+def test_a_harsh_reviewers_rejection_reads_as_a_pass_once_their_offset_is_known():
+    harsh_on_sound = ReviewVote("harsh", "regenerate", {d: s - 1 for d, s in GOOD.items()})
+    assert not says_pass(R, harsh_on_sound) and says_pass(R, harsh_on_sound, offset=-0.9)
+    assert not says_pass(R, reject(), offset=-0.9)  # a real defect still fails
+    model = EvidenceModel(prevalence=0.6, sources=STRONG.sources, offsets={"harsh": -0.9})
+    assert p_sound(model, R, CONFIDENT, [harsh_on_sound]) > p_sound(STRONG, R, CONFIDENT, [])

@@ -87,6 +87,7 @@ class EvidenceModel:
 
     prevalence: float = 0.6  # share of sound versions
     sources: dict[str, Rates] = field(default_factory=dict)
+    offsets: dict[str, float] = field(default_factory=dict)  # reviewer -> leniency, in score points
     default_reviewer: Rates = Rates(0.8, 0.8)
     default_signal: Rates = Rates(0.7, 0.7)
 
@@ -107,6 +108,30 @@ class EvidenceModel:
         return Rates(sorted(r.sensitivity for r in people)[mid], sorted(r.specificity for r in people)[mid])
 
 
+def leniency_offsets(votes_by_version: dict[str, list[ReviewVote]], *, min_shared: int = 20,
+                     shrink: float = 10.0, min_offset: float = 0.25) -> dict[str, float]:
+    """Each reviewer's habitual leniency (> 0) or harshness (< 0), in score points: the mean, over the
+    versions they shared with other reviewers, of their mean score minus the others' mean score, shrunk
+    towards 0 (n / (n + shrink)). Offsets from fewer than `min_shared` versions, or smaller than
+    `min_offset`, are left out: a reviewer is taken at their word until the data say otherwise."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for votes in votes_by_version.values():
+        scored = [(v.reviewer, sum(v.scores.values()) / len(v.scores)) for v in votes if v.scores]
+        if len(scored) < 2:
+            continue
+        for i, (who, mine) in enumerate(scored):
+            others = [m for j, (_, m) in enumerate(scored) if j != i]
+            sums[who] = sums.get(who, 0.0) + mine - sum(others) / len(others)
+            counts[who] = counts.get(who, 0) + 1
+    out = {}
+    for who, n in counts.items():
+        offset = sums[who] / n * n / (n + shrink)
+        if n >= min_shared and abs(offset) >= min_offset:
+            out[who] = round(offset, 4)
+    return out
+
+
 def initial_reviewers(policy: AllocationPolicy, signals: ScreeningSignals, audit_draw: float) -> tuple[int, str]:
     """Reviewers a version starts with. `audit_draw` is a uniform [0, 1) number (seeded by the caller)."""
     if policy.mode != "adaptive":
@@ -123,11 +148,27 @@ def borderline(rubric: Rubric, vote: ReviewVote) -> bool:
     return (vote.verdict == "accept" and bool(failing)) or (vote.verdict != "accept" and not failing)
 
 
+def says_pass(rubric: Rubric, vote: ReviewVote, offset: float = 0.0) -> bool:
+    """What a review says about the version once the reviewer's own leniency is taken out: every score,
+    less the reviewer's offset, still reaches its threshold (to the nearest point). With no offset this
+    is exactly the review's pass rule (`passes`) for a review that is not borderline. A habitually harsh
+    reviewer's 3 then reads as the 4 a typical reviewer would have given — their rejections start to
+    carry information instead of being noise."""
+    if offset == 0.0:
+        return passes(rubric, vote)
+    return all(vote.scores.get(d.name, rubric.scale_min) - offset >= d.threshold - 0.5 for d in rubric.dimensions)
+
+
+def _witness(model: EvidenceModel, rubric: Rubric, vote: ReviewVote) -> bool:
+    return says_pass(rubric, vote, model.offsets.get(vote.reviewer, 0.0))
+
+
 def p_sound(model: EvidenceModel, rubric: Rubric, signals: ScreeningSignals, votes: list[ReviewVote]) -> float:
     """Posterior probability that the version is sound, given the signals and the non-borderline votes
     (witnesses independent given the truth, as in Dawid–Skene)."""
     good, bad = model.prevalence, 1 - model.prevalence
-    witnesses = signals.labels() + [(v.reviewer, passes(rubric, v)) for v in votes if not borderline(rubric, v)]
+    witnesses = signals.labels() + [(v.reviewer, _witness(model, rubric, v)) for v in votes
+                                    if not borderline(rubric, v)]
     for source, said_pass in witnesses:
         r = model.rates(source)
         good *= r.sensitivity if said_pass else 1 - r.sensitivity
@@ -149,14 +190,17 @@ def decide_adaptive(rubric: Rubric, policy: AllocationPolicy, votes: list[Review
                                  reviews_needed=required - len(votes))
     p = p_sound(model, rubric, signals, votes)
     clear = [v for v in votes if not borderline(rubric, v)]
-    trusted_pass = [v for v in clear if passes(rubric, v) and model.reliability(v.reviewer) >= policy.min_reliability]
-    failed = [v for v in clear if not passes(rubric, v)]
+    trusted_pass = [v for v in clear
+                    if _witness(model, rubric, v) and model.reliability(v.reviewer) >= policy.min_reliability]
+    failed = [v for v in clear if not _witness(model, rubric, v)]
     n = len(votes)
     evidence = f"P(sound) = {p:.3f} after {n} review{'s' if n != 1 else ''} and the screening signals"
     if p >= 1 - policy.accept_risk and trusted_pass:
-        return ConsensusDecision(Outcome.ACCEPTED, f"{evidence}: accepted ({len(trusted_pass)} of {n} pass)")
+        return ConsensusDecision(Outcome.ACCEPTED, f"{evidence}: accepted ({len(trusted_pass)} of {n} pass, "
+                                 "leniency allowed for)")
     if p <= policy.revise_risk and failed:
-        return ConsensusDecision(Outcome.NEEDS_REVISION, f"{evidence}: send back ({len(failed)} of {n} fail)",
+        return ConsensusDecision(Outcome.NEEDS_REVISION, f"{evidence}: send back ({len(failed)} of {n} fail, "
+                                 "leniency allowed for)",
                                  feedback)
     if n < policy.max_reviewers:
         if _can_settle(policy, model, p, policy.max_reviewers - n):
@@ -188,11 +232,11 @@ def _why_more(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote],
         return "the review is borderline (its verdict and its scores disagree): one more reviewer"
     if model.reliability(last.reviewer) < policy.min_reliability:
         return f"{last.reviewer}'s estimated reliability is below {policy.min_reliability:.2f}: one more reviewer"
-    verdicts = {passes(rubric, v) for v in votes if not borderline(rubric, v)}
+    verdicts = {_witness(model, rubric, v) for v in votes if not borderline(rubric, v)}
     if len(verdicts) > 1:
         return "the reviewers disagree: one more reviewer"
-    if passes(rubric, last) and not signals.confident:
+    if _witness(model, rubric, last) and not signals.confident:
         return "a positive review of a draft the screening doubts: one more reviewer"
-    if not passes(rubric, last) and signals.confident:
+    if not _witness(model, rubric, last) and signals.confident:
         return "a negative review of a draft the screening trusted: one more reviewer"
     return "not yet conclusive: one more reviewer"

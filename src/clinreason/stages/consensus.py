@@ -26,6 +26,8 @@ from clinreason.domain.allocation import (
     borderline,
     decide_adaptive,
     initial_reviewers,
+    leniency_offsets,
+    says_pass,
 )
 from clinreason.domain.consensus import (
     ConsensusDecision,
@@ -33,7 +35,6 @@ from clinreason.domain.consensus import (
     Policy,
     ReviewVote,
     decide,
-    passes,
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
@@ -134,13 +135,16 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
     rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
                         .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
                         .where(items.c.project_id == project_id)).all()
-    labels = []
+    by_version: dict[str, list[ReviewVote]] = {}
     for r in rows:
         vote = ReviewVote(r.username, r.verdict, dict(r.scores or {}))
         if vote.verdict != "flag_question" and not borderline(rubric, vote):
-            labels.append((r.rationale_id, r.username, passes(rubric, vote)))
-    if not labels:
+            by_version.setdefault(r.rationale_id, []).append(vote)
+    if not by_version:
         return EvidenceModel()
+    offsets = leniency_offsets(by_version)
+    labels = [(rid, v.reviewer, says_pass(rubric, v, offsets.get(v.reviewer, 0.0)))
+              for rid, votes in by_version.items() for v in votes]
     known = {rid: True for rid in conn.execute(
         select(decisions.c.rationale_id).join(items, items.c.id == decisions.c.item_id)
         .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
@@ -148,7 +152,7 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
     known.update(calibration_truths(conn, project_id))
     labels += _signal_labels(conn, {rid for rid, _, _ in labels})
     fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
-    return EvidenceModel(prevalence=fit.prevalence,
+    return EvidenceModel(prevalence=fit.prevalence, offsets=offsets,
                          sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
 
 
