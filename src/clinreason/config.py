@@ -69,12 +69,12 @@ class ReviewConfig(BaseModel):
     max_extra_reviewers: int = Field(1, ge=0, le=5)
     #: fixed: `overlap` reviewers per version; adaptive: one when screening is confident, more when needed
     allocation: Literal["fixed", "adaptive"] = "fixed"
-    audit_share: float = Field(0.1, ge=0, le=1)
+    audit_share: float = Field(0.05, ge=0, le=1)
     max_reviewers: int = Field(3, ge=1, le=10)
     min_reliability: float = Field(0.75, ge=0, le=1)
     #: adaptive: accept when the posterior P(defective) is at most this; send back when P(sound) is at most revise_risk
-    accept_risk: float = Field(0.01, gt=0, lt=0.5)
-    revise_risk: float = Field(0.1, gt=0, lt=0.5)
+    accept_risk: float = Field(0.02, gt=0, lt=0.5)
+    revise_risk: float = Field(0.2, gt=0, lt=0.5)
     #: share of assignments that serve a calibration item (a version of known truth) instead
     calibration_rate: float = Field(0.05, ge=0, le=1)
 
@@ -198,11 +198,11 @@ mean_threshold = 4.0
 settle = "adjudicator"   # a disagreement goes to: adjudicator | extra_reviewer (then adjudicator)
 max_extra_reviewers = 1
 allocation = "fixed"     # fixed: `overlap` per version | adaptive: 1 when screening is confident, more when needed
-audit_share = 0.1        # adaptive: share of versions always double-reviewed (keeps agreement measurable)
+audit_share = 0.05       # adaptive: share of versions always double-reviewed (keeps agreement measurable)
 max_reviewers = 3
 min_reliability = 0.75   # adaptive: an acceptance needs a passing review from a reviewer at least this reliable
-accept_risk = 0.01       # adaptive: accept once P(defective | screening, reviews) <= this
-revise_risk = 0.1        # adaptive: send back once P(sound | screening, reviews) <= this
+accept_risk = 0.02       # adaptive: accept once P(defective | screening, reviews) <= this
+revise_risk = 0.2        # adaptive: send back once P(sound | screening, reviews) <= this
 calibration_rate = 0.05  # share of assignments that serve a calibration item (known truth) instead
 
 [llm]

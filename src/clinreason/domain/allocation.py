@@ -39,11 +39,11 @@ SIGNAL_SOURCES = (CHECKS_SOURCE, JUDGE_SOURCE)
 class AllocationPolicy:
     mode: str = "fixed"  # fixed | adaptive
     overlap: int = 2  # fixed mode: reviewers per version
-    audit_share: float = 0.1  # adaptive: share of versions always double-reviewed
+    audit_share: float = 0.05  # adaptive: share of versions always double-reviewed
     max_reviewers: int = 3
     min_reliability: float = 0.75  # an acceptance needs a passing review from a reviewer at least this reliable
-    accept_risk: float = 0.01  # accept when P(defective) is at most this
-    revise_risk: float = 0.1  # send back when P(sound) is at most this
+    accept_risk: float = 0.02  # accept when P(defective) is at most this
+    revise_risk: float = 0.2  # send back when P(sound) is at most this
 
     @classmethod
     def from_policy(cls, policy: Policy) -> AllocationPolicy:

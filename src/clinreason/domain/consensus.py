@@ -47,11 +47,11 @@ class Policy:
     max_extra_reviewers: int = 1
     max_strikes: int = 5
     allocation: str = "fixed"  # fixed | adaptive (domain/allocation.py)
-    audit_share: float = 0.1
+    audit_share: float = 0.05
     max_reviewers: int = 3
     min_reliability: float = 0.75
-    accept_risk: float = 0.01  # adaptive: accept when P(defective) is at most this
-    revise_risk: float = 0.1  # adaptive: send back when P(sound) is at most this
+    accept_risk: float = 0.02  # adaptive: accept when P(defective) is at most this
+    revise_risk: float = 0.2  # adaptive: send back when P(sound) is at most this
 
     @classmethod
     def from_config(cls, review: dict[str, Any]) -> Policy:
@@ -61,11 +61,11 @@ class Policy:
                    max_extra_reviewers=int(review.get("max_extra_reviewers", 1)),
                    max_strikes=int(review.get("max_strikes", 5)),
                    allocation=str(review.get("allocation", "fixed")),
-                   audit_share=float(review.get("audit_share", 0.1)),
+                   audit_share=float(review.get("audit_share", 0.05)),
                    max_reviewers=int(review.get("max_reviewers", 3)),
                    min_reliability=float(review.get("min_reliability", 0.75)),
-                   accept_risk=float(review.get("accept_risk", 0.01)),
-                   revise_risk=float(review.get("revise_risk", 0.1)))
+                   accept_risk=float(review.get("accept_risk", 0.02)),
+                   revise_risk=float(review.get("revise_risk", 0.2)))
 
     @property
     def base_overlap(self) -> int:

@@ -136,7 +136,7 @@ class _World:
 def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     review: dict[str, Any] = {"max_strikes": 5}
     if policy == "adaptive":
-        review.update(allocation="adaptive", overlap=2, audit_share=0.1)
+        review.update(allocation="adaptive")  # every other setting: the project defaults (config.py)
     else:
         review.update(allocation="fixed", overlap=int(policy.split("-")[1]))
     review.update(overrides or {})
