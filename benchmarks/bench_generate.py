@@ -1,12 +1,15 @@
 """Drafting throughput against a fake OpenAI-compatible server with fixed latency.
 
-    python benchmarks/bench_generate.py [--items 2000] [--concurrency 64] [--latency 0.2] [--kills 3]
+    python benchmarks/bench_generate.py [--items 2000] [--concurrency 64] [--latency 0.2] [--repeat 1] [--kills 3]
 
 The server runs in its own process; clinreason drafts in this one (SQLite). The ceiling is
 concurrency / latency requests per second (64 / 0.2 s = 320/s): the script prints achieved/ceiling as
 a ratio (target >= 0.90) and clinreason's own CPU time per item (what decides how far one machine
-scales). With --kills K it then repeats the run killing `clinreason generate` with SIGKILL at K random
-moments and reports items, versions and requests sent twice (must be <= K x concurrency).
+scales), next to a bare aiohttp client measured against the same server in the same run (what the
+machine allows at all: on a busy machine both fall). --repeat N measures N times, each on a fresh
+database. With --kills K (default 3; 0 skips it) it then repeats the run killing `clinreason generate`
+with SIGKILL at K random moments and reports items, versions and requests sent twice (must be
+<= K x concurrency: only requests in flight at a kill; what had arrived is in the run's journal).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ async def _bare_client(url: str, n: int, concurrency: int) -> float:
 
 
 def throughput(tmp: Path, items: int, concurrency: int, latency: float) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
     bank = write_synthetic_bank(tmp / "bank.jsonl", items)
     engine = dbm.make_engine(str(tmp / "t.db"))
     dbm.upgrade(engine)
@@ -100,7 +104,9 @@ def kills(tmp: Path, items: int, concurrency: int, latency: float, n_kills: int)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             print(f"kill {k + 1}: SIGKILL after {delay:.1f} s")
-        cli(["generate", "--concurrency", str(concurrency)], env, tmp)
+        final = json.loads(cli(["generate", "--concurrency", str(concurrency), "--json"], env, tmp).stdout)
+    print(f"the run after the last kill stored {final['recovered']} answers from the dead run's journal "
+          f"before claiming, and drafted {final['stored']}")
     status = json.loads(cli(["status", "--json"], env0, tmp).stdout)
     per_key = Counter(r["idempotency_key"] for r in read_request_log(log) if r["path"].endswith("/chat/completions"))
     repeated = sum(c - 1 for c in per_key.values() if c > 1)
@@ -108,7 +114,9 @@ def kills(tmp: Path, items: int, concurrency: int, latency: float, n_kills: int)
           f"distinct requests {len(per_key)}, requests sent twice {repeated} "
           f"(limit {n_kills} x {concurrency} = {n_kills * concurrency})")
     ok = status["items"] == status["rationales"] == items and repeated <= n_kills * concurrency
-    print("PASS" if ok else "FAIL")
+    left = list((tmp / "k.db.responses").glob("*.jsonl"))
+    print(f"journal segments left behind: {len(left)}")
+    print("PASS" if ok and not left else "FAIL")
 
 
 def main() -> None:
@@ -116,10 +124,12 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--kills", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        throughput(Path(d), args.items, args.concurrency, args.latency)
+        for run in range(args.repeat):
+            throughput(Path(d) / f"run{run}", args.items, args.concurrency, args.latency)
         if args.kills:
             kills(Path(d), args.items, args.concurrency, args.latency, args.kills)
 

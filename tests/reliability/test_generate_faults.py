@@ -55,6 +55,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_in_flight_requ
     assert len(per_key) == n
     repeated = sum(c - 1 for c in per_key.values() if c > 1)
     assert repeated <= kills * concurrency, f"{repeated} requests sent twice, more than were in flight"
+    assert not list((cwd / "c.db.responses").glob("*.jsonl"))  # what the killed runs had received is stored
 
 
 def test_injected_faults_end_every_item_drafted_or_failed_with_a_reason(project_dir):

@@ -2,10 +2,16 @@
 
 It claims items (a lease in the database), builds each request with the stage's pure function,
 calls the model with bounded concurrency, and stores every result — rationale + state change +
-cache entry — in one transaction per batch. A concurrency slot is held until the result is stored,
-so after a crash at most `concurrency` paid requests per worker were in flight and are sent again;
-everything stored is never asked for twice (the item has moved on, and the idempotency key
-`<item>:v<version>` is unique).
+cache entry — in one transaction per batch.
+
+A concurrency slot is held until the response is written to the run's local journal
+(store/journal.py), not until it is in the database: the batched database write then runs while the
+slot already carries the next request. After a crash the next run on the same host stores what the
+journal holds before it claims anything, so at most `concurrency` paid requests per worker — those
+really in flight — are sent again; everything received is never asked for twice (the item has moved
+on, and the idempotency key `<item>:v<version>` is unique, which also makes storing a journal entry
+twice harmless). A worker on another host that takes over a dead one's claims cannot read its journal:
+it also asks again for what had arrived but was not yet stored (one batch window's worth at most).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import Engine, insert, select
@@ -29,13 +36,18 @@ from clinreason.stages.generate import build_draft_messages, parse_completion, r
 from clinreason.stages.refine import build_regeneration_messages, regeneration_feedback
 from clinreason.store import repository as repo
 from clinreason.store import work
-from clinreason.store.tables import llm_cache, rationales
+from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, read_entries
+from clinreason.store.tables import items, llm_cache, rationales
 
 DRAFT, REGENERATE = "draft", "regenerate"
 #: This process's claims and stores take turns here rather than inside SQLite: a writer that finds the
 #: database locked sleeps in SQLite's busy handler for up to tens of milliseconds at a time, and every
 #: concurrency slot waits with it.
 _WRITE_TURN = threading.Lock()
+#: How long the writer lets results gather before storing them while requests are in flight. No slot
+#: waits for the database, so a longer wait costs nothing but a little memory; fewer, larger
+#: transactions cost less CPU per result, and that CPU is what the event loop shares with the writer.
+_BATCH_WINDOW_SECONDS = 0.05
 _SOURCE_STATE = {DRAFT: ItemState.IMPORTED, REGENERATE: ItemState.REGENERATING}
 _WORKING_STATE = {DRAFT: ItemState.GENERATING, REGENERATE: ItemState.REGENERATING}
 
@@ -51,6 +63,9 @@ class Job:
     request_hash: str
     parent_version: int | None
     cached: dict[str, Any] | None = None
+    #: what the request constrained: "json" (a schema), "answer" (the option labels) or None; recorded
+    #: with the rationale, and kept in the journal, which does not keep the parameters themselves
+    structured: str | None = None
 
 
 @dataclass
@@ -69,14 +84,16 @@ class RunReport:
     cached: int = 0
     requests: int = 0
     skipped: int = 0  # results another worker had already stored
+    recovered: int = 0  # results a dead run had received, stored from its journal before claiming
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     errors: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claimed": self.claimed, "stored": self.stored, "failed": self.failed, "cached": self.cached,
-                "requests": self.requests, "skipped": self.skipped, "wall_seconds": round(self.wall_seconds, 3),
-                "cpu_seconds": round(self.cpu_seconds, 3), "errors": dict(self.errors)}
+                "requests": self.requests, "skipped": self.skipped, "recovered": self.recovered,
+                "wall_seconds": round(self.wall_seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
+                "errors": dict(self.errors)}
 
 
 def _params(pc: ProjectConfig, item: dict[str, Any], version: int, key: str, structured: str | None) -> LLMParams:
@@ -85,6 +102,11 @@ def _params(pc: ProjectConfig, item: dict[str, Any], version: int, key: str, str
     choices = labels if structured == "answer" and labels else None
     return LLMParams(temperature=pc.llm.temperature, max_tokens=pc.llm.max_tokens, seed=pc.llm.seed + version - 1,
                      json_schema=schema, idempotency_key=key, answer_choices=choices)
+
+
+def _structured_of(params: LLMParams) -> str | None:
+    """What the request really constrained (an open question gets no answer grammar)."""
+    return "json" if params.json_schema else ("answer" if params.answer_choices else None)
 
 
 def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, kind: str, worker: str, limit: int,
@@ -109,7 +131,7 @@ def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, k
             params = _params(pc, row, row["version"], f"{row['id']}:v{row['version']}", structured)
             jobs.append(Job(item=row, kind=kind, version=row["version"], messages=messages, prompt_hash=phash,
                             params=params, request_hash=request_hash(model_id, messages, params),
-                            parent_version=parent))
+                            parent_version=parent, structured=_structured_of(params)))
         if jobs:
             hits = dict(conn.execute(select(llm_cache.c.request_hash, llm_cache.c.response)
                                      .where(llm_cache.c.request_hash.in_([j.request_hash for j in jobs]))).all())
@@ -123,12 +145,11 @@ def _rationale_row(out: Outcome, rationale_id: str, ts) -> dict[str, Any]:
     cols = parse_completion(out.completion, job.item)
     if out.cached:
         cols.update(prompt_tokens=0, completion_tokens=0, cost=0.0)
-    structured = "json" if job.params.json_schema else ("answer" if job.params.answer_choices else None)
     return {
         "id": rationale_id, "item_id": job.item["id"], "version": job.version, "parent_version": job.parent_version,
         "origin": "generated" if job.kind == DRAFT else "regenerated", "author": f"model:{cols['model']}",
         "params": {"temperature": job.params.temperature, "max_tokens": job.params.max_tokens,
-                   "top_p": job.params.top_p, "seed": job.params.seed, "kind": job.kind, "structured": structured,
+                   "top_p": job.params.top_p, "seed": job.params.seed, "kind": job.kind, "structured": job.structured,
                    "cached": out.cached, "attempts": out.completion.attempts, "request_hash": job.request_hash},
         "prompt_hash": job.prompt_hash, "seed": job.params.seed, "idempotency_key": job.params.idempotency_key,
         "created_at": ts, **cols,
@@ -235,97 +256,230 @@ def _give_back(engine: Engine, item_id: str, worker: str) -> None:
         work.expire_claim(conn, item_id=item_id, worker=worker)
 
 
+_COMPLETION_FIELDS = ("text", "model", "reasoning", "prompt_tokens", "completion_tokens", "latency_ms", "cost",
+                      "attempts")
+
+
+def _journal_entry(out: Outcome, project_id: int) -> dict[str, Any]:
+    """What storing `out` needs beyond the item row itself — never the prompt, which is only needed to ask."""
+    job, completion, p = out.job, out.completion, out.job.params
+    return {
+        "project_id": project_id, "kind": job.kind, "item_id": job.item["id"], "version": job.version,
+        "parent_version": job.parent_version, "prompt_hash": job.prompt_hash, "request_hash": job.request_hash,
+        "structured": job.structured,
+        "params": {"temperature": p.temperature, "max_tokens": p.max_tokens, "top_p": p.top_p, "seed": p.seed,
+                   "idempotency_key": p.idempotency_key},
+        "completion": None if completion is None else {f: getattr(completion, f) for f in _COMPLETION_FIELDS},
+        "error": out.error,
+    }
+
+
+def _outcome_from_entry(entry: dict[str, Any], item: dict[str, Any]) -> Outcome:
+    job = Job(item=item, kind=entry["kind"], version=entry["version"], messages=[], prompt_hash=entry["prompt_hash"],
+              params=LLMParams(**entry["params"]), request_hash=entry["request_hash"],
+              parent_version=entry["parent_version"], structured=entry["structured"])
+    completion = entry["completion"]
+    return Outcome(job, completion=None if completion is None else Completion(**completion), error=entry["error"])
+
+
+def _outcomes_by_project(engine: Engine, entries: list[dict[str, Any]]) -> dict[int, list[Outcome]]:
+    """Journal entries back into outcomes, grouped by project (one journal serves every project of the
+    database). An entry whose item is gone (project deleted meanwhile) is dropped."""
+    ids = list({entry["item_id"] for entry in entries})
+    with engine.connect() as conn:
+        rows = {row["id"]: dict(row) for row in conn.execute(select(items).where(items.c.id.in_(ids))).mappings()}
+    grouped: dict[int, list[Outcome]] = {}
+    for entry in entries:
+        if entry["item_id"] in rows:
+            grouped.setdefault(entry["project_id"], []).append(_outcome_from_entry(entry, rows[entry["item_id"]]))
+    return grouped
+
+
+def recover_journals(engine: Engine, journal: ResponseJournal | NoJournal, *, worker: str) -> int:
+    """Store what runs that died had received (their orphaned journal segments), so that it is not asked
+    for again; returns how many results were stored. An entry already in the database (the run died
+    between storing and deleting its segment) is skipped by the unique idempotency key."""
+    recovered = 0
+    for segment in journal.adopt_orphans():
+        scratch = RunReport()
+        for project_id, outcomes in _outcomes_by_project(engine, read_entries(segment)).items():
+            _persist(engine, project_id=project_id, outcomes=outcomes, worker=worker, report=scratch)
+        journal.discard([segment])
+        recovered += scratch.stored + scratch.failed
+    return recovered
+
+
+def _start_run(engine: Engine, journal: ResponseJournal | NoJournal, *, project_id: int, worker: str) -> int:
+    """Before the first claim: store what dead runs received, then free their remaining claims (items
+    that were in flight or not yet asked), in that order so that no received item is claimed again."""
+    recovered = recover_journals(engine, journal, worker=worker)
+    with engine.begin() as conn:
+        work.expire_dead_local_claims(conn, project_id=project_id)
+    return recovered
+
+
+async def _answer(job: Job, backend: LLMBackend, report: RunReport) -> Outcome:
+    """The job's completion: from the cache when an identical request was answered before, else asked."""
+    if job.cached is not None:
+        c = job.cached
+        return Outcome(job, Completion(text=c["text"], model=c.get("model") or backend.model_id,
+                                       reasoning=c.get("reasoning")), cached=True)
+    report.requests += 1
+    try:
+        return Outcome(job, await backend.complete(job.messages, job.params))
+    except LLMError as exc:
+        report.errors[type(exc).__name__ if exc.status is None else f"http {exc.status}"] += 1
+        return Outcome(job, error=f"LLM request failed: {exc}"[:1000])
+
+
+class _StageRun:
+    """The state one `run_llm_stage` call shares between its coroutines: the claim feeder, one task per
+    job, and the batch writer."""
+
+    def __init__(self, engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, backend: LLMBackend,
+                 kind: str, limit: int | None, concurrency: int, worker: str, stop: asyncio.Event,
+                 structured: str | None, on_progress: Callable[[RunReport], None] | None,
+                 journal: ResponseJournal | NoJournal):
+        self.engine, self.project, self.pc, self.backend, self.kind = engine, project, pc, backend, kind
+        self.limit, self.concurrency, self.worker, self.stop = limit, concurrency, worker, stop
+        self.structured, self.on_progress, self.journal = structured, on_progress, journal
+        self.report = RunReport()
+        self.slots = asyncio.Semaphore(concurrency)
+        self.queue: asyncio.Queue[tuple[Outcome, asyncio.Future]] = asyncio.Queue()
+        self.active: set[asyncio.Task] = set()
+        self.unanswered = 0  # claimed jobs not yet answered: those waiting for a slot and those in flight
+        self.progressed = asyncio.Event()  # set whenever a slot frees up
+        self.all_answered = asyncio.Event()  # set while no claimed job waits for its answer
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_batches())
+        try:
+            self.report.recovered = await asyncio.to_thread(_start_run, self.engine, self.journal,
+                                                            project_id=self.project["id"], worker=self.worker)
+            await self._feed()
+            if self.active:
+                await asyncio.gather(*self.active, return_exceptions=False)
+        finally:
+            for task in self.active:
+                task.cancel()
+            writer.cancel()
+            self.journal.close()
+
+    async def _feed(self) -> None:
+        """Claim until nothing is left, `limit` is reached or `stop` is set, keeping a queue of claimed
+        jobs behind the busy slots: claims come in chunks (few, cheap transactions) early enough that a
+        slot that frees up never waits for one."""
+        chunk = max(self.concurrency // 2, 1)
+        while not self.stop.is_set():
+            if self.unanswered > self.concurrency + chunk:
+                await self._next_progress()
+                continue
+            room = chunk if self.limit is None else min(chunk, self.limit - self.report.claimed)
+            if room <= 0:
+                return
+            if not await self._claim(room):
+                if not self.unanswered:
+                    return
+                await self._next_progress()  # meanwhile a lease may run out, or items be imported
+
+    async def _claim(self, room: int) -> int:
+        jobs = await asyncio.to_thread(_build_jobs, self.engine, project=self.project, pc=self.pc, kind=self.kind,
+                                       worker=self.worker, limit=room, model_id=self.backend.model_id,
+                                       structured=self.structured)
+        self.report.claimed += len(jobs)
+        self.unanswered += len(jobs)
+        if jobs:
+            self.all_answered.clear()
+        for job in jobs:
+            task = asyncio.create_task(self._process(job))
+            self.active.add(task)
+            task.add_done_callback(self.active.discard)
+        return len(jobs)
+
+    async def _next_progress(self) -> None:
+        await self.progressed.wait()
+        self.progressed.clear()
+
+    async def _process(self, job: Job) -> None:
+        try:
+            async with self.slots:
+                if self.stop.is_set():  # stopping: hand the claim back untouched instead of starting a request
+                    await asyncio.to_thread(_give_back, self.engine, job.item["id"], self.worker)
+                    return
+                stored = self._hand_over(await _answer(job, self.backend, self.report))
+        finally:
+            self._answered()
+        await stored  # the slot is already free; this only lets a storage error reach the run
+
+    def _answered(self) -> None:
+        self.unanswered -= 1
+        self.progressed.set()
+        if not self.unanswered:
+            self.all_answered.set()
+
+    def _hand_over(self, outcome: Outcome) -> asyncio.Future:
+        """Journal the response and queue it for the writer, with no await in between: every journal
+        segment the writer seals then belongs to the batch it takes. Cached answers cost nothing to
+        ask again and are not journaled."""
+        if not outcome.cached:
+            self.journal.append(_journal_entry(outcome, self.project["id"]))
+        stored = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((outcome, stored))
+        return stored
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            segments = self.journal.seal()  # hold exactly this batch's journal entries
+            try:
+                await asyncio.to_thread(_persist, self.engine, project_id=self.project["id"],
+                                        outcomes=[outcome for outcome, _ in batch], worker=self.worker,
+                                        report=self.report)
+            except Exception as exc:  # a database outage: the segment stays for recovery; every job hears of it
+                _settle(batch, exc)
+                continue
+            self.journal.discard(segments)
+            _settle(batch, None)
+            if self.on_progress:
+                self.on_progress(self.report)
+
+    async def _next_batch(self) -> list[tuple[Outcome, asyncio.Future]]:
+        """What arrived by the end of the batch window (or until nothing is in flight any more)."""
+        batch = [await self.queue.get()]
+        if self.unanswered:
+            try:
+                await asyncio.wait_for(self.all_answered.wait(), _BATCH_WINDOW_SECONDS)
+            except TimeoutError:
+                pass
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+
+def _settle(batch: list[tuple[Outcome, asyncio.Future]], error: Exception | None) -> None:
+    for _, stored in batch:
+        if not stored.done():
+            if error is None:
+                stored.set_result(None)
+            else:
+                stored.set_exception(error)
+
+
 async def run_llm_stage(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, backend: LLMBackend,
                         kind: str, limit: int | None = None, concurrency: int = 8, worker: str | None = None,
                         stop: asyncio.Event | None = None, structured: str | None = "auto",
-                        on_progress: Callable[[RunReport], None] | None = None) -> RunReport:
-    """Draft (or regenerate) until there is nothing left, `limit` items were claimed, or `stop` is set."""
-    worker = worker or work.worker_id()
-    if structured == "auto":
-        structured = use_structured_output(pc, backend)
-    report = RunReport()
+                        on_progress: Callable[[RunReport], None] | None = None,
+                        journal_dir: Path | None = None) -> RunReport:
+    """Draft (or regenerate) until there is nothing left, `limit` items were claimed, or `stop` is set.
+    `journal_dir` overrides where received responses wait for the database (see store/journal.py)."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    stop = stop or asyncio.Event()
-    slots = asyncio.Semaphore(concurrency)
-    queue: asyncio.Queue[tuple[Outcome, asyncio.Future]] = asyncio.Queue()
-    active: set[asyncio.Task] = set()
-
-    with engine.begin() as conn:
-        work.expire_dead_local_claims(conn, project_id=project["id"])
-
-    async def writer() -> None:
-        while True:
-            first = await queue.get()
-            batch = [first]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                await asyncio.to_thread(_persist, engine, project_id=project["id"], outcomes=[o for o, _ in batch],
-                                        worker=worker, report=report)
-            except Exception as exc:  # a database outage: hand the error to every waiting job
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-            if on_progress:
-                on_progress(report)
-
-    async def process(job: Job) -> None:
-        async with slots:
-            if stop.is_set():  # stopping: hand the claim back untouched instead of starting a request
-                await asyncio.to_thread(_give_back, engine, job.item["id"], worker)
-                return
-            if job.cached is not None:
-                c = job.cached
-                outcome = Outcome(job, Completion(text=c["text"], model=c.get("model") or backend.model_id,
-                                                  reasoning=c.get("reasoning")), cached=True)
-            else:
-                report.requests += 1
-                try:
-                    completion = await backend.complete(job.messages, job.params)
-                    outcome = Outcome(job, completion)
-                except LLMError as exc:
-                    report.errors[type(exc).__name__ if exc.status is None else f"http {exc.status}"] += 1
-                    outcome = Outcome(job, error=f"LLM request failed: {exc}"[:1000])
-            fut = asyncio.get_running_loop().create_future()
-            await queue.put((outcome, fut))
-            await fut
-
-    writer_task = asyncio.create_task(writer())
+    run = _StageRun(engine, project=project, pc=pc, backend=backend, kind=kind, limit=limit, concurrency=concurrency,
+                    worker=worker or work.worker_id(), stop=stop or asyncio.Event(),
+                    structured=use_structured_output(pc, backend) if structured == "auto" else structured,
+                    on_progress=on_progress, journal=open_journal(engine.url, journal_dir))
     try:
-        while not stop.is_set():
-            # keep a queue of claimed jobs behind the busy slots: claims come in chunks (few, cheap
-            # transactions) early enough that a slot that frees up never waits for one
-            chunk = max(concurrency // 2, 1)
-            if len(active) > concurrency + chunk:
-                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            room = chunk if limit is None else min(chunk, limit - report.claimed)
-            if room <= 0:
-                if not active:
-                    break
-                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            jobs = await asyncio.to_thread(_build_jobs, engine, project=project, pc=pc, kind=kind, worker=worker,
-                                           limit=room, model_id=backend.model_id, structured=structured)
-            report.claimed += len(jobs)
-            for job in jobs:
-                task = asyncio.create_task(process(job))
-                active.add(task)
-                task.add_done_callback(active.discard)
-            if not jobs:
-                if not active:
-                    break
-                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
-        if active:
-            await asyncio.gather(*active, return_exceptions=False)
+        await run.run()
     finally:
-        for task in active:
-            task.cancel()
-        writer_task.cancel()
-        report.wall_seconds = time.perf_counter() - started
-        report.cpu_seconds = time.process_time() - cpu_started
-    return report
+        run.report.wall_seconds = time.perf_counter() - started
+        run.report.cpu_seconds = time.process_time() - cpu_started
+    return run.report
