@@ -51,6 +51,9 @@ class LLMConfig(BaseModel):
     max_tokens: int = 768
     seed: int = 0
     max_attempts: int = 5
+    #: seconds a request may wait on an open circuit breaker (an endpoint that is down) before its waits
+    #: start to count as attempts
+    outage_patience: float = Field(300.0, ge=0)
     #: ask for JSON-schema output; unset = only for the embedded model (see stages/runner.py)
     structured: bool | None = None
     #: USD per million tokens: model -> [prompt, completion]

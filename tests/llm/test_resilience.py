@@ -159,7 +159,8 @@ def test_cancelled_probe_frees_the_probe_slot(clock) -> None:
 async def test_open_circuit_stops_calls_reaching_a_dead_endpoint(clock, recording_sleep) -> None:
     inner = FakeBackend(flaky(50))
     breaker = CircuitBreaker(failure_threshold=2, cooldown=30.0, clock=clock)
-    backend = ResilientBackend(inner, max_attempts=5, sleep=recording_sleep, rng=lambda: 0.0, breaker=breaker)
+    backend = ResilientBackend(inner, max_attempts=5, sleep=recording_sleep, rng=lambda: 0.0, breaker=breaker,
+                               outage_patience=0)
     with pytest.raises(LLMError, match="gave up after 5 attempts; last error: circuit open"):
         await backend.complete(MESSAGES, LLMParams())
     assert len(inner.calls) == 2  # attempts 3-5 were refused by the breaker, never sent
@@ -175,8 +176,8 @@ async def test_endpoint_recovers_after_cooldown(clock) -> None:
 
     backend = ResilientBackend(inner, sleep=sleep_moves_clock, rng=lambda: 0.0, breaker=breaker)
     completion = await backend.complete(MESSAGES, LLMParams())
-    # two real failures, one refusal by the open circuit (which waits out the cooldown), then the probe
-    assert completion.text == "recovered" and completion.attempts == 4
+    # two real failures, one refusal by the open circuit (a wait that spends no attempt), then the probe
+    assert completion.text == "recovered" and completion.attempts == 3
     assert len(inner.calls) == 3
     assert breaker.state == "closed"
 
@@ -215,3 +216,47 @@ async def test_calls_queued_behind_a_failing_wave_never_reach_the_endpoint(clock
 def test_default_breaker_scales_with_concurrency() -> None:
     assert ResilientBackend(FakeBackend(), concurrency=64).breaker.failure_threshold == 64
     assert ResilientBackend(FakeBackend(), concurrency=2).breaker.failure_threshold == 5
+
+
+class Outage:
+    """An endpoint that fails every call until `until` on the injected clock, then answers."""
+
+    def __init__(self, clock, until: float):
+        self.clock, self.until, self.calls = clock, until, 0
+        self.model_id = "outage"
+
+    async def complete(self, messages, params):
+        self.calls += 1
+        if self.clock() < self.until:
+            raise LLMError("HTTP 503", retryable=True, status=503)
+        return Completion(text="back", model="outage")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _moving(clock):
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return sleep
+
+
+async def test_a_minute_long_outage_costs_a_pause_not_the_item(clock) -> None:
+    inner = Outage(clock, until=clock() + 60.0)
+    backend = ResilientBackend(inner, max_attempts=5, sleep=_moving(clock), rng=lambda: 0.0, clock=clock,
+                               breaker=CircuitBreaker(failure_threshold=2, cooldown=5.0, clock=clock))
+    completion = await backend.complete(MESSAGES, LLMParams())
+    assert completion.text == "back" and completion.attempts <= 5
+    assert inner.calls <= 2 + 60 / 5 + 1  # the failing pair, then one probe per cooldown
+
+
+async def test_patience_is_bounded_so_a_dead_endpoint_still_fails_the_item(clock) -> None:
+    inner = Outage(clock, until=float("inf"))
+    backend = ResilientBackend(inner, max_attempts=5, sleep=_moving(clock), rng=lambda: 0.0, outage_patience=30.0,
+                               clock=clock,
+                               breaker=CircuitBreaker(failure_threshold=2, cooldown=5.0, clock=clock))
+    started = clock()
+    with pytest.raises(LLMError, match="gave up after 5 attempts"):
+        await backend.complete(MESSAGES, LLMParams())
+    assert 30.0 <= clock() - started < 120.0

@@ -14,7 +14,8 @@ from clinreason.llm.resilience import CircuitBreaker, ResilientBackend
 
 BackendKind = Literal["auto", "openai", "local", "fake"]
 _KINDS = ("auto", "openai", "local", "fake")
-_FIELDS = ("backend", "base_url", "model", "api_key", "timeout", "concurrency", "prices", "max_attempts")
+_FIELDS = ("backend", "base_url", "model", "api_key", "timeout", "concurrency", "prices", "max_attempts",
+           "outage_patience")
 
 
 def _from_settings(settings: Any) -> dict[str, Any]:
@@ -32,7 +33,8 @@ def _from_settings(settings: Any) -> dict[str, Any]:
 def make_backend(settings: Any = None, *, backend: BackendKind | None = None, base_url: str | None = None,
                  model: str | None = None, api_key: str | None = None, timeout: float | None = None,
                  concurrency: int | None = None, prices: dict[str, tuple[float, float]] | None = None,
-                 max_attempts: int | None = None, breaker: CircuitBreaker | None = None) -> LLMBackend:
+                 max_attempts: int | None = None, breaker: CircuitBreaker | None = None,
+                 outage_patience: float | None = None) -> LLMBackend:
     """The configured backend, wrapped in retries, a concurrency limit and a circuit breaker.
 
     ``breaker`` replaces the default one (see :class:`ResilientBackend`).
@@ -42,7 +44,8 @@ def make_backend(settings: Any = None, *, backend: BackendKind | None = None, ba
     the embedded model otherwise, as the design promises: no server configured still works.
     """
     given = {"backend": backend, "base_url": base_url, "model": model, "api_key": api_key,
-             "timeout": timeout, "concurrency": concurrency, "prices": prices, "max_attempts": max_attempts}
+             "timeout": timeout, "concurrency": concurrency, "prices": prices, "max_attempts": max_attempts,
+             "outage_patience": outage_patience}
     config = _from_settings(settings) if settings is not None else {}
     config.update({name: value for name, value in given.items() if value is not None})
 
@@ -73,5 +76,7 @@ def make_backend(settings: Any = None, *, backend: BackendKind | None = None, ba
 
         inner = FakeBackend(model_id=config.get("model") or "fake-model")
 
+    patience = config.get("outage_patience")
     return ResilientBackend(inner, max_attempts=int(config.get("max_attempts") or 5),
-                            concurrency=int(config.get("concurrency") or 8), breaker=breaker)
+                            concurrency=int(config.get("concurrency") or 8), breaker=breaker,
+                            outage_patience=300.0 if patience is None else float(patience))

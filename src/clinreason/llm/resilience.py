@@ -35,6 +35,15 @@ def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, rng: Cal
     return rng() * cap
 
 
+class CircuitOpen(LLMError):
+    """The breaker refused the call: the endpoint was not asked (says nothing new about the request)."""
+
+
+class ProbeFailed(CircuitOpen):
+    """The one probe of a half-open circuit failed: the endpoint is still down (an outage, not this
+    request's fault), and the circuit is open for another cooldown."""
+
+
 class CircuitBreaker:
     """Stops calling an endpoint that keeps failing, then lets one probe through after a cooldown.
 
@@ -67,18 +76,20 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self.cooldown - self._clock())
 
-    def before_call(self) -> None:
-        """Raise a retryable :class:`LLMError` instead of letting a call reach a dead endpoint."""
+    def before_call(self) -> bool:
+        """Raise a retryable :class:`CircuitOpen` instead of letting a call reach a dead endpoint.
+        Returns True when this call is the half-open circuit's probe."""
         if self._opened_at is None:
-            return
+            return False
         remaining = self.remaining_cooldown()
         if remaining > 0.0:
-            raise LLMError(f"circuit open after {self._failures} consecutive failures; "
-                           f"next try in {remaining:.1f} s", retryable=True, retry_after=remaining)
+            raise CircuitOpen(f"circuit open after {self._failures} consecutive failures; "
+                              f"next try in {remaining:.1f} s", retryable=True, retry_after=remaining)
         if self._probe_in_flight:
-            raise LLMError("circuit half-open: waiting for the probe request to come back",
-                           retryable=True, retry_after=min(1.0, self.cooldown))
+            raise CircuitOpen("circuit half-open: waiting for the probe request to come back",
+                              retryable=True, retry_after=min(1.0, self.cooldown))
         self._probe_in_flight = True
+        return True
 
     def record_success(self) -> None:
         self._failures = 0
@@ -102,15 +113,19 @@ class CircuitBreaker:
 class ResilientBackend:
     """Wraps a backend: at most ``concurrency`` calls in flight, retryable failures retried with backoff.
 
-    ``max_attempts`` counts every try, rejections by the open circuit included, so a dead endpoint ends in
-    an error after a bounded wait and the item goes to ``failed`` (retryable by command).
+    ``max_attempts`` counts the tries that reached the endpoint. While the circuit is open (and when the
+    probe of a half-open circuit fails), a call waits for it instead of spending attempts — up to ``outage_patience`` seconds in all, so an endpoint that
+    is down for a minute and comes back costs a pause, not a batch of failed items; beyond that the
+    rejections count as attempts, and a dead endpoint ends in an error after a bounded wait (the item
+    goes to ``failed``, retryable by command).
     The semaphore is held only while the inner backend works, never while sleeping between tries.
     The default breaker opens after ``max(5, concurrency)`` consecutive failures and cools down for 5 s.
     """
 
     def __init__(self, inner: LLMBackend, max_attempts: int = 5, base_delay: float = 0.5,
                  max_delay: float = 30.0, concurrency: int = 8, sleep: Sleep = asyncio.sleep,
-                 rng: Callable[[], float] = random.random, breaker: CircuitBreaker | None = None):
+                 rng: Callable[[], float] = random.random, breaker: CircuitBreaker | None = None,
+                 outage_patience: float = 300.0, clock: Clock = time.monotonic):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.inner = inner
@@ -122,6 +137,8 @@ class ResilientBackend:
         # "Consecutive" failures interleave across concurrent calls: at high concurrency a flaky but
         # alive endpoint easily fails 5 in a row, while a dead one fails a whole wave. One wave it is.
         self.breaker = breaker if breaker is not None else CircuitBreaker(max(5, concurrency), cooldown=5.0)
+        self.outage_patience = outage_patience
+        self._clock = clock
         self._sleep = sleep
         self._rng = rng
         self._slots = asyncio.Semaphore(concurrency)
@@ -131,13 +148,23 @@ class ResilientBackend:
 
     async def complete(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
         last: LLMError | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        waited = 0.0  # seconds spent waiting on an open circuit without spending an attempt
+        attempt = 0
+        while attempt < self.max_attempts:
+            attempt += 1
             try:
                 completion = await self._try_once(messages, params)
             except LLMError as exc:
                 if not exc.retryable:
                     raise
                 last = exc
+                if isinstance(exc, CircuitOpen) and waited < self.outage_patience:
+                    attempt -= 1  # the endpoint was not asked: wait for the circuit, keep the attempt
+                    pause = (exc.retry_after or 1.0) + self._rng() * self.base_delay
+                    started = self._clock()
+                    await self._sleep(pause)
+                    waited += max(self._clock() - started, pause)
+                    continue
                 if attempt == self.max_attempts:
                     break
                 delay = backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay,
@@ -156,12 +183,15 @@ class ResilientBackend:
     async def _try_once(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
         async with self._slots:
             # Asked only once a slot is free: calls queued behind a failing wave must see the circuit open.
-            self.breaker.before_call()
+            probe = self.breaker.before_call()
             try:
                 completion = await self.inner.complete(messages, params)
             except LLMError as exc:
                 if exc.retryable:
                     self.breaker.record_failure()
+                    if probe:
+                        raise ProbeFailed(f"the endpoint is still down ({exc})", retryable=True,
+                                          retry_after=self.breaker.remaining_cooldown(), status=exc.status) from exc
                 else:
                     self.breaker.record_success()  # the endpoint is up; it disliked this request
                 raise
