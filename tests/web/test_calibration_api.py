@@ -69,3 +69,29 @@ def test_marking_errors_name_the_problem(client, seed):
         .status_code == 201
     assert client.delete(f"/api/admin/calibration/{item_id}", headers=root["auth"]).json()["state"] == "in_review"
     assert client.delete(f"/api/admin/calibration/{item_id}", headers=root["auth"]).status_code == 404
+
+
+def test_the_item_page_lets_an_admin_mark_and_withdraw_and_shows_reviewers_nothing(client, seed):
+    root, alice = seed.user("root", role="admin"), seed.user("alice")
+    item_id, _ = seed.item()
+    assert "Use as a calibration item" in client.get(f"/items/{item_id}", headers=root["auth"]).text
+    assert "calibration" not in client.get(f"/items/{item_id}", headers=alice["auth"]).text
+    r = client.post(f"/items/{item_id}/calibration", data={"version": "1", "expect": "bogus"}, headers=root["auth"])
+    assert r.status_code == 422 and "expect" in r.text
+    r = client.post(f"/items/{item_id}/calibration", data={"version": "1", "expect": "good", "note": "textbook"},
+                    headers=root["auth"], follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get(f"/api/items/{item_id}", headers=root["auth"]).json()["state"] == "calibration"
+    page = client.get(f"/items/{item_id}", headers=alice["auth"]).text
+    assert "calibration" not in page.lower() and "in_review" in page
+    assert client.post(f"/items/{item_id}/calibration/withdraw", headers=alice["auth"]).status_code == 403
+    r = client.post(f"/items/{item_id}/calibration/withdraw", headers=root["auth"], follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get(f"/api/items/{item_id}", headers=root["auth"]).json()["state"] == "in_review"
+
+
+def test_a_malformed_adjudication_form_is_422_not_500(client, seed):
+    judge = seed.user("judge", role="adjudicator")
+    item_id, _ = seed.item(state="escalated")
+    r = client.post(f"/items/{item_id}/adjudicate", data={"action": "obliterate"}, headers=judge["auth"])
+    assert r.status_code == 422 and "action" in r.text

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from clinreason.stages import adjudicate as stage
@@ -74,8 +74,13 @@ def adjudicate_api(item_id: str, body: AdjudicationBody, principal: SeniorUser, 
 @router.post("/items/{item_id}/adjudicate", include_in_schema=False)
 async def adjudicate_form(item_id: str, principal: SeniorUser, request: Request) -> Response:
     form = await request.form()
-    body = AdjudicationBody(action=str(form.get("action", "")), rationale_id=form.get("rationale_id") or None,
-                            text=form.get("text") or None, reason=form.get("reason") or None)
+    try:
+        body = AdjudicationBody(action=str(form.get("action", "")), rationale_id=form.get("rationale_id") or None,
+                                text=form.get("text") or None, reason=form.get("reason") or None)
+    except ValidationError as exc:  # a form, not a JSON body: name the field as the JSON API would
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "form"
+        raise ReviewError(field, f"{field}: {first['msg']}") from None
 
     def work() -> None:
         with request.app.state.web.transaction() as conn:

@@ -1,5 +1,5 @@
-"""Calibration items over JSON (admins only): mark a version of known truth, list them with each
-reviewer's results, withdraw one. Reviewers never see any of this: to them a calibration version is
+"""Calibration items over JSON and from the item page (admins only): mark a version of known truth,
+list them with each reviewer's results, withdraw one. Reviewers never see any of this: to them a calibration version is
 leased and submitted like any other."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages import calibration as stage
 from clinreason.stages.review import ReviewError
@@ -15,7 +17,8 @@ from clinreason.store import repository as repo
 from clinreason.web.auth import AdminUser
 from clinreason.web.views import NotFound
 
-router = APIRouter(prefix="/api/admin/calibration", tags=["calibration"])
+router = APIRouter(tags=["calibration"])
+PREFIX = "/api/admin/calibration"
 
 
 class CalibrationBody(BaseModel):
@@ -41,7 +44,7 @@ def _apply(conn, principal, body: CalibrationBody) -> dict[str, Any]:
         raise repo.StaleStateError(str(exc)) from None
 
 
-@router.get("")
+@router.get(PREFIX)
 def list_calibration(principal: AdminUser, request: Request) -> dict[str, Any]:
     """Calibration items and every reviewer's calibration results."""
     with request.app.state.web.transaction() as conn:
@@ -49,7 +52,7 @@ def list_calibration(principal: AdminUser, request: Request) -> dict[str, Any]:
                 "reviewers": stage.results(conn, project_id=principal.project_id)}
 
 
-@router.post("", status_code=201, responses={404: {"description": "no such item in your project"},
+@router.post(PREFIX, status_code=201, responses={404: {"description": "no such item in your project"},
                                              409: {"description": "the item is accepted, excluded or already one"},
                                              422: {"description": "invalid body; the field is named"}})
 def mark_calibration(body: CalibrationBody, principal: AdminUser, request: Request) -> dict[str, Any]:
@@ -58,7 +61,7 @@ def mark_calibration(body: CalibrationBody, principal: AdminUser, request: Reque
         return _apply(conn, principal, body)
 
 
-@router.delete("/{item_id}", responses={404: {"description": "not a calibration item of your project"}})
+@router.delete(PREFIX + "/{item_id}", responses={404: {"description": "not a calibration item of your project"}})
 def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -> dict[str, Any]:
     """Withdraw a calibration item: it returns to review as any other item."""
     with request.app.state.web.transaction() as conn:
@@ -67,3 +70,32 @@ def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -
         except stage.CalibrationError as exc:
             raise NotFound(str(exc)) from None
     return {"item_id": item_id, "state": "in_review"}
+
+
+
+@router.post("/items/{item_id}/calibration", include_in_schema=False)
+async def mark_form(item_id: str, principal: AdminUser, request: Request) -> Response:
+    form = await request.form()
+    version = str(form.get("version") or "").strip()
+    seeded = str(form.get("seeded_text") or "")
+    try:
+        body = CalibrationBody(item_id=item_id, expect=str(form.get("expect", "")),
+                               version=int(version) if version.isdigit() else None, note=str(form.get("note") or ""),
+                               seeded_text=seeded if seeded.strip() else None)
+    except ValidationError as exc:  # a form, not a JSON body: name the field as the JSON API would
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "form"
+        raise ReviewError(field, f"{field}: {first['msg']}") from None
+
+    def work() -> None:
+        with request.app.state.web.transaction() as conn:
+            _apply(conn, principal, body)
+
+    await run_in_threadpool(work)
+    return RedirectResponse(f"/items/{item_id}", status_code=303)
+
+
+@router.post("/items/{item_id}/calibration/withdraw", include_in_schema=False)
+def withdraw_form(item_id: str, principal: AdminUser, request: Request) -> Response:
+    withdraw_calibration(item_id, principal, request)
+    return RedirectResponse(f"/items/{item_id}", status_code=303)
