@@ -394,6 +394,7 @@ class _StageRun:
             task = asyncio.create_task(self._process(job))
             self.active.add(task)
             task.add_done_callback(self.active.discard)
+        await asyncio.sleep(0)  # let the new jobs send their requests before the next claim's thread runs
         return len(jobs)
 
     async def _next_progress(self) -> None:
