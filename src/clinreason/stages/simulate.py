@@ -243,8 +243,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                 continue
             channel.submit(reviewer, lease, world.review(person, world.quality[lease.rationale_id]))
             progressed = True
-        if progressed:
-            continue
+        # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
         with engine.begin() as conn:
             waiting = conn.execute(select(items.c.id, items.c.state).where(
                 items.c.project_id == pid, items.c.state.in_(["regenerating", "escalated"]))).all()
@@ -269,7 +268,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                     else:
                         adjudicate.exclude(conn, project_id=pid, item_id=item_id, adjudicator="sim-adjudicator",
                                            reason="no sound version")
-        if not waiting and not waiting_drafts:
+        if not progressed and not waiting and not waiting_drafts:
             break
     return _measure(engine, pid, policy, n_items, len(people), seed, world)
 
