@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from clinreason.stages import adjudicate as stage
@@ -16,7 +16,7 @@ from clinreason.stages.review import ReviewError
 from clinreason.store import repository as repo
 from clinreason.store.tables import decisions
 from clinreason.web.auth import Principal, SeniorUser
-from clinreason.web.views import NotFound
+from clinreason.web.views import NotFound, form_body
 
 router = APIRouter(tags=["adjudication"])
 
@@ -74,13 +74,8 @@ def adjudicate_api(item_id: str, body: AdjudicationBody, principal: SeniorUser, 
 @router.post("/items/{item_id}/adjudicate", include_in_schema=False)
 async def adjudicate_form(item_id: str, principal: SeniorUser, request: Request) -> Response:
     form = await request.form()
-    try:
-        body = AdjudicationBody(action=str(form.get("action", "")), rationale_id=form.get("rationale_id") or None,
-                                text=form.get("text") or None, reason=form.get("reason") or None)
-    except ValidationError as exc:  # a form, not a JSON body: name the field as the JSON API would
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "form"
-        raise ReviewError(field, f"{field}: {first['msg']}") from None
+    body = form_body(AdjudicationBody, action=str(form.get("action", "")), rationale_id=form.get("rationale_id") or None,
+                     text=form.get("text") or None, reason=form.get("reason") or None)
 
     def work() -> None:
         with request.app.state.web.transaction() as conn:

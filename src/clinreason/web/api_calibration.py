@@ -8,14 +8,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages import calibration as stage
 from clinreason.stages.review import ReviewError
 from clinreason.store import repository as repo
 from clinreason.web.auth import AdminUser
-from clinreason.web.views import NotFound
+from clinreason.web.views import NotFound, form_body
 
 router = APIRouter(tags=["calibration"])
 PREFIX = "/api/admin/calibration"
@@ -78,14 +78,9 @@ async def mark_form(item_id: str, principal: AdminUser, request: Request) -> Res
     form = await request.form()
     version = str(form.get("version") or "").strip()
     seeded = str(form.get("seeded_text") or "")
-    try:
-        body = CalibrationBody(item_id=item_id, expect=str(form.get("expect", "")),
-                               version=int(version) if version.isdigit() else None, note=str(form.get("note") or ""),
-                               seeded_text=seeded if seeded.strip() else None)
-    except ValidationError as exc:  # a form, not a JSON body: name the field as the JSON API would
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "form"
-        raise ReviewError(field, f"{field}: {first['msg']}") from None
+    body = form_body(CalibrationBody, item_id=item_id, expect=str(form.get("expect", "")),
+                     version=int(version) if version.isdigit() else None, note=str(form.get("note") or ""),
+                     seeded_text=seeded if seeded.strip() else None)
 
     def work() -> None:
         with request.app.state.web.transaction() as conn:

@@ -3,8 +3,9 @@ Everything a reviewer sees passes through the blindness rules here (`visible_rev
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, func, select
 
 from clinreason.config import ReviewConfig
@@ -39,6 +40,19 @@ def _redact_actor(actor: str | None, principal: Principal) -> str | None:
     if principal.role in SENIOR_ROLES or not actor or not actor.startswith("user:") or actor == principal.actor:
         return actor
     return HIDDEN_ACTOR
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def form_body(model: type[Body], **values: Any) -> Body:
+    """Validate a page form with the JSON API's model: a bad field is a 422 naming it, as over JSON."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "form"
+        raise stage.ReviewError(field, f"{field}: {first['msg']}") from None
 
 
 def item_row(conn: Connection, principal: Principal, item_id: str) -> dict[str, Any]:
