@@ -144,7 +144,7 @@ def test_llm_errors_that_echo_the_key_are_redacted_even_at_debug_level(engine, p
     caplog.set_level(logging.DEBUG)
     with FakeOpenAIServer.running_in_thread(fault_plan=FaultPlan(echo_headers_status=status)) as server:
         backend = make_backend(backend="openai", base_url=server.base_url, model="fake-model", api_key=SECRET,
-                               max_attempts=3, concurrency=2)
+                               max_attempts=3, concurrency=2, outage_patience=0)  # fail fast: no outage wait
 
         async def draft():
             try:
