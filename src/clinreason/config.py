@@ -78,6 +78,8 @@ class ReviewConfig(BaseModel):
     #: adaptive: accept when the posterior P(defective) is at most this; send back when P(sound) is at most revise_risk
     accept_risk: float = Field(0.02, gt=0, lt=0.5)
     revise_risk: float = Field(0.2, gt=0, lt=0.5)
+    #: adaptive: when the screening signals' fitted accuracy is below this, an acceptance needs two passing reviews
+    min_signal_accuracy: float = Field(0.75, ge=0.5, le=1)
     #: share of assignments that serve a calibration item (a version of known truth) instead
     calibration_rate: float = Field(0.05, ge=0, le=1)
 
@@ -206,6 +208,7 @@ max_reviewers = 3
 min_reliability = 0.75   # adaptive: an acceptance needs a passing review from a reviewer at least this reliable
 accept_risk = 0.02       # adaptive: accept once P(defective | screening, reviews) <= this
 revise_risk = 0.2        # adaptive: send back once P(sound | screening, reviews) <= this
+min_signal_accuracy = 0.75  # adaptive: screening weaker than this (as fitted): acceptance needs two passes
 calibration_rate = 0.05  # share of assignments that serve a calibration item (known truth) instead
 
 [llm]

@@ -137,3 +137,17 @@ def test_a_harsh_reviewers_rejection_reads_as_a_pass_once_their_offset_is_known(
     assert not says_pass(R, reject(), offset=-0.9)  # a real defect still fails
     model = EvidenceModel(prevalence=0.6, sources=STRONG.sources, offsets={"harsh": -0.9})
     assert p_sound(model, R, CONFIDENT, [harsh_on_sound]) > p_sound(STRONG, R, CONFIDENT, [])
+
+
+def test_when_the_fit_says_screening_is_weak_one_pass_never_accepts_alone():
+    """Reviewers tend to miss the same subtle defects; only independent signals catch those. With weak
+    signals, even a reviewer the fit rates near-perfect needs a second passing review."""
+    weak = EvidenceModel(prevalence=0.9, sources={CHECKS_SOURCE: Rates(0.62, 0.62), JUDGE_SOURCE: Rates(0.6, 0.6),
+                                                  "careful": Rates(0.95, 0.999), "careful2": Rates(0.95, 0.999)})
+    assert p_sound(weak, R, CONFIDENT, [accept()]) > 0.99  # the posterior alone would accept
+    d = decide_adaptive(R, POLICY, [accept()], CONFIDENT, weak, required=1)
+    assert d.outcome is Outcome.PENDING and "signals are weak" in d.reason
+    assert decide_adaptive(R, POLICY, [accept(), accept("careful2")], CONFIDENT, weak,
+                           required=1).outcome is Outcome.ACCEPTED
+    # before any fit the guard stays off (the defaults are not evidence that screening is weak)
+    assert EvidenceModel().signal_accuracy() is None

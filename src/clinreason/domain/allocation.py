@@ -44,12 +44,14 @@ class AllocationPolicy:
     min_reliability: float = 0.75  # an acceptance needs a passing review from a reviewer at least this reliable
     accept_risk: float = 0.02  # accept when P(defective) is at most this
     revise_risk: float = 0.2  # send back when P(sound) is at most this
+    min_signal_accuracy: float = 0.75  # below it (as fitted), an acceptance needs two passing reviews
 
     @classmethod
     def from_policy(cls, policy: Policy) -> AllocationPolicy:
         return cls(mode=policy.allocation, overlap=policy.overlap, audit_share=policy.audit_share,
                    max_reviewers=policy.max_reviewers, min_reliability=policy.min_reliability,
-                   accept_risk=policy.accept_risk, revise_risk=policy.revise_risk)
+                   accept_risk=policy.accept_risk, revise_risk=policy.revise_risk,
+                   min_signal_accuracy=policy.min_signal_accuracy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,11 @@ class EvidenceModel:
 
     def reliability(self, reviewer: str) -> float:
         return self.rates(reviewer).accuracy
+
+    def signal_accuracy(self) -> float | None:
+        """Mean fitted balanced accuracy of the screening signals (None before any fit)."""
+        fitted = [self.sources[name].accuracy for name in SIGNAL_SOURCES if name in self.sources]
+        return sum(fitted) / len(fitted) if fitted else None
 
     def typical_reviewer(self) -> Rates:
         """The median reviewer of the project (the default before any is known)."""
@@ -195,7 +202,11 @@ def decide_adaptive(rubric: Rubric, policy: AllocationPolicy, votes: list[Review
     failed = [v for v in clear if not _witness(model, rubric, v)]
     n = len(votes)
     evidence = f"P(sound) = {p:.3f} after {n} review{'s' if n != 1 else ''} and the screening signals"
-    if p >= 1 - policy.accept_risk and trusted_pass:
+    # Reviewers tend to miss the same subtle defects, which no fit on their verdicts can see; informative
+    # screening signals err independently of them and catch those. When the fit says the signals are
+    # weak, one passing review is not enough, whatever the posterior says.
+    weak = (model.signal_accuracy() or 1.0) < policy.min_signal_accuracy
+    if p >= 1 - policy.accept_risk and len(trusted_pass) >= (2 if weak else 1):
         return ConsensusDecision(Outcome.ACCEPTED, f"{evidence}: accepted ({len(trusted_pass)} of {n} pass, "
                                  "leniency allowed for)")
     if p <= policy.revise_risk and failed:
@@ -228,6 +239,10 @@ def _why_more(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote],
               model: EvidenceModel) -> str:
     """Say in words why the evidence is not yet enough (the reason recorded with the extra request)."""
     last = votes[-1]
+    accuracy = model.signal_accuracy()
+    if accuracy is not None and accuracy < policy.min_signal_accuracy and _witness(model, rubric, last):
+        return (f"the screening signals are weak (estimated accuracy {accuracy:.2f}): a second passing review "
+                "is needed")
     if borderline(rubric, last):
         return "the review is borderline (its verdict and its scores disagree): one more reviewer"
     if model.reliability(last.reviewer) < policy.min_reliability:

@@ -52,6 +52,7 @@ class Policy:
     min_reliability: float = 0.75
     accept_risk: float = 0.02  # adaptive: accept when P(defective) is at most this
     revise_risk: float = 0.2  # adaptive: send back when P(sound) is at most this
+    min_signal_accuracy: float = 0.75  # adaptive: weaker screening signals make acceptance need two passes
 
     @classmethod
     def from_config(cls, review: dict[str, Any]) -> Policy:
@@ -65,7 +66,8 @@ class Policy:
                    max_reviewers=int(review.get("max_reviewers", 3)),
                    min_reliability=float(review.get("min_reliability", 0.75)),
                    accept_risk=float(review.get("accept_risk", 0.02)),
-                   revise_risk=float(review.get("revise_risk", 0.2)))
+                   revise_risk=float(review.get("revise_risk", 0.2)),
+                   min_signal_accuracy=float(review.get("min_signal_accuracy", 0.75)))
 
     @property
     def base_overlap(self) -> int:
