@@ -64,6 +64,15 @@ class ScreeningSignals:
     def confident(self) -> bool:
         return self.checks_passed and self.judge_pass is not False and not self.flagged
 
+    @classmethod
+    def from_checks(cls, rows: list[tuple[str, bool]], *, flagged: bool = False) -> ScreeningSignals:
+        """From a version's check rows (name, passed): `judge:*` rows are the LLM judge, the rest the
+        automatic checks (a version with no automatic check has not passed them)."""
+        automatic = [bool(passed) for name, passed in rows if not name.startswith("judge")]
+        judge = [bool(passed) for name, passed in rows if name.startswith("judge")]
+        return cls(checks_passed=bool(automatic) and all(automatic), judge_pass=all(judge) if judge else None,
+                   flagged=flagged)
+
     def labels(self) -> list[tuple[str, bool]]:
         """The signals as witnesses: (source, says pass). A flagged draft failed its checks."""
         out = [(CHECKS_SOURCE, self.checks_passed and not self.flagged)]

@@ -81,17 +81,10 @@ def _ask_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rati
                    detail={"rationale_id": rationale_id, "reason": reason})
 
 
-def allocation_policy(policy: Policy) -> AllocationPolicy:
-    return AllocationPolicy.from_policy(policy)
-
-
 def screening_signals(conn: Connection, *, item_id: str, rationale_id: str) -> ScreeningSignals:
     rows = conn.execute(select(checks.c.name, checks.c.passed).where(checks.c.rationale_id == rationale_id)).all()
-    automatic = [passed for name, passed in rows if not name.startswith("judge")]
-    judge = [passed for name, passed in rows if name.startswith("judge")]
     flagged = conn.execute(select(items.c.flag_reason).where(items.c.id == item_id)).scalar() is not None
-    return ScreeningSignals(checks_passed=bool(automatic) and all(automatic),
-                            judge_pass=all(judge) if judge else None, flagged=flagged)
+    return ScreeningSignals.from_checks([tuple(r) for r in rows], flagged=flagged)
 
 
 def audit_draw(rationale_id: str) -> float:
@@ -106,26 +99,24 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
     if policy.allocation != "adaptive":
         return policy.overlap
     signals = screening_signals(conn, item_id=item_id, rationale_id=rationale_id)
-    n, reason = initial_reviewers(allocation_policy(policy), signals, audit_draw(rationale_id))
+    n, reason = initial_reviewers(AllocationPolicy.from_policy(policy), signals, audit_draw(rationale_id))
     for _ in range(n - policy.base_overlap):
         _ask_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor,
                             reason=reason)
     return n
 
 
-def _signal_labels(conn: Connection, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
+def _signal_labels(conn: Connection, project_id: int, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
     """The screening signals of the reviewed versions as witnesses, in the shape the estimator takes."""
+    reviewed = select(reviews.c.rationale_id).join(items, items.c.id == reviews.c.item_id) \
+        .where(items.c.project_id == project_id)
     by_version: dict[str, list[tuple[str, bool]]] = {}
-    for rid, name, passed in conn.execute(select(checks.c.rationale_id, checks.c.name, checks.c.passed)):
+    for rid, name, passed in conn.execute(select(checks.c.rationale_id, checks.c.name, checks.c.passed)
+                                          .where(checks.c.rationale_id.in_(reviewed))):
         if rid in rationale_ids:
-            by_version.setdefault(rid, []).append((name, bool(passed)))
-    out: list[tuple[str, str, bool]] = []
-    for rid, rows in by_version.items():
-        signals = ScreeningSignals(checks_passed=all(p for n, p in rows if not n.startswith("judge")),
-                                   judge_pass=all(p for n, p in rows if n.startswith("judge"))
-                                   if any(n.startswith("judge") for n, _ in rows) else None)
-        out += [(rid, source, said) for source, said in signals.labels()]
-    return out
+            by_version.setdefault(rid, []).append((name, passed))
+    return [(rid, source, said) for rid, rows in by_version.items()
+            for source, said in ScreeningSignals.from_checks(rows).labels()]
 
 
 def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
@@ -150,7 +141,7 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
         .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
                decisions.c.rationale_id.is_not(None))).scalars()}
     known.update(calibration_truths(conn, project_id))
-    labels += _signal_labels(conn, {rid for rid, _, _ in labels})
+    labels += _signal_labels(conn, project_id, {rid for rid, _, _ in labels})
     fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
     return EvidenceModel(prevalence=fit.prevalence, offsets=offsets,
                          sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
@@ -177,12 +168,6 @@ def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
     return model
 
 
-def reviewer_reliability(conn: Connection, project_id: int) -> dict[str, float]:
-    """Estimated balanced accuracy (mean of sensitivity and specificity) per reviewer."""
-    model = evidence_model(conn, project_id)
-    return {name: rates.accuracy for name, rates in model.sources.items() if not name.startswith("screening:")}
-
-
 def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
     rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
     policy = project_policy(conn, project_id)
@@ -191,7 +176,7 @@ def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> Consens
     if policy.allocation != "adaptive":
         return decide(rubric, policy, votes, extra_requested=extra)
     item_id = conn.execute(select(rationales.c.item_id).where(rationales.c.id == rationale_id)).scalar_one()
-    return decide_adaptive(rubric, allocation_policy(policy), votes,
+    return decide_adaptive(rubric, AllocationPolicy.from_policy(policy), votes,
                            screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
                            evidence_model(conn, project_id), required=policy.base_overlap + extra)
 
