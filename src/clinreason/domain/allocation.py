@@ -115,6 +115,11 @@ class EvidenceModel:
         fitted = [self.sources[name].accuracy for name in SIGNAL_SOURCES if name in self.sources]
         return sum(fitted) / len(fitted) if fitted else None
 
+    def signals_weak(self, threshold: float) -> bool:
+        """The fit rates the screening signals below `threshold` (never before there is a fit)."""
+        accuracy = self.signal_accuracy()
+        return accuracy is not None and accuracy < threshold
+
     def typical_reviewer(self) -> Rates:
         """The median reviewer of the project (the default before any is known)."""
         people = [r for name, r in self.sources.items() if name not in SIGNAL_SOURCES]
@@ -214,7 +219,7 @@ def decide_adaptive(rubric: Rubric, policy: AllocationPolicy, votes: list[Review
     # Reviewers tend to miss the same subtle defects, which no fit on their verdicts can see; informative
     # screening signals err independently of them and catch those. When the fit says the signals are
     # weak, one passing review is not enough, whatever the posterior says.
-    weak = (model.signal_accuracy() or 1.0) < policy.min_signal_accuracy
+    weak = model.signals_weak(policy.min_signal_accuracy)
     if p >= 1 - policy.accept_risk and len(trusted_pass) >= (2 if weak else 1):
         return ConsensusDecision(Outcome.ACCEPTED, f"{evidence}: accepted ({len(trusted_pass)} of {n} pass, "
                                  "leniency allowed for)")
@@ -248,10 +253,9 @@ def _why_more(rubric: Rubric, policy: AllocationPolicy, votes: list[ReviewVote],
               model: EvidenceModel) -> str:
     """Say in words why the evidence is not yet enough (the reason recorded with the extra request)."""
     last = votes[-1]
-    accuracy = model.signal_accuracy()
-    if accuracy is not None and accuracy < policy.min_signal_accuracy and _witness(model, rubric, last):
-        return (f"the screening signals are weak (estimated accuracy {accuracy:.2f}): a second passing review "
-                "is needed")
+    if model.signals_weak(policy.min_signal_accuracy) and _witness(model, rubric, last):
+        return (f"the screening signals are weak (estimated accuracy {model.signal_accuracy():.2f}): a second "
+                "passing review is needed")
     if borderline(rubric, last):
         return "the review is borderline (its verdict and its scores disagree): one more reviewer"
     if model.reliability(last.reviewer) < policy.min_reliability:
