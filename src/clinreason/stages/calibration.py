@@ -101,19 +101,20 @@ def candidate(conn: Connection, *, project_id: int, reviewer_id: int, author: st
     calibration versions they have neither reviewed, been leased nor written."""
     if rate <= 0:
         return None
-    served = conn.execute(select(func.count()).select_from(assignments)
-                          .where(assignments.c.reviewer_id == reviewer_id)).scalar_one()
-    if _draw(reviewer_id, served) >= rate:
-        return None
     seen = exists().where(assignments.c.rationale_id == calibration.c.rationale_id,
                           assignments.c.reviewer_id == reviewer_id)
-    return conn.execute(
+    found = conn.execute(
         select(rationales.c.id, rationales.c.item_id, rationales.c.version)
         .select_from(calibration.join(rationales, rationales.c.id == calibration.c.rationale_id)
                      .join(items, items.c.id == calibration.c.item_id))
         .where(calibration.c.project_id == project_id, items.c.state == ItemState.CALIBRATION.value, ~seen,
                rationales.c.author != author)
         .order_by(calibration.c.created_at, calibration.c.id).limit(1)).first()
+    if found is None:  # the usual case (no probe left for them): no draw to make
+        return None
+    served = conn.execute(select(func.count()).select_from(assignments)
+                          .where(assignments.c.reviewer_id == reviewer_id)).scalar_one()
+    return found if _draw(reviewer_id, served) < rate else None
 
 
 def results(conn: Connection, *, project_id: int) -> dict[str, dict[str, Any]]:

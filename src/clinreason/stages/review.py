@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, exists, func, insert, select, update
 
+from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Origin, Verdict
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.stages import calibration
@@ -40,7 +41,6 @@ from clinreason.store import repository as repo
 from clinreason.store.tables import assignments, events, items, rationales, review_drafts, reviews, users
 
 REVIEWABLE_STATE = "in_review"
-CALIBRATION_STATE = "calibration"  # stages/calibration.py: leased and submitted like any other version
 EXTRA_REVIEWER_EVENT = "consensus.extra_reviewer"
 MAX_COMMENT_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
@@ -431,7 +431,8 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     rat = conn.execute(select(rationales).where(rationales.c.id == row.rationale_id)).mappings().one()
     latest = conn.execute(select(func.max(rationales.c.version)).where(rationales.c.item_id == row.item_id)).scalar_one()
     clean = validate_review(body, rubric_body=rubric_body, original_text=rat["text"])
-    probe = item["state"] == CALIBRATION_STATE  # a calibration version: no slot count, no new version
+    # a calibration version (stages/calibration.py): no slot count, no new version
+    probe = item["state"] == ItemState.CALIBRATION.value
     if (row.status != "open" or aware(row.expires_at) <= now) and not probe:
         # The lease lapsed: keep the work if its slot is still free, else say so (the draft stays).
         taken = conn.execute(select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rat["id"])).scalar_one()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, func, select
 
 from clinreason.config import ReviewConfig
+from clinreason.domain.lifecycle import ItemState
 from clinreason.stages import review as stage
 from clinreason.store import repository as repo
 from clinreason.store.tables import assignments, checks, items, projects, rationales, reviews
@@ -68,17 +69,20 @@ def _senior(principal: Principal | None) -> bool:
 
 def _is_probe(item: dict[str, Any], principal: Principal | None) -> bool:
     """A calibration item seen by a reviewer: it must look like any other item in review."""
-    return item["state"] == "calibration" and not _senior(principal)
+    return item["state"] == ItemState.CALIBRATION.value and not _senior(principal)
 
 
 def _probe_event(row: dict[str, Any]) -> bool:
-    """Events that would give a calibration item away (its marking, its results, moves to or from it)."""
-    text = f"{row['kind']} {row['before']} {row['after']} {row['detail']}"
-    return "calibration" in text or "'expect'" in text
+    """Events that would give a calibration item away: its results, and its moves into or out of the
+    calibration state (whose detail names the known truth)."""
+    states = {part.get("state") for part in (row["before"], row["after"]) if isinstance(part, dict)}
+    detail = row["detail"] if isinstance(row["detail"], dict) else {}
+    return row["kind"].startswith("calibration.") or ItemState.CALIBRATION.value in states \
+        or "calibration" in detail or "expect" in detail
 
 
 def item_basics(item: dict[str, Any], principal: Principal | None = None) -> dict[str, Any]:
-    state = "in_review" if _is_probe(item, principal) else item["state"]
+    state = ItemState.IN_REVIEW.value if _is_probe(item, principal) else item["state"]
     return {
         "id": item["id"], "question": item["question"],
         "options": {label: text for label, text in item["options"]},
