@@ -244,7 +244,7 @@ def _moving(clock):
 
 async def test_a_minute_long_outage_costs_a_pause_not_the_item(clock) -> None:
     inner = Outage(clock, until=clock() + 60.0)
-    backend = ResilientBackend(inner, max_attempts=5, sleep=_moving(clock), rng=lambda: 0.0, clock=clock,
+    backend = ResilientBackend(inner, max_attempts=5, sleep=_moving(clock), rng=lambda: 0.0,
                                breaker=CircuitBreaker(failure_threshold=2, cooldown=5.0, clock=clock))
     completion = await backend.complete(MESSAGES, LLMParams())
     assert completion.text == "back" and completion.attempts <= 5
@@ -254,7 +254,6 @@ async def test_a_minute_long_outage_costs_a_pause_not_the_item(clock) -> None:
 async def test_patience_is_bounded_so_a_dead_endpoint_still_fails_the_item(clock) -> None:
     inner = Outage(clock, until=float("inf"))
     backend = ResilientBackend(inner, max_attempts=5, sleep=_moving(clock), rng=lambda: 0.0, outage_patience=30.0,
-                               clock=clock,
                                breaker=CircuitBreaker(failure_threshold=2, cooldown=5.0, clock=clock))
     started = clock()
     with pytest.raises(LLMError, match="gave up after 5 attempts"):

@@ -114,10 +114,10 @@ class ResilientBackend:
     """Wraps a backend: at most ``concurrency`` calls in flight, retryable failures retried with backoff.
 
     ``max_attempts`` counts the tries that reached the endpoint. While the circuit is open (and when the
-    probe of a half-open circuit fails), a call waits for it instead of spending attempts — up to ``outage_patience`` seconds in all, so an endpoint that
-    is down for a minute and comes back costs a pause, not a batch of failed items; beyond that the
-    rejections count as attempts, and a dead endpoint ends in an error after a bounded wait (the item
-    goes to ``failed``, retryable by command).
+    probe of a half-open circuit fails), a call waits instead of spending attempts — up to
+    ``outage_patience`` seconds in all, so an endpoint that is down for a minute and comes back costs a
+    pause, not a batch of failed items. Beyond that the rejections count as attempts, and a dead
+    endpoint ends in an error after a bounded wait (the item goes to ``failed``, retryable by command).
     The semaphore is held only while the inner backend works, never while sleeping between tries.
     The default breaker opens after ``max(5, concurrency)`` consecutive failures and cools down for 5 s.
     """
@@ -125,7 +125,7 @@ class ResilientBackend:
     def __init__(self, inner: LLMBackend, max_attempts: int = 5, base_delay: float = 0.5,
                  max_delay: float = 30.0, concurrency: int = 8, sleep: Sleep = asyncio.sleep,
                  rng: Callable[[], float] = random.random, breaker: CircuitBreaker | None = None,
-                 outage_patience: float = 300.0, clock: Clock = time.monotonic):
+                 outage_patience: float = 300.0):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.inner = inner
@@ -138,7 +138,6 @@ class ResilientBackend:
         # alive endpoint easily fails 5 in a row, while a dead one fails a whole wave. One wave it is.
         self.breaker = breaker if breaker is not None else CircuitBreaker(max(5, concurrency), cooldown=5.0)
         self.outage_patience = outage_patience
-        self._clock = clock
         self._sleep = sleep
         self._rng = rng
         self._slots = asyncio.Semaphore(concurrency)
@@ -148,10 +147,9 @@ class ResilientBackend:
 
     async def complete(self, messages: list[ChatMessage], params: LLMParams) -> Completion:
         last: LLMError | None = None
-        waited = 0.0  # seconds spent waiting on an open circuit without spending an attempt
-        attempt = 0
-        while attempt < self.max_attempts:
-            attempt += 1
+        waited = 0.0  # seconds spent waiting out an outage, no attempt spent
+        attempt = 1
+        while True:
             try:
                 completion = await self._try_once(messages, params)
             except LLMError as exc:
@@ -159,11 +157,10 @@ class ResilientBackend:
                     raise
                 last = exc
                 if isinstance(exc, CircuitOpen) and waited < self.outage_patience:
-                    attempt -= 1  # the endpoint was not asked: wait for the circuit, keep the attempt
+                    # the circuit is open (or its probe found the endpoint still down): wait, keep the attempt
                     pause = (exc.retry_after or 1.0) + self._rng() * self.base_delay
-                    started = self._clock()
                     await self._sleep(pause)
-                    waited += max(self._clock() - started, pause)
+                    waited += pause
                     continue
                 if attempt == self.max_attempts:
                     break
@@ -172,6 +169,7 @@ class ResilientBackend:
                 log.info("attempt %d/%d failed (%s); retrying in %.2f s", attempt, self.max_attempts,
                          exc, delay)
                 await self._sleep(delay)
+                attempt += 1
                 continue
             completion.attempts = attempt
             return completion
