@@ -11,22 +11,16 @@ shown per reviewer on the dashboard.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, select
 
+from clinreason.config import ReviewConfig
 from clinreason.domain.consensus import ReviewVote, passes
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import repository as repo
 from clinreason.store.tables import assignments, calibration, items, projects, rationales, reviews, users
-
-
-def rate(conn: Connection, project_id: int) -> float:
-    """The project's `review.calibration_rate`."""
-    config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
-    return float(((config or {}).get("review") or {}).get("calibration_rate", 0.05))
 
 EXPECTATIONS = ("good", "bad")
 MARKABLE = (ItemState.IN_REVIEW.value, ItemState.ESCALATED.value)
@@ -34,6 +28,12 @@ MARKABLE = (ItemState.IN_REVIEW.value, ItemState.ESCALATED.value)
 
 class CalibrationError(ValueError):
     """A calibration request that cannot be carried out; the message says why."""
+
+
+def rate(conn: Connection, project_id: int) -> float:
+    """The project's `review.calibration_rate` (its configured default when the project does not set it)."""
+    config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
+    return ReviewConfig.model_validate((config or {}).get("review") or {}).calibration_rate
 
 
 def mark(conn: Connection, *, project_id: int, item_id: str, expect: str, actor: str, version: int | None = None,
@@ -145,11 +145,9 @@ def listing(conn: Connection, *, project_id: int) -> list[dict[str, Any]]:
                .scalar_subquery().label("reviews"))
         .join(rationales, rationales.c.id == calibration.c.rationale_id)
         .where(calibration.c.project_id == project_id).order_by(calibration.c.created_at)).mappings()
-    return [{**dict(r), "created_at": _iso(r["created_at"])} for r in rows]
+    from clinreason.stages.review import aware  # the review stage imports this module
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return [{**dict(r), "created_at": aware(r["created_at"]).isoformat()} for r in rows]
 
 
 def record_result(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
