@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,14 +222,15 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                                                     active=True, created_at=repo.now())).inserted_primary_key[0]
             reviewers.append((Reviewer(uid, name), person))
         ts = repo.now()
+        waiting_drafts: deque[tuple[str, str]] = deque()  # (item, its first version), in order
         for n in range(n_items):
             item_id = f"sim{n:06d}"
             conn.execute(insert(items).values(
                 id=item_id, project_id=pid, content_hash=item_id.ljust(64, "0"), question=f"simulated question {n}",
                 options=[["A", "a"], ["B", "b"]], answer_labels=["A"], language="en", meta={}, state="screening",
                 strikes=0, auto_retries=0, created_at=ts, updated_at=ts))
-            _new_version(conn, world, item_id=item_id, version=1, truth=world.draft_quality(), origin="generated")
-    waiting_drafts = [f"sim{n:06d}" for n in range(n_items)]
+            waiting_drafts.append((item_id, _new_version(conn, world, item_id=item_id, version=1,
+                                                         truth=world.draft_quality(), origin="generated")))
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
     while True:
@@ -273,14 +275,13 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
     return _measure(engine, pid, policy, n_items, len(people), seed, world)
 
 
-def _release_drafts(conn, pid: int, waiting: list[str], *, queue: int) -> None:
+def _release_drafts(conn, pid: int, waiting: deque[tuple[str, str]], *, queue: int) -> None:
     """Drafts reach the review queue as the pipeline produces them, not all at once: top the queue up
     to `queue` items (in order), as a drafting worker running ahead of the reviewers would."""
     in_review = conn.execute(select(func.count()).select_from(items).where(
         items.c.project_id == pid, items.c.state == "in_review")).scalar_one()
     while waiting and in_review < queue:
-        item_id = waiting.pop(0)
-        rid = conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)).scalar_one()
+        item_id, rid = waiting.popleft()
         repo.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
         enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
         in_review += 1
