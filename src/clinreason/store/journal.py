@@ -38,6 +38,8 @@ from typing import Any, Iterator
 
 from sqlalchemy.engine import URL
 
+from clinreason.store.work import pid_alive
+
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".jsonl"
@@ -71,16 +73,6 @@ def database_key(url: URL) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def _segment_owner(path: Path) -> tuple[str, int, str] | None:
     """(host, pid, token) from a segment's name; None for a file that is not a segment."""
     parts = path.name[: -len(_SUFFIX)].split("~")
@@ -100,7 +92,7 @@ def is_orphan(path: Path) -> bool:
         return False
     if pid == os.getpid():
         return token not in _OPEN
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:

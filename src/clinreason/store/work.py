@@ -21,7 +21,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host still exists (another user's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def expire_dead_local_claims(conn: Connection, *, project_id: int) -> int:
         .group_by(items.c.claimed_by)
     ).scalars().all()
     dead = [w for w in rows if w.rsplit(":", 1)[-1].isdigit() and int(w.rsplit(":", 1)[-1]) != os.getpid()
-            and not _pid_alive(int(w.rsplit(":", 1)[-1]))]
+            and not pid_alive(int(w.rsplit(":", 1)[-1]))]
     if not dead:
         return 0
     past = repo.now() - timedelta(seconds=1)
