@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test soak venv install-local install-dev bench lint clean
+.PHONY: demo test soak venv install-local install-dev bench lint lint-types clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
+
+## The layering contracts and the types ([tool.importlinter], [tool.mypy] in pyproject.toml); `make test` runs both too.
+lint-types: install-dev
+	@status=0; \
+	$(BIN)/lint-imports --no-cache --no-logo || { echo "FAILED: lint-imports" >&2; status=1; }; \
+	$(BIN)/mypy src/clinreason || { echo "FAILED: mypy" >&2; status=1; }; \
+	exit $$status
 
 clean:
 	rm -rf demo-run .pytest_cache test-artifacts

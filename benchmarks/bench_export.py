@@ -110,7 +110,7 @@ import json, resource, sys, time
 from pathlib import Path
 from clinreason.store import db
 from clinreason.stages.export import ExportOptions, run_export
-import clinreason.analytics.card, clinreason.analytics.dataset_formats
+import clinreason.stages.export.card, clinreason.stages.export.formats
 fmt, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
 if fmt in ("parquet", "hf"):
     import pyarrow.parquet  # noqa

@@ -27,12 +27,12 @@ from collections import Counter
 from pathlib import Path
 
 from clinreason.config import ProjectConfig
-from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 from clinreason.llm.factory import make_backend
 from clinreason.stages.ingest import import_path
 from clinreason.stages.runner import DRAFT, run_llm_stage
 from clinreason.store import db as dbm
 from clinreason.store import repository as repo
+from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 
 async def _bare_client(url: str, n: int, concurrency: int) -> float:

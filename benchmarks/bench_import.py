@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clinreason.devtools import write_synthetic_bank
+from clinreason.testing.helpers import write_synthetic_bank
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -98,7 +98,7 @@ def test_demo_runs_on_the_bundled_samples(workdir, monkeypatch):
 def test_readme_cli_reference_is_current():
     from pathlib import Path
 
-    from clinreason.clidoc import update
+    from clinreason.cli.doc import update
 
     readme = Path(__file__).resolve().parents[1] / "README.md"
-    assert update(readme, check=True), "README's CLI reference is stale: run `python -m clinreason.clidoc`"
+    assert update(readme, check=True), "README's CLI reference is stale: run `python -m clinreason.cli.doc`"

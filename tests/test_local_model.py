@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clinreason.demo import samples_dir
-from clinreason.devtools import cli, cli_env
+from clinreason.testing.helpers import cli, cli_env
 
 pytestmark = pytest.mark.local_model
 

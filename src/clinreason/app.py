@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, inspect
 
-from clinreason.config import Settings
-from clinreason.store import db
-from clinreason.store import repository as repo
+from clinreason.config import Settings, config_changes, stored_config
+from clinreason.store import db, projects
+from clinreason.store.decisions import add_event
 
 
 class NotInitialised(RuntimeError):
@@ -27,7 +29,19 @@ class Context:
 
     def project_row(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            return repo.require_project(conn, name=self.project)
+            return projects.require_project(conn, name=self.project)
+
+
+def _with_stored_config(settings: Settings, engine: Engine) -> Settings:
+    """The settings with the project's stored configuration in place of the file's: the database is
+    where a project's configuration lives once `init` has run (the admin pages change it there too)."""
+    with engine.connect() as conn:
+        project = projects.get_project(conn, name=settings.project)
+        if project is None:
+            return settings
+        rubric = projects.latest_rubric(conn, project_id=project["id"])
+    return settings.model_copy(update={"project_config": stored_config(project["name"], project["config"],
+                                                                       rubric=rubric)})
 
 
 def open_context(settings: Settings) -> Context:
@@ -38,28 +52,61 @@ def open_context(settings: Settings) -> Context:
         raise NotInitialised(f"database {settings.db_url} is not initialised: run `clinreason init` first")
     if db.current_revision(engine) != db.head_revision():
         db.upgrade(engine)
-    return Context(settings=settings, engine=engine)
+    return Context(settings=_with_stored_config(settings, engine), engine=engine)
 
 
-def initialise(settings: Settings, *, actor: str = "cli") -> tuple[Context, bool, int]:
-    """Create or upgrade the schema, create the project, record a changed rubric as a new version.
-    Returns (context, project_created, rubric_version)."""
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass
+class InitReport:
+    created: bool
+    rubric_version: int
+    #: `key: old -> new` lines of the configuration the file changed
+    config_changes: list[str] = field(default_factory=list)
+    #: what happened to the rubric: "unchanged", "stored", or why the file's was not applied
+    rubric_note: str = "unchanged"
+
+
+def initialise(settings: Settings, *, actor: str = "cli") -> tuple[Context, InitReport]:
+    """Create or upgrade the schema, create the project, and bring the file's changes into the stored
+    configuration. A rubric is stored as a new version only when the file's rubric changed since the
+    last `init` applied it; a rubric edited in the browser since then is never replaced silently: the
+    report says it was kept, and the file's rubric is stored only as the next version, on top of it."""
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
     pc = settings.project_config
-    config = pc.model_dump(mode="json", exclude={"rubric"})  # no secret in it: the API key is env-only
-    with engine.begin() as conn:
-        project, created = repo.ensure_project(conn, name=settings.project, config=config, rubric=pc.rubric, actor=actor)
-        version = repo.add_rubric_version(conn, project_id=project["id"], body=pc.rubric, actor=actor)
-        if not created and project["config"] != config:
-            from sqlalchemy import update
-
-            from clinreason.store.tables import projects
-
-            conn.execute(update(projects).where(projects.c.id == project["id"]).values(config=config))
-            repo.add_event(conn, project_id=project["id"], kind="project.config_changed", actor=actor)
-    return Context(settings=settings, engine=engine), created, version
-
+    file_config = pc.model_dump(mode="json", exclude={"rubric"})  # no secret in it: the API key is env-only
+    file_rubric = {k: v for k, v in pc.rubric.items() if k != "version"}
+    with db.transaction(engine) as conn:
+        marker = {"rubric_sha256": _digest(file_rubric)}
+        project, created = projects.ensure_project(conn, name=settings.project, config={**file_config, "_file": marker},
+                                                   rubric=file_rubric, actor=actor)
+        report = InitReport(created=created, rubric_version=int(projects.latest_rubric(
+            conn, project_id=project["id"])["version"]))
+        if created:
+            return Context(settings=settings, engine=engine), report
+        stored = dict(project["config"] or {})
+        applied = (stored.get("_file") or {}).get("rubric_sha256")
+        current = projects.rubric_history(conn, project_id=project["id"])[-1]
+        if applied != marker["rubric_sha256"]:
+            edited_in_browser = str(current["created_by"]).startswith("user:")
+            report.rubric_version = projects.add_rubric_version(conn, project_id=project["id"], body=file_rubric,
+                                                                actor=actor)
+            if report.rubric_version == current["version"]:
+                report.rubric_note = "unchanged"
+            elif edited_in_browser:
+                report.rubric_note = (f"stored as version {report.rubric_version}; version {current['version']}, "
+                                      f"edited in the browser by {current['created_by']}, stays in the history")
+            else:
+                report.rubric_note = f"stored as version {report.rubric_version}"
+        comparable = {k: v for k, v in stored.items() if k != "_file"}
+        report.config_changes = config_changes(comparable, file_config)
+        if report.config_changes or applied != marker["rubric_sha256"]:
+            projects.set_project_config(conn, project_id=project["id"], config={**file_config, "_file": marker},
+                                        actor=actor, changes={"changed": report.config_changes})
+    return Context(settings=_with_stored_config(settings, engine), engine=engine), report
 
 def llm_backend(settings: Settings, concurrency: int | None = None, *, judge: bool = False):
     """The project's configured LLM backend (or its judge), wrapped in retries and limits. The API key

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clinreason.domain.consensus import Policy, Rule, Settle
 from clinreason.domain.rubric import DEFAULT_RUBRIC_DICT
 
 DEFAULT_CONFIG_FILE = "clinreason.toml"
@@ -83,6 +84,15 @@ class ReviewConfig(BaseModel):
     #: share of assignments that serve a calibration item (a version of known truth) instead
     calibration_rate: float = Field(0.05, ge=0, le=1)
 
+    def policy(self) -> Policy:
+        """The consensus rules' view of these settings (domain/consensus.Policy)."""
+        return Policy(overlap=self.overlap, rule=Rule(self.rule), mean_threshold=self.mean_threshold,
+                      settle=Settle(self.settle), max_extra_reviewers=self.max_extra_reviewers,
+                      max_strikes=self.max_strikes, allocation=self.allocation, audit_share=self.audit_share,
+                      max_reviewers=self.max_reviewers, min_reliability=self.min_reliability,
+                      accept_risk=self.accept_risk, revise_risk=self.revise_risk,
+                      min_signal_accuracy=self.min_signal_accuracy)
+
 
 class GenerateConfig(BaseModel):
     mode: Literal["explain", "solve"] = "explain"
@@ -150,10 +160,8 @@ def load_project_config(path: Path) -> ProjectConfig:
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
 
 
-def resolve_settings(*, db: str | None = None, project: str | None = None, config: str | None = None) -> Settings:
-    env = EnvSettings()
-    config_path = Path(config or env.config or DEFAULT_CONFIG_FILE)
-    pc = load_project_config(config_path)
+def apply_environment(pc: ProjectConfig, env: EnvSettings) -> ProjectConfig:
+    """The environment's LLM overrides (CLINREASON_LLM_*) on top of a project configuration."""
     llm = pc.llm
     if env.llm_base_url is not None:
         llm.base_url = env.llm_base_url or None
@@ -163,6 +171,36 @@ def resolve_settings(*, db: str | None = None, project: str | None = None, confi
         llm.timeout = env.llm_timeout
     if env.llm_backend:
         llm.backend = env.llm_backend  # type: ignore[assignment]
+    return pc
+
+
+def stored_config(name: str, stored: dict[str, Any], *, rubric: dict[str, Any],
+                  env: EnvSettings | None = None) -> ProjectConfig:
+    """The project configuration kept in the database (the truth once `init` has run), typed, with the
+    project's current rubric and the environment's LLM overrides."""
+    body = {k: v for k, v in (stored or {}).items() if k in ProjectConfig.model_fields and k not in ("name", "rubric")}
+    pc = ProjectConfig.model_validate({**body, "name": name, "rubric": {k: v for k, v in rubric.items() if k != "version"}})
+    return apply_environment(pc, env or EnvSettings())
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, as `key: old -> new` lines (what `init` prints)."""
+    lines: list[str] = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
+
+
+def resolve_settings(*, db: str | None = None, project: str | None = None, config: str | None = None) -> Settings:
+    """Settings for a command. `project_config` is the file's until the store is opened
+    (app.open_context), which replaces it with the project's stored configuration."""
+    env = EnvSettings()
+    config_path = Path(config or env.config or DEFAULT_CONFIG_FILE)
+    pc = apply_environment(load_project_config(config_path), env)
     return Settings(
         db_url=db or env.db or "sqlite:///./clinreason.db",
         project=project or env.project or pc.name or "default",

@@ -58,7 +58,8 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
     db_path = workdir / "clinreason.db"
     settings = resolve_settings(db=f"sqlite:///{db_path}", project="default", config=str(config_path))
     pc = settings.project_config
-    ctx, created, _ = initialise(settings, actor="demo")
+    ctx, report = initialise(settings, actor="demo")
+    created = report.created
     typer.echo(f"[1/{steps}] database {db_path} ready (project 'default' {'created' if created else 'reused'})")
 
     summary = import_path(ctx.engine, project="default", path=samples_dir(), fmt="auto", actor="demo")

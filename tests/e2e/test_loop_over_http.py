@@ -19,8 +19,8 @@ import time
 import httpx
 import pytest
 
-from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 from clinreason.domain.lifecycle import replay
+from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 N, MAX_STRIKES = 30, 3
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}

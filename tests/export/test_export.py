@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from analytics import reviewdata
 
-from clinreason.analytics.dataset_formats import validate_sft_record
 from clinreason.stages.export import ExportError, ExportOptions, parse_splits, run_export
+from clinreason.stages.export.formats import validate_sft_record
 
 LICENSES = {"medqa": "MIT", "cmexam": "research use only"}
 

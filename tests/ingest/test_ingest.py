@@ -117,8 +117,8 @@ def test_no_gold_answer_goes_to_adjudication_flagged(engine, project, tmp_path):
         flagged_id = conn.execute(select(items.c.id).where(items.c.question == "Q2")).scalar_one()
         evs = repo.item_events(conn, item_id=flagged_id)
     assert states == {"Q1": "imported", "Q2": "escalated", "Q3": "escalated"}
-    assert [e["kind"] for e in evs] == ["item.imported", "item.transition"]
-    assert evs[1]["after"] == {"state": "escalated"}
+    assert [e.kind for e in evs] == ["item.imported", "item.transition"]
+    assert evs[1].after == {"state": "escalated"}
 
 
 # --- corrupted copies: refused whole, naming the record, database unchanged ------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from clinreason.llm.base import ChatMessage
-from clinreason.llm.fake_server import FakeOpenAIServer
+from clinreason.testing.fake_server import FakeOpenAIServer
 
 
 class RecordingSleep:

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from clinreason.llm.base import LLMParams
-from clinreason.llm.fake_server import FakeOpenAIServer, FaultPlan
 from clinreason.llm.openai_backend import OpenAIBackend
+from clinreason.testing.fake_server import FakeOpenAIServer, FaultPlan
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Q?\nGold answer: D"}]}
 
@@ -121,7 +121,7 @@ async def test_sustains_concurrent_clients(start_server) -> None:
 def test_command_line_serves_and_logs(tmp_path) -> None:
     log = tmp_path / "requests.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "clinreason.llm.fake_server", "--port", "0", "--error-500", "1",
+        [sys.executable, "-m", "clinreason.testing.fake_server", "--port", "0", "--error-500", "1",
          "--log", str(log)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from clinreason.llm.base import LLMError, LLMParams
-from clinreason.llm.fake_server import FaultPlan, chat_response
 from clinreason.llm.openai_backend import OpenAIBackend
 from clinreason.llm.resilience import CircuitBreaker, ResilientBackend
+from clinreason.testing.fake_server import FaultPlan, chat_response
 
 SECRET = "sk-test-do-not-leak-0123456789"
 SCHEMA = {"type": "object", "properties": {"steps": {"type": "array"}, "final_answer": {"type": "string"}}}

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 SOAK = os.environ.get("CLINREASON_SOAK") == "1"
 OUTAGE = 60.0 if SOAK else 6.0

@@ -22,9 +22,9 @@ from reliability.scenario import process_env, reader, record_figures, sized
 from sqlalchemy import select
 from web import factories
 
-from clinreason.devtools import cli, free_port, serve_process, wait_until_serving
 from clinreason.store import db as store_db
 from clinreason.store.tables import assignments, decisions, events, items, review_drafts, reviews
+from clinreason.testing.helpers import cli, free_port, serve_process, wait_until_serving
 
 pytestmark = pytest.mark.soak
 

@@ -23,7 +23,8 @@ import pytest
 from reliability.scenario import process_env, reader, record_figures, sized
 from sqlalchemy import func, select
 
-from clinreason.devtools import (
+from clinreason.store.tables import assignments, checks, decisions, events, items, rationales, reviews
+from clinreason.testing.helpers import (
     cli,
     fake_server_process,
     free_port,
@@ -32,7 +33,6 @@ from clinreason.devtools import (
     wait_until_serving,
     write_synthetic_bank,
 )
-from clinreason.store.tables import assignments, checks, decisions, events, items, rationales, reviews
 
 pytestmark = pytest.mark.soak
 

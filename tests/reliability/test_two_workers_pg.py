@@ -11,7 +11,7 @@ from collections import Counter
 
 from sqlalchemy import create_engine, text
 
-from clinreason.devtools import cli, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import cli, fake_server_process, read_request_log, write_synthetic_bank
 
 
 def test_two_workers_process_each_item_exactly_once(pg_url, tmp_path):

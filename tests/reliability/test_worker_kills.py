@@ -21,9 +21,9 @@ import pytest
 from reliability.scenario import process_env, reader, record_figures, sized
 from sqlalchemy import func, select
 
-from clinreason.devtools import cli, fake_server_process, read_request_log, write_bilingual_bank
 from clinreason.store import repository as repo
 from clinreason.store.tables import checks, events, items, rationales
+from clinreason.testing.helpers import cli, fake_server_process, read_request_log, write_bilingual_bank
 
 pytestmark = pytest.mark.soak
 

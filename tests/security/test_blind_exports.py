@@ -10,7 +10,7 @@ from analytics import reviewdata
 from sqlalchemy import insert, select
 
 from clinreason.stages.export import ExportOptions, run_export
-from clinreason.store import repository as repo
+from clinreason.store.common import now
 from clinreason.store.tables import items, rationales, review_drafts, reviews, users
 
 pytestmark = pytest.mark.store
@@ -20,21 +20,21 @@ PENDING, DRAFT = "PENDING-REVIEW-MARKER-7f3", "AUTOSAVED-DRAFT-MARKER-9c1"
 def _plant(engine, built) -> None:
     with engine.begin() as conn:
         fresh = conn.execute(insert(users).values(username="zoe", role="reviewer", specialties=[], password_hash="x",
-                                                  active=True, created_at=repo.now())).inserted_primary_key[0]
+                                                  active=True, created_at=now())).inserted_primary_key[0]
         open_item = conn.execute(select(items.c.id).where(items.c.state == "in_review").limit(1)).scalar_one()
         open_version = conn.execute(select(rationales.c.id).where(rationales.c.item_id == open_item)
                                     .order_by(rationales.c.version.desc()).limit(1)).scalar_one()
         conn.execute(insert(reviews).values(
             id="pending-marker-review", rationale_id=open_version, item_id=open_item,
             reviewer_id=fresh, verdict="regenerate", scores=dict.fromkeys(reviewdata.DIMS, 2),
-            comments={"general": PENDING}, seconds_spent=30.0, rubric_version=1, created_at=repo.now()))
+            comments={"general": PENDING}, seconds_spent=30.0, rubric_version=1, created_at=now()))
         for item_id in built.accepted[:3]:
             version = conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)
                                    .order_by(rationales.c.version).limit(1)).scalar_one()
             conn.execute(insert(review_drafts).values(
                 rationale_id=version, reviewer_id=built.reviewer_ids["dave"],
                 body={"verdict": "regenerate", "comments": {"general": DRAFT}}, seconds_spent=5.0,
-                updated_at=repo.now()))
+                updated_at=now()))
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "sft", "dpo"])

@@ -10,7 +10,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from clinreason.devtools import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1e2d"
 
@@ -135,10 +135,10 @@ def test_llm_errors_that_echo_the_key_are_redacted_even_at_debug_level(engine, p
 
     from clinreason.config import ProjectConfig
     from clinreason.llm.factory import make_backend
-    from clinreason.llm.fake_server import FakeOpenAIServer, FaultPlan
     from clinreason.stages.ingest import import_path
     from clinreason.stages.runner import DRAFT, run_llm_stage
     from clinreason.store.tables import items
+    from clinreason.testing.fake_server import FakeOpenAIServer, FaultPlan
 
     import_path(engine, project="default", path=write_synthetic_bank(tmp_path / "bank.jsonl", 4), fmt="jsonl")
     caplog.set_level(logging.DEBUG)

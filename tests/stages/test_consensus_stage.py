@@ -98,7 +98,7 @@ def test_disagreement_goes_to_an_adjudicator_and_the_first_decision_wins(engine,
     assert _state(engine, item).state == "escalated"
     with engine.connect() as conn:
         queue = adjudicate.adjudication_queue(conn, project_id=imported["id"])
-    assert [q["id"] for q in queue] == [item] and "disagree" in queue[0]["flag_reason"]
+    assert [q.id for q in queue] == [item] and "disagree" in queue[0].flag_reason
     with engine.begin() as conn:
         adjudicate.accept_version(conn, project_id=imported["id"], item_id=item, rationale_id=rat["id"],
                                   adjudicator="dr_adj")

@@ -35,7 +35,7 @@ async def test_drafts_store_full_provenance_and_move_to_screening(engine, import
     # every state change has its event
     with engine.connect() as conn:
         evs = repo.item_events(conn, item_id=rows[0]["item_id"])
-    assert [e["after"]["state"] for e in evs if e["kind"] == "item.transition"] == ["generating", "screening"]
+    assert [e.after["state"] for e in evs if e.kind == "item.transition"] == ["generating", "screening"]
 
 
 async def test_explain_prompt_carries_the_gold_answer_and_solve_does_not(engine, imported, pc):

@@ -16,17 +16,17 @@ SECRET = "test-signing-key-" + "x" * 32
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "real_consensus_lookup: keep the review stage's lookup of the consensus stage")
+    config.addinivalue_line("markers", "real_consensus_lookup: keep the review stage's call of the consensus stage")
 
 
 @pytest.fixture(autouse=True)
 def no_consensus(request, monkeypatch):
     """Consensus (another stage) would move items on; these tests pin the review stage alone. The call
     itself is tested in test_review_stage.py::test_consensus_hook_runs_in_the_submit_transaction."""
-    from clinreason.stages import review
+    from clinreason.stages import consensus
 
     if request.node.get_closest_marker("real_consensus_lookup") is None:
-        monkeypatch.setattr(review, "_consensus_hook", lambda: None)
+        monkeypatch.setattr(consensus, "on_review_submitted", lambda conn, **kwargs: None)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from clinreason.config import ProjectConfig
-from clinreason.store import repository as repo
+from clinreason.store.common import now
+from clinreason.store.projects import ensure_project
 from clinreason.store.tables import checks, items, rationales
 
 _counter = itertools.count(1)
@@ -50,7 +51,7 @@ def make_token(conn: Connection, *, user_id: int, project_id: int) -> str:
 
 def make_project(conn: Connection, *, name: str) -> dict[str, Any]:
     pc = ProjectConfig(name=name)
-    row, _ = repo.ensure_project(conn, name=name, config=pc.model_dump(mode="json", exclude={"rubric"}),
+    row, _ = ensure_project(conn, name=name, config=pc.model_dump(mode="json", exclude={"rubric"}),
                                  rubric=pc.rubric)
     return row
 
@@ -63,7 +64,7 @@ def make_item(conn: Connection, *, project_id: int, question: str | None = None,
     """An item with one generated rationale version (v1). Returns (item_id, rationale_id)."""
     n = next(_counter)
     item_id = item_id or f"item{n:05d}"
-    ts = repo.now()
+    ts = now()
     options = options if options is not None else [["A", "Aspirin"], ["B", "Beta blocker"], ["C", "Clopidogrel"]]
     conn.execute(insert(items).values(
         id=item_id, project_id=project_id, content_hash=hashlib.sha256(f"{project_id}:{item_id}".encode()).hexdigest(),

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from clinreason.store import repository as repo
+from clinreason.store.common import now
 from clinreason.store.tables import users, web_sessions
 from web.factories import PASSWORD, browser_login, csrf_of
 
@@ -125,12 +125,12 @@ def test_idle_and_expired_sessions_end(client, seed, engine):
     browser_login(client, "alice")
     assert client.get("/review").status_code == 200
     with engine.begin() as conn:
-        conn.execute(update(web_sessions).values(last_seen_at=repo.now() - timedelta(hours=3)))
+        conn.execute(update(web_sessions).values(last_seen_at=now() - timedelta(hours=3)))
     r = client.get("/review", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/review"
     browser_login(client, "alice")
     with engine.begin() as conn:
-        conn.execute(update(web_sessions).values(expires_at=repo.now() - timedelta(seconds=1)))
+        conn.execute(update(web_sessions).values(expires_at=now() - timedelta(seconds=1)))
     assert client.get("/api/me").status_code == 401
 
 

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import insert, select
 
-from clinreason.store import repository as repo
+from clinreason.store.common import now
 from clinreason.store.tables import rationales, reviews, users
 
 SCORES = {"correctness": 5, "reasoning": 4, "sufficiency": 4, "terminology": 5, "clinical_value": 4}
@@ -23,7 +23,7 @@ def test_admin_sees_charts_and_the_reviewer_table(client, seed, engine):
             conn.execute(insert(reviews).values(
                 id=uuid.uuid4().hex, rationale_id=rat, item_id=item, reviewer_id=uid, verdict="accept",
                 scores={**SCORES, "correctness": score}, comments={}, seconds_spent=60.0, rubric_version=1,
-                created_at=repo.now()))
+                created_at=now()))
         assert conn.execute(select(rationales.c.id).where(rationales.c.id == rat)).scalar_one()
     page = client.get("/dashboard", headers=admin["auth"])
     assert page.status_code == 200

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import sys
-import types
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from clinreason.stages import review as stage
-from clinreason.store import repository as repo
+from clinreason.store import reviews as review_store
+from clinreason.store.common import now
+from clinreason.store.decisions import item_events
+from clinreason.store.projects import latest_rubric
 from clinreason.store.tables import events, rationales, reviews
 from web.factories import SCORES
 
@@ -89,12 +90,12 @@ def test_edit_makes_a_new_version_for_someone_else(client, seed, engine):
     assert out["rationale_id"] == rid and out["new_version"] == 2
     with engine.connect() as conn:
         v2 = conn.execute(select(rationales).where(rationales.c.id == out["new_rationale_id"])).mappings().one()
-        evs = repo.item_events(conn, item_id=item_id)
+        evs = item_events(conn, item_id=item_id)
     assert (v2["version"], v2["parent_version"], v2["origin"], v2["author"]) == (2, 1, "edited", "user:alice")
     assert v2["steps"] == ["Step 1: ACS is likely.", "Step 2: give aspirin first.", "Final answer: C"]
     assert v2["final_answer"] == ["C"]
-    transition = [e for e in evs if e["kind"] == "item.transition"]
-    assert transition[-1]["before"] == transition[-1]["after"] == {"state": "in_review"}
+    transition = [e for e in evs if e.kind == "item.transition"]
+    assert transition[-1].before == transition[-1].after == {"state": "in_review"}
     assert _next(client, alice) is None, "the editor is never assigned the version they wrote"
     got = _next(client, bob)
     assert got["rationale"]["version"] == 2 and got["parent"]["version"] == 1
@@ -155,7 +156,7 @@ def test_expired_lease_returns_to_the_pool(engine, seed):
     seed.set_overlap(1)
     alice, bob = seed.user("alice"), seed.user("bob")
     seed.item()
-    t0 = repo.now()
+    t0 = now()
     ra, rb = stage.Reviewer(alice["id"], "alice"), stage.Reviewer(bob["id"], "bob")
     kwargs = {"project_id": seed.project["id"], "overlap": 1, "lease_minutes": 30}
     with engine.begin() as conn:
@@ -166,26 +167,26 @@ def test_expired_lease_returns_to_the_pool(engine, seed):
         second = stage.assign_next_review(conn, reviewer=rb, now=t0 + timedelta(minutes=31), **kwargs)
     assert second is not None and second.rationale_id == first.rationale_id
     with engine.connect() as conn:
-        kinds = [e["kind"] for e in repo.item_events(conn, item_id=first.item_id)]
+        kinds = [e.kind for e in item_events(conn, item_id=first.item_id)]
     assert kinds == ["assignment.created", "assignment.expired", "assignment.created"]
     # alice comes back late: her slot was taken, so her submission is refused (her draft stays)
     with engine.begin() as conn, pytest.raises(stage.AssignmentClosed, match="draft is kept"):
         stage.submit_review(conn, project_id=seed.project["id"], assignment_id=first.assignment_id, reviewer=ra,
-                            body={"verdict": "accept", "scores": SCORES}, rubric_body=repo.latest_rubric(
+                            body={"verdict": "accept", "scores": SCORES}, rubric_body=latest_rubric(
                                 conn, project_id=seed.project["id"]), overlap=1, now=t0 + timedelta(minutes=40))
 
 
 def test_late_submission_is_kept_when_its_slot_is_still_free(engine, seed):
     alice = seed.user("alice")
     seed.item()
-    t0 = repo.now()
+    t0 = now()
     ra = stage.Reviewer(alice["id"], "alice")
     with engine.begin() as conn:
         lease = stage.assign_next_review(conn, project_id=seed.project["id"], reviewer=ra, now=t0)
     with engine.begin() as conn:
         out = stage.submit_review(conn, project_id=seed.project["id"], assignment_id=lease.assignment_id, reviewer=ra,
                                   body={"verdict": "accept", "scores": SCORES},
-                                  rubric_body=repo.latest_rubric(conn, project_id=seed.project["id"]),
+                                  rubric_body=latest_rubric(conn, project_id=seed.project["id"]),
                                   now=t0 + timedelta(hours=2))
     assert out["review_id"]
 
@@ -201,10 +202,9 @@ def test_consensus_hook_runs_in_the_submit_transaction(client, seed, engine, mon
         if item_id == "boom":
             raise RuntimeError("consensus failed")
 
-    fake = types.ModuleType("clinreason.stages.consensus")
-    fake.__spec__ = importlib.machinery.ModuleSpec("clinreason.stages.consensus", None)
-    fake.on_review_submitted = on_review_submitted
-    monkeypatch.setitem(sys.modules, "clinreason.stages.consensus", fake)
+    from clinreason.stages import consensus
+
+    monkeypatch.setattr(consensus, "on_review_submitted", on_review_submitted)
     seed.set_overlap(1)
     alice = seed.user("alice")
     item_id, rid = seed.item()
@@ -231,8 +231,8 @@ def test_a_disagreement_consensus_sends_to_one_more_reviewer_gets_exactly_one(cl
     for user in (alice, bob):
         assert _next(client, user)["rationale"]["id"] == rid
     with engine.begin() as conn:  # what the consensus stage writes when the policy settles with one more reviewer
-        repo.add_event(conn, project_id=seed.project["id"], item_id=item_id, kind="consensus.extra_reviewer",
-                       actor="user:bob", detail={"rationale_id": rid, "outcome": "pending"})
+        review_store.request_extra_reviewer(conn, project_id=seed.project["id"], item_id=item_id, rationale_id=rid,
+                                            actor="user:bob", reason="pending")
     assert _next(client, carol)["rationale"]["id"] == rid, "the tie-breaker comes first"
     assert _next(client, dave)["item"]["id"] == "later", "k + 1 and no more"
 

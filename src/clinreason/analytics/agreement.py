@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from clinreason.analytics import irr
 from clinreason.analytics.scan import VERDICTS, ReviewScan, scan_reviews
-from clinreason.store import repository as repo
+from clinreason.store.projects import latest_rubric
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 20250509
@@ -131,7 +131,7 @@ def agreement_report(conn: Connection, *, project_id: int, rubric_body: dict[str
                      scan: ReviewScan | None = None) -> dict[str, Any]:
     """What `clinreason agreement --json` prints. Pass `scan` to reuse a pass already made."""
     if scan is None:
-        body = rubric_body or repo.latest_rubric(conn, project_id=project_id)
+        body = rubric_body or latest_rubric(conn, project_id=project_id)
         scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
     return report_from_scan(scan, resamples=resamples, seed=seed, min_overlap=min_overlap,
                             pair_resamples=pair_resamples)

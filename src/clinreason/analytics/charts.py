@@ -14,13 +14,14 @@ from html import escape
 from typing import Any, Sequence
 
 from markupsafe import Markup
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import process_stats, reviewer_table, with_reliability
-from clinreason.store import repository as repo
-from clinreason.store.tables import decisions, items, reviews
+from clinreason.store import stats as stats_store
+from clinreason.store.projects import latest_rubric
+from clinreason.store.readmodels import status_counts
 
 W, H = 560, 220
 PAD_L, PAD_R, PAD_T, PAD_B = 48, 16, 28, 36
@@ -195,18 +196,9 @@ def _calibration_cell(row: dict[str, Any]) -> str:
     return "—" if not found else f"{found['correct']} of {found['reviews']}"
 
 
-def _per_day(conn: Connection, column, joined, where) -> list[tuple[str, int]]:
-    day = func.date(column)
-    rows = conn.execute(select(day.label("d"), func.count()).select_from(joined).where(*where)
-                        .group_by(day).order_by(day))
-    return [(str(d)[:10], int(n)) for d, n in rows if d is not None]
-
-
 def progress_series(conn: Connection, project_id: int) -> dict[str, list[tuple[str, int]]]:
-    accepted = _per_day(conn, decisions.c.created_at, decisions.join(items, items.c.id == decisions.c.item_id),
-                        [items.c.project_id == project_id, decisions.c.kind.in_(["consensus", "adjudication"])])
-    per_day = _per_day(conn, reviews.c.created_at, reviews.join(items, items.c.id == reviews.c.item_id),
-                       [items.c.project_id == project_id])
+    accepted = [(d.day, d.count) for d in stats_store.decisions_per_day(conn, project_id=project_id)]
+    per_day = [(d.day, d.count) for d in stats_store.reviews_per_day(conn, project_id=project_id)]
     total, cumulative = 0, []
     for d, n in accepted:
         total += n
@@ -217,7 +209,7 @@ def progress_series(conn: Connection, project_id: int) -> dict[str, list[tuple[s
 def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500) -> dict[str, Any]:
     """Everything the admin /dashboard page needs: numbers (status, agreement, stats, reviewers, series) and
     the rendered charts (`charts[...]` SVG, `reviewer_table` HTML)."""
-    rubric_body = repo.latest_rubric(conn, project_id=project_id)
+    rubric_body = latest_rubric(conn, project_id=project_id)
     scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
     stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds)
@@ -230,7 +222,7 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     ci_rows.append(("verdict (Fleiss κ)", agreement["verdict"]["fleiss_kappa"], agreement["verdict"]["fleiss_ci95"]))
     hist = stats["rounds"]["histogram"]
     return {
-        "status": repo.status_counts(conn, project_id=project_id),
+        "status": status_counts(conn, project_id=project_id),
         "agreement": agreement,
         "stats": stats,
         "reviewers": reviewers,

@@ -34,7 +34,7 @@ class Patterns:
     values: np.ndarray
 
     @classmethod
-    def from_counter(cls, counter: Counter | dict, values: Sequence[float]) -> "Patterns":
+    def from_counter(cls, counter: Counter | dict, values: Sequence[float] | np.ndarray) -> "Patterns":
         keys = sorted(counter)  # deterministic order: the bootstrap draws depend on it
         v = len(values)
         counts = np.array(keys, dtype=np.float64).reshape(len(keys), v)

@@ -13,22 +13,27 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from clinreason.domain.rubric import rubric_from_dict
-from clinreason.store.tables import decisions, items, projects, reviews, users
+from clinreason.store import stats as stats_store
+from clinreason.store.common import NotFoundError
+from clinreason.store.projects import get_project_by_id
+from clinreason.store.stats import RatedReview
 
 VERDICTS = ("accept", "edit", "regenerate", "flag_question")
-STREAM_ROWS = 5000
+STREAM_ROWS = stats_store.STREAM_ROWS
 
 
 def project_salt(conn: Connection, project_id: int) -> str:
     """Project name + creation instant: stable for the life of the database, unknown outside it."""
-    name, created = conn.execute(select(projects.c.name, projects.c.created_at)
-                                 .where(projects.c.id == project_id)).one()
+    project = get_project_by_id(conn, project_id=project_id)
+    if project is None:
+        raise NotFoundError(f"project {project_id} does not exist")
+    name, created = project["name"], project["created_at"]
     if isinstance(created, datetime):
         created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
         created = created.strftime("%Y%m%dT%H%M%S.%f")
@@ -100,23 +105,16 @@ def rubric_dimensions(rubric_body: dict[str, Any]) -> tuple[list[str], list[int]
     return rubric.names, list(range(rubric.scale_min, rubric.scale_max + 1))
 
 
-def _units(conn: Connection, project_id: int) -> Iterator[list[Any]]:
-    stmt = (
-        select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
-               reviews.c.seconds_spent, decisions.c.kind, decisions.c.rationale_id.label("accepted_id"))
-        .select_from(reviews.join(items, items.c.id == reviews.c.item_id)
-                     .outerjoin(decisions, decisions.c.item_id == reviews.c.item_id))
-        .where(items.c.project_id == project_id)
-        .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)
-    )
-    unit: list[Any] = []
+def _units(conn: Connection, project_id: int) -> Iterator[list[RatedReview]]:
+    """The project's reviews grouped by version: they arrive ordered by rationale id."""
+    unit: list[RatedReview] = []
     current = None
-    for row in conn.execute(stmt.execution_options(yield_per=STREAM_ROWS)):
-        if row.rationale_id != current and unit:
+    for review in stats_store.rated_reviews(conn, project_id=project_id, batch=STREAM_ROWS):
+        if review.rationale_id != current and unit:
             yield unit
             unit = []
-        current = row.rationale_id
-        unit.append(row)
+        current = review.rationale_id
+        unit.append(review)
     if unit:
         yield unit
 
@@ -127,13 +125,14 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     index = {s: i for i, s in enumerate(scale)}
     salt = project_salt(conn, project_id)
     tallies: dict[int, ReviewerTally] = {}
-    for row in conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.specialties)
-                            .order_by(users.c.id)):
-        tallies[row.id] = ReviewerTally(id=row.id, username=row.username, role=row.role,
-                                        specialties=list(row.specialties or []),
-                                        pseudonym=pseudonym(salt, row.username))
-    dim_patterns = [Counter() for _ in dims]
-    overall, verdicts, pairs = Counter(), Counter(), Counter()
+    for user in stats_store.reviewer_rows(conn):
+        tallies[user.id] = ReviewerTally(id=user.id, username=user.username, role=user.role,
+                                         specialties=list(user.specialties),
+                                         pseudonym=pseudonym(salt, user.username))
+    dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in dims]
+    overall: Counter[tuple[int, ...]] = Counter()
+    verdicts: Counter[tuple[int, ...]] = Counter()
+    pairs: Counter[tuple[int, int, int, int, int]] = Counter()
     hist = [[0] * v for _ in dims]
     ratings = [0] * k
     overall_len = k * (v - 1) + 1
@@ -143,7 +142,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         # the unit's scores as one row of scale indices per reviewer (None where a dimension is not scored)
         grid = []
         for row in unit:
-            scores = row.scores or {}
+            scores = row.scores
             cells = []
             for name in dims:
                 value = scores.get(name)
@@ -165,7 +164,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         complete = False
         for cells in grid:
             if None not in cells:
-                sums[sum(cells)] += 1
+                sums[sum(cast(list[int], cells))] += 1
                 complete = True
         if complete:
             overall[tuple(sums)] += 1
@@ -181,8 +180,9 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                 gb = grid[b]
                 ra, rb = unit[a].reviewer_id, unit[b].reviewer_id  # ordered by reviewer id: ra < rb
                 for d in range(k):
-                    if ga[d] is not None and gb[d] is not None:
-                        pairs[(ra, rb, d, ga[d], gb[d])] += 1
+                    x, y = ga[d], gb[d]
+                    if x is not None and y is not None:
+                        pairs[(ra, rb, d, x, y)] += 1
         n_rev, secs = _reviewer_tallies(tallies, unit, grid)
         total_reviews += n_rev
         total_seconds += secs
@@ -198,7 +198,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                       total_reviews=total_reviews, total_seconds=total_seconds)
 
 
-def _reviewer_tallies(tallies: dict[int, ReviewerTally], unit: list[Any], grid: list[list[int | None]]
+def _reviewer_tallies(tallies: dict[int, ReviewerTally], unit: list[RatedReview], grid: list[list[int | None]]
                       ) -> tuple[int, float]:
     means = []
     for cells in grid:
@@ -215,14 +215,15 @@ def _reviewer_tallies(tallies: dict[int, ReviewerTally], unit: list[Any], grid: 
         if row.seconds_spent is not None:
             t.seconds[float(row.seconds_spent)] += 1
             seconds += float(row.seconds_spent)
-        if means[r] is not None:
+        mine = means[r]
+        if mine is not None:
             peers = [m for j, m in enumerate(means) if j != r and m is not None]
             if peers:
-                t.leniency_sum += means[r] - sum(peers) / len(peers)
+                t.leniency_sum += mine - sum(peers) / len(peers)
                 t.leniency_units += 1
-        if row.kind in ("adjudication", "excluded"):
+        if row.decision_kind in ("adjudication", "excluded"):
             # the adjudicator kept this version (accepted it) or not; the reviewer agreed if their verdict matched
-            kept = row.kind == "adjudication" and row.accepted_id == row.rationale_id
+            kept = row.decision_kind == "adjudication" and row.decided_rationale_id == row.rationale_id
             t.adjudicated += 1
             t.adjudicator_agreed += (row.verdict == "accept") == kept
     return reviews_seen, seconds

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection
 
 from clinreason.analytics.scan import ReviewScan, counter_median, scan_reviews
-from clinreason.store import repository as repo
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
+from clinreason.store import stats as stats_store
+from clinreason.store.projects import latest_rubric
+from clinreason.store.readmodels import status_counts
 
-ACCEPTED_KINDS = ("consensus", "adjudication")
+ACCEPTED_KINDS = stats_store.ACCEPTED_KINDS
 ACCEPTED_AS = ("drafted", "edited", "regenerated", "adjudication")
 
 
@@ -37,13 +38,14 @@ def accepted_as(kind: str, origin: str) -> str:
 def reviewer_table(scan: ReviewScan) -> list[dict[str, Any]]:
     rows = []
     for t in sorted(scan.reviewers.values(), key=lambda t: (-t.reviews, t.username)):
+        median = counter_median(t.seconds)
         rows.append({
             "reviewer": t.pseudonym,
             "username": t.username,
             "role": t.role,
             "specialties": t.specialties,
             "reviews": t.reviews,
-            "median_seconds": None if not t.seconds else round(counter_median(t.seconds), 3),
+            "median_seconds": None if median is None else round(median, 3),
             "acceptance_rate": _share(t.accepts, t.reviews),
             "leniency": round(t.leniency_sum / t.leniency_units, 6) if t.leniency_units else None,
             "shared_units": t.leniency_units,
@@ -71,39 +73,20 @@ def with_reliability(conn: Connection, project_id: int, rows: list[dict[str, Any
     return rows
 
 
-def _accepted(project_id: int):
-    return and_(items.c.project_id == project_id, items.c.state == "accepted",
-                decisions.c.kind.in_(ACCEPTED_KINDS), decisions.c.rationale_id.is_not(None))
-
-
 def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | None = None) -> dict[str, Any]:
     """Project-level numbers, all by SQL aggregates (constant memory at any size)."""
-    status = repo.status_counts(conn, project_id=project_id)
-    accepted_join = items.join(decisions, decisions.c.item_id == items.c.id)
-    accepted = conn.execute(select(func.count()).select_from(accepted_join).where(_accepted(project_id))).scalar_one()
-
-    per_item = (select(reviews.c.item_id, func.count(func.distinct(reviews.c.rationale_id)).label("rounds"))
-                .group_by(reviews.c.item_id).subquery())
-    hist_rows = conn.execute(
-        select(func.coalesce(per_item.c.rounds, 0).label("r"), func.count())
-        .select_from(accepted_join.outerjoin(per_item, per_item.c.item_id == items.c.id))
-        .where(_accepted(project_id)).group_by("r").order_by("r")).all()
-    rounds_hist = {int(r): int(n) for r, n in hist_rows}
+    status = status_counts(conn, project_id=project_id)
+    accepted = stats_store.accepted_count(conn, project_id=project_id)
+    rounds_hist = stats_store.accepted_rounds(conn, project_id=project_id)
     total_rounds = sum(r * n for r, n in rounds_hist.items())
 
     as_counts = dict.fromkeys(ACCEPTED_AS, 0)
-    for kind, origin, n in conn.execute(
-            select(decisions.c.kind, rationales.c.origin, func.count())
-            .select_from(accepted_join.join(rationales, rationales.c.id == decisions.c.rationale_id))
-            .where(_accepted(project_id)).group_by(decisions.c.kind, rationales.c.origin)):
-        key = accepted_as(kind, origin)
-        as_counts[key] = as_counts.get(key, 0) + int(n)
+    for row in stats_store.accepted_origins(conn, project_id=project_id):
+        key = accepted_as(row.kind, row.origin)
+        as_counts[key] = as_counts.get(key, 0) + row.items
 
     if expert_seconds is None:
-        expert_seconds = float(conn.execute(
-            select(func.coalesce(func.sum(reviews.c.seconds_spent), 0.0))
-            .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-            .where(items.c.project_id == project_id)).scalar_one())
+        expert_seconds = stats_store.expert_seconds(conn, project_id=project_id)
     excluded = status["by_state"].get("excluded", 0)
     return {
         "items": status["items"],
@@ -143,32 +126,15 @@ def _median_from_hist(hist: dict[int, int]) -> float | None:
     return (nth((total - 1) // 2) + nth(total // 2)) / 2.0
 
 
-def _breakdown(conn: Connection, project_id: int, by: str) -> dict[str, dict[str, Any]]:
+def _breakdown(conn: Connection, project_id: int, by: stats_store.Breakdown) -> dict[str, dict[str, Any]]:
     """Items, accepted, excluded, reviews and mean rounds per specialty (items.specialty) or per source."""
-    if by == "specialty":
-        key = func.coalesce(items.c.specialty, "(none)")
-        base = items
-    else:
-        key = item_sources.c.source
-        base = items.join(item_sources, item_sources.c.item_id == items.c.id)
-    is_acc = case((items.c.state == "accepted", 1), else_=0)
-    is_exc = case((items.c.state == "excluded", 1), else_=0)
     out: dict[str, dict[str, Any]] = {}
-    for k, n, acc, exc in conn.execute(
-            select(key.label("k"), func.count(func.distinct(items.c.id)), func.sum(is_acc), func.sum(is_exc))
-            .select_from(base).where(items.c.project_id == project_id).group_by("k").order_by("k")):
-        out[str(k)] = {"items": int(n), "accepted": int(acc or 0), "excluded": int(exc or 0)}
-    per_item = (select(reviews.c.item_id, func.count().label("n_reviews"),
-                       func.count(func.distinct(reviews.c.rationale_id)).label("rounds"))
-                .group_by(reviews.c.item_id).subquery())
-    for k, n_reviews, rounds_sum, accepted_rounds in conn.execute(
-            select(key.label("k"), func.sum(per_item.c.n_reviews), func.sum(per_item.c.rounds),
-                   func.sum(case((items.c.state == "accepted", per_item.c.rounds), else_=0)))
-            .select_from(base.join(per_item, per_item.c.item_id == items.c.id))
-            .where(items.c.project_id == project_id).group_by("k")):
-        entry = out.setdefault(str(k), {"items": 0, "accepted": 0, "excluded": 0})
-        entry["reviews"] = int(n_reviews or 0)
-        entry["mean_rounds_accepted"] = (round(int(accepted_rounds or 0) / entry["accepted"], 6)
+    for row in stats_store.item_breakdown(conn, project_id=project_id, by=by):
+        out[row.key] = {"items": row.items, "accepted": row.accepted, "excluded": row.excluded}
+    for rev in stats_store.review_breakdown(conn, project_id=project_id, by=by):
+        entry = out.setdefault(rev.key, {"items": 0, "accepted": 0, "excluded": 0})
+        entry["reviews"] = rev.reviews
+        entry["mean_rounds_accepted"] = (round(rev.accepted_rounds / entry["accepted"], 6)
                                          if entry["accepted"] else None)
     for entry in out.values():
         entry.setdefault("reviews", 0)
@@ -180,7 +146,7 @@ def project_stats(conn: Connection, *, project_id: int, rubric_body: dict[str, A
                   scan: ReviewScan | None = None) -> dict[str, Any]:
     """What `clinreason stats --json` prints: {"project": …, "reviewers": […]}."""
     if scan is None:
-        body = rubric_body or repo.latest_rubric(conn, project_id=project_id)
+        body = rubric_body or latest_rubric(conn, project_id=project_id)
         scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
     return {"project": process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds),
             "reviewers": with_reliability(conn, project_id, reviewer_table(scan))}

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from statistics import mean
-from typing import Any
 
 from clinreason.domain.rubric import Rubric
 
@@ -40,6 +39,9 @@ class Settle(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """The review policy the rules apply. Projects build it from their settings (config.ReviewConfig.policy,
+    the one table of defaults); the defaults here only serve tests of the rules themselves."""
+
     overlap: int = 2
     rule: Rule = Rule.ALL_ACCEPT
     mean_threshold: float = 4.0
@@ -53,21 +55,6 @@ class Policy:
     accept_risk: float = 0.02  # adaptive: accept when P(defective) is at most this
     revise_risk: float = 0.2  # adaptive: send back when P(sound) is at most this
     min_signal_accuracy: float = 0.75  # adaptive: weaker screening signals make acceptance need two passes
-
-    @classmethod
-    def from_config(cls, review: dict[str, Any]) -> Policy:
-        return cls(overlap=int(review.get("overlap", 2)), rule=Rule(review.get("rule", "all_accept")),
-                   mean_threshold=float(review.get("mean_threshold", 4.0)),
-                   settle=Settle(review.get("settle", "adjudicator")),
-                   max_extra_reviewers=int(review.get("max_extra_reviewers", 1)),
-                   max_strikes=int(review.get("max_strikes", 5)),
-                   allocation=str(review.get("allocation", "fixed")),
-                   audit_share=float(review.get("audit_share", 0.05)),
-                   max_reviewers=int(review.get("max_reviewers", 3)),
-                   min_reliability=float(review.get("min_reliability", 0.75)),
-                   accept_risk=float(review.get("accept_risk", 0.02)),
-                   revise_risk=float(review.get("revise_risk", 0.2)),
-                   min_signal_accuracy=float(review.get("min_signal_accuracy", 0.75)))
 
     @property
     def base_overlap(self) -> int:

@@ -17,7 +17,11 @@ moved meanwhile is refused instead of being moved twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from typing import Any
+
+from clinreason.domain.records import Event
 
 
 class ItemState(StrEnum):
@@ -95,17 +99,20 @@ def check_transition(current: ItemState | str, target: ItemState | str) -> str:
         raise TransitionError(cur.value, tgt.value) from None
 
 
-def replay(events: list[dict]) -> ItemState | None:
+def replay(events: Sequence[Event | Mapping[str, Any]]) -> ItemState | None:
     """The state an item's event log leads to: every transition must start where the previous one
-    ended and be allowed by the table. Raises ValueError on a log that does not replay."""
+    ended and be allowed by the table. Raises ValueError on a log that does not replay. Takes Event
+    records or their JSON form (the API's)."""
     state: ItemState | None = None
     for event in events:
-        if event.get("kind") == "item.imported":
+        record = event if isinstance(event, Event) else Event(kind=str(event.get("kind")), actor="",
+                                                               before=event.get("before"), after=event.get("after"))
+        if record.kind == "item.imported":
             state = ItemState.IMPORTED
             continue
-        if event.get("kind") != "item.transition":
+        if record.kind != "item.transition":
             continue
-        before, after = ItemState(event["before"]["state"]), ItemState(event["after"]["state"])
+        before, after = ItemState(record.before["state"]), ItemState(record.after["state"])
         if state is not None and before is not state:
             raise ValueError(f"event log jumps: the item was '{state}', the next transition starts at '{before}'")
         check_transition(before, after)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 _FINAL = re.compile(
     r"^\s*(?:\*\*|#+\s*)?(?:final\s+answer|answer|最终答案|答案|正确答案)\s*(?:is)?\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+?)\s*(?:\*\*)?\s*$",
@@ -132,11 +133,13 @@ def _try_json(text: str) -> tuple[list[str], str] | None:
     return [str(s).strip() for s in steps if str(s).strip()], str(answer)
 
 
-def rationale_schema(options: dict[str, str] | list, *, max_steps: int = 8, max_step_chars: int = 400) -> dict:
+def rationale_schema(
+    options: dict[str, str] | list[Any], *, max_steps: int = 8, max_step_chars: int = 400
+) -> dict[str, Any]:
     """A JSON schema for one rationale: bounded steps (so a grammar-constrained model always finishes)
     and, for a multiple-choice item, a final answer that is one of its labels or a combination."""
     labels = [o[0] for o in options] if isinstance(options, list) else list(options)
-    answer: dict = {"type": "string", "maxLength": 100}
+    answer: dict[str, Any] = {"type": "string", "maxLength": 100}
     if labels:
         answer = {"type": "string", "pattern": "^[" + "".join(labels) + "](, ?[" + "".join(labels) + "])*$",
                   "maxLength": 3 * len(labels)}

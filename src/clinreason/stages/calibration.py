@@ -13,14 +13,21 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, select
+from sqlalchemy import Connection
 
-from clinreason.config import ReviewConfig
 from clinreason.domain.consensus import ReviewVote, passes
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import Origin, RationaleVersion
 from clinreason.domain.rubric import rubric_from_dict
-from clinreason.store import repository as repo
-from clinreason.store.tables import assignments, calibration, items, projects, rationales, reviews, users
+from clinreason.stages.settings import review_config
+from clinreason.store import calibration as probes
+from clinreason.store import items as item_store
+from clinreason.store import projects
+from clinreason.store import rationales as rationale_store
+from clinreason.store import reviews as review_store
+from clinreason.store.decisions import add_event
+from clinreason.store.rationales import NewVersion
+from clinreason.store.reviews import Candidate
 
 EXPECTATIONS = ("good", "bad")
 MARKABLE = (ItemState.IN_REVIEW.value, ItemState.ESCALATED.value)
@@ -31,9 +38,8 @@ class CalibrationError(ValueError):
 
 
 def rate(conn: Connection, project_id: int) -> float:
-    """The project's `review.calibration_rate` (its configured default when the project does not set it)."""
-    config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
-    return ReviewConfig.model_validate((config or {}).get("review") or {}).calibration_rate
+    """The project's `review.calibration_rate`."""
+    return review_config(conn, project_id).calibration_rate
 
 
 def mark(conn: Connection, *, project_id: int, item_id: str, expect: str, actor: str, version: int | None = None,
@@ -43,52 +49,40 @@ def mark(conn: Connection, *, project_id: int, item_id: str, expect: str, actor:
     seeded into it) is stored first and becomes the calibration version."""
     if expect not in EXPECTATIONS:
         raise CalibrationError(f"expect must be one of {', '.join(EXPECTATIONS)}, not '{expect}'")
-    item = conn.execute(select(items.c.id, items.c.state, items.c.project_id).where(items.c.id == item_id)
-                        .with_for_update()).first()
+    item = item_store.lock_item(conn, item_id=item_id)
     if item is None or item.project_id != project_id:
         raise CalibrationError(f"item {item_id} does not exist in this project")
     if item.state not in MARKABLE:
         raise CalibrationError(f"item {item_id} is '{item.state}': only items in review or escalated can become "
                                "calibration items (accepted and excluded items are final)")
-    versions = conn.execute(select(rationales).where(rationales.c.item_id == item_id)
-                            .order_by(rationales.c.version)).mappings().all()
+    versions = rationale_store.versions_of(conn, item_id=item_id)
     if not versions:
         raise CalibrationError(f"item {item_id} has no rationale version to calibrate with")
-    chosen = versions[-1] if version is None else next((v for v in versions if v["version"] == version), None)
+    chosen: RationaleVersion | None = versions[-1] if version is None else next(
+        (v for v in versions if v.version == version), None)
     if chosen is None:
-        raise CalibrationError(f"item {item_id} has no version {version} (it has 1 to {versions[-1]['version']})")
+        raise CalibrationError(f"item {item_id} has no version {version} (it has 1 to {versions[-1].version})")
     if seeded_text is not None:
         if not seeded_text.strip():
             raise CalibrationError("the seeded text is empty")
-        chosen = _store_seeded_version(conn, base=chosen, latest=versions[-1]["version"], text=seeded_text,
-                                       actor=actor)
-    ts = repo.now()
-    repo.transition_item(conn, item_id=item_id, expected=item.state, target=ItemState.CALIBRATION, actor=actor,
-                         detail={"rationale_id": chosen["id"], "version": chosen["version"], "expect": expect})
-    conn.execute(insert(calibration).values(project_id=project_id, item_id=item_id, rationale_id=chosen["id"],
-                                            expect=expect, note=note, created_by=actor, created_at=ts))
-    return {"item_id": item_id, "rationale_id": chosen["id"], "version": chosen["version"], "expect": expect}
-
-
-def _store_seeded_version(conn: Connection, *, base: Any, latest: int, text: str, actor: str) -> dict[str, Any]:
-    rid = hashlib.sha256(f"{base['id']}:seeded:{latest + 1}".encode()).hexdigest()[:32]
-    row = {"id": rid, "item_id": base["item_id"], "version": latest + 1, "parent_version": base["version"],
-           "origin": "edited", "author": actor, "steps": base["steps"], "final_answer": base["final_answer"],
-           "text": text, "model": None, "params": {}, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
-           "parse_status": "ok", "created_at": repo.now()}
-    conn.execute(insert(rationales).values(**row))
-    return row
+        # the seeded text is a version of its own: its steps and final answer are parsed from it
+        seeded_id = hashlib.sha256(f"{chosen.id}:seeded:{versions[-1].version + 1}".encode()).hexdigest()[:32]
+        chosen = rationale_store.add_version(conn, NewVersion(
+            item=item, origin=Origin.EDITED, author=actor, text=seeded_text, parent_version=chosen.version,
+            fallback_final=chosen.final_answer, rationale_id=seeded_id))
+    item_store.transition_item(conn, item_id=item_id, expected=item.state, target=ItemState.CALIBRATION, actor=actor,
+                               detail={"rationale_id": chosen.id, "version": chosen.version, "expect": expect})
+    probes.add_probe(conn, project_id=project_id, item_id=item_id, rationale_id=chosen.id, expect=expect, note=note,
+                     actor=actor)
+    return {"item_id": item_id, "rationale_id": chosen.id, "version": chosen.version, "expect": expect}
 
 
 def unmark(conn: Connection, *, project_id: int, item_id: str, actor: str) -> None:
     """Withdraw a calibration item: it returns to review as any other item (its reviews stay)."""
-    found = conn.execute(select(calibration.c.id).where(calibration.c.item_id == item_id,
-                                                        calibration.c.project_id == project_id)).first()
-    if found is None:
+    if not probes.remove_probe(conn, project_id=project_id, item_id=item_id):
         raise CalibrationError(f"item {item_id} is not a calibration item of this project")
-    conn.execute(delete(calibration).where(calibration.c.id == found.id))
-    repo.transition_item(conn, item_id=item_id, expected=ItemState.CALIBRATION, target=ItemState.IN_REVIEW,
-                         actor=actor, detail={"calibration": "withdrawn"})
+    item_store.transition_item(conn, item_id=item_id, expected=ItemState.CALIBRATION, target=ItemState.IN_REVIEW,
+                               actor=actor, detail={"calibration": "withdrawn"})
 
 
 def _draw(reviewer_id: int, served: int) -> float:
@@ -96,38 +90,24 @@ def _draw(reviewer_id: int, served: int) -> float:
     return int(hashlib.sha256(f"calibration:{reviewer_id}:{served}".encode()).hexdigest()[:8], 16) / 2**32
 
 
-def candidate(conn: Connection, *, project_id: int, reviewer_id: int, author: str, rate: float) -> Any | None:
+def candidate(conn: Connection, *, project_id: int, reviewer_id: int, author: str, rate: float) -> Candidate | None:
     """The calibration version to serve this reviewer now, or None: drawn at `rate` per lease, among
     calibration versions they have neither reviewed, been leased nor written."""
     if rate <= 0:
         return None
-    seen = exists().where(assignments.c.rationale_id == calibration.c.rationale_id,
-                          assignments.c.reviewer_id == reviewer_id)
-    found = conn.execute(
-        select(rationales.c.id, rationales.c.item_id, rationales.c.version)
-        .select_from(calibration.join(rationales, rationales.c.id == calibration.c.rationale_id)
-                     .join(items, items.c.id == calibration.c.item_id))
-        .where(calibration.c.project_id == project_id, items.c.state == ItemState.CALIBRATION.value, ~seen,
-               rationales.c.author != author)
-        .order_by(calibration.c.created_at, calibration.c.id).limit(1)).first()
+    found = probes.unseen_probe(conn, project_id=project_id, reviewer_id=reviewer_id, author=author)
     if found is None:  # the usual case (no probe left for them): no draw to make
         return None
-    served = conn.execute(select(func.count()).select_from(assignments)
-                          .where(assignments.c.reviewer_id == reviewer_id)).scalar_one()
+    served = review_store.served_count(conn, reviewer_id=reviewer_id)
     return found if _draw(reviewer_id, served) < rate else None
 
 
 def results(conn: Connection, *, project_id: int) -> dict[str, dict[str, Any]]:
     """Per reviewer (username): calibration reviews, how many matched the known truth, and the misses."""
-    rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
+    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
     out: dict[str, dict[str, Any]] = {}
-    rows = conn.execute(
-        select(users.c.username, reviews.c.verdict, reviews.c.scores, calibration.c.expect, calibration.c.item_id)
-        .select_from(reviews.join(calibration, calibration.c.rationale_id == reviews.c.rationale_id)
-                     .join(users, users.c.id == reviews.c.reviewer_id))
-        .where(calibration.c.project_id == project_id).order_by(reviews.c.created_at))
-    for name, verdict, scores, expect, item_id in rows:
-        said_pass = passes(rubric, ReviewVote(name, verdict, dict(scores or {})))
+    for name, verdict, scores, expect, item_id in probes.probe_reviews(conn, project_id=project_id):
+        said_pass = passes(rubric, ReviewVote(name, verdict, scores))
         entry = out.setdefault(name, {"reviews": 0, "correct": 0, "missed": []})
         entry["reviews"] += 1
         if said_pass == (expect == "good"):
@@ -138,22 +118,18 @@ def results(conn: Connection, *, project_id: int) -> dict[str, dict[str, Any]]:
 
 
 def listing(conn: Connection, *, project_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(calibration.c.item_id, calibration.c.rationale_id, rationales.c.version, calibration.c.expect,
-               calibration.c.note, calibration.c.created_by, calibration.c.created_at,
-               select(func.count()).select_from(reviews).where(reviews.c.rationale_id == calibration.c.rationale_id)
-               .scalar_subquery().label("reviews"))
-        .join(rationales, rationales.c.id == calibration.c.rationale_id)
-        .where(calibration.c.project_id == project_id).order_by(calibration.c.created_at)).mappings()
-    from clinreason.stages.review import aware  # the review stage imports this module
+    return probes.listing(conn, project_id=project_id)
 
-    return [{**dict(r), "created_at": aware(r["created_at"]).isoformat()} for r in rows]
+
+def truths(conn: Connection, project_id: int) -> dict[str, bool]:
+    """Calibration versions of the project: rationale id -> known sound (True) or defective (False)."""
+    return probes.truths(conn, project_id=project_id)
 
 
 def record_result(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
     """After a calibration review: an event for the audit trail (nothing else moves)."""
-    expect = conn.execute(select(calibration.c.expect).where(calibration.c.item_id == item_id)).scalar()
+    expect = probes.expectation(conn, item_id=item_id)
     if expect is None:
         return
-    repo.add_event(conn, project_id=project_id, item_id=item_id, kind="calibration.reviewed", actor=actor,
-                   detail={"rationale_id": rationale_id, "expect": expect})
+    add_event(conn, project_id=project_id, item_id=item_id, kind="calibration.reviewed", actor=actor,
+              detail={"rationale_id": rationale_id, "expect": expect})

@@ -1,6 +1,6 @@
 """The consensus stage: what happens to an item once a review of its current version is in.
 
-Called inside the review's own transaction (stages/review.py), so the review, the decision and the
+Called by `review.submit_review`, inside the review's own transaction, so the review, the decision and the
 item's next state are stored together or not at all. The rules themselves are pure
 (domain/consensus.py); this module reads what they need and applies the outcome:
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection
 
 from clinreason.domain.allocation import (
     AllocationPolicy,
@@ -31,60 +31,53 @@ from clinreason.domain.allocation import (
 )
 from clinreason.domain.consensus import (
     ConsensusDecision,
+    Feedback,
     Outcome,
     Policy,
     ReviewVote,
     decide,
+    merge_feedback,
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import Item
 from clinreason.domain.reliability import estimate
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.stages import calibration
-from clinreason.stages.review import EXTRA_REVIEWER_EVENT  # the assignment stage honours these events
-from clinreason.store import repository as repo
-from clinreason.store.tables import calibration as calibration_table
-from clinreason.store.tables import checks, decisions, events, items, projects, rationales, reviews, users
+from clinreason.stages.settings import review_config
+from clinreason.store import decisions as decision_store
+from clinreason.store import items as item_store
+from clinreason.store import projects
+from clinreason.store import rationales as rationale_store
+from clinreason.store import reviews as review_store
 
 # (database, project) -> (reviews counted at the fit, the fitted model)
 _EVIDENCE_CACHE: dict[tuple[str, int], tuple[int, EvidenceModel]] = {}
 
 
 def project_policy(conn: Connection, project_id: int) -> Policy:
-    config = conn.execute(select(projects.c.config).where(projects.c.id == project_id)).scalar_one()
-    return Policy.from_config((config or {}).get("review", {}))
+    return review_config(conn, project_id).policy()
 
 
 def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
-    rows = conn.execute(
-        select(reviews.c.verdict, reviews.c.scores, reviews.c.comments, users.c.username)
-        .join(users, users.c.id == reviews.c.reviewer_id)
-        .where(reviews.c.rationale_id == rationale_id).order_by(reviews.c.created_at, reviews.c.id)
-    ).all()
-    return [ReviewVote(reviewer=r.username, verdict=r.verdict, scores=dict(r.scores or {}),
-                       comments={k: str(v) for k, v in (r.comments or {}).items() if v}) for r in rows]
+    return review_store.votes_for(conn, rationale_id=rationale_id)
 
 
 def extra_reviewers_requested(conn: Connection, rationale_id: str) -> int:
-    # narrowed to the version's item first (events are indexed by item), then matched on the JSON detail
-    item = select(rationales.c.item_id).where(rationales.c.id == rationale_id).scalar_subquery()
-    return conn.execute(select(func.count()).select_from(events).where(
-        events.c.item_id == item, events.c.kind == EXTRA_REVIEWER_EVENT,
-        events.c.detail["rationale_id"].as_string() == rationale_id
-    )).scalar_one()
+    return review_store.extra_reviewers_of(conn, rationale_id=rationale_id)
 
 
 def _ask_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,
                         reason: str) -> None:
-    """One more reviewer for this version (the assignment stage reads these events)."""
-    repo.add_event(conn, project_id=project_id, item_id=item_id, kind=EXTRA_REVIEWER_EVENT, actor=actor,
-                   detail={"rationale_id": rationale_id, "reason": reason})
+    """One more reviewer for this version (the queue reads the request on every lease)."""
+    review_store.request_extra_reviewer(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id,
+                                        actor=actor, reason=reason)
 
 
 def screening_signals(conn: Connection, *, item_id: str, rationale_id: str) -> ScreeningSignals:
-    rows = conn.execute(select(checks.c.name, checks.c.passed).where(checks.c.rationale_id == rationale_id)).all()
-    flagged = conn.execute(select(items.c.flag_reason).where(items.c.id == item_id)).scalar() is not None
-    return ScreeningSignals.from_checks([tuple(r) for r in rows], flagged=flagged)
+    rows = [(c.name, c.passed) for c in rationale_store.checks_of(conn, rationale_ids=[rationale_id])]
+    item = item_store.get_item_any_project(conn, item_id=item_id)
+    return ScreeningSignals.from_checks(rows, flagged=item is not None and item.flag_reason is not None)
 
 
 def audit_draw(rationale_id: str) -> float:
@@ -108,57 +101,38 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
 
 def _signal_labels(conn: Connection, project_id: int, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
     """The screening signals of the reviewed versions as witnesses, in the shape the estimator takes."""
-    reviewed = select(reviews.c.rationale_id).join(items, items.c.id == reviews.c.item_id) \
-        .where(items.c.project_id == project_id)
-    by_version: dict[str, list[tuple[str, bool]]] = {}
-    for rid, name, passed in conn.execute(select(checks.c.rationale_id, checks.c.name, checks.c.passed)
-                                          .where(checks.c.rationale_id.in_(reviewed))):
-        if rid in rationale_ids:
-            by_version.setdefault(rid, []).append((name, passed))
-    return [(rid, source, said) for rid, rows in by_version.items()
+    by_version = review_store.reviewed_check_rows(conn, project_id=project_id)
+    return [(rid, source, said) for rid, rows in by_version.items() if rid in rationale_ids
             for source, said in ScreeningSignals.from_checks(rows).labels()]
 
 
 def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
     """Fit Dawid–Skene on every non-borderline review of the project and on the screening signals of
     the reviewed versions; versions an adjudicator accepted, and calibration versions, are known truths."""
-    rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
-    rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
-                        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
-                        .where(items.c.project_id == project_id)).all()
+    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
     by_version: dict[str, list[ReviewVote]] = {}
-    for r in rows:
-        vote = ReviewVote(r.username, r.verdict, dict(r.scores or {}))
+    for rationale_id, vote in review_store.project_votes(conn, project_id=project_id):
         if vote.verdict != "flag_question" and not borderline(rubric, vote):
-            by_version.setdefault(r.rationale_id, []).append(vote)
+            by_version.setdefault(rationale_id, []).append(vote)
     if not by_version:
         return EvidenceModel()
     offsets = leniency_offsets(by_version)
     labels = [(rid, v.reviewer, says_pass(rubric, v, offsets.get(v.reviewer, 0.0)))
               for rid, votes in by_version.items() for v in votes]
-    known = {rid: True for rid in conn.execute(
-        select(decisions.c.rationale_id).join(items, items.c.id == decisions.c.item_id)
-        .where(items.c.project_id == project_id, decisions.c.kind == "adjudication",
-               decisions.c.rationale_id.is_not(None))).scalars()}
-    known.update(calibration_truths(conn, project_id))
+    known = {d.rationale_id: True for d in decision_store.project_decisions(conn, project_id=project_id,
+                                                                            kind="adjudication")
+             if d.rationale_id is not None}
+    known.update(calibration.truths(conn, project_id))
     labels += _signal_labels(conn, project_id, {rid for rid, _, _ in labels})
     fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
     return EvidenceModel(prevalence=fit.prevalence, offsets=offsets,
                          sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
 
 
-def calibration_truths(conn: Connection, project_id: int) -> dict[str, bool]:
-    """Calibration versions of the project: rationale id -> known sound (True) or defective (False)."""
-    return {rid: expect == "good" for rid, expect in conn.execute(
-        select(calibration_table.c.rationale_id, calibration_table.c.expect)
-        .where(calibration_table.c.project_id == project_id))}
-
-
 def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
     """The project's fitted evidence model, refitted whenever the reviews have grown by a tenth (at least
     50) since the last fit: cheap enough to call on every submission."""
-    count = conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
-                         .where(items.c.project_id == project_id)).scalar_one()
+    count = review_store.project_review_count(conn, project_id=project_id)
     key = (conn.engine.url.render_as_string(hide_password=True), project_id)
     cached = _EVIDENCE_CACHE.get(key)
     if cached is not None and cached[0] <= count < cached[0] + max(50, cached[0] // 10):
@@ -168,40 +142,38 @@ def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
     return model
 
 
-def evaluate(conn: Connection, *, project_id: int, rationale_id: str) -> ConsensusDecision:
-    rubric = rubric_from_dict(repo.latest_rubric(conn, project_id=project_id))
-    policy = project_policy(conn, project_id)
+def evaluate(conn: Connection, *, project_id: int, rationale_id: str, policy: Policy | None = None) -> ConsensusDecision:
+    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
+    policy = policy or project_policy(conn, project_id)
     votes = votes_for(conn, rationale_id)
     extra = extra_reviewers_requested(conn, rationale_id)
     if policy.allocation != "adaptive":
         return decide(rubric, policy, votes, extra_requested=extra)
-    item_id = conn.execute(select(rationales.c.item_id).where(rationales.c.id == rationale_id)).scalar_one()
+    version = rationale_store.get_version(conn, rationale_id=rationale_id)
+    assert version is not None
     return decide_adaptive(rubric, AllocationPolicy.from_policy(policy), votes,
-                           screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
+                           screening_signals(conn, item_id=version.item_id, rationale_id=rationale_id),
                            evidence_model(conn, project_id), required=policy.base_overlap + extra)
 
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
-    item = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
-    if item["state"] == ItemState.CALIBRATION.value:
-        calibration.record_result(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, actor=actor)
+    """Apply consensus to the version a review was just stored for (called by review.submit_review)."""
+    item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
+    if item is None or item.state != ItemState.IN_REVIEW.value:
         return
-    if item["state"] != ItemState.IN_REVIEW.value:
-        return
-    latest = conn.execute(select(rationales.c.id, rationales.c.version, rationales.c.origin, rationales.c.parent_version)
-                          .where(rationales.c.item_id == item_id)
-                          .order_by(rationales.c.version.desc()).limit(1)).one()
+    latest = rationale_store.latest_version(conn, item_id=item_id)
+    assert latest is not None
     policy = project_policy(conn, project_id)
     if latest.id != rationale_id:
         # an expert's edit superseded the reviewed version: that round failed, the new version is reviewed
-        reviewed_version = conn.execute(select(rationales.c.version).where(rationales.c.id == rationale_id)).scalar_one()
-        if latest.origin == "edited" and latest.parent_version == reviewed_version:
+        reviewed = rationale_store.get_version(conn, rationale_id=rationale_id)
+        if reviewed is not None and latest.origin == "edited" and latest.parent_version == reviewed.version:
             _strike(conn, item=item, policy=policy, actor=actor, reason="an expert edited the rationale",
                     rationale_id=rationale_id, regenerate=False)
-            if conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar_one() == "in_review":
+            if item_store.item_state(conn, item_id=item_id) == ItemState.IN_REVIEW.value:
                 enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
-    decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id)
+    decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id, policy=policy)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}
     if decision.outcome is Outcome.PENDING:
@@ -210,12 +182,12 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
                                 reason=decision.reason)
         return
     if decision.outcome is Outcome.ACCEPTED:
-        repo.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ACCEPTED,
-                             actor=actor, detail=detail)
-        conn.execute(insert(decisions).values(item_id=item_id, kind="consensus", rationale_id=rationale_id,
-                                              decided_by="consensus", reason=decision.reason, created_at=repo.now()))
-        repo.add_event(conn, project_id=project_id, item_id=item_id, kind="decision.consensus", actor=actor,
-                       after={"rationale_id": rationale_id, "version": latest.version}, detail=detail)
+        item_store.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ACCEPTED,
+                                   actor=actor, detail=detail)
+        decision_store.add_decision(conn, item_id=item_id, kind="consensus", rationale_id=rationale_id,
+                                    decided_by="consensus", reason=decision.reason)
+        decision_store.add_event(conn, project_id=project_id, item_id=item_id, kind="decision.consensus", actor=actor,
+                                 after={"rationale_id": rationale_id, "version": latest.version}, detail=detail)
         return
     if decision.outcome is Outcome.FLAGGED:
         _escalate(conn, item_id=item_id, actor=actor, reason=decision.reason, detail=detail)
@@ -223,34 +195,39 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
     if decision.outcome is Outcome.DISAGREEMENT:
         _escalate(conn, item_id=item_id, actor=actor, reason=f"reviewers disagree: {decision.reason}", detail=detail)
         return
+    feedback = decision.feedback or merge_feedback(
+        rubric_from_dict(projects.latest_rubric(conn, project_id=project_id)), votes_for(conn, rationale_id))
     _strike(conn, item=item, policy=policy, actor=actor, reason=decision.reason, rationale_id=rationale_id,
-            regenerate=True, feedback=decision)
+            regenerate=True, feedback=feedback)
 
 
 def _escalate(conn: Connection, *, item_id: str, actor: str, reason: str, detail: dict[str, Any]) -> None:
-    repo.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED, actor=actor,
-                         detail=detail, flag_reason=reason[:2000])
+    item_store.transition_item(conn, item_id=item_id, expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED,
+                               actor=actor, detail=detail, flag_reason=reason[:2000])
 
 
-def _strike(conn: Connection, *, item: dict[str, Any], policy: Policy, actor: str, reason: str, rationale_id: str,
-            regenerate: bool, feedback: ConsensusDecision | None = None) -> None:
-    strikes = int(conn.execute(select(items.c.strikes).where(items.c.id == item["id"])).scalar_one()) + 1
+def _strike(conn: Connection, *, item: Item, policy: Policy, actor: str, reason: str, rationale_id: str,
+            regenerate: bool, feedback: Feedback | None = None) -> None:
+    strikes = item.strikes + 1
     detail: dict[str, Any] = {"rationale_id": rationale_id, "strikes": strikes, "max_strikes": policy.max_strikes,
                               "reason": reason}
-    if feedback is not None and feedback.feedback is not None:
-        detail["failing"] = feedback.feedback.failing
-        detail["verdicts"] = feedback.feedback.verdicts
-    repo.add_event(conn, project_id=item["project_id"], item_id=item["id"], kind="item.strike", actor=actor,
-                   before={"strikes": strikes - 1}, after={"strikes": strikes}, detail=detail)
+    if feedback is not None:
+        detail["failing"] = feedback.failing
+        detail["verdicts"] = feedback.verdicts
+    decision_store.add_event(conn, project_id=item.project_id, item_id=item.id, kind="item.strike", actor=actor,
+                             before={"strikes": strikes - 1}, after={"strikes": strikes}, detail=detail)
     if strike_outcome(strikes, policy):
         # five strikes (by default): an adjudicator decides, with every version and review in view
         reason_text = f"{strikes} failed rounds (max_strikes = {policy.max_strikes}): {reason}"
-        repo.transition_item(conn, item_id=item["id"], expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED,
-                             actor=actor, detail=detail, strikes=strikes, flag_reason=reason_text)
+        item_store.transition_item(conn, item_id=item.id, expected=ItemState.IN_REVIEW, target=ItemState.ESCALATED,
+                                   actor=actor, detail=detail, strikes=strikes, flag_reason=reason_text)
         return
     if regenerate:
-        repo.transition_item(conn, item_id=item["id"], expected=ItemState.IN_REVIEW, target=ItemState.REGENERATING,
-                             actor=actor, detail=detail, strikes=strikes, auto_retries=0,
-                             claimed_by=None, claimed_until=None)
+        # what guided regeneration renders (stages/refine.py): the one Feedback consensus computed
+        if feedback is not None:
+            review_store.store_feedback(conn, item_id=item.id, rationale_id=rationale_id, merged=feedback)
+        item_store.transition_item(conn, item_id=item.id, expected=ItemState.IN_REVIEW, target=ItemState.REGENERATING,
+                                   actor=actor, detail=detail, strikes=strikes, auto_retries=0,
+                                   claimed_by=None, claimed_until=None)
     else:
-        conn.execute(update(items).where(items.c.id == item["id"]).values(strikes=strikes, updated_at=repo.now()))
+        item_store.set_strikes(conn, item_id=item.id, strikes=strikes)

@@ -10,26 +10,21 @@ import hashlib
 import json
 from typing import Any
 
-from clinreason.domain.checks import simhash
 from clinreason.domain.rationale_text import ParsedRationale, parse_rationale
+from clinreason.domain.records import Item
 from clinreason.llm.base import ChatMessage, Completion, LLMParams
 from clinreason.prompts import render
 
 
-def gold_string(item: dict[str, Any]) -> str:
-    labels = item.get("answer_labels") or []
-    return ", ".join(labels) if labels else (item.get("answer_text") or "")
-
-
-def prompt_view(item: dict[str, Any]) -> dict[str, Any]:
+def prompt_view(item: Item) -> dict[str, Any]:
     """What templates see of an item."""
-    return {"question": item["question"], "options": [tuple(o) for o in item["options"]],
-            "gold": gold_string(item), "context": item.get("context")}
+    return {"question": item.question, "options": [tuple(o) for o in item.options], "gold": item.gold,
+            "context": item.context}
 
 
-def build_draft_messages(item: dict[str, Any], *, mode: str, use_reference: bool) -> tuple[list[ChatMessage], str]:
-    reference = item.get("reference_explanation") if use_reference else None
-    return render("draft", item["language"], item=prompt_view(item), mode=mode, reference=reference)
+def build_draft_messages(item: Item, *, mode: str, use_reference: bool) -> tuple[list[ChatMessage], str]:
+    reference = item.reference_explanation if use_reference else None
+    return render("draft", item.language, item=prompt_view(item), mode=mode, reference=reference)
 
 
 def request_hash(model_id: str, messages: list[ChatMessage], params: LLMParams) -> str:
@@ -39,16 +34,16 @@ def request_hash(model_id: str, messages: list[ChatMessage], params: LLMParams) 
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def parse_completion(completion: Completion, item: dict[str, Any]) -> dict[str, Any]:
-    """The rationale columns a completion yields. A parse failure is stored as a status with its
-    reason; the raw output is always kept."""
-    result = parse_rationale(completion.text, dict(item["options"]))
+def parse_completion(completion: Completion, item: Item) -> dict[str, Any]:
+    """What a completion yields for its rationale version: the parse (steps, final answer, text,
+    parse_status, parse_error) and the provenance the completion carries. A parse failure is stored
+    as a status with its reason; the raw output is always kept."""
+    result = parse_rationale(completion.text, dict(item.options))
     ok = isinstance(result, ParsedRationale)
-    text = result.text or completion.text or ""
     return {
         "steps": result.steps,
         "final_answer": result.final_answer,
-        "text": text,
+        "text": result.text or completion.text or "",
         "parse_status": "ok" if ok else "failed",
         "parse_error": None if ok else result.reason,
         "raw_output": completion.text,
@@ -58,5 +53,4 @@ def parse_completion(completion: Completion, item: dict[str, Any]) -> dict[str, 
         "cost": completion.cost,
         "latency_ms": completion.latency_ms,
         "model": completion.model,
-        "fingerprint": simhash(text) if text.strip() else None,
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine
 
 from clinreason.domain.items import Item, item_id
 from clinreason.domain.lifecycle import ItemState, check_transition
@@ -28,8 +28,10 @@ from clinreason.stages.ingest_readers import (
     display_name,
     utf8_problem,
 )
-from clinreason.store import repository as repo
-from clinreason.store.tables import item_sources, items
+from clinreason.store import db
+from clinreason.store import ingest as store
+from clinreason.store.decisions import add_event, add_events
+from clinreason.store.projects import require_project
 
 BATCH = 1000
 _SKIP_NAMES = {"readme", "source", "license", "licence", "license.upstream"}
@@ -146,8 +148,8 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         summary.rejects_path = str(rejects_path)
     progress = progress_factory(planned) if progress_factory else None
     try:
-        with engine.begin() as conn:
-            proj = repo.require_project(conn, name=project)
+        with db.transaction(engine) as conn:
+            proj = require_project(conn, name=project)
             for file_path, file_fmt in planned:
                 if progress:
                     progress.start_file(file_path)
@@ -170,7 +172,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                     _write_batch(conn, proj["id"], project, valid, summary, actor)
                     if progress:
                         progress.records(len(batch))
-            repo.add_event(conn, project_id=proj["id"], kind="import.completed", actor=actor,
+            add_event(conn, project_id=proj["id"], kind="import.completed", actor=actor,
                            detail={k: v for k, v in summary.to_dict().items() if k != "added_by_specialty"})
     except FileFormatError as exc:
         raise ImportAborted(str(exc)) from None
@@ -204,17 +206,16 @@ def _write_batch(conn: Connection, project_id: int, project: str, pending: list[
         p.item.content_hash = p.item.compute_hash()
         p.item.id = item_id(project, p.item.content_hash)
     ids = list({p.item.id for p in pending})
-    existing = set(conn.execute(select(items.c.id).where(items.c.id.in_(ids))).scalars())
-    ts = repo.now()
-    new_rows: dict[str, dict[str, Any]] = {}
+    existing = store.existing_item_ids(conn, item_ids=ids)
+    new_items: dict[str, Item] = {}
+    flag_reasons: dict[str, str] = {}
     events: list[dict[str, Any]] = []
-    source_rows: list[dict[str, Any]] = []
+    refs = []
     for p in pending:
         it = p.item
         src = it.sources[0]
-        source_rows.append({"item_id": it.id, "source": src.source, "subject": src.subject, "file": src.file,
-                            "record": src.record, "license": src.license, "imported_at": ts})
-        if it.id in existing or it.id in new_rows:
+        refs.append((it.id, src))
+        if it.id in existing or it.id in new_items:
             summary.duplicates += 1
             continue
         flagged = not it.has_gold_answer
@@ -222,15 +223,9 @@ def _write_batch(conn: Connection, project_id: int, project: str, pending: list[
         if flagged:
             check_transition(ItemState.IMPORTED, ItemState.ESCALATED)
             state = ItemState.ESCALATED
-        new_rows[it.id] = {
-            "id": it.id, "project_id": project_id, "content_hash": it.content_hash, "question": it.question,
-            "options": [[k, v] for k, v in it.options.items()], "answer_labels": it.answer_labels,
-            "answer_text": it.answer_text, "language": it.language, "specialty": it.specialty,
-            "context": it.context, "reference_explanation": it.reference_explanation, "meta": it.metadata,
-            "state": state.value, "strikes": 0, "auto_retries": 0,
-            "flag_reason": "no gold answer in the source record" if flagged else None,
-            "created_at": ts, "updated_at": ts,
-        }
+            flag_reasons[it.id] = "no gold answer in the source record"
+        it.state = state.value
+        new_items[it.id] = it
         events.append({"project_id": project_id, "item_id": it.id, "kind": "item.imported", "actor": actor,
                        "after": {"state": ItemState.IMPORTED.value},
                        "detail": {"source": src.source, "file": src.file, "record": src.record}})
@@ -243,24 +238,7 @@ def _write_batch(conn: Connection, project_id: int, project: str, pending: list[
         summary.by_source[src.source] += 1
         if it.specialty:
             summary.by_specialty[it.specialty] += 1
-    if new_rows:
-        conn.execute(insert(items), list(new_rows.values()))
+    store.add_items(conn, project_id=project_id, new=list(new_items.values()), flag_reasons=flag_reasons)
     # source references: keep those not already stored (idempotent re-import adds none)
-    keys = {(r["item_id"], r["source"], r["file"], r["record"]) for r in source_rows}
-    stored = {
-        tuple(row) for row in conn.execute(
-            select(item_sources.c.item_id, item_sources.c.source, item_sources.c.file, item_sources.c.record)
-            .where(tuple_(item_sources.c.item_id, item_sources.c.source, item_sources.c.file,
-                          item_sources.c.record).in_(list(keys)))
-        )
-    } if keys else set()
-    fresh: dict[tuple, dict[str, Any]] = {}
-    for r in source_rows:
-        key = (r["item_id"], r["source"], r["file"], r["record"])
-        if key not in stored and key not in fresh:
-            fresh[key] = r
-            if r["item_id"] not in new_rows:
-                summary.sources_added += 1
-    if fresh:
-        conn.execute(insert(item_sources), list(fresh.values()))
-    repo.add_events(conn, events)
+    summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(conn, refs=refs))
+    add_events(conn, events)

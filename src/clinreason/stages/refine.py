@@ -1,57 +1,64 @@
 """The refine stage: guided regeneration. The prompt carries the previous version, the rubric
-dimensions that fell short with their scores, the reviewers' comments, and the automatic checks that
-failed — so the model fixes what experts (or checks) found instead of starting over."""
+dimensions that fell short with every reviewer's score, the reviewers' comments, and the automatic
+checks that failed — so the model fixes what experts (or checks) found instead of starting over.
+
+What experts said is the `Feedback` consensus computed and stored when it sent the version back
+(stages/consensus.py); this stage renders it, and never re-reads the reviews."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from clinreason.domain.rubric import rubric_from_dict
+from clinreason.domain.consensus import Feedback
+from clinreason.domain.records import Item
+from clinreason.domain.rubric import Rubric, rubric_from_dict
 from clinreason.llm.base import ChatMessage
 from clinreason.prompts import render
 from clinreason.stages.generate import prompt_view
-from clinreason.store.tables import checks, rationales, reviews
+from clinreason.store import rationales as rationale_store
+from clinreason.store import reviews as review_store
+
+
+def render_feedback(rubric: Rubric, feedback: Feedback | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The failing dimensions (title, every score, threshold) and the comments, reviewers anonymised as
+    Reviewer 1, 2 ... in the order they reviewed."""
+    if feedback is None:
+        return [], []
+    failed = [{"name": d.name, "title": d.title, "scores": feedback.failing[d.name], "threshold": d.threshold}
+              for d in rubric.dimensions if d.name in feedback.failing]
+    numbers: dict[str, int] = {}
+    comments = []
+    for reviewer, dimension, text in feedback.comments:
+        n = numbers.setdefault(reviewer, len(numbers) + 1)
+        title = rubric.dimension(dimension).title if dimension in rubric.names else (
+            dimension if dimension != "general" else None)
+        comments.append({"reviewer": f"Reviewer {n}", "dimension": title, "text": text})
+    return failed, comments
 
 
 def regeneration_feedback(conn: Connection, *, item_id: str, rubric_body: dict[str, Any],
                           blocking: list[str]) -> dict[str, Any]:
-    """Everything the regeneration prompt needs about the latest version: its text, the failing rubric
-    dimensions (scores of every reviewer), all comments (reviewers anonymised as Reviewer 1, 2 ...), and
-    failed automatic checks."""
-    prev = conn.execute(select(rationales).where(rationales.c.item_id == item_id)
-                        .order_by(rationales.c.version.desc()).limit(1)).mappings().first()
+    """Everything the regeneration prompt needs about the latest version: its text, the stored reviewer
+    feedback rendered for the prompt, and the automatic checks that failed (blocking ones when experts
+    reviewed it; all of them when it came straight from screening)."""
+    prev = rationale_store.latest_version(conn, item_id=item_id)
     if prev is None:
         raise LookupError(f"item {item_id} has no rationale to regenerate from")
     rubric = rubric_from_dict(rubric_body)
-    revs = conn.execute(select(reviews).where(reviews.c.rationale_id == prev["id"])
-                        .order_by(reviews.c.created_at, reviews.c.id)).mappings().all()
-    failed_dimensions = []
-    for dim in rubric.dimensions:
-        scores = [r["scores"].get(dim.name) for r in revs if r["scores"].get(dim.name) is not None]
-        if scores and min(scores) < dim.threshold:
-            failed_dimensions.append({"name": dim.name, "title": dim.title, "scores": scores, "threshold": dim.threshold})
-    comments = []
-    for n, r in enumerate(revs, 1):
-        for dim_name, text in (r["comments"] or {}).items():
-            if text and str(text).strip():
-                title = rubric.dimension(dim_name).title if dim_name in rubric.names else (dim_name if dim_name != "general" else None)
-                comments.append({"reviewer": f"Reviewer {n}", "dimension": title, "text": str(text).strip()})
-    failed_checks = [
-        {"name": c["name"], "detail": c["detail"]}
-        for c in conn.execute(select(checks).where(checks.c.rationale_id == prev["id"], checks.c.passed.is_(False))
-                              .order_by(checks.c.id)).mappings()
-        if c["name"] in blocking or not revs
-    ]
-    return {"previous": {"version": prev["version"], "text": prev["text"], "id": prev["id"]},
+    feedback = review_store.feedback_for(conn, rationale_id=prev.id)
+    failed_dimensions, comments = render_feedback(rubric, feedback)
+    failed_checks = [{"name": c.name, "detail": c.detail}
+                     for c in rationale_store.checks_of(conn, rationale_ids=[prev.id], failed_only=True)
+                     if c.name in blocking or feedback is None]
+    return {"previous": {"version": prev.version, "text": prev.text, "id": prev.id},
             "failed_dimensions": failed_dimensions, "comments": comments, "failed_checks": failed_checks,
-            "scale_max": rubric.scale_max, "reviews": len(revs)}
+            "scale_max": rubric.scale_max, "reviewed": feedback is not None}
 
 
-def build_regeneration_messages(item: dict[str, Any], feedback: dict[str, Any], *, mode: str
-                                ) -> tuple[list[ChatMessage], str]:
-    return render("regenerate", item["language"], item=prompt_view(item), mode=mode,
+def build_regeneration_messages(item: Item, feedback: dict[str, Any], *, mode: str) -> tuple[list[ChatMessage], str]:
+    return render("regenerate", item.language, item=prompt_view(item), mode=mode,
                   previous=feedback["previous"], failed_dimensions=feedback["failed_dimensions"],
                   comments=feedback["comments"], failed_checks=feedback["failed_checks"],
                   scale_max=feedback["scale_max"])

@@ -17,33 +17,30 @@ it also asks again for what had arrived but was not yet stored (one batch window
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from clinreason.config import ProjectConfig
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.rationale_text import rationale_schema
+from clinreason.domain.records import Item, Origin, RationaleVersion
 from clinreason.llm.base import ChatMessage, Completion, LLMBackend, LLMError, LLMParams
 from clinreason.stages.generate import build_draft_messages, parse_completion, request_hash
 from clinreason.stages.refine import build_regeneration_messages, regeneration_feedback
-from clinreason.store import repository as repo
-from clinreason.store import work
+from clinreason.store import db, rationales, work
+from clinreason.store.common import StaleStateError
+from clinreason.store.items import transition_item, transition_items
 from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, read_entries
-from clinreason.store.tables import items, llm_cache, rationales
+from clinreason.store.projects import latest_rubric
+from clinreason.store.rationales import NewVersion
 
 DRAFT, REGENERATE = "draft", "regenerate"
-#: This process's claims and stores take turns here rather than inside SQLite: a writer that finds the
-#: database locked sleeps in SQLite's busy handler for up to tens of milliseconds at a time, and every
-#: concurrency slot waits with it.
-_WRITE_TURN = threading.Lock()
 #: How long the writer lets results gather before storing them while requests are in flight. No slot
 #: waits for the database, so a longer wait costs nothing but a little memory; fewer, larger
 #: transactions cost less CPU per result, and that CPU is what the event loop shares with the writer.
@@ -54,7 +51,7 @@ _WORKING_STATE = {DRAFT: ItemState.GENERATING, REGENERATE: ItemState.REGENERATIN
 
 @dataclass
 class Job:
-    item: dict[str, Any]
+    item: Item
     kind: str
     version: int
     messages: list[ChatMessage]
@@ -96,9 +93,9 @@ class RunReport:
                 "errors": dict(self.errors)}
 
 
-def _params(pc: ProjectConfig, item: dict[str, Any], version: int, key: str, structured: str | None) -> LLMParams:
-    labels = tuple(o[0] for o in item["options"])
-    schema = rationale_schema(item["options"], max_steps=pc.screen.max_steps) if structured == "json" else None
+def _params(pc: ProjectConfig, item: Item, version: int, key: str, structured: str | None) -> LLMParams:
+    labels = tuple(item.option_labels)
+    schema = rationale_schema(item.options, max_steps=pc.screen.max_steps) if structured == "json" else None
     choices = labels if structured == "answer" and labels else None
     return LLMParams(temperature=pc.llm.temperature, max_tokens=pc.llm.max_tokens, seed=pc.llm.seed + version - 1,
                      json_schema=schema, idempotency_key=key, answer_choices=choices)
@@ -112,93 +109,89 @@ def _structured_of(params: LLMParams) -> str | None:
 def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, kind: str, worker: str, limit: int,
                 model_id: str, structured: str | None) -> list[Job]:
     """Claim up to `limit` items and turn each into a request (one transaction)."""
-    with _WRITE_TURN, engine.begin() as conn:
+    with db.transaction(engine) as conn:
         claim_to = ItemState.GENERATING if kind == DRAFT else None
-        rows = work.claim(conn, project_id=project["id"], state=_SOURCE_STATE[kind], worker=worker, limit=limit,
-                          lease_seconds=pc.generate.claim_seconds, claim_to=claim_to)
-        rubric = repo.latest_rubric(conn, project_id=project["id"]) if kind == REGENERATE and rows else None
+        claimed = work.claim(conn, project_id=project["id"], state=_SOURCE_STATE[kind], worker=worker, limit=limit,
+                             lease_seconds=pc.generate.claim_seconds, claim_to=claim_to)
+        rubric = latest_rubric(conn, project_id=project["id"]) if kind == REGENERATE and claimed else None
         jobs: list[Job] = []
-        for row in rows:
+        for item in claimed:
             if kind == DRAFT:
-                messages, phash = build_draft_messages(row, mode=pc.generate.mode,
+                messages, phash = build_draft_messages(item, mode=pc.generate.mode,
                                                        use_reference=pc.generate.use_reference_explanation)
                 parent = None
             else:
-                feedback = regeneration_feedback(conn, item_id=row["id"], rubric_body=rubric,
+                feedback = regeneration_feedback(conn, item_id=item.id, rubric_body=rubric,
                                                  blocking=pc.screen.blocking)
-                messages, phash = build_regeneration_messages(row, feedback, mode=pc.generate.mode)
+                messages, phash = build_regeneration_messages(item, feedback, mode=pc.generate.mode)
                 parent = feedback["previous"]["version"]
-            params = _params(pc, row, row["version"], f"{row['id']}:v{row['version']}", structured)
-            jobs.append(Job(item=row, kind=kind, version=row["version"], messages=messages, prompt_hash=phash,
+            version = item.next_version
+            params = _params(pc, item, version, f"{item.id}:v{version}", structured)
+            jobs.append(Job(item=item, kind=kind, version=version, messages=messages, prompt_hash=phash,
                             params=params, request_hash=request_hash(model_id, messages, params),
                             parent_version=parent, structured=_structured_of(params)))
         if jobs:
-            hits = dict(conn.execute(select(llm_cache.c.request_hash, llm_cache.c.response)
-                                     .where(llm_cache.c.request_hash.in_([j.request_hash for j in jobs]))).all())
+            hits = rationales.cached_responses(conn, request_hashes=[j.request_hash for j in jobs])
             for job in jobs:
                 job.cached = hits.get(job.request_hash)
     return jobs
 
 
-def _rationale_row(out: Outcome, rationale_id: str, ts) -> dict[str, Any]:
-    job = out.job
-    cols = parse_completion(out.completion, job.item)
-    if out.cached:
-        cols.update(prompt_tokens=0, completion_tokens=0, cost=0.0)
-    return {
-        "id": rationale_id, "item_id": job.item["id"], "version": job.version, "parent_version": job.parent_version,
-        "origin": "generated" if job.kind == DRAFT else "regenerated", "author": f"model:{cols['model']}",
-        "params": {"temperature": job.params.temperature, "max_tokens": job.params.max_tokens,
-                   "top_p": job.params.top_p, "seed": job.params.seed, "kind": job.kind, "structured": job.structured,
-                   "cached": out.cached, "attempts": out.completion.attempts, "request_hash": job.request_hash},
-        "prompt_hash": job.prompt_hash, "seed": job.params.seed, "idempotency_key": job.params.idempotency_key,
-        "created_at": ts, **cols,
-    }
+def _new_version(out: Outcome) -> NewVersion:
+    """The rationale version a completion makes (CPU only: parsed before taking the write turn)."""
+    job, completion = out.job, out.completion
+    assert completion is not None
+    parsed = parse_completion(completion, job.item)
+    tokens = (0, 0, 0.0) if out.cached else (parsed["prompt_tokens"], parsed["completion_tokens"], parsed["cost"])
+    p = job.params
+    return NewVersion(
+        item=job.item, origin=Origin.GENERATED if job.kind == DRAFT else Origin.REGENERATED,
+        author=f"model:{parsed['model']}", text=parsed["text"], parsed=parsed, version=job.version,
+        parent_version=job.parent_version, model=parsed["model"],
+        params={"temperature": p.temperature, "max_tokens": p.max_tokens, "top_p": p.top_p, "seed": p.seed,
+                "kind": job.kind, "structured": job.structured, "cached": out.cached,
+                "attempts": completion.attempts, "request_hash": job.request_hash},
+        prompt_hash=job.prompt_hash, seed=p.seed, idempotency_key=p.idempotency_key,
+        raw_output=parsed["raw_output"], reasoning=parsed["reasoning"], prompt_tokens=tokens[0],
+        completion_tokens=tokens[1], cost=tokens[2], latency_ms=parsed["latency_ms"])
 
 
-def _cache_row(out: Outcome, ts) -> dict[str, Any]:
+def _cache_row(out: Outcome) -> dict[str, Any]:
     c = out.completion
-    return {"request_hash": out.job.request_hash, "model": c.model or "", "created_at": ts,
+    assert c is not None
+    return {"request_hash": out.job.request_hash, "model": c.model or "",
             "response": {"text": c.text, "reasoning": c.reasoning, "model": c.model,
                          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
 
 
-def _insert_ignoring_duplicates(conn, table, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, in the dialect at hand (cache rows: first writer wins)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+_Prepared = tuple[Outcome, NewVersion]
 
 
-def _prepare(outcomes: list[Outcome]) -> list[tuple[Outcome, dict[str, Any]]]:
-    """Parse every completion into its rationale row (CPU only: done before taking the write turn)."""
-    ts = repo.now()
-    return [(out, _rationale_row(out, uuid.uuid4().hex, ts)) for out in outcomes if out.completion is not None]
+def _prepare(outcomes: list[Outcome]) -> list[_Prepared]:
+    """Parse every completion into its new version (CPU only: done before taking the write turn)."""
+    return [(out, _new_version(out)) for out in outcomes if out.completion is not None]
 
 
-def _store_drafts(conn, *, project_id: int, prepared: list[tuple[Outcome, dict[str, Any]]], worker: str) -> None:
-    """Rationales, cache entries and the moves to `screening` for a group of results, in bulk.
+def _store_drafts(conn: Connection, *, project_id: int, prepared: list[_Prepared], worker: str) -> None:
+    """Rationale versions, cache entries and the moves to `screening` for a group of results, in bulk.
     Raises StaleStateError or IntegrityError if any of them lost a race; the caller rolls the group back."""
     if not prepared:
         return
-    conn.execute(insert(rationales), [row for _, row in prepared])
+    born: list[RationaleVersion] = rationales.add_versions(conn, [new for _, new in prepared])
     fresh = {out.job.request_hash: out for out, _ in prepared if not out.cached}
     if fresh:
-        ts = prepared[0][1]["created_at"]
-        _insert_ignoring_duplicates(conn, llm_cache, [_cache_row(out, ts) for out in fresh.values()])
+        rationales.cache_responses(conn, [_cache_row(out) for out in fresh.values()])
     for kind in (DRAFT, REGENERATE):
-        group = [(out, row) for out, row in prepared if out.job.kind == kind]
+        group = [(out, version) for (out, _), version in zip(prepared, born, strict=True) if out.job.kind == kind]
         if not group:
             continue
-        details = {out.job.item["id"]: {"rationale_id": row["id"], "version": row["version"], "origin": row["origin"],
-                                         "parse_status": row["parse_status"]} for out, row in group}
-        moved = repo.transition_items(conn, project_id=project_id, item_ids=list(details),
-                                      expected=_WORKING_STATE[kind], target=ItemState.SCREENING,
-                                      actor=f"worker:{worker}", details=details, claimed_by=None, claimed_until=None)
+        details = {out.job.item.id: {"rationale_id": v.id, "version": v.version, "origin": v.origin,
+                                     "parse_status": v.parse_status} for out, v in group}
+        moved = transition_items(conn, project_id=project_id, item_ids=list(details),
+                                 expected=_WORKING_STATE[kind], target=ItemState.SCREENING,
+                                 actor=f"worker:{worker}", details=details, claimed_by=None, claimed_until=None)
         if not moved:
-            raise repo.StaleStateError("an item of the batch was moved by another worker")
+            raise StaleStateError("an item of the batch was moved by another worker")
 
 
 def _persist(engine: Engine, *, project_id: int, outcomes: list[Outcome], worker: str, report: RunReport) -> None:
@@ -208,35 +201,35 @@ def _persist(engine: Engine, *, project_id: int, outcomes: list[Outcome], worker
     prepared = _prepare(outcomes)
     failed = [o for o in outcomes if o.completion is None]
     try:
-        with _WRITE_TURN, engine.begin() as conn:
+        with db.transaction(engine) as conn:
             _store_drafts(conn, project_id=project_id, prepared=prepared, worker=worker)
             _store_failures(conn, failed, worker, report)
         report.stored += len(prepared)
         report.cached += sum(out.cached for out, _ in prepared)
         return
-    except (repo.StaleStateError, IntegrityError):
+    except (StaleStateError, IntegrityError):
         pass
-    with _WRITE_TURN, engine.begin() as conn:
+    with db.transaction(engine) as conn:
         for entry in prepared:
             try:
                 with conn.begin_nested():
                     _store_drafts(conn, project_id=project_id, prepared=[entry], worker=worker)
                 report.stored += 1
                 report.cached += int(entry[0].cached)
-            except (repo.StaleStateError, IntegrityError):
+            except (StaleStateError, IntegrityError):
                 report.skipped += 1
         _store_failures(conn, failed, worker, report)
 
 
-def _store_failures(conn, failed: list[Outcome], worker: str, report: RunReport) -> None:
+def _store_failures(conn: Connection, failed: list[Outcome], worker: str, report: RunReport) -> None:
     for out in failed:
         try:
             with conn.begin_nested():
-                repo.transition_item(conn, item_id=out.job.item["id"], expected=_WORKING_STATE[out.job.kind],
-                                     target=ItemState.FAILED, actor=f"worker:{worker}", detail={"error": out.error},
-                                     fail_reason=out.error, claimed_by=None, claimed_until=None)
+                transition_item(conn, item_id=out.job.item.id, expected=_WORKING_STATE[out.job.kind],
+                                target=ItemState.FAILED, actor=f"worker:{worker}", detail={"error": out.error},
+                                fail_reason=out.error, claimed_by=None, claimed_until=None)
             report.failed += 1
-        except repo.StaleStateError:
+        except StaleStateError:
             report.skipped += 1
 
 
@@ -252,7 +245,7 @@ def use_structured_output(pc: ProjectConfig, backend: LLMBackend) -> str | None:
 
 
 def _give_back(engine: Engine, item_id: str, worker: str) -> None:
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         work.expire_claim(conn, item_id=item_id, worker=worker)
 
 
@@ -264,7 +257,7 @@ def _journal_entry(out: Outcome, project_id: int) -> dict[str, Any]:
     """What storing `out` needs beyond the item row itself — never the prompt, which is only needed to ask."""
     job, completion, p = out.job, out.completion, out.job.params
     return {
-        "project_id": project_id, "kind": job.kind, "item_id": job.item["id"], "version": job.version,
+        "project_id": project_id, "kind": job.kind, "item_id": job.item.id, "version": job.version,
         "parent_version": job.parent_version, "prompt_hash": job.prompt_hash, "request_hash": job.request_hash,
         "structured": job.structured,
         "params": {"temperature": p.temperature, "max_tokens": p.max_tokens, "top_p": p.top_p, "seed": p.seed,
@@ -274,7 +267,7 @@ def _journal_entry(out: Outcome, project_id: int) -> dict[str, Any]:
     }
 
 
-def _outcome_from_entry(entry: dict[str, Any], item: dict[str, Any]) -> Outcome:
+def _outcome_from_entry(entry: dict[str, Any], item: Item) -> Outcome:
     job = Job(item=item, kind=entry["kind"], version=entry["version"], messages=[], prompt_hash=entry["prompt_hash"],
               params=LLMParams(**entry["params"]), request_hash=entry["request_hash"],
               parent_version=entry["parent_version"], structured=entry["structured"])
@@ -287,11 +280,11 @@ def _outcomes_by_project(engine: Engine, entries: list[dict[str, Any]]) -> dict[
     database). An entry whose item is gone (project deleted meanwhile) is dropped."""
     ids = list({entry["item_id"] for entry in entries})
     with engine.connect() as conn:
-        rows = {row["id"]: dict(row) for row in conn.execute(select(items).where(items.c.id.in_(ids))).mappings()}
+        found = work.items_by_id(conn, item_ids=ids)
     grouped: dict[int, list[Outcome]] = {}
     for entry in entries:
-        if entry["item_id"] in rows:
-            grouped.setdefault(entry["project_id"], []).append(_outcome_from_entry(entry, rows[entry["item_id"]]))
+        if entry["item_id"] in found:
+            grouped.setdefault(entry["project_id"], []).append(_outcome_from_entry(entry, found[entry["item_id"]]))
     return grouped
 
 
@@ -313,7 +306,7 @@ def _start_run(engine: Engine, journal: ResponseJournal | NoJournal, *, project_
     """Before the first claim: store what dead runs received, then free their remaining claims (items
     that were in flight or not yet asked), in that order so that no received item is claimed again."""
     recovered = recover_journals(engine, journal, worker=worker)
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         work.expire_dead_local_claims(conn, project_id=project_id)
     return recovered
 
@@ -405,7 +398,7 @@ class _StageRun:
         try:
             async with self.slots:
                 if self.stop.is_set():  # stopping: hand the claim back untouched instead of starting a request
-                    await asyncio.to_thread(_give_back, self.engine, job.item["id"], self.worker)
+                    await asyncio.to_thread(_give_back, self.engine, job.item.id, self.worker)
                     return
                 stored = self._hand_over(await _answer(job, self.backend, self.report))
         finally:

@@ -19,17 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine
 
 from clinreason.config import ProjectConfig
+from clinreason.domain.items import Item as NewItem
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import Check, Item, Origin
 from clinreason.domain.rubric import Rubric, default_rubric
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
+from clinreason.store import accounts, ingest, readmodels
 from clinreason.store import db as dbm
-from clinreason.store import repository as repo
-from clinreason.store.tables import checks, decisions, items, rationales, reviews, users
+from clinreason.store import items as item_store
+from clinreason.store import projects
+from clinreason.store import rationales as rationale_store
+from clinreason.store.rationales import NewVersion
 
 POLICIES = ("fixed-1", "fixed-2", "fixed-3", "adaptive")
 
@@ -145,22 +150,18 @@ def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, A
     return pc.model_dump(mode="json", exclude={"rubric"})
 
 
-def _new_version(conn, world: _World, *, item_id: str, version: int, truth: dict[str, int], origin: str) -> str:
+def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: dict[str, int],
+                 origin: str) -> str:
     rid = f"{world.rng.getrandbits(128):032x}"  # from the seed: the audit draw hashes it
-    ts = repo.now()
-    conn.execute(insert(rationales).values(
-        id=rid, item_id=item_id, version=version, parent_version=version - 1 if version > 1 else None, origin=origin,
-        author="model:simulated", steps=["step"], final_answer=["A"], text=f"simulated rationale {rid}", params={},
-        parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0, model="simulated", created_at=ts))
+    rationale_store.add_version(conn, NewVersion(
+        item=item, origin=Origin(origin), author="model:simulated", text=f"simulated rationale {rid}",
+        parsed={"steps": ["step"], "final_answer": ["A"]}, version=version, model="simulated", rationale_id=rid))
     world.quality[rid] = truth
     good = world.good(truth)
     checks_ok = good if world.signal_agrees() else not good
     judge_ok = good if world.signal_agrees() else not good
-    conn.execute(insert(checks), [
-        {"rationale_id": rid, "name": "answer_matches_gold", "passed": checks_ok, "blocking": False, "score": None,
-         "detail": "simulated", "created_at": ts},
-        {"rationale_id": rid, "name": "judge:correctness", "passed": judge_ok, "blocking": False, "score": None,
-         "detail": "simulated", "created_at": ts}])
+    rationale_store.add_checks(conn, [Check(rid, "answer_matches_gold", checks_ok, detail="simulated"),
+                                      Check(rid, "judge:correctness", judge_ok, detail="simulated")])
     return rid
 
 
@@ -197,11 +198,11 @@ class DirectReviews:
         self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
 
     def take(self, reviewer: Reviewer) -> Lease | None:
-        with self.engine.begin() as conn:
+        with dbm.transaction(self.engine) as conn:
             return assign_next_review(conn, project_id=self.project_id, reviewer=reviewer, overlap=self.overlap)
 
     def submit(self, reviewer: Reviewer, lease: Lease, body: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with dbm.transaction(self.engine) as conn:
             submit_review(conn, project_id=self.project_id, assignment_id=lease.assignment_id, reviewer=reviewer,
                           body=body, rubric_body=self.rubric_body, overlap=self.overlap)
 
@@ -211,30 +212,27 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
               channel_factory: Callable[..., Any] | None = None) -> SimResult:
     dbm.upgrade(engine)
     rubric_body = world.rubric.to_dict()
-    with engine.begin() as conn:
-        project, _ = repo.ensure_project(conn, name="simulation", config=_config(policy, review),
-                                              rubric=rubric_body)
+    with dbm.transaction(engine) as conn:
+        project, _ = projects.ensure_project(conn, name="simulation", config=_config(policy, review),
+                                             rubric=rubric_body)
         pid = project["id"]
         reviewers = []
         for i, person in enumerate(people):
             name = f"{person.name}-{i}"
-            uid = conn.execute(insert(users).values(username=name, role="reviewer", specialties=[], password_hash="-",
-                                                    active=True, created_at=repo.now())).inserted_primary_key[0]
+            uid = accounts.add_user(conn, username=name, role="reviewer", specialties=[], password_hash="-")
             reviewers.append((Reviewer(uid, name), person))
-        ts = repo.now()
+        fresh = [NewItem(question=f"simulated question {n}", options={"A": "a", "B": "b"}, answer_labels=["A"],
+                         id=f"sim{n:06d}", content_hash=f"sim{n:06d}".ljust(64, "0"), state="screening")
+                 for n in range(n_items)]
+        ingest.add_items(conn, project_id=pid, new=fresh)
         waiting_drafts: deque[tuple[str, str]] = deque()  # (item, its first version), in order
-        for n in range(n_items):
-            item_id = f"sim{n:06d}"
-            conn.execute(insert(items).values(
-                id=item_id, project_id=pid, content_hash=item_id.ljust(64, "0"), question=f"simulated question {n}",
-                options=[["A", "a"], ["B", "b"]], answer_labels=["A"], language="en", meta={}, state="screening",
-                strikes=0, auto_retries=0, created_at=ts, updated_at=ts))
-            waiting_drafts.append((item_id, _new_version(conn, world, item_id=item_id, version=1,
-                                                         truth=world.draft_quality(), origin="generated")))
+        for stored in item_store.project_items(conn, project_id=pid):
+            waiting_drafts.append((stored.id, _new_version(conn, world, item=stored, version=1,
+                                                           truth=world.draft_quality(), origin="generated")))
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
     while True:
-        with engine.begin() as conn:
+        with dbm.transaction(engine) as conn:
             _release_drafts(conn, pid, waiting_drafts, queue=queue)
         progressed = False
         order = list(reviewers)
@@ -246,43 +244,40 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
             channel.submit(reviewer, lease, world.review(person, world.quality[lease.rationale_id]))
             progressed = True
         # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
-        with engine.begin() as conn:
-            waiting = conn.execute(select(items.c.id, items.c.state).where(
-                items.c.project_id == pid, items.c.state.in_(["regenerating", "escalated"]))).all()
-            for item_id, state in waiting:
-                latest = conn.execute(select(rationales.c.id, rationales.c.version).where(rationales.c.item_id == item_id)
-                                      .order_by(rationales.c.version.desc()).limit(1)).one()
-                if state == "regenerating":  # the simulated LLM: guided regeneration improves the draft
-                    rid = _new_version(conn, world, item_id=item_id, version=latest.version + 1,
+        with dbm.transaction(engine) as conn:
+            waiting = item_store.project_items(conn, project_id=pid, states=["regenerating", "escalated"])
+            for item in waiting:
+                if item.state == "regenerating":  # the simulated LLM: guided regeneration improves the draft
+                    latest = rationale_store.latest_version(conn, item_id=item.id)
+                    assert latest is not None
+                    rid = _new_version(conn, world, item=item, version=latest.version + 1,
                                        truth=world.improve(world.quality[latest.id]), origin="regenerated")
-                    repo.transition_item(conn, item_id=item_id, expected=ItemState.REGENERATING,
-                                         target=ItemState.SCREENING, actor="sim")
-                    repo.transition_item(conn, item_id=item_id, expected=ItemState.SCREENING,
-                                         target=ItemState.IN_REVIEW, actor="sim")
-                    enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
+                    item_store.transition_item(conn, item_id=item.id, expected=ItemState.REGENERATING,
+                                               target=ItemState.SCREENING, actor="sim")
+                    item_store.transition_item(conn, item_id=item.id, expected=ItemState.SCREENING,
+                                               target=ItemState.IN_REVIEW, actor="sim")
+                    enter_review(conn, project_id=pid, item_id=item.id, rationale_id=rid, actor="sim")
                 else:  # a senior adjudicator knows the truth: accept a sound version, else exclude
-                    good = [r for r in conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)
-                                                    .order_by(rationales.c.version.desc())).scalars()
-                            if world.good(world.quality[r])]
+                    good = [v.id for v in reversed(rationale_store.versions_of(conn, item_id=item.id))
+                            if world.good(world.quality[v.id])]
                     if good:
-                        adjudicate.accept_version(conn, project_id=pid, item_id=item_id, rationale_id=good[0],
+                        adjudicate.accept_version(conn, project_id=pid, item_id=item.id, rationale_id=good[0],
                                                   adjudicator="sim-adjudicator")
                     else:
-                        adjudicate.exclude(conn, project_id=pid, item_id=item_id, adjudicator="sim-adjudicator",
+                        adjudicate.exclude(conn, project_id=pid, item_id=item.id, adjudicator="sim-adjudicator",
                                            reason="no sound version")
         if not progressed and not waiting and not waiting_drafts:
             break
     return _measure(engine, pid, policy, n_items, len(people), seed, world)
 
 
-def _release_drafts(conn, pid: int, waiting: deque[tuple[str, str]], *, queue: int) -> None:
+def _release_drafts(conn: Connection, pid: int, waiting: deque[tuple[str, str]], *, queue: int) -> None:
     """Drafts reach the review queue as the pipeline produces them, not all at once: top the queue up
     to `queue` items (in order), as a drafting worker running ahead of the reviewers would."""
-    in_review = conn.execute(select(func.count()).select_from(items).where(
-        items.c.project_id == pid, items.c.state == "in_review")).scalar_one()
+    in_review = item_store.count_in_state(conn, project_id=pid, state="in_review") if waiting else queue
     while waiting and in_review < queue:
         item_id, rid = waiting.popleft()
-        repo.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
+        item_store.transition_item(conn, item_id=item_id, expected="screening", target="in_review", actor="sim")
         enter_review(conn, project_id=pid, item_id=item_id, rationale_id=rid, actor="sim")
         in_review += 1
 
@@ -291,21 +286,18 @@ def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: i
              world: _World) -> SimResult:
     result = SimResult(policy=policy, items=n_items, reviewers=n_reviewers, seed=seed, signal_strength=world.signal)
     with engine.connect() as conn:
-        result.reviews = conn.execute(select(func.count()).select_from(reviews)).scalar_one()
-        result.expert_seconds = float(conn.execute(select(func.coalesce(func.sum(reviews.c.seconds_spent), 0)))
-                                      .scalar_one())
-        result.versions = conn.execute(select(func.count()).select_from(rationales)).scalar_one()
-        result.adjudications = conn.execute(select(func.count()).select_from(decisions)
-                                            .where(decisions.c.kind != "consensus")).scalar_one()
-        for item_id, kind, rid in conn.execute(select(decisions.c.item_id, decisions.c.kind, decisions.c.rationale_id)):
-            if kind == "excluded":
-                result.excluded += 1
-                versions = conn.execute(select(rationales.c.id).where(rationales.c.item_id == item_id)).scalars()
-                result.wrongly_excluded += any(world.good(world.quality[v]) for v in versions)
-            else:
-                result.accepted += 1
-                result.defective_accepted += not world.good(world.quality[rid])
-        result.rounds = list(conn.execute(select(func.count()).select_from(rationales).group_by(rationales.c.item_id))
-                             .scalars())
-        result.escalated_left = conn.execute(select(func.count()).where(items.c.state == "escalated")).scalar_one()
+        outcome = readmodels.simulation_outcome(conn, project_id=pid)
+    result.reviews = outcome.reviews
+    result.expert_seconds = outcome.expert_seconds
+    result.versions = sum(len(v) for v in outcome.versions.values())
+    result.adjudications = sum(1 for d in outcome.decisions if d.kind != "consensus")
+    for d in outcome.decisions:
+        if d.kind == "excluded":
+            result.excluded += 1
+            result.wrongly_excluded += any(world.good(world.quality[v]) for v in outcome.versions[d.item_id])
+        else:
+            result.accepted += 1
+            result.defective_accepted += not world.good(world.quality[d.rationale_id or ""])
+    result.rounds = [len(v) for v in outcome.versions.values()]
+    result.escalated_left = outcome.escalated
     return result

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import threading
+from collections import deque
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -99,8 +101,64 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+class FairLock:
+    """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
+    again and again, which starves others: multi-second tails under load)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[tuple[int, threading.Event]] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None:
+                self._owner, self._depth = me, 1
+                return
+            ready = threading.Event()
+            self._waiters.append((me, ready))
+        ready.wait()  # __exit__ made us the owner before setting the event
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiters:
+                self._owner, ready = self._waiters.popleft()
+                self._depth = 1
+                ready.set()
+            else:
+                self._owner = None
+
+
+_COORDINATORS: dict[str, FairLock] = {}
+_COORDINATORS_GUARD = threading.Lock()
+
+
+def write_coordinator(engine: Engine) -> AbstractContextManager[Any]:
+    """The one write turn of this process for this database. SQLite allows one writer per file and every
+    transaction here begins IMMEDIATE, so this process's writers (web requests, the in-process worker,
+    screening, import) queue on one fair lock instead of sleeping in SQLite's busy handler. Engines on
+    the same file share it. On PostgreSQL there is nothing to coordinate: a no-op."""
+    if not is_sqlite(engine):
+        return nullcontext()
+    key = engine.url.render_as_string(hide_password=False)
+    with _COORDINATORS_GUARD:
+        lock = _COORDINATORS.get(key)
+        if lock is None:
+            lock = _COORDINATORS[key] = FairLock()
+    return lock
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One unit of work: commits on success, rolls back on any exception."""
-    with engine.begin() as conn:
+    """One unit of work that writes: takes the process's write turn (SQLite), commits on success, rolls
+    back on any exception."""
+    with write_coordinator(engine), engine.begin() as conn:
         yield conn

@@ -292,3 +292,34 @@ login_attempts = Table(
     Index(None, "username", "at"),
     Index(None, "client", "at"),
 )
+
+# --- review state that the queue and regeneration read (migration 0006) -----------------------------
+
+#: one row per extra reviewer consensus (or adaptive allocation) asked for on a version: the queue
+#: reads this on every lease instead of searching the event log
+extra_reviewer_requests = Table(
+    "extra_reviewer_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "rationale_id"),
+    Index(None, "project_id", "item_id"),
+)
+
+#: the merged reviewer feedback consensus computed for a version it sent back: what guided
+#: regeneration renders (domain/consensus.Feedback)
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("rationale_id", String(40), ForeignKey("rationales.id"), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "item_id"),
+)

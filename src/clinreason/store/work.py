@@ -13,8 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from clinreason.domain.lifecycle import ItemState
-from clinreason.store import repository as repo
-from clinreason.store.tables import items, rationales
+from clinreason.domain.records import Item
+from clinreason.store.common import now as _now
+from clinreason.store.decisions import add_event
+from clinreason.store.items import item_from_row, transition_item, transition_items
+from clinreason.store.rationales import latest_numbers
+from clinreason.store.tables import items
 
 
 def worker_id() -> str:
@@ -43,19 +47,19 @@ def expire_dead_local_claims(conn: Connection, *, project_id: int) -> int:
             and not pid_alive(int(w.rsplit(":", 1)[-1]))]
     if not dead:
         return 0
-    past = repo.now() - timedelta(seconds=1)
+    past = _now() - timedelta(seconds=1)
     result = conn.execute(update(items).where(items.c.project_id == project_id, items.c.claimed_by.in_(dead))
                           .values(claimed_until=past))
     return result.rowcount or 0
 
 
 def claim(conn: Connection, *, project_id: int, state: ItemState, worker: str, limit: int, lease_seconds: int,
-          claim_to: ItemState | None = None) -> list[dict[str, Any]]:
+          claim_to: ItemState | None = None) -> list[Item]:
     """Claim up to `limit` items that are in `state` and unclaimed (or whose lease ran out). With
     `claim_to`, fresh items also move to that state (e.g. imported -> generating), writing the Event;
     items already in `claim_to` with an expired lease (a dead worker's) are taken over as they are.
-    Returns the claimed rows with `version` = the next rationale version number."""
-    now = repo.now()
+    Returns the claimed items with `next_version` = the number of their next rationale version."""
+    now = _now()
     until = now + timedelta(seconds=lease_seconds)
     free = or_(items.c.claimed_until.is_(None), items.c.claimed_until < now)
     states = [state.value] + ([claim_to.value] if claim_to else [])
@@ -72,14 +76,15 @@ def claim(conn: Connection, *, project_id: int, state: ItemState, worker: str, l
     if claimed is None:
         claimed = _claim_one_by_one(conn, project_id=project_id, rows=rows, state=state, claim_to=claim_to,
                                     worker=worker, until=until, free=free)
-    if claimed:
-        versions = dict(conn.execute(
-            select(rationales.c.item_id, func.max(rationales.c.version))
-            .where(rationales.c.item_id.in_([r["id"] for r in claimed])).group_by(rationales.c.item_id)
-        ).all())
-        for row in claimed:
-            row["version"] = int(versions.get(row["id"]) or 0) + 1
-    return claimed
+    if not claimed:
+        return []
+    numbers = latest_numbers(conn, item_ids=[r["id"] for r in claimed])
+    result = []
+    for row in claimed:
+        item = item_from_row(row)
+        item.next_version = numbers.get(item.id, 0) + 1
+        result.append(item)
+    return result
 
 
 def _claim_in_bulk(conn: Connection, *, project_id: int, rows: list[dict[str, Any]], state: ItemState,
@@ -92,7 +97,7 @@ def _claim_in_bulk(conn: Connection, *, project_id: int, rows: list[dict[str, An
     ids = [r["id"] for r in rows]
     with conn.begin_nested() as savepoint:
         if claim_to:
-            ok = repo.transition_items(conn, project_id=project_id, item_ids=ids, expected=state, target=claim_to,
+            ok = transition_items(conn, project_id=project_id, item_ids=ids, expected=state, target=claim_to,
                                        actor=f"worker:{worker}", extra_where=and_(items.c.claimed_by.is_(None), free),
                                        claimed_by=worker, claimed_until=until)
         else:
@@ -122,14 +127,14 @@ def _claim_one_by_one(conn: Connection, *, project_id: int, rows: list[dict[str,
                 result = conn.execute(cas.values(claimed_by=worker, claimed_until=until))
                 if result.rowcount != 1:
                     continue
-                repo.transition_item(conn, item_id=row["id"], expected=state, target=claim_to, actor=f"worker:{worker}")
+                transition_item(conn, item_id=row["id"], expected=state, target=claim_to, actor=f"worker:{worker}")
             row["state"] = claim_to.value
         else:
             result = conn.execute(cas.values(claimed_by=worker, claimed_until=until))
             if result.rowcount != 1:
                 continue
             if row["claimed_by"]:
-                repo.add_event(conn, project_id=project_id, item_id=row["id"], kind="item.reclaimed",
+                add_event(conn, project_id=project_id, item_id=row["id"], kind="item.reclaimed",
                                actor=f"worker:{worker}", before={"claimed_by": row["claimed_by"]},
                                after={"claimed_by": worker})
         row["claimed_by"], row["claimed_until"] = worker, until
@@ -141,11 +146,24 @@ def expire_claim(conn: Connection, *, item_id: str, worker: str) -> None:
     """Hand a claim back untouched: its lease ends now, so the next worker takes the item over at once
     (its state does not change; an item in `generating` is taken over, not drafted from scratch)."""
     conn.execute(update(items).where(items.c.id == item_id, items.c.claimed_by == worker)
-                 .values(claimed_until=repo.now() - timedelta(seconds=1)))
+                 .values(claimed_until=_now() - timedelta(seconds=1)))
+
+
+def release_claim(conn: Connection, *, item_id: str) -> None:
+    """Drop the item's claim altogether (nothing was done with it)."""
+    conn.execute(update(items).where(items.c.id == item_id).values(claimed_by=None, claimed_until=None))
+
+
+def items_by_id(conn: Connection, *, item_ids: list[str]) -> dict[str, Item]:
+    """Item id -> item, for the ids that exist (one query)."""
+    if not item_ids:
+        return {}
+    rows = conn.execute(select(items).where(items.c.id.in_(item_ids))).mappings()
+    return {r["id"]: item_from_row(r) for r in rows}
 
 
 def count_waiting(conn: Connection, *, project_id: int, states: list[str], now: datetime | None = None) -> int:
-    now = now or repo.now()
+    now = now or _now()
     return conn.execute(
         select(func.count()).where(items.c.project_id == project_id, items.c.state.in_(states),
                                    or_(items.c.claimed_until.is_(None), items.c.claimed_until < now))

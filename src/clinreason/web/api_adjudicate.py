@@ -9,12 +9,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Connection
 
 from clinreason.stages import adjudicate as stage
 from clinreason.stages.review import ReviewError
-from clinreason.store import repository as repo
-from clinreason.store.tables import decisions
+from clinreason.store.common import StaleStateError
+from clinreason.store.decisions import get_decision
+from clinreason.store.items import get_item
 from clinreason.web.auth import Principal, SeniorUser
 from clinreason.web.views import NotFound, form_body
 
@@ -32,8 +33,8 @@ class AdjudicationBody(BaseModel):
     reason: str | None = Field(None, max_length=5_000, description="why (required with exclude)")
 
 
-def decide(conn, principal: Principal, item_id: str, body: AdjudicationBody) -> dict[str, Any]:
-    if repo.get_item(conn, project_id=principal.project_id, item_id=item_id) is None:
+def decide(conn: Connection, principal: Principal, item_id: str, body: AdjudicationBody) -> dict[str, Any]:
+    if get_item(conn, project_id=principal.project_id, item_id=item_id) is None:
         raise NotFound(f"no item {item_id} in this project")
     who, pid, reason = principal.username, principal.project_id, (body.reason or "").strip()
     try:
@@ -53,12 +54,14 @@ def decide(conn, principal: Principal, item_id: str, body: AdjudicationBody) -> 
     except stage.AdjudicationError as exc:
         if "not a version" in str(exc):
             raise ReviewError("rationale_id", str(exc)) from None
-        raise repo.StaleStateError(str(exc)) from None
-    item = repo.get_item(conn, project_id=pid, item_id=item_id)
-    decision = conn.execute(select(decisions).where(decisions.c.item_id == item_id)).mappings().one()
-    return {"item_id": item_id, "state": item["state"],
-            "decision": {"kind": decision["kind"], "rationale_id": decision["rationale_id"],
-                         "decided_by": decision["decided_by"], "reason": decision["reason"]}}
+        raise StaleStateError(str(exc)) from None
+    item = get_item(conn, project_id=pid, item_id=item_id)
+    decision = get_decision(conn, item_id=item_id)
+    if item is None or decision is None:
+        raise StaleStateError(f"item {item_id} has no decision after adjudication")
+    return {"item_id": item_id, "state": item.state,
+            "decision": {"kind": decision.kind, "rationale_id": decision.rationale_id,
+                         "decided_by": decision.decided_by, "reason": decision.reason}}
 
 
 @router.post("/api/items/{item_id}/adjudication",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import tempfile
@@ -11,15 +10,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from clinreason.domain.accounts import User
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.stages.review import ReviewError
-from clinreason.store import repository as repo
-from clinreason.store.tables import items, projects, rubric_versions, users
+from clinreason.store import accounts, db, projects
+from clinreason.store.decisions import add_event
 from clinreason.web import auth
 from clinreason.web.auth import AdminUser, Principal
 from clinreason.web.views import NotFound, iso
@@ -48,54 +48,60 @@ class RubricBody(BaseModel):
     body: dict[str, Any] = Field(description="the rubric in its config form (dimensions, scale, thresholds, anchors)")
 
 
-def user_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "username": row["username"], "role": row["role"], "specialties": row["specialties"],
-            "active": row["active"], "created_at": iso(row["created_at"])}
+def user_out(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "role": user.role, "specialties": user.specialties,
+            "active": user.active, "created_at": iso(user.created_at)}
 
 
-def add_user(conn, principal: Principal, *, username: str, password: str, role: str,
+def _user(conn: Connection, user_id: int) -> User:
+    user = accounts.get_user_by_id(conn, user_id=user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def add_user(conn: Connection, principal: Principal, *, username: str, password: str, role: str,
              specialties: list[str]) -> dict[str, Any]:
     uid = auth.create_user(conn, username=username, role=role, password=password, specialties=specialties,
                            actor=principal.actor, project_id=principal.project_id)
-    return user_out(dict(conn.execute(select(users).where(users.c.id == uid)).mappings().one()))
+    return user_out(_user(conn, uid))
 
 
-def change_user(conn, principal: Principal, username: str, change: UserChange) -> dict[str, Any]:
-    row = auth.get_user(conn, username=username)
-    if row is None:
+def change_user(conn: Connection, principal: Principal, username: str, change: UserChange) -> dict[str, Any]:
+    user = accounts.get_user(conn, username=username)
+    if user is None:
         raise NotFound(f"no user named '{username}'")
     values = change.model_dump(exclude_none=True)
-    auth.validate_account(username=username, role=values.get("role", row["role"]),
-                          specialties=values.get("specialties", row["specialties"]), password=None)
-    if row["id"] == principal.user_id and (values.get("active") is False or values.get("role", "admin") != "admin"):
+    auth.validate_account(username=username, role=values.get("role", user.role),
+                          specialties=values.get("specialties", user.specialties), password=None)
+    if user.id == principal.user_id and (values.get("active") is False or values.get("role", "admin") != "admin"):
         raise auth.AccountError("active" if "active" in values else "role", "you cannot lock yourself out")
     if values:
-        conn.execute(update(users).where(users.c.id == row["id"]).values(**values))
-        repo.add_event(conn, project_id=principal.project_id, kind="user.changed", actor=principal.actor,
-                       before={k: row[k] for k in values}, after={"username": username, **values})
-    return user_out(dict(conn.execute(select(users).where(users.c.id == row["id"])).mappings().one()))
+        accounts.update_user(conn, user_id=user.id, **values)
+        add_event(conn, project_id=principal.project_id, kind="user.changed", actor=principal.actor,
+                  before={k: getattr(user, k) for k in values}, after={"username": username, **values})
+    return user_out(_user(conn, user.id))
 
 
-def project_list(conn) -> list[dict[str, Any]]:
-    counts = dict(conn.execute(select(items.c.project_id, func.count()).group_by(items.c.project_id)).all())
-    return [{"id": r.id, "name": r.name, "items": counts.get(r.id, 0), "created_at": iso(r.created_at)}
-            for r in conn.execute(select(projects).order_by(projects.c.name))]
+def project_list(conn: Connection) -> list[dict[str, Any]]:
+    counts = accounts.project_item_counts(conn)
+    return [{"id": p["id"], "name": p["name"], "items": counts.get(p["id"], 0), "created_at": iso(p["created_at"])}
+            for p in projects.list_projects(conn)]
 
 
-def rubric_versions_of(conn, project_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(select(rubric_versions.c.version, rubric_versions.c.created_by, rubric_versions.c.created_at)
-                        .where(rubric_versions.c.project_id == project_id)
-                        .order_by(rubric_versions.c.version.desc())).mappings()
-    return [{**dict(r), "created_at": iso(r["created_at"])} for r in rows]
+def rubric_versions_of(conn: Connection, project_id: int) -> list[dict[str, Any]]:
+    """Every rubric version of the project, newest first (without the bodies)."""
+    return [{"version": r["version"], "created_by": r["created_by"], "created_at": iso(r["created_at"])}
+            for r in reversed(projects.rubric_history(conn, project_id=project_id))]
 
 
-def save_rubric(conn, principal: Principal, body: dict[str, Any]) -> int:
+def save_rubric(conn: Connection, principal: Principal, body: dict[str, Any]) -> int:
     try:
         rubric_from_dict(body)
     except RubricError as exc:
         field, _, message = str(exc).partition(": ")
         raise ReviewError("body." + field.removeprefix("rubric."), message) from None
-    return repo.add_rubric_version(conn, project_id=principal.project_id, body=body, actor=principal.actor)
+    return projects.add_rubric_version(conn, project_id=principal.project_id, body=body, actor=principal.actor)
 
 
 class UploadTooLarge(MultiPartException):
@@ -190,7 +196,7 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
                 fh.write(block)
         web = request.app.state.web
         try:
-            with web.write_lock or contextlib.nullcontext():
+            with db.write_coordinator(web.engine):
                 summary = import_path(web.engine, project=principal.project, path=target, fmt=fmt,
                                       source=source or None, actor=principal.actor)
         except ImportAborted as exc:
@@ -228,7 +234,7 @@ def get_projects(principal: AdminUser, request: Request) -> dict[str, Any]:
 @router.get("/rubric")
 def get_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any]:
     with request.app.state.web.transaction() as conn:
-        return {"current": repo.latest_rubric(conn, project_id=principal.project_id),
+        return {"current": projects.latest_rubric(conn, project_id=principal.project_id),
                 "versions": rubric_versions_of(conn, principal.project_id)}
 
 

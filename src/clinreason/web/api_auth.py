@@ -7,7 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from clinreason.store import repository as repo
+from clinreason.store.common import now
+from clinreason.store.projects import require_project
 from clinreason.web import auth
 from clinreason.web.auth import AnyUser
 
@@ -37,13 +38,13 @@ def login(body: LoginBody, request: Request) -> TokenOut:
         user = auth.check_login(conn, username=body.username, password=body.password,
                                 client=auth.client_address(request), cfg=web.auth)
         if user is not None:
-            project = repo.require_project(conn, name=body.project or web.settings.project)
-            expires = repo.now() + timedelta(hours=web.auth.login_token_hours)
-            token = auth.create_token(conn, user_id=user["id"], project_id=project["id"], kind="login",
+            project = require_project(conn, name=body.project or web.settings.project)
+            expires = now() + timedelta(hours=web.auth.login_token_hours)
+            token = auth.create_token(conn, user_id=user.id, project_id=project["id"], kind="login",
                                       name="api login", expires_at=expires)
     if user is None:  # outside the transaction, so the failed attempt is recorded
         raise auth.NotAuthenticated("wrong user name or password")
-    return TokenOut(token=token, expires_at=expires.isoformat(), username=user["username"], role=user["role"],
+    return TokenOut(token=token, expires_at=expires.isoformat(), username=user.username, role=user.role,
                     project=project["name"])
 
 

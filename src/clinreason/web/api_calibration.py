@@ -9,12 +9,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages import calibration as stage
 from clinreason.stages.review import ReviewError
-from clinreason.store import repository as repo
-from clinreason.web.auth import AdminUser
+from clinreason.store.common import StaleStateError
+from clinreason.store.items import get_item
+from clinreason.web.auth import AdminUser, Principal
 from clinreason.web.views import NotFound, form_body
 
 router = APIRouter(tags=["calibration"])
@@ -32,8 +34,8 @@ class CalibrationBody(BaseModel):
                                     description="store this text as a new version first (e.g. with a seeded error)")
 
 
-def _apply(conn, principal, body: CalibrationBody) -> dict[str, Any]:
-    if repo.get_item(conn, project_id=principal.project_id, item_id=body.item_id) is None:
+def _apply(conn: Connection, principal: Principal, body: CalibrationBody) -> dict[str, Any]:
+    if get_item(conn, project_id=principal.project_id, item_id=body.item_id) is None:
         raise NotFound(f"no item {body.item_id} in this project")
     try:
         return stage.mark(conn, project_id=principal.project_id, item_id=body.item_id, expect=body.expect,
@@ -41,7 +43,7 @@ def _apply(conn, principal, body: CalibrationBody) -> dict[str, Any]:
     except stage.CalibrationError as exc:
         if "has no version" in str(exc) or "seeded text" in str(exc):
             raise ReviewError("version" if "version" in str(exc) else "seeded_text", str(exc)) from None
-        raise repo.StaleStateError(str(exc)) from None
+        raise StaleStateError(str(exc)) from None
 
 
 @router.get(PREFIX)
@@ -70,7 +72,6 @@ def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -
         except stage.CalibrationError as exc:
             raise NotFound(str(exc)) from None
     return {"item_id": item_id, "state": "in_review"}
-
 
 
 @router.post("/items/{item_id}/calibration", include_in_schema=False)

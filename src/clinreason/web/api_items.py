@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from clinreason.store import repository as repo
+from clinreason.store.projects import latest_rubric
+from clinreason.store.readmodels import status_counts
 from clinreason.web import views
 from clinreason.web.auth import AnyUser, SeniorUser
 
@@ -25,14 +26,14 @@ def get_item(item_id: str, principal: AnyUser, request: Request) -> dict[str, An
 def status(principal: AnyUser, request: Request) -> dict[str, Any]:
     """The same JSON as `clinreason status --json`."""
     with request.app.state.web.transaction() as conn:
-        return repo.status_counts(conn, project_id=principal.project_id)
+        return status_counts(conn, project_id=principal.project_id)
 
 
 @router.get("/rubric")
 def rubric(principal: AnyUser, request: Request) -> dict[str, Any]:
     """The project's current rubric (dimensions, anchors, thresholds, version)."""
     with request.app.state.web.transaction() as conn:
-        return repo.latest_rubric(conn, project_id=principal.project_id)
+        return latest_rubric(conn, project_id=principal.project_id)
 
 
 @router.get("/adjudication")

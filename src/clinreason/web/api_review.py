@@ -6,9 +6,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
+from clinreason.config import ReviewConfig
 from clinreason.stages import review as stage
-from clinreason.store import repository as repo
+from clinreason.store.projects import latest_rubric
 from clinreason.web import views
 from clinreason.web.auth import Principal, ReviewerUser
 
@@ -43,7 +45,7 @@ class DraftBody(BaseModel):
     seconds_spent: float | None = Field(None, ge=0)
 
 
-def lease_next(conn, principal: Principal) -> stage.Lease | None:
+def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
     project = views.project_row(conn, principal)
     cfg = views.review_config(project)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
@@ -51,17 +53,17 @@ def lease_next(conn, principal: Principal) -> stage.Lease | None:
                                     overlap=base_overlap(cfg), lease_minutes=cfg.lease_minutes)
 
 
-def base_overlap(cfg) -> int:
+def base_overlap(cfg: ReviewConfig) -> int:
     """Reviewers every version gets up front: `overlap`, or one under adaptive allocation (more are asked
     for version by version; stages/consensus.py)."""
     return 1 if cfg.allocation == "adaptive" else cfg.overlap
 
 
-def submit(conn, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
     project = views.project_row(conn, principal)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.submit_review(conn, project_id=principal.project_id, assignment_id=assignment_id, reviewer=reviewer,
-                               body=body, rubric_body=repo.latest_rubric(conn, project_id=principal.project_id),
+                               body=body, rubric_body=latest_rubric(conn, project_id=principal.project_id),
                                overlap=base_overlap(views.review_config(project)))
 
 

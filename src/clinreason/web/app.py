@@ -3,88 +3,44 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections import deque
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clinreason.config import Settings
 from clinreason.stages.review import AssignmentClosed, AssignmentNotFound, NotYourAssignment, ReviewError
-from clinreason.store import repository as repo
-from clinreason.web import auth, render
+from clinreason.store import db
+from clinreason.store.common import NotFoundError, StaleStateError
+from clinreason.store.projects import require_project
+from clinreason.web import (
+    api_adjudicate,
+    api_admin,
+    api_auth,
+    api_calibration,
+    api_items,
+    api_review,
+    auth,
+    pages_admin,
+    pages_auth,
+    pages_items,
+    pages_review,
+    render,
+)
+from clinreason.web.deps import WebState, is_api, page
 from clinreason.web.views import NotFound
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
 
-
-class FairLock:
-    """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
-    again and again, which starves others: multi-second tails under load)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._waiters: deque[tuple[int, threading.Event]] = deque()
-        self._owner: int | None = None
-        self._depth = 0
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        with self._guard:
-            if self._owner == me:
-                self._depth += 1
-                return
-            if self._owner is None:
-                self._owner, self._depth = me, 1
-                return
-            ready = threading.Event()
-            self._waiters.append((me, ready))
-        ready.wait()  # release() made us the owner before setting the event
-
-    def __exit__(self, *exc: object) -> None:
-        with self._guard:
-            self._depth -= 1
-            if self._depth:
-                return
-            if self._waiters:
-                self._owner, ready = self._waiters.popleft()
-                self._depth = 1
-                ready.set()
-            else:
-                self._owner = None
-
-
-@dataclass
-class WebState:
-    settings: Settings
-    engine: Engine
-    auth: auth.AuthConfig
-    templates: Jinja2Templates
-    #: SQLite allows one writer and every transaction here begins IMMEDIATE: queue this process's
-    #: transactions on a lock instead of letting SQLite's busy handler sleep-and-retry (long tails).
-    write_lock: FairLock | None = None
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One unit of work (commit on success, rollback on error)."""
-        with self.write_lock or nullcontext(), self.engine.begin() as conn:
-            yield conn
-
-
-def is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+__all__ = ["WebState", "create_app", "app_from_environment", "page", "route_modules"]
 
 
 class SecurityHeaders:
@@ -122,14 +78,6 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-def page(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
-    """Render a page; the signed-in user (and their CSRF token) are always in the context."""
-    web: WebState = request.app.state.web
-    principal = getattr(request.state, "principal", None)
-    ctx = {"principal": principal, "csrf_token": principal.csrf_token if principal else None, **(context or {})}
-    return web.templates.TemplateResponse(request, name, ctx, status_code=status_code)
-
-
 def _error_response(request: Request, status: int, message: str, *, field: str | None = None,
                     headers: dict[str, str] | None = None) -> Response:
     if is_api(request):
@@ -163,7 +111,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     @app.exception_handler(AssignmentNotFound)
-    @app.exception_handler(repo.NotFoundError)
+    @app.exception_handler(NotFoundError)
     async def _not_found(request: Request, exc: Exception) -> Response:
         return _error_response(request, 404, str(exc))
 
@@ -171,8 +119,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _closed(request: Request, exc: AssignmentClosed) -> Response:
         return _error_response(request, 409, str(exc))
 
-    @app.exception_handler(repo.StaleStateError)
-    async def _stale(request: Request, exc: repo.StaleStateError) -> Response:
+    @app.exception_handler(StaleStateError)
+    async def _stale(request: Request, exc: StaleStateError) -> Response:
         return _error_response(request, 409, str(exc))
 
     @app.exception_handler(ReviewError)
@@ -204,21 +152,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def route_modules() -> tuple:
-    """Every module that defines routes. The role-matrix test walks these, so a new route is checked
-    for authentication and roles the moment it is added here."""
-    from clinreason.web import (
-        api_adjudicate,
-        api_admin,
-        api_auth,
-        api_calibration,
-        api_items,
-        api_review,
-        pages_admin,
-        pages_auth,
-        pages_items,
-        pages_review,
-    )
-
+    """Every module that defines routes, in the order create_app registers them. The role-matrix test walks
+    these, so a new route is checked for authentication and roles the moment it is added here."""
     return (api_auth, api_review, api_items, api_admin, api_adjudicate, api_calibration, pages_auth, pages_review,
             pages_items, pages_admin)
 
@@ -229,8 +164,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
         from clinreason.app import open_context
 
         engine = open_context(settings).engine
-    with engine.begin() as conn:
-        repo.require_project(conn, name=settings.project)
+    with db.transaction(engine) as conn:
+        require_project(conn, name=settings.project)
         secret = os.environ.get("CLINREASON_SECRET_KEY") or auth.ensure_secret(conn)
     if auth_config is None:
         auth_config = auth.AuthConfig(secret_key=secret)
@@ -241,8 +176,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
                   description="Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login "
                               "(or a personal token from `clinreason users token NAME`) and send "
                               "`Authorization: Bearer <token>`.")
-    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates(),
-                             write_lock=FairLock() if engine.dialect.name == "sqlite" else None)
+    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_error_handlers(app)

@@ -18,14 +18,15 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection
 
-from clinreason.stages.review import aware
-from clinreason.store import repository as repo
-from clinreason.store.tables import api_tokens, app_secrets, login_attempts, projects, users, web_sessions
+from clinreason.domain.accounts import Credential, User
+from clinreason.store import accounts
+from clinreason.store.common import now
+from clinreason.store.decisions import add_event
 
 ROLES = ("reviewer", "adjudicator", "admin")
 SESSION_COOKIE = "clinreason_session"
@@ -141,25 +142,22 @@ def create_user(conn: Connection, *, username: str, role: str, password: str, sp
                 actor: str = "cli", project_id: int | None = None, password_hash: str | None = None) -> int:
     specialties = [s.strip() for s in (specialties or [])]
     validate_account(username=username, role=role, specialties=specialties, password=None if password_hash else password)
-    if conn.execute(select(users.c.id).where(users.c.username == username)).first() is not None:
+    if accounts.get_user(conn, username=username) is not None:
         raise AccountError("username", f"a user named '{username}' already exists")
-    uid = conn.execute(insert(users).values(
-        username=username, role=role, specialties=specialties, password_hash=password_hash or hash_password(password),
-        active=True, created_at=repo.now())).inserted_primary_key[0]
+    uid = accounts.add_user(conn, username=username, role=role, specialties=specialties,
+                            password_hash=password_hash or hash_password(password))
     if project_id is not None:
-        repo.add_event(conn, project_id=project_id, kind="user.created", actor=actor,
-                       after={"username": username, "role": role, "specialties": specialties})
-    return int(uid)
+        add_event(conn, project_id=project_id, kind="user.created", actor=actor,
+                  after={"username": username, "role": role, "specialties": specialties})
+    return uid
 
 
-def get_user(conn: Connection, *, username: str) -> dict[str, Any] | None:
-    row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
-    return dict(row) if row else None
+def get_user(conn: Connection, *, username: str) -> User | None:
+    return accounts.get_user(conn, username=username)
 
 
-def list_users(conn: Connection) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "password_hash"}
-            for r in conn.execute(select(users).order_by(users.c.username)).mappings()]
+def list_users(conn: Connection) -> list[User]:
+    return accounts.list_users(conn)
 
 
 # --- secrets, tokens, sessions --------------------------------------------------------------------
@@ -170,124 +168,102 @@ def digest(value: str) -> str:
 
 def ensure_secret(conn: Connection, name: str = "cookie_key") -> str:
     """A signing key kept in the database, so every process serving it signs alike."""
-    value = conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == name)).scalar()
-    if value:
-        return value
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    conn.execute(upsert(app_secrets).values(name=name, value=secrets.token_urlsafe(48), created_at=repo.now())
-                 .on_conflict_do_nothing(index_elements=["name"]))
-    return conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == name)).scalar_one()
+    return accounts.get_secret(conn, name=name) or accounts.ensure_secret(conn, name=name,
+                                                                          new_value=secrets.token_urlsafe(48))
 
 
 def create_token(conn: Connection, *, user_id: int, project_id: int, kind: str, name: str = "",
                  expires_at: datetime | None = None) -> str:
     token = "cr_" + secrets.token_urlsafe(32)
-    conn.execute(insert(api_tokens).values(token_hash=digest(token), user_id=user_id, project_id=project_id, kind=kind,
-                                           name=name, created_at=repo.now(), expires_at=expires_at))
+    accounts.add_token(conn, token_hash=digest(token), user_id=user_id, project_id=project_id, kind=kind, name=name,
+                       expires_at=expires_at)
     return token
 
 
 def revoke_token(conn: Connection, *, token_hash: str) -> None:
-    conn.execute(update(api_tokens).where(api_tokens.c.token_hash == token_hash).values(revoked_at=repo.now()))
+    accounts.revoke_token(conn, token_hash=token_hash)
 
 
 def create_session(conn: Connection, *, user_id: int, project_id: int, cfg: AuthConfig,
                    replaces: str | None = None) -> tuple[str, str]:
     """A fresh session id (and CSRF token); the session it replaces, if any, is deleted (no fixation)."""
     if replaces:
-        conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == digest(replaces)))
+        accounts.delete_session(conn, id_hash=digest(replaces))
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    ts = repo.now()
-    conn.execute(insert(web_sessions).values(id_hash=digest(session_id), user_id=user_id, project_id=project_id,
-                                             csrf_token=csrf, created_at=ts, last_seen_at=ts,
-                                             expires_at=ts + timedelta(hours=cfg.session_hours)))
+    ts = now()
+    accounts.add_session(conn, id_hash=digest(session_id), user_id=user_id, project_id=project_id, csrf_token=csrf,
+                         expires_at=ts + timedelta(hours=cfg.session_hours), at=ts)
     return session_id, csrf
 
 
 def end_session(conn: Connection, *, id_hash: str) -> None:
-    conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == id_hash))
+    accounts.delete_session(conn, id_hash=id_hash)
 
 
 def switch_project(conn: Connection, principal: Principal, *, project_id: int) -> None:
-    table = web_sessions if principal.via == "session" else api_tokens
-    key = table.c.id_hash if principal.via == "session" else table.c.token_hash
-    conn.execute(update(table).where(key == principal.credential).values(project_id=project_id))
+    if principal.via == "session":
+        accounts.set_session_project(conn, id_hash=principal.credential, project_id=project_id)
+    else:
+        accounts.set_token_project(conn, token_hash=principal.credential, project_id=project_id)
 
 
-def _principal_from(row: Any, *, via: str, credential: str, csrf: str | None) -> Principal:
-    return Principal(user_id=row.user_id, username=row.username, role=row.role,
-                     specialties=tuple(row.specialties or ()), project_id=row.project_id, project=row.project,
-                     via=via, credential=credential, csrf_token=csrf)
+def _principal_from(cred: Credential, *, via: str, credential: str) -> Principal:
+    return Principal(user_id=cred.user_id, username=cred.username, role=cred.role,
+                     specialties=tuple(cred.specialties), project_id=cred.project_id, project=cred.project,
+                     via=via, credential=credential, csrf_token=cred.csrf_token)
 
 
 def principal_from_token(conn: Connection, token: str) -> Principal | None:
     h = digest(token)
-    row = conn.execute(
-        select(api_tokens.c.user_id, api_tokens.c.project_id, api_tokens.c.expires_at, api_tokens.c.revoked_at,
-               users.c.username, users.c.role, users.c.specialties, users.c.active, projects.c.name.label("project"))
-        .join(users, users.c.id == api_tokens.c.user_id).join(projects, projects.c.id == api_tokens.c.project_id)
-        .where(api_tokens.c.token_hash == h)
-    ).first()
-    now = repo.now()
-    if row is None or row.revoked_at is not None or not row.active:
+    cred = accounts.token_credential(conn, token_hash=h)
+    ts = now()
+    if cred is None or cred.revoked_at is not None or not cred.active:
         return None
-    if row.expires_at is not None and aware(row.expires_at) <= now:
+    if cred.expires_at is not None and cred.expires_at <= ts:
         return None
-    return _principal_from(row, via="token", credential=h, csrf=None)
+    return _principal_from(cred, via="token", credential=h)
 
 
 def principal_from_session(conn: Connection, session_id: str, cfg: AuthConfig) -> Principal | None:
     h = digest(session_id)
-    row = conn.execute(
-        select(web_sessions.c.user_id, web_sessions.c.project_id, web_sessions.c.csrf_token,
-               web_sessions.c.expires_at, web_sessions.c.last_seen_at, users.c.username, users.c.role,
-               users.c.specialties, users.c.active, projects.c.name.label("project"))
-        .join(users, users.c.id == web_sessions.c.user_id).join(projects, projects.c.id == web_sessions.c.project_id)
-        .where(web_sessions.c.id_hash == h)
-    ).first()
-    now = repo.now()
-    if row is None or not row.active:
+    cred = accounts.session_credential(conn, id_hash=h)
+    ts = now()
+    if cred is None or not cred.active:
         return None
-    if aware(row.expires_at) <= now or aware(row.last_seen_at) + timedelta(minutes=cfg.idle_minutes) <= now:
+    assert cred.expires_at is not None and cred.last_seen_at is not None  # both NOT NULL for sessions
+    if cred.expires_at <= ts or cred.last_seen_at + timedelta(minutes=cfg.idle_minutes) <= ts:
         end_session(conn, id_hash=h)
         return None
-    if now - aware(row.last_seen_at) > timedelta(minutes=1):
-        conn.execute(update(web_sessions).where(web_sessions.c.id_hash == h).values(last_seen_at=now))
-    return _principal_from(row, via="session", credential=h, csrf=row.csrf_token)
+    if ts - cred.last_seen_at > timedelta(minutes=1):
+        accounts.touch_session(conn, id_hash=h, at=ts)
+    return _principal_from(cred, via="session", credential=h)
 
 
 # --- login ----------------------------------------------------------------------------------------
 
-def check_login(conn: Connection, *, username: str, password: str, client: str, cfg: AuthConfig) -> dict[str, Any] | None:
-    """The user row when the password is right, None when not; LoginThrottled when this name or client
+def check_login(conn: Connection, *, username: str, password: str, client: str, cfg: AuthConfig) -> User | None:
+    """The User when the password is right, None when not; LoginThrottled when this name or client
     failed too often lately. Every attempt is recorded (the caller commits even on failure)."""
-    now = repo.now()
-    since = now - timedelta(minutes=cfg.failure_window_minutes)
-    last_ok = conn.execute(select(func.max(login_attempts.c.at)).where(
-        login_attempts.c.username == username, login_attempts.c.succeeded.is_(True))).scalar()
-    start = max(since, aware(last_ok)) if last_ok else since
-    by_user = conn.execute(select(func.count(), func.min(login_attempts.c.at)).where(
-        login_attempts.c.username == username, login_attempts.c.succeeded.is_(False),
-        login_attempts.c.at > start)).one()
-    by_client = conn.execute(select(func.count(), func.min(login_attempts.c.at)).where(
-        login_attempts.c.client == client, login_attempts.c.succeeded.is_(False), login_attempts.c.at > since)).one()
-    for count, first, limit in ((by_user[0], by_user[1], cfg.max_failures_per_user),
-                                (by_client[0], by_client[1], cfg.max_failures_per_client)):
-        if count >= limit:
-            wait = aware(first) + timedelta(minutes=cfg.failure_window_minutes) - now
+    ts = now()
+    since = ts - timedelta(minutes=cfg.failure_window_minutes)
+    last_ok = accounts.last_login_success(conn, username=username)
+    start = max(since, last_ok) if last_ok else since
+    by_user = accounts.failed_logins(conn, username=username, since=start)
+    by_client = accounts.failed_logins(conn, client=client, since=since)
+    for (count, first), limit in ((by_user, cfg.max_failures_per_user), (by_client, cfg.max_failures_per_client)):
+        if count >= limit and first is not None:
+            wait = first + timedelta(minutes=cfg.failure_window_minutes) - ts
             raise LoginThrottled(max(1, int(wait.total_seconds()) + 1))
-    user = get_user(conn, username=username[:100])
-    if user is None or not user["active"]:
+    user = accounts.get_user(conn, username=username[:100])
+    stored = accounts.password_hash(conn, user_id=user.id) if user is not None and user.active else None
+    if user is None or stored is None:
         _burn_time(password)
         ok = False
     else:
-        ok, rehash = verify_password(user["password_hash"], password)
+        ok, rehash = verify_password(stored, password)
         if ok and rehash:
-            conn.execute(update(users).where(users.c.id == user["id"]).values(password_hash=hash_password(password)))
-    conn.execute(insert(login_attempts).values(username=username[:100], client=client[:100], succeeded=ok, at=now))
+            accounts.set_password_hash(conn, user_id=user.id, password_hash=hash_password(password))
+    accounts.record_login_attempt(conn, username=username[:100], client=client[:100], succeeded=ok, at=ts)
     return user if ok else None
 
 

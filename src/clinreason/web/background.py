@@ -31,14 +31,14 @@ class BackgroundWorker:
 
     def _main(self) -> None:
         from clinreason.stages.worker import run_worker
-        from clinreason.store import repository as repo
+        from clinreason.store.projects import require_project
 
         async def go() -> None:
             self._stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
             self._ready.set()
             with self.ctx.engine.connect() as conn:
-                project = repo.require_project(conn, name=self.ctx.project)
+                project = require_project(conn, name=self.ctx.project)
             pc = self.ctx.settings.project_config
             try:
                 while not self._stop.is_set():

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages.review import ReviewError
-from clinreason.store import repository as repo
+from clinreason.store.projects import latest_rubric, require_project
 from clinreason.web import api_admin, auth
-from clinreason.web.app import page
+from clinreason.web.deps import page
 from clinreason.web.auth import AdminUser
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -35,7 +35,7 @@ async def switch_project(principal: AdminUser, request: Request) -> Response:
 
     def work() -> None:
         with request.app.state.web.transaction() as conn:
-            project = repo.require_project(conn, name=name)
+            project = require_project(conn, name=name)
             auth.switch_project(conn, principal, project_id=project["id"])
 
     await run_in_threadpool(work)
@@ -89,7 +89,7 @@ async def users_toggle(username: str, principal: AdminUser, request: Request) ->
 def _rubric_page(request: Request, principal, *, text: str | None = None, error: str | None = None,
                  saved: int | None = None, status_code: int = 200) -> HTMLResponse:
     with request.app.state.web.transaction() as conn:
-        current = repo.latest_rubric(conn, project_id=principal.project_id)
+        current = latest_rubric(conn, project_id=principal.project_id)
         versions = api_admin.rubric_versions_of(conn, principal.project_id)
     body = {k: v for k, v in current.items() if k != "version"}
     return page(request, "admin_rubric.html", {

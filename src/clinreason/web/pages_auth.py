@@ -6,12 +6,10 @@ import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 
-from clinreason.store import repository as repo
-from clinreason.store.tables import projects
+from clinreason.store.projects import list_projects, require_project
 from clinreason.web import auth
-from clinreason.web.app import page
+from clinreason.web.deps import page
 from clinreason.web.auth import AnyUser
 
 router = APIRouter(include_in_schema=False)
@@ -35,7 +33,7 @@ def _login_page(request: Request, *, error: str | None = None, status_code: int 
     web = request.app.state.web
     token = secrets.token_urlsafe(32)
     with web.transaction() as conn:
-        names = list(conn.execute(select(projects.c.name).order_by(projects.c.name)).scalars())
+        names = [p["name"] for p in list_projects(conn)]
     response = page(request, "login.html", {"login_csrf": token, "error": error, "username": username,
                                             "next": next_url or "", "projects": names,
                                             "default_project": web.settings.project}, status_code=status_code)
@@ -70,9 +68,9 @@ async def login_submit(request: Request) -> Response:
                                     cfg=web.auth)
             if user is None:
                 return None
-            project = repo.require_project(conn, name=str(form.get("project") or web.settings.project))
+            project = require_project(conn, name=str(form.get("project") or web.settings.project))
             old = request.cookies.get(auth.SESSION_COOKIE)
-            session_id, _csrf = auth.create_session(conn, user_id=user["id"], project_id=project["id"], cfg=web.auth,
+            session_id, _csrf = auth.create_session(conn, user_id=user.id, project_id=project["id"], cfg=web.auth,
                                                     replaces=auth.unsign_session(web.auth, old) if old else None)
             return user, session_id
 
@@ -86,7 +84,7 @@ async def login_submit(request: Request) -> Response:
         return _login_page(request, error="Wrong user name or password.", status_code=401, username=username,
                            next_url=next_url)
     user, session_id = result
-    response = RedirectResponse(next_url or HOME.get(user["role"], "/"), status_code=303)
+    response = RedirectResponse(next_url or HOME.get(user.role, "/"), status_code=303)
     response.set_cookie(auth.SESSION_COOKIE, auth.sign_session(web.auth, session_id),
                         max_age=int(web.auth.session_hours * 3600), httponly=True, samesite="lax",
                         secure=_cookie_secure(request), path="/")

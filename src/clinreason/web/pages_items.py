@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from clinreason.store import repository as repo
+from clinreason.store.readmodels import status_counts
 from clinreason.web import views
-from clinreason.web.app import page
+from clinreason.web.deps import page
 from clinreason.web.auth import AnyUser, SeniorUser
 
 router = APIRouter(include_in_schema=False)
@@ -34,7 +34,7 @@ def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLRespons
 @router.get("/dashboard")
 def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
     with request.app.state.web.transaction() as conn:
-        counts = repo.status_counts(conn, project_id=principal.project_id)
+        counts = status_counts(conn, project_id=principal.project_id)
         leases = views.open_leases(conn, principal)
         mine = views.reviewer_progress(conn, principal)
         evidence = None

@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from clinreason.stages import review as stage
+from clinreason.store.common import now
 from clinreason.web import api_review, views
-from clinreason.web.app import page
+from clinreason.web.deps import page
 from clinreason.web.auth import Principal, ReviewerUser
 
 router = APIRouter(include_in_schema=False)
@@ -118,7 +119,7 @@ async def review_draft(assignment_id: str, principal: ReviewerUser, request: Req
         await run_in_threadpool(save)
     except stage.AssignmentClosed:
         return HTMLResponse("<span class='warn'>This review is closed; the draft was not saved.</span>", status_code=409)
-    return HTMLResponse(f"Draft saved {views.repo.now().strftime('%H:%M:%S')} UTC")
+    return HTMLResponse(f"Draft saved {now().strftime('%H:%M:%S')} UTC")
 
 
 @router.post("/review/{assignment_id}/diff")

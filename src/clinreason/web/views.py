@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from clinreason.config import ReviewConfig
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import Check, Event, Item, RationaleVersion, Review
 from clinreason.stages import review as stage
-from clinreason.store import repository as repo
-from clinreason.store.tables import assignments, checks, items, projects, rationales, reviews
+from clinreason.store import accounts, items, projects, rationales, readmodels
+from clinreason.store.common import aware, now
 from clinreason.web.auth import Principal
 
 SENIOR_ROLES = ("admin", "adjudicator")
@@ -28,12 +29,14 @@ def review_config(project: dict[str, Any]) -> ReviewConfig:
 
 
 def project_row(conn: Connection, principal: Principal) -> dict[str, Any]:
-    row = conn.execute(select(projects).where(projects.c.id == principal.project_id)).mappings().one()
-    return dict(row)
+    project = projects.get_project_by_id(conn, project_id=principal.project_id)
+    if project is None:
+        raise NotFound(f"project '{principal.project}' does not exist")
+    return project
 
 
 def iso(value: Any) -> Any:
-    value = stage.aware(value) if hasattr(value, "tzinfo") else value
+    value = aware(value) if hasattr(value, "tzinfo") else value
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
@@ -56,96 +59,100 @@ def form_body(model: type[Body], **values: Any) -> Body:
         raise stage.ReviewError(field, f"{field}: {first['msg']}") from None
 
 
-def item_row(conn: Connection, principal: Principal, item_id: str) -> dict[str, Any]:
-    item = repo.get_item(conn, project_id=principal.project_id, item_id=item_id)
+def item_row(conn: Connection, principal: Principal, item_id: str) -> Item:
+    item = items.get_item(conn, project_id=principal.project_id, item_id=item_id)
     if item is None:
-        raise NotFound(f"item {item_id} does not exist in project '{principal.project}'")
+        raise _not_found(principal, item_id)
     return item
 
 
+def _not_found(principal: Principal, item_id: str) -> NotFound:
+    return NotFound(f"item {item_id} does not exist in project '{principal.project}'")
+
+
 def _senior(principal: Principal | None) -> bool:
-    return principal is not None and principal.role in ("admin", "adjudicator")
+    return principal is not None and principal.role in SENIOR_ROLES
 
 
-def _is_probe(item: dict[str, Any], principal: Principal | None) -> bool:
+def _is_probe(item: Item, principal: Principal | None) -> bool:
     """A calibration item seen by a reviewer: it must look like any other item in review."""
-    return item["state"] == ItemState.CALIBRATION.value and not _senior(principal)
+    return item.state == ItemState.CALIBRATION.value and not _senior(principal)
 
 
-def _probe_event(row: dict[str, Any]) -> bool:
+def _probe_event(event: Event) -> bool:
     """Events that would give a calibration item away: its results, and its moves into or out of the
     calibration state (whose detail names the known truth)."""
-    states = {part.get("state") for part in (row["before"], row["after"]) if isinstance(part, dict)}
-    detail = row["detail"] if isinstance(row["detail"], dict) else {}
-    return row["kind"].startswith("calibration.") or ItemState.CALIBRATION.value in states \
+    states = {part.get("state") for part in (event.before, event.after) if isinstance(part, dict)}
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    return event.kind.startswith("calibration.") or ItemState.CALIBRATION.value in states \
         or "calibration" in detail or "expect" in detail
 
 
-def item_basics(item: dict[str, Any], principal: Principal | None = None) -> dict[str, Any]:
-    state = ItemState.IN_REVIEW.value if _is_probe(item, principal) else item["state"]
+def item_basics(item: Item, principal: Principal | None = None) -> dict[str, Any]:
+    state = ItemState.IN_REVIEW.value if _is_probe(item, principal) else item.state
     return {
-        "id": item["id"], "question": item["question"],
-        "options": {label: text for label, text in item["options"]},
-        "answer": list(item["answer_labels"]), "answer_text": item["answer_text"],
-        "language": item["language"], "specialty": item["specialty"], "context": item["context"],
-        "state": state, "strikes": item["strikes"], "flag_reason": item["flag_reason"],
+        "id": item.id, "question": item.question,
+        "options": {label: text for label, text in item.options},
+        "answer": list(item.answer_labels), "answer_text": item.answer_text,
+        "language": item.language, "specialty": item.specialty, "context": item.context,
+        "state": state, "strikes": item.strikes, "flag_reason": item.flag_reason,
     }
 
 
-def rationale_dict(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
+def rationale_dict(rat: RationaleVersion, principal: Principal) -> dict[str, Any]:
     return {
-        "id": row["id"], "version": row["version"], "parent_version": row["parent_version"], "origin": row["origin"],
-        "author": _redact_actor(row["author"], principal), "text": row["text"], "steps": row["steps"],
-        "final_answer": row["final_answer"], "model": row["model"], "parse_status": row["parse_status"],
-        "created_at": iso(row["created_at"]),
+        "id": rat.id, "version": rat.version, "parent_version": rat.parent_version, "origin": rat.origin,
+        "author": _redact_actor(rat.author, principal), "text": rat.text, "steps": rat.steps,
+        "final_answer": rat.final_answer, "model": rat.model, "parse_status": rat.parse_status,
+        "created_at": iso(rat.created_at),
     }
 
 
-def check_dict(row: dict[str, Any], version: int | None = None) -> dict[str, Any]:
-    out = {"rationale_id": row["rationale_id"], "name": row["name"], "passed": row["passed"],
-           "blocking": row["blocking"], "score": row["score"], "detail": row["detail"],
-           "created_at": iso(row["created_at"])}
+def check_dict(check: Check, version: int | None = None) -> dict[str, Any]:
+    out = {"rationale_id": check.rationale_id, "name": check.name, "passed": check.passed,
+           "blocking": check.blocking, "score": check.score, "detail": check.detail,
+           "created_at": iso(check.created_at)}
     if version is not None:
         out["version"] = version
     return out
 
 
-def review_dict(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "rationale_id": row["rationale_id"], "version": row["version"],
-            "reviewer": row["reviewer"], "verdict": row["verdict"], "scores": row["scores"],
-            "comments": row["comments"], "edited_text": row["edited_text"], "seconds_spent": row["seconds_spent"],
-            "rubric_version": row["rubric_version"], "created_at": iso(row["created_at"])}
+def review_dict(review: Review) -> dict[str, Any]:
+    return {"id": review.id, "rationale_id": review.rationale_id, "version": review.version,
+            "reviewer": review.reviewer, "verdict": review.verdict, "scores": review.scores,
+            "comments": review.comments, "edited_text": review.edited_text, "seconds_spent": review.seconds_spent,
+            "rubric_version": review.rubric_version, "created_at": iso(review.created_at)}
 
 
-def _event_dict(row: dict[str, Any], principal: Principal, unlocked: set[str]) -> dict[str, Any]:
-    detail = dict(row["detail"] or {})
-    actor = _redact_actor(row["actor"], principal)
-    if actor == HIDDEN_ACTOR and row["kind"].startswith(("review.", "assignment.")) \
+def _event_dict(event: Event, principal: Principal, unlocked: set[str]) -> dict[str, Any]:
+    detail = dict(event.detail or {})
+    actor = _redact_actor(event.actor, principal)
+    if actor == HIDDEN_ACTOR and event.kind.startswith(("review.", "assignment.")) \
             and detail.get("rationale_id") not in unlocked:
         detail = {k: v for k, v in detail.items() if k in ("version",)}
-    return {"kind": row["kind"], "actor": actor, "at": iso(row["at"]), "before": row["before"],
-            "after": row["after"], "detail": detail}
+    return {"kind": event.kind, "actor": actor, "at": iso(event.at), "before": event.before,
+            "after": event.after, "detail": detail}
 
 
 def item_history(conn: Connection, principal: Principal, item_id: str) -> dict[str, Any]:
     """GET /api/items/{id}: the item, every version, every check, the reviews this caller may see, events."""
-    item = item_row(conn, principal, item_id)
-    versions = [dict(r) for r in conn.execute(
-        select(rationales).where(rationales.c.item_id == item_id).order_by(rationales.c.version)).mappings()]
-    version_of = {v["id"]: v["version"] for v in versions}
-    check_rows = [dict(r) for r in conn.execute(
-        select(checks).where(checks.c.rationale_id.in_(list(version_of) or [""])).order_by(checks.c.id)).mappings()]
+    history = readmodels.item_history(conn, project_id=principal.project_id, item_id=item_id)
+    if history is None:
+        raise _not_found(principal, item_id)
+    item: Item = history["item"]
+    versions: list[RationaleVersion] = history["versions"]
+    version_of = {v.id: v.version for v in versions}
     visible = stage.visible_reviews(conn, item_id=item_id, viewer_id=principal.user_id, viewer_role=principal.role)
-    unlocked = stage.reviewed_versions(conn, item_id=item_id, reviewer_id=principal.user_id)
+    unlocked = {r.rationale_id for r in history["reviews"] if r.reviewer_id == principal.user_id}
     return {
         **item_basics(item, principal),
         "versions": [rationale_dict(v, principal) for v in versions],
-        "checks": [check_dict(c, version_of.get(c["rationale_id"])) for c in check_rows],
+        "checks": [check_dict(c, version_of.get(c.rationale_id)) for c in history["checks"]],
         "reviews": [review_dict(r) for r in visible],
-        "events": [_event_dict(e, principal, unlocked) for e in repo.item_events(conn, item_id=item_id)
+        "events": [_event_dict(e, principal, unlocked) for e in history["events"]
                    if not (_is_probe(item, principal) and _probe_event(e))],
         "sources": [{"source": s["source"], "file": s["file"], "record": s["record"], "subject": s["subject"],
-                     "license": s["license"]} for s in repo.item_source_rows(conn, item_id=item_id)],
+                     "license": s["license"]} for s in history["sources"]],
     }
 
 
@@ -153,47 +160,40 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
     """What a reviewer needs to review one leased version (GET /api/queue/next and the review screen)."""
     a = stage.get_assignment(conn, project_id=principal.project_id, assignment_id=assignment_id,
                              reviewer_id=principal.user_id)
-    item = item_row(conn, principal, a["item_id"])
-    rat = dict(conn.execute(select(rationales).where(rationales.c.id == a["rationale_id"])).mappings().one())
+    item = item_row(conn, principal, a.item_id)
+    rat = rationales.get_version(conn, rationale_id=a.rationale_id)
+    if rat is None:
+        raise NotFound(f"the version of assignment {assignment_id} does not exist")
     parent = None
-    if rat["parent_version"] is not None:
-        row = conn.execute(select(rationales).where(rationales.c.item_id == item["id"],
-                                                    rationales.c.version == rat["parent_version"])).mappings().first()
-        parent = rationale_dict(dict(row), principal) if row else None
-    check_rows = conn.execute(select(checks).where(checks.c.rationale_id == rat["id"]).order_by(checks.c.id)).mappings()
-    draft = stage.load_draft(conn, rationale_id=rat["id"], reviewer_id=principal.user_id)
+    if rat.parent_version is not None:
+        found = next((v for v in rationales.versions_of(conn, item_id=item.id) if v.version == rat.parent_version),
+                     None)
+        parent = rationale_dict(found, principal) if found else None
+    draft = stage.load_draft(conn, rationale_id=rat.id, reviewer_id=principal.user_id)
     return {
-        "assignment_id": a["id"], "status": a["status"], "expires_at": iso(a["expires_at"]),
-        "created_at": iso(a["created_at"]),
+        "assignment_id": a.id, "status": a.status, "expires_at": iso(a.expires_at),
+        "created_at": iso(a.created_at),
         "item": item_basics(item, principal),
         "rationale": rationale_dict(rat, principal),
         "parent": parent,
-        "checks": [check_dict(dict(c), rat["version"]) for c in check_rows],
-        "rubric": repo.latest_rubric(conn, project_id=principal.project_id),
+        "checks": [check_dict(c, rat.version) for c in rationales.checks_of(conn, rationale_ids=[rat.id])],
+        "rubric": projects.latest_rubric(conn, project_id=principal.project_id),
         "draft": {"body": draft["body"], "seconds_spent": draft["seconds_spent"],
                   "updated_at": iso(draft["updated_at"])} if draft else None,
     }
 
 
 def escalated_items(conn: Connection, principal: Principal, limit: int = 500) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(items.c.id, items.c.question, items.c.specialty, items.c.strikes, items.c.flag_reason,
-               items.c.updated_at)
-        .where(items.c.project_id == principal.project_id, items.c.state == "escalated")
-        .order_by(items.c.updated_at, items.c.id).limit(limit)).mappings()
-    return [{**dict(r), "updated_at": iso(r["updated_at"])} for r in rows]
+    """Escalated items of the caller's project, longest waiting first."""
+    rows = items.items_in_state(conn, project_id=principal.project_id, state=ItemState.ESCALATED.value, limit=limit)
+    return [{"id": i.id, "question": i.question, "specialty": i.specialty, "strikes": i.strikes,
+             "flag_reason": i.flag_reason, "updated_at": iso(i.updated_at)} for i in rows]
 
 
 def reviewer_progress(conn: Connection, principal: Principal) -> dict[str, Any]:
-    mine = conn.execute(
-        select(func.count(), func.coalesce(func.sum(reviews.c.seconds_spent), 0.0))
-        .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-        .where(items.c.project_id == principal.project_id, reviews.c.reviewer_id == principal.user_id)).one()
-    return {"reviews": int(mine[0]), "hours": round(float(mine[1]) / 3600, 2)}
+    count, seconds = accounts.reviewer_totals(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
+    return {"reviews": count, "hours": round(seconds / 3600, 2)}
 
 
 def open_leases(conn: Connection, principal: Principal) -> int:
-    return conn.execute(
-        select(func.count()).select_from(assignments.join(items, items.c.id == assignments.c.item_id))
-        .where(items.c.project_id == principal.project_id, assignments.c.status == "open",
-               assignments.c.expires_at > repo.now())).scalar_one()
+    return accounts.open_lease_count(conn, project_id=principal.project_id, at=now())

@@ -31,32 +31,11 @@ from sqlalchemy import Connection, Engine, exists, select
 
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
+from clinreason.stages.export.card import write_card
+from clinreason.stages.export.common import FORMATS, MANIFEST, SPLIT_NAMES, ExportError, ExportOptions, safe_path
+from clinreason.stages.export.formats import open_sink
 from clinreason.store import repository as repo
 from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
-
-FORMATS = ("jsonl", "parquet", "hf", "sft", "dpo")
-SPLIT_NAMES = {1: ("train",), 2: ("train", "test"), 3: ("train", "validation", "test")}
-MANIFEST = ".clinreason-export.json"
-SYSTEM_PROMPTS = {
-    "en": "You are a medical expert. Reason step by step through the clinical question, then give the final answer.",
-    "zh": "你是一名医学专家。请逐步推理这道临床题目，然后给出最终答案。",
-}
-
-
-class ExportError(ValueError):
-    """A problem the person running the export can fix (bad option, occupied folder)."""
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    fmt: str = "jsonl"
-    splits: tuple[float, ...] | None = None
-    min_score: float | None = None
-    consensus: str | None = None
-    source: str | None = None
-    with_history: bool = False
-    force: bool = False
-    chunk_size: int = 1000
 
 
 @dataclass
@@ -314,16 +293,6 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
     return out
 
 
-def safe_path(out: Path, name: str) -> Path:
-    """A file inside OUT; an existing link there is removed, never followed."""
-    path = out / name
-    if path.resolve().parent != out.resolve() and not path.is_symlink():
-        raise ExportError(f"refusing to write {name!r} outside {out}")
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    return path
-
-
 # --- the stage --------------------------------------------------------------------------------------
 
 @contextmanager
@@ -360,8 +329,6 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
 
 def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                licenses: dict[str, str] | None = None, card: bool = True) -> ExportSummary:
-    from clinreason.analytics import dataset_formats as writers
-
     if opts.fmt not in FORMATS:
         raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {opts.fmt!r}")
     if opts.consensus not in (None, "consensus", "adjudication"):
@@ -383,7 +350,7 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                 splitter.add(light["stratum"], light["id"])
             splitter.freeze()
         with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
-            sink = writers.open_sink(opts.fmt, out, Path(tmp), names, dims, opts)
+            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts)
             for row in reader.rows(all_texts=opts.with_history or opts.fmt == "dpo"):
                 stratum = (row["specialty"] or "", row["source"] or "")
                 split = names[splitter.split_of(stratum, row["id"])] if splitter else names[0]
@@ -395,8 +362,6 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
         summary.rows = {name: summary.rows.get(name, 0) for name in names}
         summary.records = {name: summary.records.get(name, 0) for name in names}
         if card:
-            from clinreason.analytics.card import write_card
-
             summary.seconds = time.perf_counter() - started
             write_card(conn, project=proj, rubric_body=rubric_body, out=out, summary=summary,
                        licenses=licenses or {})

@@ -30,8 +30,8 @@ def write_synthetic_bank(path: Path, n: int, *, seed: int = 7) -> Path:
 
 @contextmanager
 def fake_server_process(*, log: Path, latency: float = 0.0, extra: list[str] | None = None) -> Iterator[str]:
-    """Run `python -m clinreason.llm.fake_server` in its own process; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "clinreason.llm.fake_server", "--port", "0", "--latency",
+    """Run `python -m clinreason.testing.fake_server` in its own process; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "clinreason.testing.fake_server", "--port", "0", "--latency",
                              str(latency), "--log", str(log), *(extra or [])],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

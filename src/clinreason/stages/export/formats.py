@@ -1,6 +1,6 @@
 """How an export row is encoded on disk: JSON Lines, Parquet (typed, in row groups), a Hugging Face
-`datasets` folder (save_to_disk), chat-format SFT records and DPO preference pairs. Used by
-`clinreason.stages.export`; pyarrow and datasets are imported only when those formats are asked for.
+`datasets` folder (save_to_disk), chat-format SFT records and DPO preference pairs. Used by the export
+stage (`stage.py`); pyarrow and datasets are imported only when those formats are asked for.
 
 A sink receives rows split by split, in item-id order, and writes them as they come; `close()` returns
 the names it wrote inside the export folder.
@@ -12,6 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from clinreason.stages.export.common import SYSTEM_PROMPTS, safe_path
 
 ROW_GROUP = 5000
 ROLES = ("system", "user", "assistant")
@@ -25,8 +27,6 @@ def dumps(record: dict[str, Any]) -> str:
 # --- chat formats -----------------------------------------------------------------------------------
 
 def _system(language: str) -> str:
-    from clinreason.stages.export import SYSTEM_PROMPTS
-
     return SYSTEM_PROMPTS["zh" if language.lower().startswith("zh") else "en"]
 
 
@@ -147,8 +147,6 @@ def arrow_schema(dims: list[str], with_history: bool):
 
 class JsonlSink:
     def __init__(self, out: Path, names: tuple[str, ...], encode):
-        from clinreason.stages.export import safe_path
-
         self.encode = encode
         self.names = [f"{n}.jsonl" for n in names]
         self.files = {n: safe_path(out, f"{n}.jsonl").open("w", encoding="utf-8", newline="\n") for n in names}
@@ -170,8 +168,6 @@ class ParquetSink:
     def __init__(self, folder: Path, names: tuple[str, ...], dims: list[str], with_history: bool,
                  suffix: str = ".parquet"):
         import pyarrow.parquet as pq
-
-        from clinreason.stages.export import safe_path
 
         self.schema = arrow_schema(dims, with_history)
         self.with_history = with_history

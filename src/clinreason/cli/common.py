@@ -1,6 +1,5 @@
 """What every CLI verb shares: the --db/--project/--config options, the error exit, and opening the
-store for a project. Verb modules (cli.py, pipeline_cli.py, web/commands.py, analytics/commands.py)
-import from here."""
+store for a project. The verb modules of `clinreason.cli` import from here."""
 
 from __future__ import annotations
 

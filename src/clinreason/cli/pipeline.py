@@ -1,4 +1,5 @@
-"""The LLM half of the CLI: `generate`, `regenerate`, `screen`, `run` (the worker) and `retry-failed`."""
+"""The LLM half of the CLI: `generate`, `regenerate`, `screen`, `run` (the worker) and `retry-failed`.
+Added to the root app by `clinreason.cli`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from clinreason.app import llm_backend
-from clinreason.cli_common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
+from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
 
-_verbs = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(_verbs.registered_commands)
+verbs = typer.Typer()
 
 
 def _stop_event_on_signals(loop, stop) -> None:
@@ -97,7 +94,7 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
         typer.echo("next: clinreason screen")
 
 
-@_verbs.command()
+@verbs.command()
 def generate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N items")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default: [llm] concurrency)")] = None,
@@ -109,7 +106,7 @@ def generate(
     _run_llm_verb("draft", limit, concurrency, db, project, config, json_out)
 
 
-@_verbs.command()
+@verbs.command()
 def regenerate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Regenerate at most N items")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once")] = None,
@@ -121,7 +118,7 @@ def regenerate(
     _run_llm_verb("regenerate", limit, concurrency, db, project, config, json_out)
 
 
-@_verbs.command()
+@verbs.command()
 def screen(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Screen at most N items")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
@@ -161,7 +158,7 @@ def screen(
         typer.echo("next: clinreason regenerate (or leave `clinreason run` running)")
 
 
-@_verbs.command()
+@verbs.command()
 def run(
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once")] = None,
     once: Annotated[bool, typer.Option("--once", help="Stop when there is nothing left to do instead of waiting for more")] = False,
@@ -209,7 +206,7 @@ def run(
                f"sent to review {r.to_review}, failed {r.failed}")
 
 
-@_verbs.command("retry-failed")
+@verbs.command("retry-failed")
 def retry_failed(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:

@@ -1,4 +1,5 @@
-"""The `clinreason` command line. Each verb resolves settings once, opens the store, calls a stage."""
+"""The project's own verbs: `init`, `import`, `status`, `history`, `backup` and `restore`. Each resolves
+settings once, opens the store, calls a stage. Added to the root app by `clinreason.cli`."""
 
 from __future__ import annotations
 
@@ -9,20 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from clinreason.cli_common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, _settings  # noqa: F401 (re-exported)
+from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, _settings
 from clinreason.config import DEFAULT_CONFIG_TOML
 
-app = typer.Typer(
-    name="clinreason",
-    help="Build expert-verified clinical reasoning datasets: import questions, draft rationales with an LLM, "
-    "screen them, have experts review them, export the result.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+verbs = typer.Typer()
 
-@app.command()
+
+@verbs.command()
 def init(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None) -> None:
     """Create or upgrade the database and write a project config (clinreason.toml) if there is none."""
     from clinreason.app import initialise
@@ -37,12 +31,17 @@ def init(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None)
         rubric_from_dict(settings.project_config.rubric)
     except RubricError as exc:
         _fail(f"{settings.config_path}: {exc}")
-    ctx, created, rubric_version = initialise(settings)
+    ctx, report = initialise(settings)
     ctx.engine.dispose()
     if wrote_config:
         typer.echo(f"wrote {settings.config_path} (edit it to set models, rubric and review policy)")
     typer.echo(f"database {settings.db_url} is at the current schema")
-    typer.echo(f"project '{settings.project}' {'created' if created else 'already exists'}; rubric version {rubric_version}")
+    typer.echo(f"project '{settings.project}' {'created' if report.created else 'already exists'}; "
+               f"rubric version {report.rubric_version}")
+    for line in report.config_changes:
+        typer.echo(f"  changed {line}")
+    if report.rubric_note != "unchanged":
+        typer.echo(f"  rubric from {settings.config_path}: {report.rubric_note}")
 
 
 class _Progress:
@@ -75,7 +74,7 @@ class _Progress:
         self._progress.stop()
 
 
-@app.command("import")
+@verbs.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="A question-bank file, or a folder of them")],
     format: Annotated[str, typer.Option("--format", "-f", help="auto|medqa|medmcqa|pubmedqa|mmlu|cmexam|jsonl|csv|parquet|hf")] = "auto",
@@ -130,7 +129,7 @@ def import_(
         typer.echo(f"refused {s.rejected} invalid record(s); reasons written to {s.rejects_path}")
 
 
-@app.command()
+@verbs.command()
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
@@ -160,7 +159,7 @@ def status(
     typer.echo(f"LLM usage:  {tok['prompt']} prompt + {tok['completion']} completion tokens, ${counts['cost_usd']:.4f}")
 
 
-@app.command()
+@verbs.command()
 def history(
     item_id: Annotated[str, typer.Argument(help="The item's id (as `status`, exports and the web app show it)")],
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
@@ -171,7 +170,7 @@ def history(
     import difflib
 
     from clinreason.store import repository as repo
-    from clinreason.store.history import item_history
+    from clinreason.store.readmodels import item_history
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
@@ -220,7 +219,7 @@ def history(
         typer.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']} {change} by {e['actor']}")
 
 
-@app.command("backup")
+@verbs.command("backup")
 def backup_cmd(
     out: Annotated[Path, typer.Argument(help="The backup file to write (never overwritten)")],
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
@@ -236,7 +235,7 @@ def backup_cmd(
     typer.echo(f"backup written to {out} ({out.stat().st_size:,} bytes)")
 
 
-@app.command("restore")
+@verbs.command("restore")
 def restore_cmd(
     source: Annotated[Path, typer.Argument(help="A file written by `clinreason backup`")],
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: the database's current contents are replaced")] = False,
@@ -256,74 +255,3 @@ def restore_cmd(
         _fail(str(exc))
     engine.dispose()
     typer.echo(f"database {settings.db_url} restored from {source}")
-
-
-@app.command()
-def simulate(
-    policy: Annotated[str, typer.Option("--policy", help="fixed-1|fixed-2|fixed-3|adaptive")] = "adaptive",
-    items_n: Annotated[int, typer.Option("--items", help="Synthetic items")] = 1000,
-    reviewers: Annotated[int, typer.Option("--reviewers", help="Synthetic reviewers (a careless and a harsh one among them)")] = 8,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run)")] = 0,
-    signal: Annotated[float, typer.Option("--signal", help="How strongly screening signals track the hidden truth, 0-1")] = 0.8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
-) -> None:
-    """Review-allocation simulator: synthetic items with a hidden true quality, synthetic reviewers, and
-    the real assignment, consensus, regeneration-round and adjudication code on a scratch database."""
-    from clinreason.stages.simulate import POLICIES, run_simulation
-
-    if policy not in POLICIES:
-        _fail(f"--policy must be one of {', '.join(POLICIES)}", 2)
-    result = run_simulation(policy=policy, n_items=items_n, n_reviewers=reviewers, seed=seed, signal_strength=signal)
-    out = result.to_dict()
-    if json_out:
-        typer.echo(json.dumps(out, indent=2))
-        return
-    typer.echo(f"{policy}: {out['accepted']} accepted, {out['excluded']} excluded of {out['items']} items; "
-               f"{out['reviews_per_accepted']} expert reviews per accepted item "
-               f"({out['expert_minutes_per_accepted']} expert minutes); residual defect rate "
-               f"{out['residual_defect_rate']:.2%}; wrongly excluded {out['wrongly_excluded']}; "
-               f"{out['rounds_per_item']} versions per item")
-
-
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option("--dir", help="Where the demo database and config go")] = Path("demo-run"),
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N of the sample questions")] = None,
-    serve: Annotated[Optional[bool], typer.Option("--serve/--no-serve", help="Then start the review app with seeded users (one-time passwords printed); default: when run from a terminal")] = None,
-    port: Annotated[int, typer.Option("--port", help="Port of the review app")] = 8000,
-) -> None:
-    """End to end on the bundled sample questions: import, draft with the embedded model (or the
-    configured endpoint), screen, one round of guided regeneration, status; then the review app with a
-    seeded admin, two reviewers and an adjudicator, and the worker, until Ctrl+C."""
-    from clinreason.demo import run_demo
-
-    if serve is None:
-        serve = sys.stdin.isatty() and sys.stdout.isatty()
-    run_demo(workdir, limit=limit, serve=serve, port=port)
-
-
-def _register_plugins() -> None:
-    """Verbs defined next to the code they drive (the web app's `serve` and `users`); each module
-    exposes `register(app)` and keeps its heavy imports inside the command functions."""
-    import importlib
-
-    for module in ("clinreason.pipeline_cli", "clinreason.web.commands", "clinreason.analytics.commands",
-                   "clinreason.calibration_cli"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
-
-
-_register_plugins()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ enough to read in one sitting and fast enough to keep up with a client running 6
 
 Run by hand or from a benchmark::
 
-    python -m clinreason.llm.fake_server --port 8999 --latency 0.2 --error-500 0.2 --log requests.jsonl
+    python -m clinreason.testing.fake_server --port 8999 --latency 0.2 --error-500 0.2 --log requests.jsonl
 
 Outages and storms for resilience tests: ``--down-for 60 --down-after 5 --down-mode refuse`` stops
 listening (connection refused) five seconds after start, for a minute; ``--storm-429 10`` answers every
@@ -479,7 +479,7 @@ def _seconds(value: float) -> str:
 # -- command line ----------------------------------------------------------------------------------------
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m clinreason.llm.fake_server",
+    parser = argparse.ArgumentParser(prog="python -m clinreason.testing.fake_server",
                                      description="A fake OpenAI-compatible server with injectable faults.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8999, help="0 picks a free port")

@@ -1,0 +1,35 @@
+"""The export stage: accepted items -> a dataset folder (jsonl | parquet | hf | sft | dpo) with its card.
+
+    common.py  what the others share (formats, options, ExportError, SYSTEM_PROMPTS, safe_path) — a leaf
+    formats.py how a row is written: JSON Lines, Parquet, a Hugging Face folder, SFT and DPO records
+    card.py    the dataset card (README.md) written into every export
+    stage.py   reading the accepted items, splits, the folder, and `run_export`
+
+The names the rest of the code uses are re-exported here: `from clinreason.stages.export import run_export`.
+"""
+
+from clinreason.stages.export.common import (
+    FORMATS,
+    MANIFEST,
+    SPLIT_NAMES,
+    SYSTEM_PROMPTS,
+    ExportError,
+    ExportOptions,
+    safe_path,
+)
+from clinreason.stages.export.stage import (
+    ExportSummary,
+    Splitter,
+    id_hash,
+    parse_splits,
+    prepare_folder,
+    read_snapshot,
+    run_export,
+    split_names,
+)
+
+__all__ = [
+    "FORMATS", "MANIFEST", "SPLIT_NAMES", "SYSTEM_PROMPTS", "ExportError", "ExportOptions", "ExportSummary",
+    "Splitter", "id_hash", "parse_splits", "prepare_folder", "read_snapshot", "run_export", "safe_path",
+    "split_names",
+]

@@ -1,0 +1,73 @@
+"""Decisions and events: how items ended, and the append-only audit log of every state change."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, RowMapping, insert, select
+
+from clinreason.domain.records import Decision, Event
+from clinreason.store.common import now
+from clinreason.store.tables import decisions, events, items
+
+
+def _event(row: RowMapping) -> Event:
+    return Event(kind=row["kind"], actor=row["actor"], project_id=row["project_id"], item_id=row["item_id"],
+                 before=row["before"], after=row["after"], detail=row["detail"] or {}, at=row["at"], id=row["id"])
+
+
+def _decision(row: RowMapping) -> Decision:
+    return Decision(item_id=row["item_id"], kind=row["kind"], rationale_id=row["rationale_id"],
+                    decided_by=row["decided_by"], reason=row["reason"] or "", created_at=row["created_at"],
+                    id=row["id"])
+
+
+def add_event(conn: Connection, *, project_id: int, kind: str, actor: str, item_id: str | None = None,
+              before: Any = None, after: Any = None, detail: dict[str, Any] | None = None) -> None:
+    conn.execute(insert(events).values(project_id=project_id, item_id=item_id, kind=kind, actor=actor,
+                                       before=before, after=after, detail=detail or {}, at=now()))
+
+
+def add_events(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Bulk append (used by import): each row has the add_event keywords."""
+    ts = now()
+    batch = [{"item_id": None, "before": None, "after": None, "detail": {}, "at": ts, **r} for r in rows]
+    if batch:
+        conn.execute(insert(events), batch)
+
+
+def item_events(conn: Connection, *, item_id: str) -> list[Event]:
+    rows = conn.execute(select(events).where(events.c.item_id == item_id).order_by(events.c.id)).mappings()
+    return [_event(r) for r in rows]
+
+
+def project_events(conn: Connection, *, project_id: int, kinds: Iterable[str] | None = None,
+                   limit: int | None = None, newest_first: bool = False) -> list[Event]:
+    query = select(events).where(events.c.project_id == project_id)
+    if kinds is not None:
+        query = query.where(events.c.kind.in_(list(kinds)))
+    query = query.order_by(events.c.id.desc() if newest_first else events.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_event(r) for r in conn.execute(query).mappings()]
+
+
+def add_decision(conn: Connection, *, item_id: str, kind: str, rationale_id: str | None, decided_by: str,
+                 reason: str) -> Decision:
+    ts = now()
+    conn.execute(insert(decisions).values(item_id=item_id, kind=kind, rationale_id=rationale_id,
+                                          decided_by=decided_by, reason=reason, created_at=ts))
+    return Decision(item_id=item_id, kind=kind, rationale_id=rationale_id, decided_by=decided_by, reason=reason,
+                    created_at=ts)
+
+
+def get_decision(conn: Connection, *, item_id: str) -> Decision | None:
+    row = conn.execute(select(decisions).where(decisions.c.item_id == item_id)).mappings().first()
+    return _decision(row) if row else None
+
+
+def project_decisions(conn: Connection, *, project_id: int, kind: str | None = None) -> list[Decision]:
+    query = select(decisions).join(items, items.c.id == decisions.c.item_id).where(items.c.project_id == project_id)
+    if kind is not None:
+        query = query.where(decisions.c.kind == kind)
+    return [_decision(r) for r in conn.execute(query.order_by(decisions.c.id)).mappings()]

@@ -1,0 +1,131 @@
+"""Items: the questions of a project, their sources and their lifecycle state (compare-and-set)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select, update
+
+from clinreason.domain.lifecycle import ItemState, check_transition
+from clinreason.domain.records import Item
+from clinreason.store.common import StaleStateError, now
+from clinreason.store.decisions import add_event
+from clinreason.store.tables import events, item_sources, items
+
+_ITEM_FIELDS = ("id", "project_id", "question", "answer_labels", "language", "state", "answer_text", "specialty",
+                "context", "reference_explanation", "content_hash", "strikes", "auto_retries", "flag_reason",
+                "fail_reason", "claimed_by", "claimed_until", "created_at", "updated_at")
+
+
+def item_from_row(row: RowMapping | dict[str, Any]) -> Item:
+    fields = {k: row[k] for k in _ITEM_FIELDS}
+    fields["answer_labels"] = list(fields["answer_labels"] or [])
+    fields["strikes"] = int(fields["strikes"] or 0)
+    fields["auto_retries"] = int(fields["auto_retries"] or 0)
+    return Item(options=[(str(label), str(text)) for label, text in (row["options"] or [])],
+                meta=dict(row["meta"] or {}), **fields)
+
+
+def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
+    row = conn.execute(select(items).where(items.c.id == item_id, items.c.project_id == project_id)).mappings().first()
+    return item_from_row(row) if row else None
+
+
+def get_item_any_project(conn: Connection, *, item_id: str) -> Item | None:
+    row = conn.execute(select(items).where(items.c.id == item_id)).mappings().first()
+    return item_from_row(row) if row else None
+
+
+def lock_item(conn: Connection, *, item_id: str) -> Item | None:
+    """The item row, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL)."""
+    row = conn.execute(select(items).where(items.c.id == item_id).with_for_update(key_share=True)).mappings().first()
+    return item_from_row(row) if row else None
+
+
+def claim_item_row(conn: Connection, *, item_id: str, state: str) -> bool:
+    """Lock the item if it is still in `state`, skipping it when another transaction holds it."""
+    return conn.execute(select(items.c.id).where(items.c.id == item_id, items.c.state == state)
+                        .with_for_update(skip_locked=True, key_share=True)).first() is not None
+
+
+def item_state(conn: Connection, *, item_id: str) -> str | None:
+    return conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar()
+
+
+def items_in_state(conn: Connection, *, project_id: int, state: str, limit: int | None = None) -> list[Item]:
+    query = (select(items).where(items.c.project_id == project_id, items.c.state == state)
+             .order_by(items.c.updated_at, items.c.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return [item_from_row(r) for r in conn.execute(query).mappings()]
+
+
+def project_items(conn: Connection, *, project_id: int, states: list[str] | None = None) -> list[Item]:
+    query = select(items).where(items.c.project_id == project_id)
+    if states is not None:
+        query = query.where(items.c.state.in_(states))
+    return [item_from_row(r) for r in conn.execute(query.order_by(items.c.created_at, items.c.id)).mappings()]
+
+
+def item_source_rows(conn: Connection, *, item_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(item_sources).where(item_sources.c.item_id == item_id).order_by(item_sources.c.id))
+    return [dict(r) for r in rows.mappings()]
+
+
+def set_strikes(conn: Connection, *, item_id: str, strikes: int) -> None:
+    """Record a failed round that does not move the item (an edit: the new version is reviewed next)."""
+    conn.execute(update(items).where(items.c.id == item_id).values(strikes=strikes, updated_at=now()))
+
+
+def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str, target: ItemState | str,
+                    actor: str, detail: dict[str, Any] | None = None, **values: Any) -> None:
+    """Compare-and-set: move the item only if it is still in `expected`; write the Event in the same
+    transaction. Raises TransitionError for a move the lifecycle forbids, StaleStateError when the
+    row moved meanwhile (or does not exist)."""
+    reason = check_transition(expected, target)
+    expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
+    project_id = conn.execute(
+        update(items)
+        .where(items.c.id == item_id, items.c.state == expected_s)
+        .values(state=target_s, updated_at=now(), **values)
+        .returning(items.c.project_id)
+    ).scalar()
+    if project_id is None:
+        row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()
+        if row is None:
+            raise StaleStateError(f"item {item_id} does not exist")
+        raise StaleStateError(f"item {item_id} is '{row.state}', not '{expected_s}': it was moved by someone else")
+    add_event(conn, project_id=project_id, item_id=item_id, kind="item.transition", actor=actor,
+              before={"state": expected_s}, after={"state": target_s},
+              detail={"reason": reason, **(detail or {})})
+
+
+def transition_items(conn: Connection, *, project_id: int, item_ids: list[str], expected: ItemState | str,
+                     target: ItemState | str, actor: str, details: dict[str, dict[str, Any]] | None = None,
+                     extra_where: Any = None, **values: Any) -> bool:
+    """The batch form of `transition_item`: one UPDATE for many items that share expected and target
+    state, one multi-row INSERT for their events. Returns False, having changed nothing, when any of
+    them was no longer in `expected` (the caller then falls back to moving them one by one); use it
+    inside a savepoint or a transaction the caller can roll back."""
+    if not item_ids:
+        return True
+    reason = check_transition(expected, target)
+    expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
+    ts = now()
+    stmt = update(items).where(items.c.id.in_(item_ids), items.c.state == expected_s)
+    if extra_where is not None:
+        stmt = stmt.where(extra_where)
+    result = conn.execute(stmt.values(state=target_s, updated_at=ts, **values))
+    if result.rowcount != len(item_ids):
+        return False
+    details = details or {}
+    conn.execute(events.insert(), [
+        {"project_id": project_id, "item_id": item_id, "kind": "item.transition", "actor": actor,
+         "before": {"state": expected_s}, "after": {"state": target_s},
+         "detail": {"reason": reason, **details.get(item_id, {})}, "at": ts} for item_id in item_ids])
+    return True
+
+
+def count_in_state(conn: Connection, *, project_id: int, state: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(items).where(
+        items.c.project_id == project_id, items.c.state == state)).scalar_one())

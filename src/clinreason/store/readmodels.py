@@ -1,0 +1,149 @@
+"""Read models: the shapes that pages, reports and `status` read, each built in one place from the
+record families (an item's whole story; the project's counts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select
+
+from clinreason.domain.lifecycle import ItemState as S
+from clinreason.domain.records import Decision, Review
+from clinreason.store.decisions import get_decision, item_events, project_decisions
+from clinreason.store.items import get_item, item_source_rows
+from clinreason.store.rationales import checks_of, versions_of
+from clinreason.store.tables import item_sources, items, rationales, reviews, users
+
+
+def review_from_row(row: RowMapping | dict[str, Any]) -> Review:
+    """A review row, with `reviewer` (username) and `version` when the query joined them."""
+    return Review(id=row["id"], rationale_id=row["rationale_id"], item_id=row["item_id"],
+                  reviewer_id=row["reviewer_id"], verdict=row["verdict"], scores=dict(row["scores"] or {}),
+                  comments=dict(row["comments"] or {}), edited_text=row["edited_text"],
+                  seconds_spent=row["seconds_spent"], rubric_version=row["rubric_version"],
+                  assignment_id=row["assignment_id"], created_at=row["created_at"],
+                  reviewer=row.get("reviewer"), version=row.get("version"))
+
+
+def item_reviews(conn: Connection, *, item_id: str) -> list[Review]:
+    """Every review of the item, oldest first, with the reviewer's name and the version's number."""
+    rows = conn.execute(
+        select(reviews, users.c.username.label("reviewer"), rationales.c.version)
+        .join(users, users.c.id == reviews.c.reviewer_id).join(rationales, rationales.c.id == reviews.c.rationale_id)
+        .where(reviews.c.item_id == item_id).order_by(reviews.c.created_at, reviews.c.id)).mappings()
+    return [review_from_row(r) for r in rows]
+
+
+def item_history(conn: Connection, *, project_id: int, item_id: str) -> dict[str, Any] | None:
+    """An item's whole story: the Item, its sources, versions (oldest first), checks, reviews, the
+    Decision (or None) and every Event."""
+    item = get_item(conn, project_id=project_id, item_id=item_id)
+    if item is None:
+        return None
+    versions = versions_of(conn, item_id=item_id)
+    return {
+        "item": item,
+        "sources": item_source_rows(conn, item_id=item_id),
+        "versions": versions,
+        "checks": checks_of(conn, rationale_ids=[v.id for v in versions]),
+        "reviews": item_reviews(conn, item_id=item_id),
+        "decision": get_decision(conn, item_id=item_id),
+        "events": item_events(conn, item_id=item_id),
+    }
+
+
+def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
+    """The numbers `clinreason status --json` and GET /api/status print."""
+    by_state = {s.value: 0 for s in S}
+    for state, n in conn.execute(
+        select(items.c.state, func.count()).where(items.c.project_id == project_id).group_by(items.c.state)
+    ):
+        by_state[state] = n
+    n_items = sum(by_state.values())
+    by_source = {
+        src: n
+        for src, n in conn.execute(
+            select(item_sources.c.source, func.count(func.distinct(item_sources.c.item_id)))
+            .join(items, items.c.id == item_sources.c.item_id)
+            .where(items.c.project_id == project_id)
+            .group_by(item_sources.c.source)
+            .order_by(item_sources.c.source)
+        )
+    }
+    rat_q = select(func.count()).select_from(rationales.join(items, items.c.id == rationales.c.item_id)).where(
+        items.c.project_id == project_id)
+    n_rationales = conn.execute(rat_q).scalar_one()
+    n_reviews = conn.execute(
+        select(func.count()).select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+        .where(items.c.project_id == project_id)
+    ).scalar_one()
+    by_model = {
+        (model or "unknown"): n
+        for model, n in conn.execute(
+            select(rationales.c.model, func.count())
+            .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
+            .where(items.c.project_id == project_id, rationales.c.origin.in_(["generated", "regenerated"]))
+            .group_by(rationales.c.model)
+            .order_by(rationales.c.model)
+        )
+    }
+    tokens = conn.execute(
+        select(func.coalesce(func.sum(rationales.c.prompt_tokens), 0),
+               func.coalesce(func.sum(rationales.c.completion_tokens), 0),
+               func.coalesce(func.sum(rationales.c.cost), 0.0))
+        .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
+        .where(items.c.project_id == project_id)
+    ).one()
+    flagged = conn.execute(
+        select(func.count()).where(items.c.project_id == project_id, items.c.flag_reason.is_not(None))
+    ).scalar_one()
+    failures = {
+        (reason or "unknown"): n
+        for reason, n in conn.execute(
+            select(items.c.fail_reason, func.count())
+            .where(items.c.project_id == project_id, items.c.state == S.FAILED.value)
+            .group_by(items.c.fail_reason)
+        )
+    }
+    done = by_state[S.ACCEPTED.value] + by_state[S.EXCLUDED.value]
+    return {
+        "items": n_items,
+        "rationales": n_rationales,
+        "reviews": n_reviews,
+        "by_state": by_state,
+        "by_source": by_source,
+        "by_model": by_model,
+        "flagged": flagged,
+        "failures": failures,
+        "progress": round(done / n_items, 4) if n_items else 0.0,
+        "tokens": {"prompt": int(tokens[0]), "completion": int(tokens[1])},
+        "cost_usd": round(float(tokens[2]), 6),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectOutcome:
+    """What the simulator measures of a finished project."""
+
+    reviews: int
+    expert_seconds: float
+    #: item id -> its version ids
+    versions: dict[str, list[str]]
+    decisions: list[Decision]
+    escalated: int
+
+
+def simulation_outcome(conn: Connection, *, project_id: int) -> ProjectOutcome:
+    in_project = items.c.project_id == project_id
+    n_reviews, seconds = conn.execute(
+        select(func.count(), func.coalesce(func.sum(reviews.c.seconds_spent), 0))
+        .select_from(reviews.join(items, items.c.id == reviews.c.item_id)).where(in_project)).one()
+    versions: dict[str, list[str]] = {}
+    for item_id, rid in conn.execute(select(rationales.c.item_id, rationales.c.id)
+                                     .join(items, items.c.id == rationales.c.item_id).where(in_project)
+                                     .order_by(rationales.c.item_id, rationales.c.version)):
+        versions.setdefault(item_id, []).append(rid)
+    escalated = conn.execute(select(func.count()).where(in_project, items.c.state == S.ESCALATED.value)).scalar_one()
+    return ProjectOutcome(reviews=int(n_reviews), expert_seconds=float(seconds), versions=versions,
+                          decisions=project_decisions(conn, project_id=project_id), escalated=int(escalated))

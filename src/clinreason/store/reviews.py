@@ -1,0 +1,327 @@
+"""Reviews and assignments: leases on rationale versions, autosaved drafts, submitted reviews, the
+extra reviewers consensus asked for, and the feedback it computed for a version it sent back.
+
+Concurrency: on PostgreSQL the item row is claimed with `FOR NO KEY UPDATE SKIP LOCKED` and counts are
+re-read under that lock (READ COMMITTED), so two reviewers never both take the last slot; a reviewer's
+own user row is locked first, so a double click cannot lease two versions. On SQLite every transaction
+begins IMMEDIATE, which already serialises writers; the locking clauses compile to nothing there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, Select, bindparam, case, delete, exists, func, insert, select, update
+
+from clinreason.domain.consensus import Feedback, ReviewVote
+from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import Assignment, Review
+from clinreason.store.common import aware, now, upsert
+from clinreason.store.decisions import add_event
+from clinreason.store.readmodels import review_from_row
+from clinreason.store.tables import (
+    assignments,
+    checks,
+    extra_reviewer_requests,
+    feedback,
+    items,
+    rationales,
+    review_drafts,
+    reviews,
+    users,
+)
+
+REVIEWABLE_STATE = ItemState.IN_REVIEW.value
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A version a reviewer could be leased."""
+
+    id: str  # the rationale id
+    item_id: str
+    version: int
+
+
+def _assignment(row: RowMapping) -> Assignment:
+    return Assignment(id=row["id"], rationale_id=row["rationale_id"], item_id=row["item_id"],
+                      reviewer_id=row["reviewer_id"], status=row["status"], created_at=aware(row["created_at"]),  # type: ignore[arg-type]
+                      expires_at=aware(row["expires_at"]), submitted_at=aware(row["submitted_at"]),  # type: ignore[arg-type]
+                      project_id=row.get("project_id"))
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+def lock_reviewer(conn: Connection, *, reviewer_id: int) -> None:
+    """Serialise one reviewer's own requests (NO KEY UPDATE leaves foreign-key checks on the row free)."""
+    conn.execute(select(users.c.id).where(users.c.id == reviewer_id).with_for_update(key_share=True))
+
+
+def username(conn: Connection, *, user_id: int) -> str:
+    return str(conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one())
+
+
+def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
+    """Mark open leases past their expiry as `expired` (their slots are already free: every count
+    ignores expired leases). Rows another transaction holds are skipped, never waited for."""
+    rows = conn.execute(
+        select(assignments.c.id, assignments.c.item_id)
+        .where(assignments.c.status == "open", assignments.c.expires_at <= at,
+               assignments.c.item_id.in_(select(items.c.id).where(items.c.project_id == project_id)))
+        .with_for_update(skip_locked=True, key_share=True)
+    ).all()
+    if not rows:
+        return 0
+    conn.execute(update(assignments).where(assignments.c.id.in_([r.id for r in rows]),
+                                           assignments.c.status == "open").values(status="expired"))
+    for r in rows:
+        add_event(conn, project_id=project_id, item_id=r.item_id, kind="assignment.expired", actor="system",
+                  detail={"assignment_id": r.id})
+    return len(rows)
+
+
+@lru_cache(maxsize=2)
+def _candidate_statement(one: bool) -> Select[Any]:
+    """The candidate query, built once with bind parameters (a cached statement hits SQLAlchemy's compiled
+    cache). It looks at one window of the project's in-review items, best first (specialty rank, then
+    oldest), so its cost follows the window, not the queue; `one` re-checks a single rationale id."""
+    at, me = bindparam("now"), bindparam("reviewer_id")
+    later = rationales.alias("later")
+    done = select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rationales.c.id)
+    live = select(func.count()).select_from(assignments).where(
+        assignments.c.rationale_id == rationales.c.id, assignments.c.status == "open", assignments.c.expires_at > at)
+    held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
+                          assignments.c.status.in_(["open", "submitted", "released"]))
+    reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
+    rank = case((items.c.specialty.is_(None), 1),
+                (func.lower(items.c.specialty).in_(bindparam("wanted", expanding=True)), 0), else_=2)
+    window = select(items.c.id, items.c.created_at, rank.label("rank")).where(
+        items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+    if one:
+        window = window.where(items.c.id == select(rationales.c.item_id).where(
+            rationales.c.id == bindparam("rationale_id")).scalar_subquery())
+    else:
+        window = window.order_by(rank, items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
+    win = window.subquery("win")
+    query = (
+        select(rationales.c.id, rationales.c.item_id, rationales.c.version)
+        .select_from(win.join(rationales, rationales.c.item_id == win.c.id))
+        .where(~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
+               rationales.c.author != bindparam("author"), ~held, ~reviewed,
+               done.scalar_subquery() + live.scalar_subquery() < bindparam("overlap"))
+        .order_by(win.c.rank, win.c.created_at, win.c.id).limit(bindparam("limit"))
+    )
+    if one:
+        query = query.where(rationales.c.id == bindparam("rationale_id"))
+    return query
+
+
+def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: str, specialties: tuple[str, ...],
+               overlap: int, at: datetime, limit: int, rationale_id: str | None = None) -> list[Candidate]:
+    """Versions this reviewer may take now, best first: the current version of an in-review item with
+    fewer than `overlap` reviews + live leases, not written, held, given back or reviewed by them.
+    Windows of growing size are scanned in order until one has a candidate."""
+    params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id,
+              "overlap": overlap, "limit": limit,
+              "wanted": [s.strip().lower() for s in specialties if s.strip()]}
+    if rationale_id is not None:
+        rows = conn.execute(_candidate_statement(True), {**params, "rationale_id": rationale_id}).all()
+        return [Candidate(r.id, r.item_id, r.version) for r in rows]
+    total = conn.execute(select(func.count()).select_from(items).where(
+        items.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)).scalar_one()
+    skip, window = 0, 64
+    while skip < total:
+        found = conn.execute(_candidate_statement(False), {**params, "skip": skip, "window": window}).all()
+        if found:
+            return [Candidate(r.id, r.item_id, r.version) for r in found]
+        skip, window = skip + window, window * 2
+    return []
+
+
+def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: datetime) -> tuple[Assignment, int] | None:
+    """The reviewer's live lease in this project (oldest first) and the leased version's number."""
+    row = conn.execute(
+        select(assignments, rationales.c.version)
+        .join(items, items.c.id == assignments.c.item_id).join(rationales, rationales.c.id == assignments.c.rationale_id)
+        .where(items.c.project_id == project_id, assignments.c.reviewer_id == reviewer_id,
+               assignments.c.status == "open", assignments.c.expires_at > at)
+        .order_by(assignments.c.created_at).limit(1)
+    ).mappings().first()
+    if row is None:
+        return None
+    return _assignment(row), int(row["version"])
+
+
+def add_assignment(conn: Connection, *, project_id: int, assignment_id: str, candidate: Candidate, reviewer_id: int,
+                   actor: str, at: datetime, expires_at: datetime) -> None:
+    conn.execute(insert(assignments).values(
+        id=assignment_id, rationale_id=candidate.id, item_id=candidate.item_id, reviewer_id=reviewer_id,
+        status="open", created_at=at, expires_at=expires_at))
+    add_event(conn, project_id=project_id, item_id=candidate.item_id, kind="assignment.created", actor=actor,
+              detail={"assignment_id": assignment_id, "rationale_id": candidate.id, "version": candidate.version})
+
+
+def lock_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
+    """The assignment (with its item's project id), locked for this transaction."""
+    row = conn.execute(
+        select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
+        .where(assignments.c.id == assignment_id).with_for_update(of=assignments, key_share=True)
+    ).mappings().first()
+    return _assignment(row) if row else None
+
+
+def get_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
+    row = conn.execute(
+        select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
+        .where(assignments.c.id == assignment_id)
+    ).mappings().first()
+    return _assignment(row) if row else None
+
+
+def set_assignment_status(conn: Connection, *, assignment_id: str, status: str, at: datetime | None = None) -> None:
+    values: dict[str, Any] = {"status": status}
+    if status == "submitted":
+        values["submitted_at"] = at or now()
+    conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
+
+
+def taken_slots(conn: Connection, *, rationale_id: str, at: datetime, except_assignment: str | None = None) -> int:
+    """Reviews of the version plus live leases on it (other than `except_assignment`)."""
+    done = conn.execute(select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rationale_id)).scalar_one()
+    live = select(func.count()).select_from(assignments).where(
+        assignments.c.rationale_id == rationale_id, assignments.c.status == "open", assignments.c.expires_at > at)
+    if except_assignment is not None:
+        live = live.where(assignments.c.id != except_assignment)
+    return int(done) + int(conn.execute(live).scalar_one())
+
+
+def served_count(conn: Connection, *, reviewer_id: int) -> int:
+    """How many leases the reviewer has ever had."""
+    return int(conn.execute(select(func.count()).select_from(assignments)
+                            .where(assignments.c.reviewer_id == reviewer_id)).scalar_one())
+
+
+# --- extra reviewers ------------------------------------------------------------------------------
+
+def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,
+                           reason: str) -> None:
+    """One more reviewer for this version: state the queue reads, and an event for the audit trail."""
+    conn.execute(insert(extra_reviewer_requests).values(project_id=project_id, item_id=item_id,
+                                                        rationale_id=rationale_id, reason=reason, actor=actor,
+                                                        created_at=now()))
+    add_event(conn, project_id=project_id, item_id=item_id, kind="consensus.extra_reviewer", actor=actor,
+              detail={"rationale_id": rationale_id, "reason": reason})
+
+
+def extra_reviewers_wanted(conn: Connection, *, project_id: int) -> dict[str, int]:
+    """Rationale id -> extra reviewers asked for, for versions of items still in review."""
+    rows = conn.execute(
+        select(extra_reviewer_requests.c.rationale_id, func.count())
+        .join(items, items.c.id == extra_reviewer_requests.c.item_id)
+        .where(extra_reviewer_requests.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)
+        .group_by(extra_reviewer_requests.c.rationale_id)
+        .order_by(func.min(extra_reviewer_requests.c.id))
+    ).all()
+    return {rid: int(n) for rid, n in rows}
+
+
+def extra_reviewers_of(conn: Connection, *, rationale_id: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(extra_reviewer_requests)
+                            .where(extra_reviewer_requests.c.rationale_id == rationale_id)).scalar_one())
+
+
+# --- drafts (autosave) ----------------------------------------------------------------------------
+
+def save_draft(conn: Connection, *, assignment: Assignment, body: dict[str, Any], seconds_spent: float,
+               at: datetime) -> None:
+    values = {"assignment_id": assignment.id, "body": body, "seconds_spent": seconds_spent, "updated_at": at}
+    upsert(conn, review_drafts, keys=["rationale_id", "reviewer_id"],
+           values={"rationale_id": assignment.rationale_id, "reviewer_id": assignment.reviewer_id, **values},
+           update=values)
+
+
+def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
+                                                   review_drafts.c.reviewer_id == reviewer_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def delete_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> None:
+    conn.execute(delete(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
+                                             review_drafts.c.reviewer_id == reviewer_id))
+
+
+# --- reviews --------------------------------------------------------------------------------------
+
+def add_review(conn: Connection, review: Review) -> None:
+    conn.execute(insert(reviews).values(
+        id=review.id, rationale_id=review.rationale_id, item_id=review.item_id, assignment_id=review.assignment_id,
+        reviewer_id=review.reviewer_id, verdict=review.verdict, scores=review.scores, comments=review.comments,
+        edited_text=review.edited_text, seconds_spent=review.seconds_spent, rubric_version=review.rubric_version,
+        created_at=review.created_at or now()))
+
+
+def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
+    """The version's reviews, oldest first, with the reviewer's username."""
+    rows = conn.execute(
+        select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
+        .where(reviews.c.rationale_id == rationale_id).order_by(reviews.c.created_at, reviews.c.id)).mappings()
+    return [review_from_row(r) for r in rows]
+
+
+def votes_for(conn: Connection, *, rationale_id: str) -> list[ReviewVote]:
+    """The version's reviews as the consensus rules read them."""
+    return [ReviewVote(reviewer=r.reviewer or "", verdict=r.verdict, scores=dict(r.scores),
+                       comments={k: str(v) for k, v in r.comments.items() if v})
+            for r in reviews_of(conn, rationale_id=rationale_id)]
+
+
+def reviewed_versions(conn: Connection, *, item_id: str, reviewer_id: int) -> set[str]:
+    return set(conn.execute(select(reviews.c.rationale_id).where(reviews.c.item_id == item_id,
+                                                                 reviews.c.reviewer_id == reviewer_id)).scalars())
+
+
+def project_review_count(conn: Connection, *, project_id: int) -> int:
+    return int(conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
+                            .where(items.c.project_id == project_id)).scalar_one())
+
+
+def project_votes(conn: Connection, *, project_id: int) -> list[tuple[str, ReviewVote]]:
+    """(rationale id, vote) for every review of the project (the reliability fit's input)."""
+    rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
+                        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
+                        .where(items.c.project_id == project_id)).all()
+    return [(r.rationale_id, ReviewVote(r.username, r.verdict, dict(r.scores or {}))) for r in rows]
+
+
+def reviewed_check_rows(conn: Connection, *, project_id: int) -> dict[str, list[tuple[str, bool]]]:
+    """Rationale id -> (check name, passed) of every reviewed version of the project."""
+    reviewed = select(reviews.c.rationale_id).join(items, items.c.id == reviews.c.item_id) \
+        .where(items.c.project_id == project_id)
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for rid, name, passed in conn.execute(select(checks.c.rationale_id, checks.c.name, checks.c.passed)
+                                          .where(checks.c.rationale_id.in_(reviewed))):
+        out.setdefault(rid, []).append((name, bool(passed)))
+    return out
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged: Feedback) -> None:
+    """The merged feedback consensus computed for a version it sent back."""
+    body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts}
+    conn.execute(insert(feedback).values(item_id=item_id, rationale_id=rationale_id, body=body, created_at=now()))
+
+
+def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
+    """The latest feedback stored for this version, or None when consensus never sent it back."""
+    row = conn.execute(select(feedback.c.body).where(feedback.c.rationale_id == rationale_id)
+                       .order_by(feedback.c.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    body = row[0]
+    return Feedback(failing={k: [int(s) for s in v] for k, v in body["failing"].items()},
+                    comments=[(str(a), str(b), str(c)) for a, b, c in body["comments"]],
+                    verdicts={k: int(v) for k, v in body["verdicts"].items()})

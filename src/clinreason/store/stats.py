@@ -1,0 +1,205 @@
+"""The read model of quality evidence: what agreement, reviewer and process statistics, the dashboard charts
+and the dataset card read. Reviews stream in rationale order (constant memory at any size); everything else
+is an SQL aggregate returned as small typed rows. The computation lives in `clinreason.analytics`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, case, func, select
+
+from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.records import DecisionKind
+from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
+
+#: the decision kinds that accept an item (an exclusion does not)
+ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.ADJUDICATION.value)
+#: reviews fetched per round trip while streaming
+STREAM_ROWS = 5000
+
+Breakdown = Literal["specialty", "source"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewerRow:
+    """A user account as the reviewer statistics name it."""
+
+    id: int
+    username: str
+    role: str
+    specialties: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RatedReview:
+    """The part of a review that agreement and reviewer statistics use (no comments or edited text), with
+    the decision on its item: its kind and the version it accepted, None where the item is undecided."""
+
+    rationale_id: str
+    reviewer_id: int
+    verdict: str
+    scores: dict[str, Any]
+    seconds_spent: float | None
+    decision_kind: str | None
+    decided_rationale_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedOrigin:
+    """How many accepted items a decision kind accepted with a version of this origin."""
+
+    kind: str
+    origin: str
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemBreakdown:
+    """Items of one specialty (or source), and how many of them are accepted and excluded."""
+
+    key: str
+    items: int
+    accepted: int
+    excluded: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewBreakdown:
+    """Over the reviewed items of one specialty (or source): reviews, reviewed versions (rounds), and the
+    rounds of the accepted items alone."""
+
+    key: str
+    reviews: int
+    rounds: int
+    accepted_rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: str  # YYYY-MM-DD
+    count: int
+
+
+def reviewer_rows(conn: Connection) -> list[ReviewerRow]:
+    """Every user account, by id."""
+    rows = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.specialties)
+                        .order_by(users.c.id))
+    return [ReviewerRow(id=r.id, username=r.username, role=r.role, specialties=tuple(r.specialties or ()))
+            for r in rows]
+
+
+def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS) -> Iterator[RatedReview]:
+    """The project's reviews ordered by (rationale id, reviewer id), streamed `batch` rows at a time, so the
+    reviews of one version arrive together."""
+    stmt = (
+        select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
+               reviews.c.seconds_spent, decisions.c.kind, decisions.c.rationale_id.label("accepted_id"))
+        .select_from(reviews.join(items, items.c.id == reviews.c.item_id)
+                     .outerjoin(decisions, decisions.c.item_id == reviews.c.item_id))
+        .where(items.c.project_id == project_id)
+        .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)
+    )
+    for row in conn.execute(stmt.execution_options(yield_per=batch)):
+        yield RatedReview(rationale_id=row.rationale_id, reviewer_id=row.reviewer_id, verdict=row.verdict,
+                          scores=row.scores or {}, seconds_spent=row.seconds_spent, decision_kind=row.kind,
+                          decided_rationale_id=row.accepted_id)
+
+
+def _accepted(project_id: int) -> ColumnElement[bool]:
+    return and_(items.c.project_id == project_id, items.c.state == ItemState.ACCEPTED.value,
+                decisions.c.kind.in_(ACCEPTED_KINDS), decisions.c.rationale_id.is_not(None))
+
+
+def _accepted_join() -> FromClause:
+    return items.join(decisions, decisions.c.item_id == items.c.id)
+
+
+def accepted_count(conn: Connection, *, project_id: int) -> int:
+    """Items accepted by consensus or adjudication with a version."""
+    return int(conn.execute(select(func.count()).select_from(_accepted_join())
+                            .where(_accepted(project_id))).scalar_one())
+
+
+def accepted_rounds(conn: Connection, *, project_id: int) -> dict[int, int]:
+    """Rounds (reviewed versions; 0 where none was reviewed) -> accepted items with that many, ascending."""
+    per_item = (select(reviews.c.item_id, func.count(func.distinct(reviews.c.rationale_id)).label("rounds"))
+                .group_by(reviews.c.item_id).subquery())
+    rows = conn.execute(
+        select(func.coalesce(per_item.c.rounds, 0).label("r"), func.count())
+        .select_from(_accepted_join().outerjoin(per_item, per_item.c.item_id == items.c.id))
+        .where(_accepted(project_id)).group_by("r").order_by("r")).all()
+    return {int(r): int(n) for r, n in rows}
+
+
+def accepted_origins(conn: Connection, *, project_id: int) -> list[AcceptedOrigin]:
+    """Accepted items per (decision kind, origin of the accepted version)."""
+    rows = conn.execute(
+        select(decisions.c.kind, rationales.c.origin, func.count())
+        .select_from(_accepted_join().join(rationales, rationales.c.id == decisions.c.rationale_id))
+        .where(_accepted(project_id)).group_by(decisions.c.kind, rationales.c.origin))
+    return [AcceptedOrigin(kind=kind, origin=origin, items=int(n)) for kind, origin, n in rows]
+
+
+def expert_seconds(conn: Connection, *, project_id: int) -> float:
+    """Seconds the project's reviews took, all together."""
+    return float(conn.execute(
+        select(func.coalesce(func.sum(reviews.c.seconds_spent), 0.0))
+        .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+        .where(items.c.project_id == project_id)).scalar_one())
+
+
+def _breakdown_key(by: Breakdown) -> tuple[ColumnElement[Any], FromClause]:
+    if by == "specialty":
+        return func.coalesce(items.c.specialty, "(none)"), items
+    if by == "source":
+        return item_sources.c.source, items.join(item_sources, item_sources.c.item_id == items.c.id)
+    raise ValueError(f"unknown breakdown '{by}' (specialty|source)")
+
+
+def item_breakdown(conn: Connection, *, project_id: int, by: Breakdown) -> list[ItemBreakdown]:
+    """Items, accepted and excluded per specialty ("(none)" where unset) or per source, by key."""
+    key, base = _breakdown_key(by)
+    is_acc = case((items.c.state == ItemState.ACCEPTED.value, 1), else_=0)
+    is_exc = case((items.c.state == ItemState.EXCLUDED.value, 1), else_=0)
+    rows = conn.execute(
+        select(key.label("k"), func.count(func.distinct(items.c.id)), func.sum(is_acc), func.sum(is_exc))
+        .select_from(base).where(items.c.project_id == project_id).group_by("k").order_by("k"))
+    return [ItemBreakdown(key=str(k), items=int(n), accepted=int(acc or 0), excluded=int(exc or 0))
+            for k, n, acc, exc in rows]
+
+
+def review_breakdown(conn: Connection, *, project_id: int, by: Breakdown) -> list[ReviewBreakdown]:
+    """Reviews and rounds per specialty or source, over the items that have reviews."""
+    key, base = _breakdown_key(by)
+    per_item = (select(reviews.c.item_id, func.count().label("n_reviews"),
+                       func.count(func.distinct(reviews.c.rationale_id)).label("rounds"))
+                .group_by(reviews.c.item_id).subquery())
+    rows = conn.execute(
+        select(key.label("k"), func.sum(per_item.c.n_reviews), func.sum(per_item.c.rounds),
+               func.sum(case((items.c.state == ItemState.ACCEPTED.value, per_item.c.rounds), else_=0)))
+        .select_from(base.join(per_item, per_item.c.item_id == items.c.id))
+        .where(items.c.project_id == project_id).group_by("k"))
+    return [ReviewBreakdown(key=str(k), reviews=int(n_reviews or 0), rounds=int(rounds or 0),
+                            accepted_rounds=int(accepted or 0)) for k, n_reviews, rounds, accepted in rows]
+
+
+def _per_day(conn: Connection, column: ColumnElement[Any], joined: FromClause,
+             where: list[ColumnElement[bool]]) -> list[DayCount]:
+    day = func.date(column)
+    rows = conn.execute(select(day.label("d"), func.count()).select_from(joined).where(*where)
+                        .group_by(day).order_by(day))
+    return [DayCount(day=str(d)[:10], count=int(n)) for d, n in rows if d is not None]
+
+
+def decisions_per_day(conn: Connection, *, project_id: int) -> list[DayCount]:
+    """Consensus and adjudication decisions per calendar day, ascending."""
+    return _per_day(conn, decisions.c.created_at, decisions.join(items, items.c.id == decisions.c.item_id),
+                    [items.c.project_id == project_id, decisions.c.kind.in_(list(ACCEPTED_KINDS))])
+
+
+def reviews_per_day(conn: Connection, *, project_id: int) -> list[DayCount]:
+    """Reviews per calendar day, ascending."""
+    return _per_day(conn, reviews.c.created_at, reviews.join(items, items.c.id == reviews.c.item_id),
+                    [items.c.project_id == project_id])
