@@ -102,3 +102,26 @@ def test_readme_cli_reference_is_current():
 
     readme = Path(__file__).resolve().parents[1] / "README.md"
     assert update(readme, check=True), "README's CLI reference is stale: run `python -m clinreason.cli.doc`"
+
+
+def test_init_keeps_a_rubric_edited_in_the_browser_and_reports_what_the_file_changed(workdir):
+    from clinreason.store import db, projects
+
+    assert invoke("init").exit_code == 0
+    engine = db.make_engine(str(workdir / "clinreason.db"))
+    with db.transaction(engine) as conn:
+        pid = projects.require_project(conn, name="default")["id"]
+        edited = projects.latest_rubric(conn, project_id=pid)
+        edited["dimensions"][0]["title"] = "Medical correctness (edited in the browser)"
+        assert projects.add_rubric_version(conn, project_id=pid, body=edited, actor="user:root") == 2
+    r = invoke("init")  # the file did not change: the browser's rubric stays current
+    assert r.exit_code == 0 and "rubric version 2" in r.output and "changed" not in r.output
+    toml = workdir / "clinreason.toml"
+    toml.write_text(toml.read_text().replace("overlap = 2 ", "overlap = 3 "), encoding="utf-8")
+    r = invoke("init")
+    assert "changed review.overlap: 2 -> 3" in r.output and "rubric version 2" in r.output
+    with engine.connect() as conn:
+        stored = projects.project_config(conn, project_id=pid)
+        assert stored["review"]["overlap"] == 3
+        assert projects.latest_rubric(conn, project_id=pid)["dimensions"][0]["title"].endswith("(edited in the browser)")
+    engine.dispose()

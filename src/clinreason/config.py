@@ -6,6 +6,7 @@ Precedence: command-line option > environment variable (CLINREASON_*) > project 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -211,60 +212,73 @@ def resolve_settings(*, db: str | None = None, project: str | None = None, confi
     )
 
 
-DEFAULT_CONFIG_TOML = """\
-# clinreason project configuration. Environment variables (CLINREASON_*) override these values;
-# secrets such as CLINREASON_LLM_API_KEY belong in the environment, never in this file.
-name = "default"
+#: what `clinreason init` writes beside each key of a new clinreason.toml (the values come from the models
+#: above: they are the one table of defaults)
+_TOML_NOTES: dict[str, str] = {
+    "generate.mode": "explain: the gold answer is given and must be justified; solve: blind",
+    "generate.use_reference_explanation": "ground drafts on the bank's own explanation when it has one",
+    "generate.max_auto_retries": "regenerations after a failed blocking check before experts see it",
+    "generate.claim_seconds": "a worker's claim on an item lasts this long before another may take it over",
+    "screen.blocking": "checks whose failure sends a draft back for automatic regeneration",
+    "screen.compare_reference": "compare drafts with the bank's own explanation where there is one",
+    "screen.judge": "an LLM judge pre-scores each rubric dimension (a hint for experts)",
+    "review.overlap": "reviewers per rationale version",
+    "review.max_strikes": "failed rounds before the item is escalated to an adjudicator",
+    "review.lease_minutes": "an unanswered assignment returns to the pool after this",
+    "review.rule": "all_accept | majority | mean_score (with mean_threshold)",
+    "review.settle": "a disagreement goes to: adjudicator | extra_reviewer (then adjudicator)",
+    "review.allocation": "fixed: `overlap` per version | adaptive: 1 when screening is confident, more when needed",
+    "review.audit_share": "adaptive: share of versions always double-reviewed (keeps agreement measurable)",
+    "review.min_reliability": "adaptive: an acceptance needs a passing review from a reviewer at least this reliable",
+    "review.accept_risk": "adaptive: accept once P(defective | screening, reviews) <= this",
+    "review.revise_risk": "adaptive: send back once P(sound | screening, reviews) <= this",
+    "review.min_signal_accuracy": "adaptive: screening weaker than this (as fitted): acceptance needs two passes",
+    "review.calibration_rate": "share of assignments that serve a calibration item (known truth) instead",
+    "llm.backend": "auto: openai-compatible when base_url is set, else the embedded model",
+    "llm.outage_patience": "seconds a request waits on an endpoint that is down before its waits count as attempts",
+    "llm.structured": "ask for JSON-schema output; unset: only for the embedded model",
+}
+#: commented-out examples shown under a section
+_TOML_EXAMPLES: dict[str, list[str]] = {
+    "screen": ['# judge_base_url = "http://127.0.0.1:8001/v1"', '# judge_model = "qwen2.5-72b-instruct"'],
+    "llm": ['# base_url = "http://127.0.0.1:8000/v1"', '# model = "deepseek-reasoner"'],
+    "llm.prices": ['# "deepseek-reasoner" = [0.55, 2.19]   # USD per million tokens: [prompt, completion]'],
+}
+#: the licences a new project starts with, by bundled bank
+_DEFAULT_LICENSES = {"medqa": "MIT", "medmcqa": "MIT", "pubmedqa": "MIT", "mmlu": "MIT",
+                     "cmexam": "research use only (CMExam)"}
 
-[generate]
-mode = "explain"                    # explain: the gold answer is given and must be justified; solve: blind
-use_reference_explanation = false   # ground drafts on the bank's own explanation when it has one
-max_auto_retries = 2                # regenerations after a failed blocking check before experts see it
 
-[screen]
-min_steps = 2
-max_steps = 20
-min_chars = 80
-max_chars = 8000
-blocking = ["parse", "answer_matches_gold", "length", "answer_leakage", "language"]
-compare_reference = true   # compare drafts with the bank's own explanation where there is one
-judge = false              # an LLM judge pre-scores each rubric dimension (a hint for experts)
-# judge_base_url = "http://127.0.0.1:8001/v1"
-# judge_model = "qwen2.5-72b-instruct"
+def _toml_value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, bool) else str(value).lower()
 
-[review]
-overlap = 2          # reviewers per rationale version
-max_strikes = 5      # failed rounds before the item is escalated to an adjudicator
-lease_minutes = 30   # an unanswered assignment returns to the pool after this
-rule = "all_accept"  # all_accept | majority | mean_score (with mean_threshold)
-mean_threshold = 4.0
-settle = "adjudicator"   # a disagreement goes to: adjudicator | extra_reviewer (then adjudicator)
-max_extra_reviewers = 1
-allocation = "fixed"     # fixed: `overlap` per version | adaptive: 1 when screening is confident, more when needed
-audit_share = 0.05       # adaptive: share of versions always double-reviewed (keeps agreement measurable)
-max_reviewers = 3
-min_reliability = 0.75   # adaptive: an acceptance needs a passing review from a reviewer at least this reliable
-accept_risk = 0.02       # adaptive: accept once P(defective | screening, reviews) <= this
-revise_risk = 0.2        # adaptive: send back once P(sound | screening, reviews) <= this
-min_signal_accuracy = 0.75  # adaptive: screening weaker than this (as fitted): acceptance needs two passes
-calibration_rate = 0.05  # share of assignments that serve a calibration item (known truth) instead
 
-[llm]
-backend = "auto"     # auto: openai-compatible when base_url is set, else the embedded model
-# base_url = "http://127.0.0.1:8000/v1"
-# model = "deepseek-reasoner"
-timeout = 120
-concurrency = 8
-temperature = 0.2
-max_tokens = 768
+def _toml_section(name: str, model: BaseModel) -> list[str]:
+    lines = [f"[{name}]"]
+    for key, value in model.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            continue  # a table of its own (llm.prices)
+        note = _TOML_NOTES.get(f"{name}.{key}")
+        entry = f"{key} = {_toml_value(value)}" if value is not None else f"# {key} ="
+        if value is None and note is None:
+            continue
+        lines.append(f"{entry:<39} # {note}" if note else entry)
+    return lines + _TOML_EXAMPLES.get(name, []) + [""]
 
-[llm.prices]         # USD per million tokens: [prompt, completion]
-# "deepseek-reasoner" = [0.55, 2.19]
 
-[licenses]
-medqa = "MIT"
-medmcqa = "MIT"
-pubmedqa = "MIT"
-mmlu = "MIT"
-cmexam = "research use only (CMExam)"
-"""
+def default_config_toml() -> str:
+    """A new project's clinreason.toml, written from the models' defaults."""
+    defaults = ProjectConfig()
+    lines = ["# clinreason project configuration. `clinreason init` stores it in the database, where the",
+             "# project's configuration lives; run it again after editing this file (it prints what changed).",
+             "# Environment variables (CLINREASON_*) override the LLM settings; secrets such as",
+             "# CLINREASON_LLM_API_KEY belong in the environment, never in this file.",
+             f"name = {_toml_value(defaults.name)}", ""]
+    for name in ("generate", "screen", "review", "llm"):
+        lines += _toml_section(name, getattr(defaults, name))
+    lines += ["[llm.prices]"] + _TOML_EXAMPLES["llm.prices"] + [""]
+    lines += ["[licenses]"] + [f"{k} = {_toml_value(v)}" for k, v in _DEFAULT_LICENSES.items()]
+    return "\n".join(lines) + "\n"
+
+
+DEFAULT_CONFIG_TOML = default_config_toml()

@@ -27,6 +27,7 @@ def init(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None)
     if not settings.config_path.exists():
         settings.config_path.write_text(DEFAULT_CONFIG_TOML, encoding="utf-8")
         wrote_config = True
+        settings = _settings(db, project, config)  # what the new file says is what the project stores
     try:
         rubric_from_dict(settings.project_config.rubric)
     except RubricError as exc:

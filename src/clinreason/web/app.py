@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -81,6 +82,7 @@ def _templates() -> Jinja2Templates:
 def _error_response(request: Request, status: int, message: str, *, field: str | None = None,
                     headers: dict[str, str] | None = None) -> Response:
     if is_api(request):
+        body: dict[str, Any]
         if field is not None:
             body = {"detail": [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}]}
         else:

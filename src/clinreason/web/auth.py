@@ -333,7 +333,7 @@ async def csrf_checked(request: Request, principal: Annotated[Principal, Depends
     """State-changing requests made with the session cookie must carry the session's CSRF token."""
     if request.method in SAFE_METHODS or principal.via == "token":
         return principal
-    sent = request.headers.get(CSRF_HEADER)
+    sent: object = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         sent = (await request.form()).get(CSRF_FIELD)

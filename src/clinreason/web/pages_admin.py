@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -11,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from clinreason.stages.review import ReviewError
 from clinreason.store.projects import latest_rubric, require_project
 from clinreason.web import api_admin, auth
-from clinreason.web.deps import page
 from clinreason.web.auth import AdminUser
+from clinreason.web.deps import page
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -57,7 +58,7 @@ def users_page(principal: AdminUser, request: Request) -> HTMLResponse:
 @router.post("/users")
 async def users_add(principal: AdminUser, request: Request) -> Response:
     form = await request.form()
-    data = {"username": str(form.get("username", "")).strip(), "role": str(form.get("role", "")),
+    data: dict[str, Any] = {"username": str(form.get("username", "")).strip(), "role": str(form.get("role", "")),
             "specialties": [s.strip() for s in str(form.get("specialties", "")).split(",") if s.strip()]}
 
     def work() -> None:

@@ -9,8 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from clinreason.store.projects import list_projects, require_project
 from clinreason.web import auth
-from clinreason.web.deps import page
 from clinreason.web.auth import AnyUser
+from clinreason.web.deps import page
 
 router = APIRouter(include_in_schema=False)
 HOME = {"reviewer": "/review", "adjudicator": "/adjudicate", "admin": "/dashboard"}

@@ -8,8 +8,8 @@ from fastapi.responses import HTMLResponse
 
 from clinreason.store.readmodels import status_counts
 from clinreason.web import views
-from clinreason.web.deps import page
 from clinreason.web.auth import AnyUser, SeniorUser
+from clinreason.web.deps import page
 
 router = APIRouter(include_in_schema=False)
 

@@ -13,8 +13,8 @@ from starlette.datastructures import FormData
 from clinreason.stages import review as stage
 from clinreason.store.common import now
 from clinreason.web import api_review, views
-from clinreason.web.deps import page
 from clinreason.web.auth import Principal, ReviewerUser
+from clinreason.web.deps import page
 
 router = APIRouter(include_in_schema=False)
 
