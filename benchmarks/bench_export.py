@@ -33,13 +33,13 @@ def build_database(path: Path, n_items: int, seed: int = 1) -> dict[str, int]:
     """Schema and project through clinreason; rows through sqlite3.executemany (fast, streaming)."""
     from clinreason.config import ProjectConfig
     from clinreason.store import db
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     engine = db.make_engine(str(path))
     db.upgrade(engine)
     pc = ProjectConfig()
     with engine.begin() as conn:
-        project, _ = repo.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
+        project, _ = store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
                                          rubric=pc.rubric)
     engine.dispose()
     pid = project["id"]

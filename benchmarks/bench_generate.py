@@ -31,7 +31,7 @@ from clinreason.llm.factory import make_backend
 from clinreason.stages.ingest import import_path
 from clinreason.stages.runner import DRAFT, run_llm_stage
 from clinreason.store import db as dbm
-from clinreason.store import repository as repo
+from clinreason.store import projects as store_projects
 from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
 
 
@@ -59,7 +59,7 @@ def throughput(tmp: Path, items: int, concurrency: int, latency: float) -> None:
     dbm.upgrade(engine)
     pc = ProjectConfig()
     with engine.begin() as conn:
-        project, _ = repo.ensure_project(conn, name="default", config={}, rubric=pc.rubric)
+        project, _ = store_projects.ensure_project(conn, name="default", config={}, rubric=pc.rubric)
     import_path(engine, project="default", path=bank, fmt="jsonl")
     with fake_server_process(log=tmp / "log.jsonl", latency=latency) as url:
         backend = make_backend(backend="openai", base_url=url, model="fake-model", concurrency=concurrency)

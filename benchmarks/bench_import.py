@@ -28,14 +28,14 @@ _CHILD = r"""
 import resource, sys, time, json
 from pathlib import Path
 from clinreason.store import db
-from clinreason.store import repository as repo
+from clinreason.store import projects as store_projects
 from clinreason.config import ProjectConfig
 from clinreason.stages.ingest import import_path
 path, fmt, dbfile = sys.argv[1], sys.argv[2], sys.argv[3]
 engine = db.make_engine(dbfile); db.upgrade(engine)
 pc = ProjectConfig()
 with engine.begin() as conn:
-    repo.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}), rubric=pc.rubric)
+    store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}), rubric=pc.rubric)
 t = time.perf_counter()
 s = import_path(engine, project="default", path=Path(path), fmt=fmt)
 dt = time.perf_counter() - t

@@ -43,11 +43,11 @@ def seed(engine, *, project_id: int, items: int, reviewers: int, specialties=("c
     from argon2 import PasswordHasher
     from sqlalchemy import insert
 
-    from clinreason.store import repository as repo
+    from clinreason.store import common as store_common
     from clinreason.store.tables import api_tokens, rationales, users
     from clinreason.store.tables import items as items_t
 
-    ts = repo.now()
+    ts = store_common.now()
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("load-test-password")
     item_rows, rationale_rows = [], []
     for n in range(items):
@@ -259,7 +259,7 @@ def main() -> int:
 
     from clinreason.config import ProjectConfig
     from clinreason.store import db
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     workdir = Path(tempfile.mkdtemp(prefix="clinreason-bench-review-"))
     url = args.db or f"sqlite:///{workdir / 'bench.db'}"
@@ -276,7 +276,7 @@ def main() -> int:
     pc = ProjectConfig()
     pc.review.overlap = args.overlap
     with engine.begin() as conn:
-        project, _ = repo.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
+        project, _ = store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
                                          rubric=pc.rubric)
     n_items = int((args.reviews + args.solo) / args.overlap * 1.15) + args.reviewers
     tokens = seed(engine, project_id=project["id"], items=n_items, reviewers=args.reviewers)

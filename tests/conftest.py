@@ -67,11 +67,11 @@ def engine(db_url):
 def project(engine):
     """A project named 'default' with the default rubric; returns its row."""
     from clinreason.config import ProjectConfig
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     pc = ProjectConfig()
     with engine.begin() as conn:
-        row, _ = repo.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
+        row, _ = store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
                                      rubric=pc.rubric)
     return row
 

@@ -11,7 +11,6 @@ from sqlalchemy import Engine, inspect
 
 from clinreason.config import Settings, config_changes, stored_config
 from clinreason.store import db, projects
-from clinreason.store.decisions import add_event
 
 
 class NotInitialised(RuntimeError):

@@ -22,21 +22,20 @@ def seed_demo_users(engine, project_id: int) -> dict[str, str]:
     """The demo's people, each with a fresh one-time password (printed once, stored only as a hash)."""
     import secrets
 
-    from sqlalchemy import update
-
-    from clinreason.store.tables import users
+    from clinreason.store import accounts
+    from clinreason.store import db as store_db
     from clinreason.web import auth
 
     passwords = {}
-    with engine.begin() as conn:
+    with store_db.transaction(engine) as conn:
         for name, role in DEMO_PEOPLE:
             password = secrets.token_urlsafe(12)
-            if auth.get_user(conn, username=name) is None:
+            user = auth.get_user(conn, username=name)
+            if user is None:
                 auth.create_user(conn, username=name, role=role, password=password, specialties=[], actor="demo",
                                  project_id=project_id)
             else:
-                conn.execute(update(users).where(users.c.username == name)
-                             .values(password_hash=auth.hash_password(password)))
+                accounts.set_password_hash(conn, user_id=user.id, password_hash=auth.hash_password(password))
             passwords[name] = password
     return passwords
 
@@ -48,7 +47,8 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
     from clinreason.stages.ingest import import_path
     from clinreason.stages.runner import DRAFT, REGENERATE, run_llm_stage
     from clinreason.stages.screen import run_screening
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
+    from clinreason.store import readmodels as store_readmodels
 
     steps = 5 if serve else 4
     workdir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
     typer.echo(f"[2/{steps}] imported the bundled samples: {summary.added} new items from {len(summary.files)} files "
                f"({summary.duplicates} duplicates, {summary.flagged} flagged)")
     with ctx.engine.connect() as conn:
-        project = repo.require_project(conn, name="default")
+        project = store_projects.require_project(conn, name="default")
 
     llm = pc.llm
     backend = llm_backend(settings)
@@ -90,7 +90,7 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
                f"{screen.to_review} to review and {screen.to_regeneration} back for guided regeneration; "
                f"regenerated {regen.stored}, of which {rescreen.to_review} went to review")
     with ctx.engine.connect() as conn:
-        counts = repo.status_counts(conn, project_id=project["id"])
+        counts = store_readmodels.status_counts(conn, project_id=project["id"])
     typer.echo(f"[4/{steps}] status: " + json.dumps({k: counts[k] for k in ("items", "rationales", "reviews", "by_state",
                                                                          "by_model")}, ensure_ascii=False))
     if not serve:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from clinreason.stages.ingest import import_path
-from clinreason.store import repository as repo
+from clinreason.store import readmodels as store_readmodels
 from clinreason.store.tables import items
 
 EXPECTED = {"medqa": 1273, "medmcqa": 4183, "pubmedqa": 1000, "cmexam": 6811, "mmlu": 1493}
@@ -22,7 +22,7 @@ def test_all_five_banks_give_the_exact_counts_and_reimport_adds_nothing(engine, 
     again = import_path(engine, project="default", path=shared_data, fmt="auto")
     assert again.added == 0 and again.sources_added == 0
     with engine.connect() as conn:
-        counts = repo.status_counts(conn, project_id=project["id"])
+        counts = store_readmodels.status_counts(conn, project_id=project["id"])
         zh_answers = conn.execute(select(items.c.answer_labels).where(items.c.language == "zh")).scalars().all()
         multi = sum(1 for labels in zh_answers if len(labels) > 1)
         no_gold = conn.execute(select(items).where(items.c.state == "escalated")).mappings().all()

@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 
 from clinreason.demo import samples_dir
 from clinreason.stages.ingest import ImportAborted, import_path
-from clinreason.store import repository as repo
+from clinreason.store import decisions as store_decisions
+from clinreason.store import items as store_items
+from clinreason.store import readmodels as store_readmodels
 from clinreason.store.tables import events, item_sources, items
 
 SAMPLES = samples_dir()
@@ -58,8 +60,8 @@ def test_mmlu_question_in_two_subjects_is_one_item_with_both_sources(engine, pro
             select(item_sources.c.item_id, func.count()).group_by(item_sources.c.item_id).having(func.count() > 1)
         ).all()
         assert len(subjects) == 1
-        rows = repo.item_source_rows(conn, item_id=subjects[0][0])
-        counts = repo.status_counts(conn, project_id=project["id"])
+        rows = store_items.item_source_rows(conn, item_id=subjects[0][0])
+        counts = store_readmodels.status_counts(conn, project_id=project["id"])
     assert sorted(r["subject"] for r in rows) == ["clinical_knowledge", "college_medicine"]
     assert counts["by_source"] == {"mmlu": 4}
 
@@ -115,7 +117,7 @@ def test_no_gold_answer_goes_to_adjudication_flagged(engine, project, tmp_path):
     with engine.connect() as conn:
         states = dict(conn.execute(select(items.c.question, items.c.state)).all())
         flagged_id = conn.execute(select(items.c.id).where(items.c.question == "Q2")).scalar_one()
-        evs = repo.item_events(conn, item_id=flagged_id)
+        evs = store_decisions.item_events(conn, item_id=flagged_id)
     assert states == {"Q1": "imported", "Q2": "escalated", "Q3": "escalated"}
     assert [e.kind for e in evs] == ["item.imported", "item.transition"]
     assert evs[1].after == {"state": "escalated"}

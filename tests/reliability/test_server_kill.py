@@ -56,9 +56,9 @@ def _seed(url: str, *, reviewers: int, items_needed: int) -> list[dict]:
     engine = store_db.make_engine(url)
     try:
         with engine.begin() as conn:
-            from clinreason.store import repository as repo
+            from clinreason.store import projects as store_projects
 
-            project = repo.require_project(conn, name="default")
+            project = store_projects.require_project(conn, name="default")
             users = [factories.make_user(conn, username=f"rev{i:02d}") for i in range(reviewers)]
             for _ in range(items_needed):
                 factories.make_item(conn, project_id=project["id"])

@@ -21,7 +21,7 @@ import pytest
 from reliability.scenario import process_env, reader, record_figures, sized
 from sqlalchemy import func, select
 
-from clinreason.store import repository as repo
+from clinreason.store import common as store_common
 from clinreason.store.tables import checks, events, items, rationales
 from clinreason.testing.helpers import cli, fake_server_process, read_request_log, write_bilingual_bank
 
@@ -37,7 +37,7 @@ def _live_claims(engine, worker: str) -> dict[str, set[str]]:
     """Items `worker` holds a live claim on, by state."""
     with engine.connect() as conn:
         rows = conn.execute(select(items.c.state, items.c.id).where(
-            items.c.claimed_by == worker, items.c.claimed_until > repo.now())).all()
+            items.c.claimed_by == worker, items.c.claimed_until > store_common.now())).all()
     found: dict[str, set[str]] = defaultdict(set)
     for state, item_id in rows:
         found[state].add(item_id)

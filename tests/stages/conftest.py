@@ -9,7 +9,7 @@ from clinreason.llm.fake_backend import FakeBackend
 from clinreason.stages.ingest import import_path
 from clinreason.stages.runner import DRAFT, run_llm_stage
 from clinreason.stages.screen import run_screening
-from clinreason.store import repository as repo
+from clinreason.store import common as store_common
 from clinreason.store.tables import items, users
 
 
@@ -50,7 +50,7 @@ def in_review(engine, imported, pc):
         for name, role in (("ana", "reviewer"), ("ben", "reviewer"), ("cy", "reviewer"), ("dr_adj", "adjudicator"),
                            ("dr_two", "adjudicator")):
             conn.execute(insert(users).values(username=name, role=role, specialties=[], password_hash="x", active=True,
-                                              created_at=repo.now()))
+                                              created_at=store_common.now()))
         ids = conn.execute(select(items.c.id).where(items.c.state == "in_review").order_by(items.c.id)).scalars().all()
     assert len(ids) == 3
     return ids

@@ -10,7 +10,8 @@ from stages.test_consensus_stage import GOOD, POOR
 from clinreason.stages import calibration
 from clinreason.stages.consensus import _EVIDENCE_CACHE, fit_evidence
 from clinreason.stages.review import Reviewer, assign_next_review, submit_review
-from clinreason.store import repository as repo
+from clinreason.store import common as store_common
+from clinreason.store import projects as store_projects
 from clinreason.store.tables import items, projects, rationales, reviews, users
 
 pytestmark = pytest.mark.store
@@ -31,7 +32,7 @@ def _review_next(engine, project_id, name, verdict, scores, **extra):
     with engine.begin() as conn:
         who = _reviewer(conn, name)
         lease = assign_next_review(conn, project_id=project_id, reviewer=who)
-        rubric = repo.latest_rubric(conn, project_id=project_id)
+        rubric = store_projects.latest_rubric(conn, project_id=project_id)
         body = {"verdict": verdict, "scores": scores, "comments": {"general": "checked"} if verdict != "accept" else {},
                 **extra}
         submit_review(conn, project_id=project_id, assignment_id=lease.assignment_id, reviewer=who, body=body,
@@ -126,7 +127,7 @@ def test_calibration_truths_anchor_the_reliability_estimate(engine, imported, in
                 conn.execute(insert(reviews).values(
                     id=f"{name}-{item_id}"[:40], rationale_id=rid, item_id=item_id, reviewer_id=uid[name],
                     verdict="accept" if said_pass else "regenerate", scores=GOOD if said_pass else POOR,
-                    comments={}, seconds_spent=10.0, rubric_version=1, created_at=repo.now()))
+                    comments={}, seconds_spent=10.0, rubric_version=1, created_at=store_common.now()))
         _EVIDENCE_CACHE.clear()
         model = fit_evidence(conn, pid)
     assert model.reliability("ben") > 0.75 > model.reliability("ana")

@@ -15,7 +15,8 @@ from clinreason.stages import adjudicate
 from clinreason.stages.consensus import on_review_submitted
 from clinreason.stages.runner import REGENERATE, run_llm_stage
 from clinreason.stages.screen import run_screening
-from clinreason.store import repository as repo
+from clinreason.store import common as store_common
+from clinreason.store import decisions as store_decisions
 from clinreason.store.tables import decisions, items, projects, rationales, reviews, users
 
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}
@@ -34,7 +35,7 @@ def _review(engine, project_id, item_id, who, verdict, scores, **comments):
         uid = conn.execute(select(users.c.id).where(users.c.username == who)).scalar_one()
         conn.execute(insert(reviews).values(id=uuid.uuid4().hex, rationale_id=rat["id"], item_id=item_id,
                                             reviewer_id=uid, verdict=verdict, scores=scores, comments=comments,
-                                            seconds_spent=30.0, rubric_version=1, created_at=repo.now()))
+                                            seconds_spent=30.0, rubric_version=1, created_at=store_common.now()))
         on_review_submitted(conn, project_id=project_id, item_id=item_id, rationale_id=rat["id"], actor=f"user:{who}")
         return rat
 
@@ -47,7 +48,7 @@ def _state(engine, item_id):
 def _assert_replays(engine, item_id):
     with engine.connect() as conn:
         state = conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar_one()
-        assert replay(repo.item_events(conn, item_id=item_id)).value == state
+        assert replay(store_decisions.item_events(conn, item_id=item_id)).value == state
 
 
 def test_two_accepts_reach_consensus(engine, imported, in_review):
@@ -145,10 +146,10 @@ def test_an_expert_edit_counts_as_a_failed_round(engine, imported, in_review):
         conn.execute(insert(rationales).values(
             id=uuid.uuid4().hex, item_id=item, version=2, parent_version=1, origin="edited", author="user:ana",
             steps=["fixed"], final_answer=old["final_answer"], text="1. fixed\nFinal answer: A", params={},
-            parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0, created_at=repo.now()))
+            parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0, created_at=store_common.now()))
         uid = conn.execute(select(users.c.id).where(users.c.username == "ana")).scalar_one()
         conn.execute(insert(reviews).values(id=uuid.uuid4().hex, rationale_id=old["id"], item_id=item, reviewer_id=uid,
                                             verdict="edit", scores=POOR, comments={}, edited_text="1. fixed",
-                                            rubric_version=1, created_at=repo.now()))
+                                            rubric_version=1, created_at=store_common.now()))
         on_review_submitted(conn, project_id=imported["id"], item_id=item, rationale_id=old["id"], actor="user:ana")
     assert tuple(_state(engine, item)) == ("in_review", 1)

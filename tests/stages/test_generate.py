@@ -8,7 +8,11 @@ from clinreason.llm.base import LLMError
 from clinreason.llm.fake_backend import FakeBackend
 from clinreason.prompts import template_hash
 from clinreason.stages.runner import DRAFT, REGENERATE, run_llm_stage
-from clinreason.store import repository as repo
+from clinreason.store import common as store_common
+from clinreason.store import decisions as store_decisions
+from clinreason.store import items as store_items
+from clinreason.store import projects as store_projects
+from clinreason.store import readmodels as store_readmodels
 from clinreason.store.tables import items, rationales
 
 
@@ -34,7 +38,7 @@ async def test_drafts_store_full_provenance_and_move_to_screening(engine, import
         assert r["fingerprint"] is not None
     # every state change has its event
     with engine.connect() as conn:
-        evs = repo.item_events(conn, item_id=rows[0]["item_id"])
+        evs = store_decisions.item_events(conn, item_id=rows[0]["item_id"])
     assert [e.after["state"] for e in evs if e.kind == "item.transition"] == ["generating", "screening"]
 
 
@@ -73,7 +77,7 @@ async def test_backend_failure_marks_the_item_failed_with_the_reason(engine, imp
     assert report.failed == 1
     with engine.connect() as conn:
         row = conn.execute(select(items).where(items.c.state == "failed")).mappings().one()
-        counts = repo.status_counts(conn, project_id=imported["id"])
+        counts = store_readmodels.status_counts(conn, project_id=imported["id"])
     assert "upstream exploded" in row["fail_reason"] and row["claimed_by"] is None
     assert counts["by_state"]["failed"] == 1 and any("upstream exploded" in k for k in counts["failures"])
 
@@ -85,7 +89,7 @@ async def test_identical_requests_are_served_from_the_cache(engine, imported, pc
 
     await _draft(engine, imported, pc, FakeBackend())
     with engine.begin() as conn:
-        other, _ = repo.ensure_project(conn, name="copy", config={}, rubric=pc.rubric)
+        other, _ = store_projects.ensure_project(conn, name="copy", config={}, rubric=pc.rubric)
     import_path(engine, project="copy", path=samples_dir(), fmt="auto")
     second = FakeBackend()
     report = await _draft(engine, other, pc, second)
@@ -101,10 +105,10 @@ async def test_a_dead_workers_claims_are_taken_over(engine, imported, pc):
     with engine.begin() as conn:  # simulate a worker that died holding 4 items (pid that cannot exist)
         ids = conn.execute(select(items.c.id).where(items.c.state == "imported").limit(4)).scalars().all()
         for item_id in ids:
-            repo.transition_item(conn, item_id=item_id, expected="imported", target="generating", actor="w")
+            store_items.transition_item(conn, item_id=item_id, expected="imported", target="generating", actor="w")
         import socket
         conn.execute(update(items).where(items.c.id.in_(ids))
-                     .values(claimed_by=f"{socket.gethostname()}:999999999", claimed_until=repo.now().replace(year=2999)))
+                     .values(claimed_by=f"{socket.gethostname()}:999999999", claimed_until=store_common.now().replace(year=2999)))
     report = await _draft(engine, imported, pc, FakeBackend())
     assert report.stored == 22
     with engine.connect() as conn:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from clinreason.llm.base import Completion
 from clinreason.llm.fake_backend import FakeBackend
 from clinreason.stages.runner import DRAFT, Outcome, _build_jobs, _journal_entry, recover_journals, run_llm_stage
-from clinreason.store import repository as repo
+from clinreason.store import readmodels as store_readmodels
 from clinreason.store.journal import ResponseJournal, default_directory, read_entries
 from clinreason.store.tables import events, items, rationales
 
@@ -138,7 +138,7 @@ async def test_entries_already_stored_are_not_stored_twice(engine, imported, pc,
     assert recover_journals(engine, ResponseJournal(journal_dir), worker="w") == 0
     with engine.connect() as conn:
         events_after = conn.execute(select(func.count()).select_from(events)).scalar_one()
-        counts = repo.status_counts(conn, project_id=imported["id"])
+        counts = store_readmodels.status_counts(conn, project_id=imported["id"])
     assert _versions_per_item(engine) == {entry["item_id"]: 1 for entry in entries}
     assert counts["by_state"]["screening"] == 3 and events_after == events_before
     assert _segments(journal_dir) == []

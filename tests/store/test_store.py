@@ -8,13 +8,17 @@ import pytest
 from sqlalchemy import func, insert, inspect, select
 
 from clinreason.domain.lifecycle import ItemState, TransitionError
+from clinreason.store import common as store_common
 from clinreason.store import db
-from clinreason.store import repository as repo
+from clinreason.store import decisions as store_decisions
+from clinreason.store import items as store_items
+from clinreason.store import projects as store_projects
+from clinreason.store import readmodels as store_readmodels
 from clinreason.store.tables import events, items, metadata
 
 
 def _add_item(conn, project_id: int, item_id: str = "it1", state: str = "imported") -> None:
-    ts = repo.now()
+    ts = store_common.now()
     conn.execute(insert(items).values(
         id=item_id, project_id=project_id, content_hash=item_id.ljust(64, "0"), question="q?",
         options=[["A", "x"], ["B", "y"]], answer_labels=["A"], language="en", meta={}, state=state,
@@ -54,16 +58,16 @@ def test_foreign_keys_are_enforced(engine, project):
     with pytest.raises(IntegrityError):
         with engine.begin() as conn:
             conn.execute(insert(item_sources).values(item_id="missing", source="s", file="f", record="1",
-                                                     imported_at=repo.now()))
+                                                     imported_at=store_common.now()))
 
 
 def test_transition_is_compare_and_set_and_writes_an_event(engine, project):
     with engine.begin() as conn:
         _add_item(conn, project["id"])
-        repo.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="worker-1")
+        store_items.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="worker-1")
     with engine.connect() as conn:
         assert conn.execute(select(items.c.state).where(items.c.id == "it1")).scalar_one() == "generating"
-        evs = repo.item_events(conn, item_id="it1")
+        evs = store_decisions.item_events(conn, item_id="it1")
     assert [(e["kind"], e["before"], e["after"], e["actor"]) for e in evs] == [
         ("item.transition", {"state": "imported"}, {"state": "generating"}, "worker-1")]
     assert evs[0]["detail"]["reason"] == "draft requested"
@@ -72,9 +76,9 @@ def test_transition_is_compare_and_set_and_writes_an_event(engine, project):
 def test_stale_expected_state_is_refused_and_changes_nothing(engine, project):
     with engine.begin() as conn:
         _add_item(conn, project["id"], state="generating")
-    with pytest.raises(repo.StaleStateError, match="is 'generating', not 'imported'"):
+    with pytest.raises(store_common.StaleStateError, match="is 'generating', not 'imported'"):
         with engine.begin() as conn:
-            repo.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w2")
+            store_items.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w2")
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events).where(events.c.item_id == "it1")).scalar() == 0
 
@@ -84,7 +88,7 @@ def test_forbidden_transition_is_refused_before_touching_the_row(engine, project
         _add_item(conn, project["id"])
     with pytest.raises(TransitionError):
         with engine.begin() as conn:
-            repo.transition_item(conn, item_id="it1", expected="imported", target="accepted", actor="x")
+            store_items.transition_item(conn, item_id="it1", expected="imported", target="accepted", actor="x")
     with engine.connect() as conn:
         assert conn.execute(select(items.c.state).where(items.c.id == "it1")).scalar_one() == "imported"
 
@@ -94,17 +98,17 @@ def test_event_and_state_change_roll_back_together(engine, project):
         _add_item(conn, project["id"])
     with pytest.raises(RuntimeError, match="boom"):
         with engine.begin() as conn:
-            repo.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w")
+            store_items.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w")
             raise RuntimeError("boom")
     with engine.connect() as conn:
         assert conn.execute(select(items.c.state).where(items.c.id == "it1")).scalar_one() == "imported"
-        assert repo.item_events(conn, item_id="it1") == []
+        assert store_decisions.item_events(conn, item_id="it1") == []
 
 
 def test_missing_item_is_reported(engine, project):
-    with pytest.raises(repo.StaleStateError, match="does not exist"):
+    with pytest.raises(store_common.StaleStateError, match="does not exist"):
         with engine.begin() as conn:
-            repo.transition_item(conn, item_id="nope", expected="imported", target="generating", actor="w")
+            store_items.transition_item(conn, item_id="nope", expected="imported", target="generating", actor="w")
 
 
 def test_two_workers_racing_for_one_item_move_it_once(engine, project):
@@ -118,10 +122,10 @@ def test_two_workers_racing_for_one_item_move_it_once(engine, project):
         barrier.wait()
         try:
             with engine.begin() as conn:
-                repo.transition_item(conn, item_id="it1", expected=ItemState.IMPORTED, target=ItemState.GENERATING,
+                store_items.transition_item(conn, item_id="it1", expected=ItemState.IMPORTED, target=ItemState.GENERATING,
                                      actor=f"w{n}")
             wins.append(n)
-        except repo.StaleStateError:
+        except store_common.StaleStateError:
             losses.append(n)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
@@ -131,24 +135,24 @@ def test_two_workers_racing_for_one_item_move_it_once(engine, project):
         t.join()
     assert len(wins) == 1 and len(losses) == 7
     with engine.connect() as conn:
-        assert len(repo.item_events(conn, item_id="it1")) == 1
+        assert len(store_decisions.item_events(conn, item_id="it1")) == 1
 
 
 def test_rubric_changes_become_new_versions(engine, project):
     with engine.begin() as conn:
-        body = repo.latest_rubric(conn, project_id=project["id"])
+        body = store_projects.latest_rubric(conn, project_id=project["id"])
         assert body["version"] == 1
-        assert repo.add_rubric_version(conn, project_id=project["id"], body=body, actor="a") == 1
+        assert store_projects.add_rubric_version(conn, project_id=project["id"], body=body, actor="a") == 1
         changed = {**body, "dimensions": body["dimensions"][:4]}
-        assert repo.add_rubric_version(conn, project_id=project["id"], body=changed, actor="a") == 2
-        assert len(repo.latest_rubric(conn, project_id=project["id"])["dimensions"]) == 4
+        assert store_projects.add_rubric_version(conn, project_id=project["id"], body=changed, actor="a") == 2
+        assert len(store_projects.latest_rubric(conn, project_id=project["id"])["dimensions"]) == 4
 
 
 def test_status_counts_shape(engine, project):
     with engine.begin() as conn:
         _add_item(conn, project["id"], "a")
         _add_item(conn, project["id"], "b", state="escalated")
-        counts = repo.status_counts(conn, project_id=project["id"])
+        counts = store_readmodels.status_counts(conn, project_id=project["id"])
     assert counts["items"] == 2 and counts["rationales"] == 0 and counts["reviews"] == 0
     assert counts["by_state"]["imported"] == 1 and counts["by_state"]["escalated"] == 1
     assert set(counts["by_state"]) == {s.value for s in ItemState}
@@ -158,7 +162,7 @@ def test_status_counts_shape(engine, project):
 def test_chinese_text_round_trips_byte_exact(engine, project):
     text_zh = "男性，58岁，突发胸骨后压榨性疼痛2小时——ST段弓背向上抬高（V1～V4）"
     with engine.begin() as conn:
-        ts = repo.now()
+        ts = store_common.now()
         conn.execute(insert(items).values(
             id="zh", project_id=project["id"], content_hash="z" * 64, question=text_zh,
             options=[["A", "急性前壁心肌梗死"], ["B", "肺栓塞"]], answer_labels=["A"], language="zh",
@@ -188,8 +192,8 @@ def test_history_tables_refuse_updates_and_deletes(engine, project):
         conn.execute(insert(rationales).values(
             id="r1", item_id="it1", version=1, origin="generated", author="model:x", steps=["a"], final_answer=["A"],
             text="1. a\nFinal answer: A", params={}, parse_status="ok", prompt_tokens=0, completion_tokens=0, cost=0.0,
-            created_at=repo.now()))
-        repo.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w")
+            created_at=store_common.now()))
+        store_items.transition_item(conn, item_id="it1", expected="imported", target="generating", actor="w")
     for stmt in (update(rationales).values(text="changed"), delete(rationales),
                  update(events).values(actor="someone else"), delete(events)):
         with pytest.raises(DBAPIError, match="immutable"):

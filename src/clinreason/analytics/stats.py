@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from clinreason.analytics.reliability import calibration_results, evidence_model
 from clinreason.analytics.scan import ReviewScan, counter_median, scan_reviews
 from clinreason.store import stats as stats_store
 from clinreason.store.projects import latest_rubric
@@ -58,11 +59,8 @@ def reviewer_table(scan: ReviewScan) -> list[dict[str, Any]]:
 def with_reliability(conn: Connection, project_id: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add each reviewer's estimated reliability (the Dawid–Skene fit that adaptive allocation uses:
     balanced accuracy, sensitivity, specificity) and their calibration results to the reviewer rows."""
-    from clinreason.stages import calibration
-    from clinreason.stages.consensus import evidence_model
-
     model = evidence_model(conn, project_id)
-    probes = calibration.results(conn, project_id=project_id)
+    probes = calibration_results(conn, project_id=project_id)
     for row in rows:
         rates = model.sources.get(row["username"])
         row["reliability"] = round(rates.accuracy, 4) if rates else None

@@ -24,11 +24,11 @@ def agreement(
     Cohen's weighted kappa per reviewer pair, Fleiss' kappa on verdicts, percent agreement; each with a
     bootstrap 95 % CI and its number of units (unit = rationale version)."""
     from clinreason.analytics.agreement import DEFAULT_SEED, agreement_report
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
         report = agreement_report(conn, project_id=proj["id"], resamples=resamples,
                                   seed=DEFAULT_SEED if seed is None else seed, min_overlap=min_overlap)
     if json_out:
@@ -45,11 +45,11 @@ def stats(
     """Reviewer statistics (reviews, median seconds, acceptance rate, leniency, agreement with adjudicators)
     and process statistics (rounds, how items were accepted, LLM cost, expert minutes, by specialty and source)."""
     from clinreason.analytics.stats import project_stats
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
         result = project_stats(conn, project_id=proj["id"])
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -28,7 +28,7 @@ def _settings(db: str | None, project: str | None, config: str | None):
 
 def _context(db: str | None, project: str | None, config: str | None):
     from clinreason.app import NotInitialised, open_context
-    from clinreason.store.repository import NotFoundError
+    from clinreason.store.common import NotFoundError
 
     settings = _settings(db, project, config)
     try:

@@ -51,14 +51,14 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
 
     from clinreason.llm.base import LLMError
     from clinreason.stages.runner import run_llm_stage
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
     from clinreason.store import work
 
     ctx = _context(db, project, config)
     pc = ctx.settings.project_config
     conc = concurrency or pc.llm.concurrency
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
         waiting = work.count_waiting(conn, project_id=proj["id"],
                                      states=["imported", "generating"] if kind == "draft" else ["regenerating"])
     try:
@@ -129,12 +129,12 @@ def screen(
     import asyncio
 
     from clinreason.stages.screen import run_screening
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     ctx = _context(db, project, config)
     pc = ctx.settings.project_config
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
     judge = llm_backend(ctx.settings, judge=True) if pc.screen.judge else None
 
     async def go():
@@ -171,12 +171,12 @@ def run(
 
     from clinreason.llm.base import LLMError
     from clinreason.stages.worker import run_worker
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
 
     ctx = _context(db, project, config)
     pc = ctx.settings.project_config
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
     try:
         backend = llm_backend(ctx.settings, concurrency)
     except LLMError as exc:
@@ -213,23 +213,20 @@ def retry_failed(
     """Send every `failed` item back to drafting (or to regeneration, when it already has a version)."""
     from datetime import timedelta
 
-    from sqlalchemy import func, select
-
-    from clinreason.store import repository as repo
-    from clinreason.store.tables import items, rationales
+    from clinreason.store import db as store_db
+    from clinreason.store import items, projects, rationales
+    from clinreason.store.common import now
 
     ctx = _context(db, project, config)
     moved = 0
-    with ctx.engine.begin() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
-        rows = conn.execute(select(items.c.id, func.count(rationales.c.id))
-                            .outerjoin(rationales, rationales.c.item_id == items.c.id)
-                            .where(items.c.project_id == proj["id"], items.c.state == "failed")
-                            .group_by(items.c.id)).all()
-        for item_id, versions in rows:
-            target = "regenerating" if versions else "generating"
+    with store_db.transaction(ctx.engine) as conn:
+        proj = projects.require_project(conn, name=ctx.project)
+        failed = items.project_items(conn, project_id=proj["id"], states=["failed"])
+        drafted = rationales.latest_numbers(conn, item_ids=[i.id for i in failed])
+        for item in failed:
+            target = "regenerating" if item.id in drafted else "generating"
             # an expired claim marks it as free to take for the next worker
-            repo.transition_item(conn, item_id=item_id, expected="failed", target=target, actor="cli",
-                                 fail_reason=None, claimed_by="retry", claimed_until=repo.now() - timedelta(seconds=1))
+            items.transition_item(conn, item_id=item.id, expected="failed", target=target, actor="cli",
+                                  fail_reason=None, claimed_by="retry", claimed_until=now() - timedelta(seconds=1))
             moved += 1
     typer.echo(f"{moved} failed item(s) queued again; run `clinreason run` (or generate / regenerate)")

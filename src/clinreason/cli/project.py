@@ -136,12 +136,13 @@ def status(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Counts per lifecycle state and per source, rationale versions, reviews, progress and cost."""
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
+    from clinreason.store import readmodels as store_readmodels
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
-        counts = repo.status_counts(conn, project_id=proj["id"])
+        proj = store_projects.require_project(conn, name=ctx.project)
+        counts = store_readmodels.status_counts(conn, project_id=proj["id"])
     if json_out:
         typer.echo(json.dumps(counts, ensure_ascii=False, indent=2))
         return
@@ -170,12 +171,12 @@ def history(
     decision and event."""
     import difflib
 
-    from clinreason.store import repository as repo
+    from clinreason.store import projects as store_projects
     from clinreason.store.readmodels import item_history
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
-        proj = repo.require_project(conn, name=ctx.project)
+        proj = store_projects.require_project(conn, name=ctx.project)
         story = item_history(conn, project_id=proj["id"], item_id=item_id)
     if story is None:
         _fail(f"no item {item_id} in project '{ctx.project}'")

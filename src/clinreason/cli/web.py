@@ -99,8 +99,8 @@ def users_list(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt =
     if not rows:
         typer.echo("no users yet: add one with `clinreason users add NAME --role admin`")
     for u in rows:
-        state = "" if u["active"] else "  (inactive)"
-        typer.echo(f"{u['username']:<24} {u['role']:<12} {', '.join(u['specialties'])}{state}")
+        state = "" if u.active else "  (inactive)"
+        typer.echo(f"{u.username:<24} {u.role:<12} {', '.join(u.specialties)}{state}")
 
 
 @users_app.command("token")
@@ -110,17 +110,18 @@ def users_token(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Print a new personal API token for NAME (send it as 'Authorization: Bearer <token>')."""
-    from clinreason.store import repository as repo
+    from clinreason.store import db as store_db
+    from clinreason.store.common import now
     from clinreason.web import auth
 
     ctx = _context(db, project, config)
     project_id = ctx.project_row()["id"]
-    with ctx.engine.begin() as conn:
+    with store_db.transaction(ctx.engine) as conn:
         user = auth.get_user(conn, username=name)
         if user is None:
             _fail(f"no user named '{name}' (see `clinreason users list`)")
-        expires = repo.now() + timedelta(days=days) if days else None
-        token = auth.create_token(conn, user_id=user["id"], project_id=project_id, kind="personal",
+        expires = now() + timedelta(days=days) if days else None
+        token = auth.create_token(conn, user_id=user.id, project_id=project_id, kind="personal",
                                   name="cli", expires_at=expires)
     typer.echo(token)
 
@@ -131,14 +132,11 @@ def users_deactivate(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Lock a user out (their sessions and tokens stop working); their reviews stay."""
-    from sqlalchemy import update
-
-    from clinreason.store.tables import users
-    from clinreason.web import auth
+    from clinreason.store import accounts
+    from clinreason.store import db as store_db
 
     ctx = _context(db, project, config)
-    with ctx.engine.begin() as conn:
-        if auth.get_user(conn, username=name) is None:
+    with store_db.transaction(ctx.engine) as conn:
+        if not accounts.set_active(conn, username=name, active=False):
             _fail(f"no user named '{name}'")
-        conn.execute(update(users).where(users.c.username == name).values(active=False))
     typer.echo(f"deactivated '{name}'")

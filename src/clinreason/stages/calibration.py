@@ -15,14 +15,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from clinreason.domain.consensus import ReviewVote, passes
+from clinreason.analytics.reliability import calibration_results
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Origin, RationaleVersion
-from clinreason.domain.rubric import rubric_from_dict
 from clinreason.stages.settings import review_config
 from clinreason.store import calibration as probes
 from clinreason.store import items as item_store
-from clinreason.store import projects
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
 from clinreason.store.decisions import add_event
@@ -104,17 +102,7 @@ def candidate(conn: Connection, *, project_id: int, reviewer_id: int, author: st
 
 def results(conn: Connection, *, project_id: int) -> dict[str, dict[str, Any]]:
     """Per reviewer (username): calibration reviews, how many matched the known truth, and the misses."""
-    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
-    out: dict[str, dict[str, Any]] = {}
-    for name, verdict, scores, expect, item_id in probes.probe_reviews(conn, project_id=project_id):
-        said_pass = passes(rubric, ReviewVote(name, verdict, scores))
-        entry = out.setdefault(name, {"reviews": 0, "correct": 0, "missed": []})
-        entry["reviews"] += 1
-        if said_pass == (expect == "good"):
-            entry["correct"] += 1
-        else:
-            entry["missed"].append(item_id)
-    return out
+    return calibration_results(conn, project_id=project_id)
 
 
 def listing(conn: Connection, *, project_id: int) -> list[dict[str, Any]]:

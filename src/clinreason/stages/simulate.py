@@ -29,10 +29,9 @@ from clinreason.domain.rubric import Rubric, default_rubric
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
-from clinreason.store import accounts, ingest, readmodels
+from clinreason.store import accounts, ingest, projects, readmodels
 from clinreason.store import db as dbm
 from clinreason.store import items as item_store
-from clinreason.store import projects
 from clinreason.store import rationales as rationale_store
 from clinreason.store.rationales import NewVersion
 

@@ -101,6 +101,26 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+def snapshot_engine(engine: Engine) -> Engine:
+    """A second engine on the same SQLite file whose transactions begin DEFERRED: a long read (an export)
+    sees one consistent snapshot (WAL) without holding the write lock. Dispose of it after use."""
+    reader = create_engine(engine.url, json_serializer=_json_dumps,
+                           connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(reader, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(reader, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return reader
+
+
 class FairLock:
     """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
     again and again, which starves others: multi-second tails under load)."""

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, func, insert, select
 
 from clinreason.domain.checks import simhash
-from clinreason.domain.records import Check, Item, Origin, RationaleVersion
 from clinreason.domain.rationale_text import ParsedRationale, parse_rationale
+from clinreason.domain.records import Check, Item, Origin, RationaleVersion
 from clinreason.store.common import insert_ignoring_duplicates, new_id, now
 from clinreason.store.tables import checks, items, llm_cache, rationales
 

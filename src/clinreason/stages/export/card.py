@@ -15,14 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import process_stats, reviewer_table
 from clinreason.domain.rubric import rubric_from_dict
-from clinreason.store import repository as repo
-from clinreason.store.tables import items, rationales
+from clinreason.store import exports
+from clinreason.store import readmodels as store_readmodels
 
 HF_LICENSES = {"mit": "mit", "apache-2.0": "apache-2.0", "apache 2.0": "apache-2.0", "cc-by-4.0": "cc-by-4.0",
                "cc by 4.0": "cc-by-4.0", "cc-by-sa-4.0": "cc-by-sa-4.0", "cc-by-nc-4.0": "cc-by-nc-4.0",
@@ -67,15 +67,8 @@ def hf_license(licenses: dict[str, Counter]) -> tuple[str, list[str]]:
 
 
 def model_prompts(conn: Connection, project_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(rationales.c.origin, rationales.c.model, rationales.c.prompt_hash, func.count(),
-               func.coalesce(func.sum(rationales.c.prompt_tokens + rationales.c.completion_tokens), 0))
-        .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
-        .where(items.c.project_id == project_id, rationales.c.origin.in_(["generated", "regenerated"]))
-        .group_by(rationales.c.origin, rationales.c.model, rationales.c.prompt_hash)
-        .order_by(rationales.c.model, rationales.c.prompt_hash, rationales.c.origin))
     return [{"origin": o, "model": m or "unknown", "prompt_hash": h or "—", "versions": int(n), "tokens": int(t)}
-            for o, m, h, n, t in rows]
+            for o, m, h, n, t in exports.drafting_provenance(conn, project_id=project_id)]
 
 
 def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +76,7 @@ def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict
     scan = scan_reviews(conn, project_id=project["id"], rubric_body=rubric_body)
     return {
         "agreement": agreement_report(conn, project_id=project["id"], scan=scan),
-        "status": repo.status_counts(conn, project_id=project["id"]),
+        "status": store_readmodels.status_counts(conn, project_id=project["id"]),
         "stats": process_stats(conn, project_id=project["id"], expert_seconds=scan.total_seconds),
         "reviewers": reviewer_table(scan),
         "models": model_prompts(conn, project["id"]),

@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from sqlalchemy import Connection, Engine, exists, select
+from sqlalchemy import Connection, Engine
 
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
 from clinreason.stages.export.card import write_card
 from clinreason.stages.export.common import FORMATS, MANIFEST, SPLIT_NAMES, ExportError, ExportOptions, safe_path
 from clinreason.stages.export.formats import open_sink
-from clinreason.store import repository as repo
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
+from clinreason.store import db as store_db
+from clinreason.store import exports
+from clinreason.store import projects as store_projects
 
 
 @dataclass
@@ -88,18 +89,9 @@ def id_hash(item_id: str) -> int:
 # --- reading ----------------------------------------------------------------------------------------
 
 def _item_stream(conn: Connection, project_id: int, opts: ExportOptions, light: bool) -> Iterator[Any]:
-    cols = [items.c.id, items.c.specialty, decisions.c.kind, decisions.c.rationale_id]
-    if not light:
-        cols += [items.c.question, items.c.context, items.c.options, items.c.answer_labels, items.c.answer_text,
-                 items.c.language]
     kinds = [opts.consensus] if opts.consensus else ["consensus", "adjudication"]
-    stmt = (select(*cols).select_from(items.join(decisions, decisions.c.item_id == items.c.id))
-            .where(items.c.project_id == project_id, items.c.state == "accepted", decisions.c.kind.in_(kinds),
-                   decisions.c.rationale_id.is_not(None)).order_by(items.c.id))
-    if opts.source:
-        stmt = stmt.where(exists(select(item_sources.c.id).where(item_sources.c.item_id == items.c.id,
-                                                                 item_sources.c.source == opts.source)))
-    yield from conn.execute(stmt.execution_options(yield_per=opts.chunk_size))
+    return exports.accepted_items(conn, project_id=project_id, kinds=kinds, source=opts.source, light=light,
+                                  chunk_size=opts.chunk_size)
 
 
 def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -116,8 +108,7 @@ class _Reader:
 
         self.conn, self.project, self.dims, self.opts, self.licenses = conn, project, dims, opts, licenses
         self.salt = project_salt(conn, project["id"])
-        self.reviewers = {uid: pseudonym(self.salt, name) for uid, name in conn.execute(select(users.c.id,
-                                                                                               users.c.username))}
+        self.reviewers = {uid: pseudonym(self.salt, name) for uid, name in exports.usernames(conn).items()}
 
     def author(self, author: str | None) -> str | None:
         if author and author.startswith("user:"):
@@ -131,32 +122,23 @@ class _Reader:
     def _build(self, chunk: list[Any], *, light: bool, all_texts: bool) -> Iterator[dict[str, Any]]:
         ids = [r.id for r in chunk]
         sources: dict[str, list[dict[str, Any]]] = {}
-        for r in self.conn.execute(select(item_sources.c.item_id, item_sources.c.source, item_sources.c.subject,
-                                          item_sources.c.license).where(item_sources.c.item_id.in_(ids))
-                                   .order_by(item_sources.c.item_id, item_sources.c.id)):
+        for r in exports.sources_of(self.conn, item_ids=ids):
             sources.setdefault(r.item_id, []).append(
                 {"source": r.source, "subject": r.subject, "license": r.license or self.licenses.get(r.source)})
         need_scores = not light or self.opts.min_score is not None
         versions: dict[str, list[Any]] = {}
         by_rationale: dict[str, list[Any]] = {}
         if need_scores:
-            for r in self.conn.execute(select(rationales.c.id, rationales.c.item_id, rationales.c.version,
-                                              rationales.c.origin, rationales.c.author, rationales.c.model,
-                                              rationales.c.prompt_hash, rationales.c.params, rationales.c.seed)
-                                       .where(rationales.c.item_id.in_(ids))
-                                       .order_by(rationales.c.item_id, rationales.c.version)):
+            for r in exports.version_provenance(self.conn, item_ids=ids):
                 versions.setdefault(r.item_id, []).append(r)
             rids = [v.id for vs in versions.values() for v in vs]
             for start in range(0, len(rids), 2000):
-                for r in self.conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict,
-                                                  reviews.c.scores).where(reviews.c.rationale_id.in_(rids[start:start + 2000]))
-                                           .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)):
+                for r in exports.review_scores(self.conn, rationale_ids=rids[start:start + 2000]):
                     by_rationale.setdefault(r.rationale_id, []).append(r)
         texts: dict[str, Any] = {}
         if not light:
             wanted = ([v.id for vs in versions.values() for v in vs] if all_texts else [r.rationale_id for r in chunk])
-            for r in self.conn.execute(select(rationales.c.id, rationales.c.steps, rationales.c.final_answer,
-                                              rationales.c.text).where(rationales.c.id.in_(wanted))):
+            for r in exports.version_texts(self.conn, rationale_ids=wanted):
                 texts[r.id] = r
         for item in chunk:
             srcs = sources.get(item.id, [])
@@ -304,22 +286,7 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as conn:
             yield conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         return
-    from sqlalchemy import create_engine, event
-
-    from clinreason.store.db import _json_dumps
-
-    reader = create_engine(engine.url, json_serializer=_json_dumps,
-                           connect_args={"timeout": 60, "check_same_thread": False})
-
-    @event.listens_for(reader, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA busy_timeout=60000")
-
-    @event.listens_for(reader, "begin")
-    def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN")
-
+    reader = store_db.snapshot_engine(engine)
     try:
         with reader.connect() as conn:
             yield conn
@@ -339,8 +306,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                                                    "source": opts.source, "splits": list(opts.splits or [])})
     names = split_names(opts.splits)
     with read_snapshot(engine) as conn:
-        proj = repo.require_project(conn, name=project)
-        rubric_body = repo.latest_rubric(conn, project_id=proj["id"])
+        proj = store_projects.require_project(conn, name=project)
+        rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
         dims, _ = rubric_dimensions(rubric_body)
         reader = _Reader(conn, proj, dims, opts, licenses or {})
         splitter = None

@@ -1,0 +1,78 @@
+"""Reliability of the witnesses: the Dawid–Skene fit over reviews and screening signals that adaptive
+allocation decides with and the dashboard reports, and reviewers' results on calibration items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from clinreason.domain.allocation import EvidenceModel, Rates, ScreeningSignals, borderline, leniency_offsets, says_pass
+from clinreason.domain.consensus import ReviewVote, passes
+from clinreason.domain.reliability import estimate
+from clinreason.domain.rubric import rubric_from_dict
+from clinreason.store import calibration as probes
+from clinreason.store import decisions as decision_store
+from clinreason.store import projects
+from clinreason.store import reviews as review_store
+
+# (database, project) -> (reviews counted at the fit, the fitted model)
+_EVIDENCE_CACHE: dict[tuple[str, int], tuple[int, EvidenceModel]] = {}
+
+
+def _signal_labels(conn: Connection, project_id: int, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
+    """The screening signals of the reviewed versions as witnesses, in the shape the estimator takes."""
+    by_version = review_store.reviewed_check_rows(conn, project_id=project_id)
+    return [(rid, source, said) for rid, rows in by_version.items() if rid in rationale_ids
+            for source, said in ScreeningSignals.from_checks(rows).labels()]
+
+
+def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
+    """Fit Dawid–Skene on every non-borderline review of the project and on the screening signals of
+    the reviewed versions; versions an adjudicator accepted, and calibration versions, are known truths."""
+    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
+    by_version: dict[str, list[ReviewVote]] = {}
+    for rationale_id, vote in review_store.project_votes(conn, project_id=project_id):
+        if vote.verdict != "flag_question" and not borderline(rubric, vote):
+            by_version.setdefault(rationale_id, []).append(vote)
+    if not by_version:
+        return EvidenceModel()
+    offsets = leniency_offsets(by_version)
+    labels = [(rid, v.reviewer, says_pass(rubric, v, offsets.get(v.reviewer, 0.0)))
+              for rid, votes in by_version.items() for v in votes]
+    known = {d.rationale_id: True for d in decision_store.project_decisions(conn, project_id=project_id,
+                                                                            kind="adjudication")
+             if d.rationale_id is not None}
+    known.update(probes.truths(conn, project_id=project_id))
+    labels += _signal_labels(conn, project_id, {rid for rid, _, _ in labels})
+    fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
+    return EvidenceModel(prevalence=fit.prevalence, offsets=offsets,
+                         sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
+
+
+def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
+    """The project's fitted evidence model, refitted whenever the reviews have grown by a tenth (at least
+    50) since the last fit: cheap enough to call on every submission."""
+    count = review_store.project_review_count(conn, project_id=project_id)
+    key = (conn.engine.url.render_as_string(hide_password=True), project_id)
+    cached = _EVIDENCE_CACHE.get(key)
+    if cached is not None and cached[0] <= count < cached[0] + max(50, cached[0] // 10):
+        return cached[1]
+    model = fit_evidence(conn, project_id)
+    _EVIDENCE_CACHE[key] = (count, model)
+    return model
+
+
+def calibration_results(conn: Connection, *, project_id: int) -> dict[str, dict[str, Any]]:
+    """Per reviewer (username): calibration reviews, how many matched the known truth, and the misses."""
+    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
+    out: dict[str, dict[str, Any]] = {}
+    for name, verdict, scores, expect, item_id in probes.probe_reviews(conn, project_id=project_id):
+        said_pass = passes(rubric, ReviewVote(name, verdict, scores))
+        entry = out.setdefault(name, {"reviews": 0, "correct": 0, "missed": []})
+        entry["reviews"] += 1
+        if said_pass == (expect == "good"):
+            entry["correct"] += 1
+        else:
+            entry["missed"].append(item_id)
+    return out
