@@ -115,7 +115,7 @@ def llm_backend(settings: Settings, concurrency: int | None = None, *, judge: bo
     pc = settings.project_config
     llm = pc.llm
     prices = {m: (float(p[0]), float(p[1])) for m, p in llm.prices.items() if len(p) == 2}
-    common = {"api_key": settings.llm_api_key, "timeout": llm.timeout, "concurrency": concurrency or llm.concurrency,
+    common: dict[str, Any] = {"api_key": settings.llm_api_key, "timeout": llm.timeout, "concurrency": concurrency or llm.concurrency,
               "prices": prices, "max_attempts": llm.max_attempts, "outage_patience": llm.outage_patience}
     if judge:
         return make_backend(backend=pc.screen.judge_backend, base_url=pc.screen.judge_base_url or llm.base_url,

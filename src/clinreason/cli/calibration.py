@@ -3,7 +3,7 @@ root app by `clinreason.cli`; the work is in stages/calibration.py."""
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -51,7 +51,7 @@ def listing(json_out: Annotated[bool, typer.Option("--json", help="Print machine
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
         pid = ctx.project_row()["id"]
-        report = {"items": calibration.listing(conn, project_id=pid),
+        report: dict[str, Any] = {"items": calibration.listing(conn, project_id=pid),
                   "reviewers": calibration.results(conn, project_id=pid)}
     if json_out:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))

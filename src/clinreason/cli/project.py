@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -180,6 +180,7 @@ def history(
         story = item_history(conn, project_id=proj["id"], item_id=item_id)
     if story is None:
         _fail(f"no item {item_id} in project '{ctx.project}'")
+    story = _plain_story(story)
     if json_out:
         typer.echo(json.dumps(story, ensure_ascii=False, indent=2, default=str))
         return
@@ -219,6 +220,22 @@ def history(
         change = f"{(e['before'] or {}).get('state', '')} -> {(e['after'] or {}).get('state', '')}" \
             if e["kind"] == "item.transition" else ""
         typer.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']} {change} by {e['actor']}")
+
+
+def _plain_story(story: dict[str, Any]) -> dict[str, Any]:
+    """The item's story as plain data (each record with its stored fields; reviews name their reviewer)."""
+    item = story["item"].to_dict()
+    item.pop("next_version", None)
+    reviews = []
+    for r in story["reviews"]:
+        row = r.to_dict()
+        row["username"] = row.pop("reviewer")
+        row.pop("version", None)
+        reviews.append(row)
+    return {"item": item, "sources": story["sources"], "versions": [v.to_dict() for v in story["versions"]],
+            "checks": [c.to_dict() for c in story["checks"]], "reviews": reviews,
+            "decision": story["decision"].to_dict() if story["decision"] else None,
+            "events": [e.to_dict() for e in story["events"]]}
 
 
 @verbs.command("backup")

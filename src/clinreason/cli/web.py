@@ -3,7 +3,7 @@ Added to the root app by `clinreason.cli`; heavy imports stay inside the functio
 
 import sys
 from datetime import timedelta
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -35,7 +35,7 @@ def serve(
         # each web process builds its own app from the environment (uvicorn starts them afresh)
         os.environ.update(CLINREASON_DB=ctx.settings.db_url, CLINREASON_PROJECT=ctx.project,
                           CLINREASON_CONFIG=str(ctx.settings.config_path.resolve()))
-        web_app = "clinreason.web.app:app_from_environment"
+        web_app: Any = "clinreason.web.app:app_from_environment"
         create_app(ctx.settings, engine=ctx.engine)  # refuse a bad project or database here, once
     else:
         web_app = create_app(ctx.settings, engine=ctx.engine)

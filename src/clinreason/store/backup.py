@@ -42,7 +42,7 @@ def backup(engine: Engine, out: Path) -> Path:
         raise BackupError(f"{out} already exists: choose a new file (a backup never overwrites)")
     out.parent.mkdir(parents=True, exist_ok=True)
     if engine.dialect.name == "sqlite":
-        source = sqlite3.connect(engine.url.database)
+        source = sqlite3.connect(engine.url.database or "")
         target = sqlite3.connect(out)
         try:
             with target:
@@ -75,7 +75,7 @@ def restore(engine: Engine, source: Path) -> None:
         except sqlite3.DatabaseError as exc:
             raise BackupError(f"{source}: not a SQLite backup ({exc})") from None
         engine.dispose()
-        target = sqlite3.connect(engine.url.database)
+        target = sqlite3.connect(engine.url.database or "")
         try:
             src.backup(target)
         finally:

@@ -31,13 +31,13 @@ def usernames(conn: Connection) -> dict[int, str]:
     return {uid: name for uid, name in conn.execute(select(users.c.id, users.c.username))}
 
 
-def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Row[Any]]:
+def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
     return conn.execute(select(item_sources.c.item_id, item_sources.c.source, item_sources.c.subject,
                                item_sources.c.license).where(item_sources.c.item_id.in_(item_ids))
                         .order_by(item_sources.c.item_id, item_sources.c.id)).all()
 
 
-def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Row[Any]]:
+def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
     return conn.execute(select(rationales.c.id, rationales.c.item_id, rationales.c.version, rationales.c.origin,
                                rationales.c.author, rationales.c.model, rationales.c.prompt_hash,
                                rationales.c.params, rationales.c.seed)
@@ -45,18 +45,18 @@ def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence
                         .order_by(rationales.c.item_id, rationales.c.version)).all()
 
 
-def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Row[Any]]:
+def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
     return conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores)
                         .where(reviews.c.rationale_id.in_(rationale_ids))
                         .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)).all()
 
 
-def version_texts(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Row[Any]]:
+def version_texts(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
     return conn.execute(select(rationales.c.id, rationales.c.steps, rationales.c.final_answer, rationales.c.text)
                         .where(rationales.c.id.in_(rationale_ids))).all()
 
 
-def drafting_provenance(conn: Connection, *, project_id: int) -> Sequence[Row[Any]]:
+def drafting_provenance(conn: Connection, *, project_id: int) -> Sequence[Any]:
     """(origin, model, prompt hash, versions, tokens) of the project's model-written versions."""
     return conn.execute(
         select(rationales.c.origin, rationales.c.model, rationales.c.prompt_hash, func.count(),

@@ -39,7 +39,9 @@ def ensure_project(conn: Connection, *, name: str, config: dict[str, Any], rubri
     if existing is not None:
         return existing, False
     ts = now()
-    pid = conn.execute(insert(projects).values(name=name, config=config, created_at=ts)).inserted_primary_key[0]
+    inserted = conn.execute(insert(projects).values(name=name, config=config, created_at=ts)).inserted_primary_key
+    assert inserted is not None
+    pid = inserted[0]
     conn.execute(insert(rubric_versions).values(project_id=pid, version=1, body={**rubric, "version": 1},
                                                 created_by=actor, created_at=ts))
     add_event(conn, project_id=pid, kind="project.created", actor=actor, after={"name": name})

@@ -87,7 +87,8 @@ def _candidate_statement(one: bool) -> Select[Any]:
     """The candidate query, built once with bind parameters (a cached statement hits SQLAlchemy's compiled
     cache). It looks at one window of the project's in-review items, best first (specialty rank, then
     oldest), so its cost follows the window, not the queue; `one` re-checks a single rationale id."""
-    at, me = bindparam("now"), bindparam("reviewer_id")
+    at: Any = bindparam("now")
+    me: Any = bindparam("reviewer_id")
     later = rationales.alias("later")
     done = select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rationales.c.id)
     live = select(func.count()).select_from(assignments).where(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 _WORDS = ("patient fever cough pain renal hepatic cardiac acute chronic dose infection lesion nerve artery therapy "
           "diagnosis presents with history of examination shows elevated reduced bilateral murmur rash").split()
@@ -118,7 +118,7 @@ def wait_until_serving(url: str, proc: subprocess.Popen, *, timeout: float = 60.
 def serve_process(env: dict[str, str], cwd: Path, *, port: int, extra: list[str] | None = None,
                   log: Path | None = None) -> subprocess.Popen:
     """`clinreason serve` as a real process on 127.0.0.1:`port` (stdout and stderr to `log`)."""
-    out = log.open("ab") if log else subprocess.DEVNULL
+    out: Any = log.open("ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen([sys.executable, "-m", "clinreason.cli", "serve", "--port", str(port),
                                  *(extra or [])], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
