@@ -181,7 +181,7 @@ def stored_config(name: str, stored: dict[str, Any], *, rubric: dict[str, Any],
     project's current rubric and the environment's LLM overrides."""
     body = {k: v for k, v in (stored or {}).items() if k in ProjectConfig.model_fields and k not in ("name", "rubric")}
     pc = ProjectConfig.model_validate({**body, "name": name, "rubric": {k: v for k, v in rubric.items() if k != "version"}})
-    return apply_environment(pc, env or EnvSettings())  # type: ignore[call-arg]
+    return apply_environment(pc, env or EnvSettings())
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:

@@ -178,7 +178,7 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
     world = _World(rubric, rng, signal_strength)
     people = [DEFAULT_REVIEWERS[i % len(DEFAULT_REVIEWERS)] for i in range(n_reviewers)]
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
-    folder = Path(tmp.name) if tmp else workdir
+    folder = Path(tmp.name) if tmp else Path(str(workdir))
     folder.mkdir(parents=True, exist_ok=True)
     engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
     try:

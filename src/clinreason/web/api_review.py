@@ -56,7 +56,7 @@ def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
 def base_overlap(cfg: ReviewConfig) -> int:
     """Reviewers every version gets up front: `overlap`, or one under adaptive allocation (more are asked
     for version by version; stages/consensus.py)."""
-    return 1 if cfg.allocation == "adaptive" else cfg.overlap
+    return cfg.policy().base_overlap
 
 
 def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:

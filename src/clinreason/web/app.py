@@ -165,7 +165,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     if engine is None:
         from clinreason.app import open_context
 
-        engine = open_context(settings).engine
+        opened = open_context(settings)
+        engine, settings = opened.engine, opened.settings  # the project's stored configuration
     with db.transaction(engine) as conn:
         require_project(conn, name=settings.project)
         secret = os.environ.get("CLINREASON_SECRET_KEY") or auth.ensure_secret(conn)

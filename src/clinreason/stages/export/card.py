@@ -62,7 +62,9 @@ def hf_license(licenses: dict[str, Counter]) -> tuple[str, list[str]]:
     names = sorted({lic for counter in licenses.values() for lic in counter})
     ids = {HF_LICENSES.get(n.strip().lower()) for n in names}
     if len(ids) == 1 and None not in ids:
-        return ids.pop(), names
+        only = ids.pop()
+        assert only is not None
+        return only, names
     return "other", names
 
 
