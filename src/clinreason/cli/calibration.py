@@ -25,6 +25,7 @@ def mark(
 ) -> None:
     """Make an item a calibration item: it leaves the normal flow and is served to reviewers, unmarked."""
     from clinreason.stages import calibration
+    from clinreason.store import db as store_db
 
     ctx = _context(db, project, config)
     text = None
@@ -34,7 +35,7 @@ def mark(
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"{seeded}: cannot read the seeded text ({exc})")
     try:
-        with ctx.engine.begin() as conn:
+        with store_db.transaction(ctx.engine) as conn:
             done = calibration.mark(conn, project_id=ctx.project_row()["id"], item_id=item_id, expect=expect,
                                     actor="cli", version=version, note=note, seeded_text=text)
     except calibration.CalibrationError as exc:
@@ -70,10 +71,11 @@ def unmark(item_id: Annotated[str, typer.Argument(help="The calibration item to 
            db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None) -> None:
     """Withdraw a calibration item: it returns to review as any other item."""
     from clinreason.stages import calibration
+    from clinreason.store import db as store_db
 
     ctx = _context(db, project, config)
     try:
-        with ctx.engine.begin() as conn:
+        with store_db.transaction(ctx.engine) as conn:
             calibration.unmark(conn, project_id=ctx.project_row()["id"], item_id=item_id, actor="cli")
     except calibration.CalibrationError as exc:
         _fail(str(exc))

@@ -73,6 +73,7 @@ def users_add(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Add a user; the password is prompted (or read from stdin) and stored as an argon2 hash."""
+    from clinreason.store import db as store_db
     from clinreason.web import auth
 
     ctx = _context(db, project, config)
@@ -80,7 +81,7 @@ def users_add(
         auth.validate_account(username=name, role=role, specialties=list(specialty or []), password=None)
         password = _password(password_stdin)
         project_id = ctx.project_row()["id"]
-        with ctx.engine.begin() as conn:
+        with store_db.transaction(ctx.engine) as conn:
             auth.create_user(conn, username=name, role=role, password=password, specialties=list(specialty or []),
                              actor="cli", project_id=project_id)
     except auth.AccountError as exc:
