@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from clinreason.domain.rationale_text import ParsedRationale, parse_rationale
+from clinreason.domain.rationale_text import ParsedRationale, ParseError, parse_rationale
 from clinreason.domain.records import Item
 from clinreason.llm.base import ChatMessage, Completion, LLMParams
 from clinreason.prompts import render
@@ -45,7 +45,7 @@ def parse_completion(completion: Completion, item: Item) -> dict[str, Any]:
         "final_answer": result.final_answer,
         "text": result.text or completion.text or "",
         "parse_status": "ok" if ok else "failed",
-        "parse_error": None if ok else result.reason,
+        "parse_error": result.reason if isinstance(result, ParseError) else None,
         "raw_output": completion.text,
         "reasoning": completion.reasoning,
         "prompt_tokens": completion.prompt_tokens,

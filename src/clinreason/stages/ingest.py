@@ -163,7 +163,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                 raise ImportAborted(str(entry))
                             summary.rejected += 1
                             if rejects_fh is None:
-                                rejects_fh = open(rejects_path, "w", encoding="utf-8")  # noqa: SIM115
+                                rejects_fh = open(str(rejects_path), "w", encoding="utf-8")  # noqa: SIM115
                             rejects_fh.write(json.dumps({
                                 "file": entry.file, "record": entry.record, "locator": entry.locator,
                                 "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")

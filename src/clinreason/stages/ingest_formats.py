@@ -74,6 +74,13 @@ def _text(rec: RawRecord, file: str, field: str, value: Any, *, required: bool =
     return value
 
 
+def _stem(rec: RawRecord, file: str, field: str, value: Any) -> str:
+    """A required text field (the question): an error naming the record when it is empty."""
+    text = _text(rec, file, field, value)
+    assert text is not None  # required: _text raised otherwise
+    return text
+
+
 def parse_option_block(text: str) -> list[tuple[str, str]]:
     """'A 原发病\\nB 出血部位' (literal backslash-n, as CMExam writes it, or real newlines) -> pairs."""
     parts = [p for p in re.split(r"\\n|\r?\n", text) if p.strip()]
@@ -213,7 +220,7 @@ def _medqa(rec: RawRecord, file: str) -> Item:
     for key in ("question", "options", "answer_idx"):
         if key not in f:
             raise RecordError(file, rec.number, key, "present (MedQA layout: question, options, answer_idx)", None, rec.locator)
-    question = _text(rec, file, "question", f["question"])
+    question = _stem(rec, file, "question", f["question"])
     if not isinstance(f["options"], dict):
         raise RecordError(file, rec.number, "options", "an object of label -> text", f["options"], rec.locator)
     options = _options(rec, file, "options", _as_pairs(f["options"]))
@@ -232,7 +239,7 @@ def _medmcqa(rec: RawRecord, file: str) -> Item:
     for key in ("question", "opa", "opb", "opc", "opd", "cop"):
         if key not in f:
             raise RecordError(file, rec.number, key, "present (MedMCQA layout: question, opa..opd, cop)", None, rec.locator)
-    question = _text(rec, file, "question", f["question"])
+    question = _stem(rec, file, "question", f["question"])
     options = _options(rec, file, "options", _PairList(zip("ABCD", (f["opa"], f["opb"], f["opc"], f["opd"]))))
     cop = f["cop"]
     if _is_missing(cop):
@@ -254,7 +261,7 @@ def _pubmedqa(rec: RawRecord, file: str) -> Item:
     f = rec.fields
     if "QUESTION" not in f:
         raise RecordError(file, rec.number, "QUESTION", "present (PubMedQA layout)", None, rec.locator)
-    question = _text(rec, file, "QUESTION", f["QUESTION"])
+    question = _stem(rec, file, "QUESTION", f["QUESTION"])
     decision = f.get("final_decision")
     if _is_missing(decision):
         answer: list[str] = []
@@ -283,7 +290,7 @@ def _mmlu(rec: RawRecord, file: str) -> Item:
     f = rec.fields
     if len(f) != 6:
         raise RecordError(file, rec.number, "(row)", "6 columns: question,A,B,C,D,answer", len(f), rec.locator)
-    question = _text(rec, file, "question", f["0"])
+    question = _stem(rec, file, "question", f["0"])
     options = _options(rec, file, "options", _PairList(zip("ABCD", (f["1"], f["2"], f["3"], f["4"]))))
     answer = _answer_labels(rec, file, "answer", f["5"], options)
     subject = mmlu_subject(file)
@@ -302,7 +309,7 @@ def _cmexam(rec: RawRecord, file: str) -> Item:
         if key not in f:
             raise RecordError(file, rec.number, key, "a column (CMExam layout: Question, Options, Answer, Explanation)",
                               None, rec.locator)
-    question = _text(rec, file, "Question", f["Question"])
+    question = _stem(rec, file, "Question", f["Question"])
     options = _options(rec, file, "Options", f["Options"])
     if not options:
         raise RecordError(file, rec.number, "Options", "options like 'A 原发病\\nB 出血部位'", f["Options"], rec.locator)
@@ -340,7 +347,7 @@ def _generic(rec: RawRecord, file: str, mapping: dict[str, str]) -> Item:
             return None
         return f[name]
 
-    question = _text(rec, file, mapping.get("question", "question"), col("question", required=True))
+    question = _stem(rec, file, mapping.get("question", "question"), col("question", required=True))
     opt_spec = mapping.get("options", "options")
     if "," in opt_spec:
         columns = [c.strip() for c in opt_spec.split(",")]

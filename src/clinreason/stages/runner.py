@@ -121,6 +121,7 @@ def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, k
                                                        use_reference=pc.generate.use_reference_explanation)
                 parent = None
             else:
+                assert rubric is not None  # read above for a regeneration batch
                 feedback = regeneration_feedback(conn, item_id=item.id, rubric_body=rubric,
                                                  blocking=pc.screen.blocking)
                 messages, phash = build_regeneration_messages(item, feedback, mode=pc.generate.mode)
