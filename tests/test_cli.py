@@ -125,3 +125,13 @@ def test_init_keeps_a_rubric_edited_in_the_browser_and_reports_what_the_file_cha
         assert stored["review"]["overlap"] == 3
         assert projects.latest_rubric(conn, project_id=pid)["dimensions"][0]["title"].endswith("(edited in the browser)")
     engine.dispose()
+
+
+def test_a_config_file_edited_after_init_is_reported_until_init_applies_it(workdir):
+    assert invoke("init").exit_code == 0
+    toml = workdir / "clinreason.toml"
+    toml.write_text(toml.read_text().replace("max_strikes = 5 ", "max_strikes = 4 "), encoding="utf-8")
+    r = runner.invoke(app, ["status"], catch_exceptions=False)
+    assert r.exit_code == 0 and "review.max_strikes: 5 -> 4" in r.stderr and "clinreason init" in r.stderr
+    assert "changed review.max_strikes: 5 -> 4" in invoke("init").output
+    assert "differs" not in runner.invoke(app, ["status"], catch_exceptions=False).stderr

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect
 
-from clinreason.config import Settings, config_changes, stored_config
+from clinreason.config import ConfigError, Settings, config_changes, load_project_config, stored_config
 from clinreason.store import db, projects
 
 
@@ -21,6 +21,9 @@ class NotInitialised(RuntimeError):
 class Context:
     settings: Settings
     engine: Engine
+    #: `key: stored -> file` lines where the config file differs from the project's stored configuration
+    #: (the file takes effect through `clinreason init`)
+    config_drift: list[str] = field(default_factory=list)
 
     @property
     def project(self) -> str:
@@ -43,6 +46,22 @@ def _with_stored_config(settings: Settings, engine: Engine) -> Settings:
                                                                        rubric=rubric)})
 
 
+def _drift(settings: Settings, engine: Engine) -> list[str]:
+    """Where the config file says something else than the project's stored configuration."""
+    if not settings.config_path.exists():
+        return []
+    try:
+        file_config = load_project_config(settings.config_path).model_dump(mode="json", exclude={"rubric", "name"})
+    except ConfigError:
+        return []
+    with engine.connect() as conn:
+        project = projects.get_project(conn, name=settings.project)
+    if project is None:
+        return []
+    stored = {k: v for k, v in (project["config"] or {}).items() if k not in ("_file", "name")}
+    return config_changes(stored, file_config)
+
+
 def open_context(settings: Settings) -> Context:
     """Connect and make sure the schema is current; refuse politely when `init` was never run."""
     engine = db.make_engine(settings.db_url)
@@ -51,7 +70,8 @@ def open_context(settings: Settings) -> Context:
         raise NotInitialised(f"database {settings.db_url} is not initialised: run `clinreason init` first")
     if db.current_revision(engine) != db.head_revision():
         db.upgrade(engine)
-    return Context(settings=_with_stored_config(settings, engine), engine=engine)
+    return Context(settings=_with_stored_config(settings, engine), engine=engine,
+                   config_drift=_drift(settings, engine))
 
 
 def _digest(body: dict[str, Any]) -> str:

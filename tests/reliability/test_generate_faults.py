@@ -64,6 +64,7 @@ def test_injected_faults_end_every_item_drafted_or_failed_with_a_reason(project_
     write_synthetic_bank(cwd / "bank.jsonl", n, seed=3)
     assert cli(["import", "bank.jsonl"], cli_env(db, None), cwd).returncode == 0
     (cwd / "clinreason.toml").write_text('[llm]\ntimeout = 2.0\nmax_attempts = 3\nconcurrency = 16\n')
+    assert cli(["init"], cli_env(db, None), cwd).returncode == 0  # the project's configuration lives in the database
     log = cwd / "requests.jsonl"
     faults = ["--error-500", "0.2", "--error-429", "0.1", "--retry-after", "1", "--timeout", "0.05",
               "--malformed", "0.05", "--seed", "5"]

@@ -31,9 +31,9 @@ THRESHOLD, COOLDOWN = max(5, CONCURRENCY), 5.0
 def _project(tmp_path: Path, n: int) -> tuple[Path, Path]:
     db = tmp_path / "c.db"
     env = cli_env(db, None)
-    assert cli(["init"], env, tmp_path).returncode == 0
     (tmp_path / "clinreason.toml").write_text(
         f"[llm]\ntimeout = 2.0\nmax_attempts = {MAX_ATTEMPTS}\nconcurrency = {CONCURRENCY}\n")
+    assert cli(["init"], env, tmp_path).returncode == 0
     write_synthetic_bank(tmp_path / "bank.jsonl", n, seed=9)
     assert cli(["import", "bank.jsonl"], env, tmp_path).returncode == 0
     return tmp_path, db

@@ -36,4 +36,8 @@ def _context(db: str | None, project: str | None, config: str | None):
         ctx.project_row()
     except (NotInitialised, NotFoundError) as exc:
         _fail(str(exc))
+    if ctx.config_drift:
+        typer.echo(f"note: {settings.config_path} differs from project '{ctx.project}' as stored in the database "
+                   f"({'; '.join(ctx.config_drift[:3])}{' ...' if len(ctx.config_drift) > 3 else ''}); the stored "
+                   "configuration is used: run `clinreason init` to apply the file", err=True)
     return ctx
