@@ -20,8 +20,10 @@ def test_a_changed_default_reaches_the_template():
     assert ReviewConfig(overlap=3).policy().overlap == 3
 
 
-def test_the_rules_default_policy_is_the_settings_default():
-    assert ReviewConfig().policy() == Policy()
+def test_the_rules_take_every_setting_from_the_config():
+    made = ReviewConfig(allocation="adaptive", accept_risk=0.01, max_reviewers=4).policy()
+    assert isinstance(made, Policy) and made.accept_risk == 0.01 and made.max_reviewers == 4
+    assert made.base_overlap == 1 and ReviewConfig(overlap=3).policy().base_overlap == 3
 
 
 def test_init_reports_changed_keys_by_their_dotted_name():

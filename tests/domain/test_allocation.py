@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from clinreason.config import ReviewConfig
 from clinreason.domain.allocation import (
     CHECKS_SOURCE,
     JUDGE_SOURCE,
@@ -24,7 +25,8 @@ from clinreason.domain.rubric import default_rubric
 R = default_rubric()
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}
 POOR = {"correctness": 2, "reasoning": 2, "sufficiency": 3, "terminology": 4, "clinical_value": 3}
-POLICY = AllocationPolicy(mode="adaptive", accept_risk=0.01, revise_risk=0.1, max_reviewers=3, min_reliability=0.75)
+POLICY = AllocationPolicy.from_policy(ReviewConfig(allocation="adaptive", accept_risk=0.01, revise_risk=0.1, max_reviewers=3,
+                                                   min_reliability=0.75).policy())
 CONFIDENT = ScreeningSignals(checks_passed=True, judge_pass=True)
 DOUBTED = ScreeningSignals(checks_passed=False, judge_pass=False)
 STRONG = EvidenceModel(prevalence=0.6, sources={
@@ -110,7 +112,7 @@ def test_posterior_moves_the_right_way_with_each_witness():
 def test_audit_share_starts_two_reviewers_and_fixed_mode_its_overlap():
     assert initial_reviewers(POLICY, CONFIDENT, audit_draw=0.01)[0] == 2
     assert initial_reviewers(POLICY, CONFIDENT, audit_draw=0.99)[0] == 1
-    assert initial_reviewers(AllocationPolicy(mode="fixed", overlap=3), CONFIDENT, 0.5)[0] == 3
+    assert initial_reviewers(AllocationPolicy.from_policy(ReviewConfig(overlap=3).policy()), CONFIDENT, 0.5)[0] == 3
 
 
 def test_leniency_offsets_recover_a_harsh_and_a_lenient_reviewer_and_ignore_small_ones():

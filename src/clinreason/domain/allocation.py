@@ -37,14 +37,16 @@ SIGNAL_SOURCES = (CHECKS_SOURCE, JUDGE_SOURCE)
 
 @dataclass(frozen=True, slots=True)
 class AllocationPolicy:
-    mode: str = "fixed"  # fixed | adaptive
-    overlap: int = 2  # fixed mode: reviewers per version
-    audit_share: float = 0.05  # adaptive: share of versions always double-reviewed
-    max_reviewers: int = 3
-    min_reliability: float = 0.75  # an acceptance needs a passing review from a reviewer at least this reliable
-    accept_risk: float = 0.02  # accept when P(defective) is at most this
-    revise_risk: float = 0.2  # send back when P(sound) is at most this
-    min_signal_accuracy: float = 0.75  # below it (as fitted), an acceptance needs two passing reviews
+    """Adaptive allocation's view of the review policy (built from it: `from_policy`)."""
+
+    mode: str  # fixed | adaptive
+    overlap: int  # fixed mode: reviewers per version
+    audit_share: float  # adaptive: share of versions always double-reviewed
+    max_reviewers: int
+    min_reliability: float  # an acceptance needs a passing review from a reviewer at least this reliable
+    accept_risk: float  # accept when P(defective) is at most this
+    revise_risk: float  # send back when P(sound) is at most this
+    min_signal_accuracy: float  # below it (as fitted), an acceptance needs two passing reviews
 
     @classmethod
     def from_policy(cls, policy: Policy) -> AllocationPolicy:

@@ -40,21 +40,21 @@ class Settle(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The review policy the rules apply. Projects build it from their settings (config.ReviewConfig.policy,
-    the one table of defaults); the defaults here only serve tests of the rules themselves."""
+    the one table of defaults); every field is given there."""
 
-    overlap: int = 2
-    rule: Rule = Rule.ALL_ACCEPT
-    mean_threshold: float = 4.0
-    settle: Settle = Settle.ADJUDICATOR
-    max_extra_reviewers: int = 1
-    max_strikes: int = 5
-    allocation: str = "fixed"  # fixed | adaptive (domain/allocation.py)
-    audit_share: float = 0.05
-    max_reviewers: int = 3
-    min_reliability: float = 0.75
-    accept_risk: float = 0.02  # adaptive: accept when P(defective) is at most this
-    revise_risk: float = 0.2  # adaptive: send back when P(sound) is at most this
-    min_signal_accuracy: float = 0.75  # adaptive: weaker screening signals make acceptance need two passes
+    overlap: int
+    rule: Rule
+    mean_threshold: float
+    settle: Settle
+    max_extra_reviewers: int
+    max_strikes: int
+    allocation: str  # fixed | adaptive (domain/allocation.py)
+    audit_share: float
+    max_reviewers: int
+    min_reliability: float
+    accept_risk: float  # adaptive: accept when P(defective) is at most this
+    revise_risk: float  # adaptive: send back when P(sound) is at most this
+    min_signal_accuracy: float  # adaptive: weaker screening signals make acceptance need two passes
 
     @property
     def base_overlap(self) -> int:
