@@ -250,3 +250,18 @@ def test_with_the_consensus_stage_installed_k_passing_accepts_accept_the_item(cl
         assert r.status_code == 201
     assert client.get(f"/api/items/{item_id}", headers=root["auth"]).json()["state"] == "accepted"
     assert _next(client, seed.user("carol")) is None
+
+
+def test_web_writes_take_the_process_write_turn(client, seed, monkeypatch):
+    from clinreason.store import db
+
+    taken = []
+    real = db.write_coordinator
+    monkeypatch.setattr(db, "write_coordinator", lambda engine: taken.append(engine.url) or real(engine))
+    alice = seed.user("alice")
+    seed.item()
+    aid = _next(client, alice)["assignment_id"]
+    assert taken, "leasing an item did not take the write turn"
+    taken.clear()
+    assert _review(client, alice, aid).status_code == 201
+    assert taken, "submitting a review did not take the write turn"
