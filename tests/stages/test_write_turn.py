@@ -7,13 +7,13 @@ import asyncio
 import inspect
 
 import pytest
+from stages.conftest import gold_answer_handler
 
 from clinreason.llm.fake_backend import FakeBackend
 from clinreason.stages.ingest import import_path
 from clinreason.stages.runner import DRAFT, run_llm_stage
 from clinreason.stages.screen import run_screening
 from clinreason.store import db
-from stages.conftest import gold_answer_handler
 
 pytestmark = pytest.mark.store
 
