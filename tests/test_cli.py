@@ -135,3 +135,23 @@ def test_a_config_file_edited_after_init_is_reported_until_init_applies_it(workd
     assert r.exit_code == 0 and "review.max_strikes: 5 -> 4" in r.stderr and "clinreason init" in r.stderr
     assert "changed review.max_strikes: 5 -> 4" in invoke("init").output
     assert "differs" not in runner.invoke(app, ["status"], catch_exceptions=False).stderr
+
+
+def test_history_prints_the_items_story_as_text_and_json(workdir):
+    from clinreason.store import db, items, projects
+
+    assert invoke("init").exit_code == 0
+    assert invoke("import", str(samples_dir() / "medqa_sample.jsonl")).exit_code == 0
+    engine = db.make_engine(str(workdir / "clinreason.db"))
+    with engine.connect() as conn:
+        pid = projects.require_project(conn, name="default")["id"]
+        first = items.project_items(conn, project_id=pid)[0]
+    engine.dispose()
+    text = invoke("history", first.id)
+    assert text.exit_code == 0 and f"item {first.id} — imported" in text.output and first.question in text.output
+    story = json.loads(invoke("history", first.id, "--json").output)
+    assert story["item"]["id"] == first.id and story["item"]["state"] == "imported"
+    assert story["versions"] == [] and story["reviews"] == [] and story["decision"] is None
+    assert story["sources"][0]["source"] == "medqa"
+    assert [e["kind"] for e in story["events"]][0] == "item.imported"
+    assert invoke("history", "no-such-item").exit_code == 1
