@@ -119,6 +119,14 @@ def set_token_project(conn: Connection, *, token_hash: str, project_id: int) -> 
     conn.execute(update(api_tokens).where(api_tokens.c.token_hash == token_hash).values(project_id=project_id))
 
 
+def _credential(row: RowMapping, **extra: Any) -> Credential:
+    """What a token or a session row joined with its user and project unlocks."""
+    return Credential(user_id=int(row["user_id"]), username=row["username"], role=row["role"],
+                      specialties=list(row["specialties"] or []), active=bool(row["active"]),
+                      project_id=int(row["project_id"]), project=row["project"],
+                      expires_at=aware(row["expires_at"]), **extra)
+
+
 def token_credential(conn: Connection, *, token_hash: str) -> Credential | None:
     """The token with this hash, its user and project (whatever its expiry or revocation)."""
     row = conn.execute(
@@ -129,10 +137,7 @@ def token_credential(conn: Connection, *, token_hash: str) -> Credential | None:
     ).mappings().first()
     if row is None:
         return None
-    return Credential(user_id=int(row["user_id"]), username=row["username"], role=row["role"],
-                      specialties=list(row["specialties"] or []), active=bool(row["active"]),
-                      project_id=int(row["project_id"]), project=row["project"],
-                      expires_at=aware(row["expires_at"]), revoked_at=aware(row["revoked_at"]))
+    return _credential(row, revoked_at=aware(row["revoked_at"]))
 
 
 # --- browser sessions -----------------------------------------------------------------------------
@@ -169,11 +174,7 @@ def session_credential(conn: Connection, *, id_hash: str) -> Credential | None:
     ).mappings().first()
     if row is None:
         return None
-    return Credential(user_id=int(row["user_id"]), username=row["username"], role=row["role"],
-                      specialties=list(row["specialties"] or []), active=bool(row["active"]),
-                      project_id=int(row["project_id"]), project=row["project"],
-                      expires_at=aware(row["expires_at"]), last_seen_at=aware(row["last_seen_at"]),
-                      csrf_token=row["csrf_token"])
+    return _credential(row, last_seen_at=aware(row["last_seen_at"]), csrf_token=row["csrf_token"])
 
 
 # --- login attempts -------------------------------------------------------------------------------
