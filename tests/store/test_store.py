@@ -68,9 +68,9 @@ def test_transition_is_compare_and_set_and_writes_an_event(engine, project):
     with engine.connect() as conn:
         assert conn.execute(select(items.c.state).where(items.c.id == "it1")).scalar_one() == "generating"
         evs = store_decisions.item_events(conn, item_id="it1")
-    assert [(e["kind"], e["before"], e["after"], e["actor"]) for e in evs] == [
+    assert [(e.kind, e.before, e.after, e.actor) for e in evs] == [
         ("item.transition", {"state": "imported"}, {"state": "generating"}, "worker-1")]
-    assert evs[0]["detail"]["reason"] == "draft requested"
+    assert evs[0].detail["reason"] == "draft requested"
 
 
 def test_stale_expected_state_is_refused_and_changes_nothing(engine, project):

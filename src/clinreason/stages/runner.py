@@ -38,7 +38,7 @@ from clinreason.store.common import StaleStateError
 from clinreason.store.items import transition_item, transition_items
 from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, read_entries
 from clinreason.store.projects import latest_rubric
-from clinreason.store.rationales import NewVersion
+from clinreason.store.rationales import NewVersion, PreparedVersion
 
 DRAFT, REGENERATE = "draft", "regenerate"
 #: How long the writer lets results gather before storing them while requests are in flight. No slot
@@ -165,12 +165,12 @@ def _cache_row(out: Outcome) -> dict[str, Any]:
                          "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}}
 
 
-_Prepared = tuple[Outcome, NewVersion]
+_Prepared = tuple[Outcome, PreparedVersion]
 
 
 def _prepare(outcomes: list[Outcome]) -> list[_Prepared]:
     """Parse every completion into its new version (CPU only: done before taking the write turn)."""
-    return [(out, _new_version(out)) for out in outcomes if out.completion is not None]
+    return [(out, rationales.prepare(_new_version(out))) for out in outcomes if out.completion is not None]
 
 
 def _store_drafts(conn: Connection, *, project_id: int, prepared: list[_Prepared], worker: str) -> None:

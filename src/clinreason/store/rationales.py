@@ -100,15 +100,32 @@ def _birth(new: NewVersion, number: int) -> RationaleVersion:
         idempotency_key=new.idempotency_key, fingerprint=simhash(text) if text.strip() else None, created_at=now())
 
 
-def add_versions(conn: Connection, new: list[NewVersion]) -> list[RationaleVersion]:
+@dataclass(frozen=True, slots=True)
+class PreparedVersion:
+    """A version born ahead of its INSERT, its number fixed by a claim: parsing and the fingerprint cost
+    CPU, which a worker spends before it takes the write turn (`prepare`, then `add_versions`)."""
+
+    born: RationaleVersion
+
+
+def prepare(new: NewVersion) -> PreparedVersion:
+    if new.version is None:
+        raise ValueError("prepare() needs the version's number (a worker's claim fixes it)")
+    return PreparedVersion(_birth(new, new.version))
+
+
+def add_versions(conn: Connection, new: list[NewVersion | PreparedVersion]) -> list[RationaleVersion]:
     """Store several new versions in one INSERT (a worker's batch). Raises IntegrityError when one of
     them lost a race (its number or idempotency key is taken); the caller rolls back."""
     if not new:
         return []
-    unnumbered = sorted({n.item.id for n in new if n.version is None})
+    unnumbered = sorted({n.item.id for n in new if isinstance(n, NewVersion) and n.version is None})
     latest = latest_numbers(conn, item_ids=unnumbered) if unnumbered else {}
     born: list[RationaleVersion] = []
     for n in new:
+        if isinstance(n, PreparedVersion):
+            born.append(n.born)
+            continue
         if n.version is None:
             number = latest.get(n.item.id, 0) + 1
             latest[n.item.id] = number
