@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
 from clinreason.domain.accounts import Credential, User
-from clinreason.store.common import aware, dialect_insert, now
+from clinreason.store.common import aware, insert_ignoring_duplicates, now
 from clinreason.store.tables import (
     api_tokens,
     app_secrets,
@@ -97,8 +97,7 @@ def ensure_secret(conn: Connection, *, name: str, new_value: str) -> str:
     value = get_secret(conn, name=name)
     if value:
         return value
-    conn.execute(dialect_insert(conn, app_secrets).values(name=name, value=new_value, created_at=now())
-                 .on_conflict_do_nothing(index_elements=["name"]))
+    insert_ignoring_duplicates(conn, app_secrets, [{"name": name, "value": new_value, "created_at": now()}])
     return str(conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == name)).scalar_one())
 
 
