@@ -202,3 +202,30 @@ def test_history_tables_refuse_updates_and_deletes(engine, project):
     with engine.connect() as conn:
         assert conn.execute(select(rationales.c.text)).scalar_one() == "1. a\nFinal answer: A"
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() >= 1
+
+
+@pytest.mark.store
+def test_upgrading_to_0006_turns_extra_reviewer_events_into_queue_state(db_url):
+    """Databases from before 0006 recorded extra-reviewer requests as events only: the upgrade copies
+    them into the table the queue reads, so a pending request is not lost."""
+    from clinreason.store import reviews as review_store
+    from clinreason.store.tables import rationales
+
+    engine = db.make_engine(db_url)
+    try:
+        db.upgrade(engine, "0005")
+        with engine.begin() as conn:
+            project_id = store_projects.ensure_project(conn, name="old", config={}, rubric={"dimensions": []})[0]["id"]
+            _add_item(conn, project_id, state="in_review")
+            conn.execute(insert(rationales).values(
+                id="r1", item_id="it1", version=1, origin="generated", author="model:m", steps=["s"],
+                final_answer=["A"], text="t", params={}, prompt_tokens=0, completion_tokens=0, cost=0.0,
+                parse_status="ok", created_at=store_common.now()))
+            store_decisions.add_event(conn, project_id=project_id, item_id="it1", kind="consensus.extra_reviewer",
+                                      actor="user:bob", detail={"rationale_id": "r1", "reason": "1 of 2 accept"})
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert review_store.extra_reviewers_wanted(conn, project_id=project_id) == {"r1": 1}
+            assert review_store.extra_reviewers_of(conn, rationale_id="r1") == 1
+    finally:
+        engine.dispose()
