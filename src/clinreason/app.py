@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect
 
-from clinreason.config import ConfigError, Settings, config_changes, load_project_config, stored_config
+from clinreason.config import ConfigError, Settings, config_changes, load_project_config
+from clinreason.stages.settings import project_config
 from clinreason.store import db, projects
 
 
@@ -41,9 +42,8 @@ def _with_stored_config(settings: Settings, engine: Engine) -> Settings:
         project = projects.get_project(conn, name=settings.project)
         if project is None:
             return settings
-        rubric = projects.latest_rubric(conn, project_id=project["id"])
-    return settings.model_copy(update={"project_config": stored_config(project["name"], project["config"],
-                                                                       rubric=rubric)})
+        stored = project_config(conn, project)
+    return settings.model_copy(update={"project_config": stored})
 
 
 def _drift(settings: Settings, engine: Engine) -> list[str]:

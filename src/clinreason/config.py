@@ -85,6 +85,11 @@ class ReviewConfig(BaseModel):
     #: share of assignments that serve a calibration item (a version of known truth) instead
     calibration_rate: float = Field(0.05, ge=0, le=1)
 
+    @classmethod
+    def from_stored(cls, config: dict[str, Any] | None) -> ReviewConfig:
+        """The `[review]` part of a project's stored configuration."""
+        return cls.model_validate((config or {}).get("review") or {})
+
     def policy(self) -> Policy:
         """The consensus rules' view of these settings (domain/consensus.Policy)."""
         return Policy(overlap=self.overlap, rule=Rule(self.rule), mean_threshold=self.mean_threshold,

@@ -32,7 +32,6 @@ from clinreason.domain.consensus import (
     Policy,
     ReviewVote,
     decide,
-    merge_feedback,
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
@@ -67,8 +66,7 @@ def _ask_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rati
 
 def screening_signals(conn: Connection, *, item_id: str, rationale_id: str) -> ScreeningSignals:
     rows = [(c.name, c.passed) for c in rationale_store.checks_of(conn, rationale_ids=[rationale_id])]
-    item = item_store.get_item_any_project(conn, item_id=item_id)
-    return ScreeningSignals.from_checks(rows, flagged=item is not None and item.flag_reason is not None)
+    return ScreeningSignals.from_checks(rows, flagged=item_store.flag_reason(conn, item_id=item_id) is not None)
 
 
 def audit_draw(rationale_id: str) -> float:
@@ -90,17 +88,16 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
     return n
 
 
-def evaluate(conn: Connection, *, project_id: int, rationale_id: str, policy: Policy | None = None) -> ConsensusDecision:
+def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: str,
+             policy: Policy | None = None) -> ConsensusDecision:
     rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
     policy = policy or project_policy(conn, project_id)
     votes = votes_for(conn, rationale_id)
     extra = extra_reviewers_requested(conn, rationale_id)
     if policy.allocation != "adaptive":
         return decide(rubric, policy, votes, extra_requested=extra)
-    version = rationale_store.get_version(conn, rationale_id=rationale_id)
-    assert version is not None
     return decide_adaptive(rubric, AllocationPolicy.from_policy(policy), votes,
-                           screening_signals(conn, item_id=version.item_id, rationale_id=rationale_id),
+                           screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
                            evidence_model(conn, project_id), required=policy.base_overlap + extra)
 
 
@@ -121,7 +118,7 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
             if item_store.item_state(conn, item_id=item_id) == ItemState.IN_REVIEW.value:
                 enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
-    decision = evaluate(conn, project_id=project_id, rationale_id=rationale_id, policy=policy)
+    decision = evaluate(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, policy=policy)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}
     if decision.outcome is Outcome.PENDING:
@@ -143,10 +140,8 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
     if decision.outcome is Outcome.DISAGREEMENT:
         _escalate(conn, item_id=item_id, actor=actor, reason=f"reviewers disagree: {decision.reason}", detail=detail)
         return
-    feedback = decision.feedback or merge_feedback(
-        rubric_from_dict(projects.latest_rubric(conn, project_id=project_id)), votes_for(conn, rationale_id))
     _strike(conn, item=item, policy=policy, actor=actor, reason=decision.reason, rationale_id=rationale_id,
-            regenerate=True, feedback=feedback)
+            regenerate=True, feedback=decision.feedback)
 
 
 def _escalate(conn: Connection, *, item_id: str, actor: str, reason: str, detail: dict[str, Any]) -> None:

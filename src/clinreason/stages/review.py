@@ -121,8 +121,7 @@ def _candidates(conn: Connection, *, project_id: int, reviewer: Reviewer, overla
 
 
 def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int = 2,
-                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60,
-                       calibration_rate: float | None = None) -> Lease | None:
+                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60) -> Lease | None:
     """Lease the next rationale version to `reviewer`, or return None when there is nothing for them.
     A reviewer holding a live lease gets that lease back (one item at a time)."""
     now = now or store_now()
@@ -131,9 +130,8 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
     held = current_lease(conn, project_id=project_id, reviewer_id=reviewer.id, now=now)
     if held is not None:
         return held
-    rate = calibration.rate(conn, project_id) if calibration_rate is None else calibration_rate
     probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
-                                  rate=rate)
+                                  rate=calibration.rate(conn, project_id))
     if probe is not None:  # a calibration version, leased exactly like any other
         return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now, lease_minutes=lease_minutes)
     for _round in range(max_rounds):

@@ -41,17 +41,6 @@ def item_events(conn: Connection, *, item_id: str) -> list[Event]:
     return [_event(r) for r in rows]
 
 
-def project_events(conn: Connection, *, project_id: int, kinds: Iterable[str] | None = None,
-                   limit: int | None = None, newest_first: bool = False) -> list[Event]:
-    query = select(events).where(events.c.project_id == project_id)
-    if kinds is not None:
-        query = query.where(events.c.kind.in_(list(kinds)))
-    query = query.order_by(events.c.id.desc() if newest_first else events.c.id)
-    if limit is not None:
-        query = query.limit(limit)
-    return [_event(r) for r in conn.execute(query).mappings()]
-
-
 def add_decision(conn: Connection, *, item_id: str, kind: str, rationale_id: str | None, decided_by: str,
                  reason: str) -> Decision:
     ts = now()

@@ -31,11 +31,6 @@ def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
     return item_from_row(row) if row else None
 
 
-def get_item_any_project(conn: Connection, *, item_id: str) -> Item | None:
-    row = conn.execute(select(items).where(items.c.id == item_id)).mappings().first()
-    return item_from_row(row) if row else None
-
-
 def lock_item(conn: Connection, *, item_id: str) -> Item | None:
     """The item row, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL)."""
     row = conn.execute(select(items).where(items.c.id == item_id).with_for_update(key_share=True)).mappings().first()
@@ -50,6 +45,12 @@ def claim_item_row(conn: Connection, *, item_id: str, state: str) -> bool:
 
 def item_state(conn: Connection, *, item_id: str) -> str | None:
     return conn.execute(select(items.c.state).where(items.c.id == item_id)).scalar()
+
+
+def flag_reason(conn: Connection, *, item_id: str) -> str | None:
+    """Why the item was sent to experts with a warning, or None."""
+    reason = conn.execute(select(items.c.flag_reason).where(items.c.id == item_id)).scalar()
+    return str(reason) if reason is not None else None
 
 
 def items_in_state(conn: Connection, *, project_id: int, state: str, limit: int | None = None) -> list[Item]:

@@ -47,16 +47,10 @@ class DraftBody(BaseModel):
 
 def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
     project = views.project_row(conn, principal)
-    cfg = views.review_config(project)
+    cfg = ReviewConfig.from_stored(project["config"])
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.assign_next_review(conn, project_id=principal.project_id, reviewer=reviewer,
-                                    overlap=base_overlap(cfg), lease_minutes=cfg.lease_minutes)
-
-
-def base_overlap(cfg: ReviewConfig) -> int:
-    """Reviewers every version gets up front: `overlap`, or one under adaptive allocation (more are asked
-    for version by version; stages/consensus.py)."""
-    return cfg.policy().base_overlap
+                                    overlap=cfg.policy().base_overlap, lease_minutes=cfg.lease_minutes)
 
 
 def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +58,7 @@ def submit(conn: Connection, principal: Principal, assignment_id: str, body: dic
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.submit_review(conn, project_id=principal.project_id, assignment_id=assignment_id, reviewer=reviewer,
                                body=body, rubric_body=latest_rubric(conn, project_id=principal.project_id),
-                               overlap=base_overlap(views.review_config(project)))
+                               overlap=ReviewConfig.from_stored(project["config"]).policy().base_overlap)
 
 
 @router.get("/queue/next", responses={204: {"description": "nothing to review for you right now"}})

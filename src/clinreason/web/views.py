@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
-from clinreason.config import ReviewConfig
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Event, Item, RationaleVersion, Review
 from clinreason.stages import review as stage
@@ -22,10 +21,6 @@ HIDDEN_ACTOR = "user:another-expert"
 
 class NotFound(LookupError):
     """404: no such thing in the caller's project."""
-
-
-def review_config(project: dict[str, Any]) -> ReviewConfig:
-    return ReviewConfig.model_validate((project.get("config") or {}).get("review") or {})
 
 
 def project_row(conn: Connection, principal: Principal) -> dict[str, Any]:
