@@ -16,6 +16,7 @@ from clinreason.domain.checks import (
     run_checks,
     simhash,
 )
+from clinreason.domain.records import Item, RationaleVersion
 
 EN_OPTS = {"A": "aspirin", "B": "heparin", "C": "warfarin"}
 ZH_OPTS = {"A": "急性前壁心肌梗死", "B": "急性下壁心肌梗死", "C": "主动脉夹层"}
@@ -106,10 +107,11 @@ def test_reference_agreement_medmcqa_and_cmexam_styles():
 
 
 def test_run_checks_on_a_parse_failure_skips_the_answer_check():
-    item = {"id": "x", "options": [["A", "a"], ["B", "b"]], "answer_labels": ["A"], "language": "en",
-            "reference_explanation": None}
-    rat = {"text": "no answer here", "steps": [], "final_answer": [], "parse_status": "failed",
-           "parse_error": "no final answer line", "fingerprint": None}
+    item = Item(id="x", project_id=1, question="q", options=[("A", "a"), ("B", "b")], answer_labels=["A"],
+                language="en", state="screening")
+    rat = RationaleVersion(id="r", item_id="x", version=1, origin="generated", author="model:m", steps=[],
+                           final_answer=[], text="no answer here", parse_status="failed",
+                           parse_error="no final answer line")
     names = [r.name for r in run_checks(item=item, rationale=rat, mode="explain", bounds=ScreenBounds(),
                                         index=FingerprintIndex(), compare_reference=True)]
     assert names == ["parse", "options_addressed", "length", "answer_leakage", "language"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from clinreason.domain.items import detect_language
+from clinreason.domain.records import Item, RationaleVersion
 
 DEFAULT_BLOCKING = frozenset({"parse", "answer_matches_gold", "length", "answer_leakage", "language"})
 
@@ -219,24 +219,24 @@ def check_reference_agreement(final_answer: list[str], reference: str | None, te
 
 # --- all together ---------------------------------------------------------------------------------
 
-def run_checks(*, item: dict[str, Any], rationale: dict[str, Any], mode: str, bounds: ScreenBounds,
+def run_checks(*, item: Item, rationale: RationaleVersion, mode: str, bounds: ScreenBounds,
                index: FingerprintIndex, compare_reference: bool, max_distance: int = 3) -> list[CheckResult]:
-    options = dict(item["options"])
-    text = rationale["text"] or ""
-    results = [check_parse(rationale["parse_status"], rationale.get("parse_error"))]
-    if rationale["parse_status"] == "ok":
-        results.append(check_answer_matches_gold(rationale["final_answer"], item["answer_labels"], mode=mode))
+    options = dict(item.options)
+    text = rationale.text or ""
+    results = [check_parse(rationale.parse_status, rationale.parse_error)]
+    if rationale.parse_status == "ok":
+        results.append(check_answer_matches_gold(rationale.final_answer, item.answer_labels, mode=mode))
     results += [
         check_options_addressed(options, text),
-        check_length(rationale["steps"], text, bounds),
+        check_length(rationale.steps, text, bounds),
         check_answer_leakage(text),
-        check_language(item["language"], text),
+        check_language(item.language, text),
     ]
-    if rationale.get("fingerprint") is not None:
-        results.append(check_near_duplicate(rationale["fingerprint"], index, item_id=item.get("id"),
+    if rationale.fingerprint is not None:
+        results.append(check_near_duplicate(rationale.fingerprint, index, item_id=item.id,
                                             max_distance=max_distance))
     if compare_reference:
-        ref = check_reference_agreement(rationale["final_answer"], item.get("reference_explanation"), text)
+        ref = check_reference_agreement(rationale.final_answer, item.reference_explanation, text)
         if ref is not None:
             results.append(ref)
     return results

@@ -103,13 +103,8 @@ def _fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
 def _checks(draft: _Draft, *, pc: ProjectConfig, bounds: ScreenBounds, index: FingerprintIndex) -> list[CheckResult]:
     item, rat = draft.item, draft.rationale
     assert rat is not None
-    return run_checks(
-        item={"id": item.id, "options": item.options, "answer_labels": item.answer_labels, "language": item.language,
-              "reference_explanation": item.reference_explanation},
-        rationale={"text": rat.text, "steps": rat.steps, "final_answer": rat.final_answer,
-                   "parse_status": rat.parse_status, "parse_error": rat.parse_error, "fingerprint": rat.fingerprint},
-        mode=pc.generate.mode, bounds=bounds, index=index, compare_reference=pc.screen.compare_reference,
-        max_distance=pc.screen.near_duplicate_bits)
+    return run_checks(item=item, rationale=rat, mode=pc.generate.mode, bounds=bounds, index=index,
+                      compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits)
 
 
 def _route(conn: Connection, *, draft: _Draft, results: list[CheckResult], pc: ProjectConfig, worker: str,
