@@ -35,7 +35,7 @@ from clinreason.stages.generate import build_draft_messages, parse_completion, r
 from clinreason.stages.refine import build_regeneration_messages, regeneration_feedback
 from clinreason.store import db, rationales, work
 from clinreason.store.common import StaleStateError
-from clinreason.store.items import transition_item, transition_items
+from clinreason.store.items import items_by_id, transition_item, transition_items
 from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, read_entries
 from clinreason.store.projects import latest_rubric
 from clinreason.store.rationales import NewVersion, PreparedVersion
@@ -281,7 +281,7 @@ def _outcomes_by_project(engine: Engine, entries: list[dict[str, Any]]) -> dict[
     database). An entry whose item is gone (project deleted meanwhile) is dropped."""
     ids = list({entry["item_id"] for entry in entries})
     with engine.connect() as conn:
-        found = work.items_by_id(conn, item_ids=ids)
+        found = items_by_id(conn, item_ids=ids)
     grouped: dict[int, list[Outcome]] = {}
     for entry in entries:
         if entry["item_id"] in found:

@@ -31,6 +31,14 @@ def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
     return item_from_row(row) if row else None
 
 
+def items_by_id(conn: Connection, *, item_ids: list[str]) -> dict[str, Item]:
+    """Item id -> item, for the ids that exist (one query)."""
+    if not item_ids:
+        return {}
+    rows = conn.execute(select(items).where(items.c.id.in_(item_ids))).mappings()
+    return {r["id"]: item_from_row(r) for r in rows}
+
+
 def lock_item(conn: Connection, *, item_id: str) -> Item | None:
     """The item row, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL)."""
     row = conn.execute(select(items).where(items.c.id == item_id).with_for_update(key_share=True)).mappings().first()

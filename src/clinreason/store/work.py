@@ -154,14 +154,6 @@ def release_claim(conn: Connection, *, item_id: str) -> None:
     conn.execute(update(items).where(items.c.id == item_id).values(claimed_by=None, claimed_until=None))
 
 
-def items_by_id(conn: Connection, *, item_ids: list[str]) -> dict[str, Item]:
-    """Item id -> item, for the ids that exist (one query)."""
-    if not item_ids:
-        return {}
-    rows = conn.execute(select(items).where(items.c.id.in_(item_ids))).mappings()
-    return {r["id"]: item_from_row(r) for r in rows}
-
-
 def count_waiting(conn: Connection, *, project_id: int, states: list[str], now: datetime | None = None) -> int:
     now = now or _now()
     return conn.execute(
