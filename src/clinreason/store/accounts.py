@@ -15,11 +15,8 @@ from clinreason.store.common import aware, insert_ignoring_duplicates, now
 from clinreason.store.tables import (
     api_tokens,
     app_secrets,
-    assignments,
-    items,
     login_attempts,
     projects,
-    reviews,
     users,
     web_sessions,
 )
@@ -203,26 +200,3 @@ def failed_logins(conn: Connection, *, since: datetime, username: str | None = N
 
 
 # --- counts the web pages show --------------------------------------------------------------------
-
-
-def project_item_counts(conn: Connection) -> dict[int, int]:
-    """Project id -> its number of items (projects without items are absent)."""
-    return {int(pid): int(n) for pid, n in
-            conn.execute(select(items.c.project_id, func.count()).group_by(items.c.project_id)).all()}
-
-
-def reviewer_totals(conn: Connection, *, project_id: int, reviewer_id: int) -> tuple[int, float]:
-    """(reviews submitted, seconds spent on them) by one reviewer in one project."""
-    count, seconds = conn.execute(
-        select(func.count(), func.coalesce(func.sum(reviews.c.seconds_spent), 0.0))
-        .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-        .where(items.c.project_id == project_id, reviews.c.reviewer_id == reviewer_id)).one()
-    return int(count), float(seconds)
-
-
-def open_lease_count(conn: Connection, *, project_id: int, at: datetime) -> int:
-    """Assignments of the project still open and not expired at `at`."""
-    return int(conn.execute(
-        select(func.count()).select_from(assignments.join(items, items.c.id == assignments.c.item_id))
-        .where(items.c.project_id == project_id, assignments.c.status == "open",
-               assignments.c.expires_at > at)).scalar_one())

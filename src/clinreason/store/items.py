@@ -138,3 +138,9 @@ def transition_items(conn: Connection, *, project_id: int, item_ids: list[str], 
 def count_in_state(conn: Connection, *, project_id: int, state: str) -> int:
     return int(conn.execute(select(func.count()).select_from(items).where(
         items.c.project_id == project_id, items.c.state == state)).scalar_one())
+
+
+def project_item_counts(conn: Connection) -> dict[int, int]:
+    """Project id -> its number of items (projects without items are absent)."""
+    return {int(pid): int(n) for pid, n in
+            conn.execute(select(items.c.project_id, func.count()).group_by(items.c.project_id)).all()}

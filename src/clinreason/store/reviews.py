@@ -204,6 +204,23 @@ def served_count(conn: Connection, *, reviewer_id: int) -> int:
                             .where(assignments.c.reviewer_id == reviewer_id)).scalar_one())
 
 
+def reviewer_totals(conn: Connection, *, project_id: int, reviewer_id: int) -> tuple[int, float]:
+    """(reviews submitted, seconds spent on them) by one reviewer in one project."""
+    count, seconds = conn.execute(
+        select(func.count(), func.coalesce(func.sum(reviews.c.seconds_spent), 0.0))
+        .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+        .where(items.c.project_id == project_id, reviews.c.reviewer_id == reviewer_id)).one()
+    return int(count), float(seconds)
+
+
+def open_lease_count(conn: Connection, *, project_id: int, at: datetime) -> int:
+    """Assignments of the project still open and not expired at `at`."""
+    return int(conn.execute(
+        select(func.count()).select_from(assignments.join(items, items.c.id == assignments.c.item_id))
+        .where(items.c.project_id == project_id, assignments.c.status == "open",
+               assignments.c.expires_at > at)).scalar_one())
+
+
 # --- extra reviewers ------------------------------------------------------------------------------
 
 def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,

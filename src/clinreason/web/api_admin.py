@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from clinreason.domain.accounts import User
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.stages.review import ReviewError
-from clinreason.store import accounts, db, projects
+from clinreason.store import accounts, db, items, projects
 from clinreason.store.decisions import add_event
 from clinreason.web import auth
 from clinreason.web.auth import AdminUser, Principal
@@ -84,7 +84,7 @@ def change_user(conn: Connection, principal: Principal, username: str, change: U
 
 
 def project_list(conn: Connection) -> list[dict[str, Any]]:
-    counts = accounts.project_item_counts(conn)
+    counts = items.project_item_counts(conn)
     return [{"id": p["id"], "name": p["name"], "items": counts.get(p["id"], 0), "created_at": iso(p["created_at"])}
             for p in projects.list_projects(conn)]
 

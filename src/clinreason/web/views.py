@@ -10,8 +10,9 @@ from sqlalchemy import Connection
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Event, Item, RationaleVersion, Review
+from clinreason.stages import adjudicate
 from clinreason.stages import review as stage
-from clinreason.store import accounts, items, projects, rationales, readmodels
+from clinreason.store import items, projects, rationales, readmodels, reviews
 from clinreason.store.common import aware, now
 from clinreason.web.auth import Principal
 
@@ -180,15 +181,15 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
 
 def escalated_items(conn: Connection, principal: Principal, limit: int = 500) -> list[dict[str, Any]]:
     """Escalated items of the caller's project, longest waiting first."""
-    rows = items.items_in_state(conn, project_id=principal.project_id, state=ItemState.ESCALATED.value, limit=limit)
+    rows = adjudicate.adjudication_queue(conn, project_id=principal.project_id, limit=limit)
     return [{"id": i.id, "question": i.question, "specialty": i.specialty, "strikes": i.strikes,
              "flag_reason": i.flag_reason, "updated_at": iso(i.updated_at)} for i in rows]
 
 
 def reviewer_progress(conn: Connection, principal: Principal) -> dict[str, Any]:
-    count, seconds = accounts.reviewer_totals(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
+    count, seconds = reviews.reviewer_totals(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
     return {"reviews": count, "hours": round(seconds / 3600, 2)}
 
 
 def open_leases(conn: Connection, principal: Principal) -> int:
-    return accounts.open_lease_count(conn, project_id=principal.project_id, at=now())
+    return reviews.open_lease_count(conn, project_id=principal.project_id, at=now())
