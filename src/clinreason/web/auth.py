@@ -168,8 +168,7 @@ def digest(value: str) -> str:
 
 def ensure_secret(conn: Connection, name: str = "cookie_key") -> str:
     """A signing key kept in the database, so every process serving it signs alike."""
-    return accounts.get_secret(conn, name=name) or accounts.ensure_secret(conn, name=name,
-                                                                          new_value=secrets.token_urlsafe(48))
+    return accounts.ensure_secret(conn, name=name, new_value=secrets.token_urlsafe(48))
 
 
 def create_token(conn: Connection, *, user_id: int, project_id: int, kind: str, name: str = "",
