@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from clinreason.domain.rubric import rubric_from_dict
+from clinreason.store import accounts
 from clinreason.store import stats as stats_store
 from clinreason.store.common import NotFoundError
 from clinreason.store.projects import get_project_by_id
@@ -125,7 +126,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     index = {s: i for i, s in enumerate(scale)}
     salt = project_salt(conn, project_id)
     tallies: dict[int, ReviewerTally] = {}
-    for user in stats_store.reviewer_rows(conn):
+    for user in sorted(accounts.list_users(conn), key=lambda u: u.id):
         tallies[user.id] = ReviewerTally(id=user.id, username=user.username, role=user.role,
                                          specialties=list(user.specialties),
                                          pseudonym=pseudonym(salt, user.username))

@@ -7,7 +7,7 @@ from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Connection, Row, exists, func, select
 
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
+from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
 
 
 def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], source: str | None, light: bool,
@@ -25,10 +25,6 @@ def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], sourc
         stmt = stmt.where(exists(select(item_sources.c.id).where(item_sources.c.item_id == items.c.id,
                                                                  item_sources.c.source == source)))
     yield from conn.execute(stmt.execution_options(yield_per=chunk_size))
-
-
-def usernames(conn: Connection) -> dict[int, str]:
-    return {uid: name for uid, name in conn.execute(select(users.c.id, users.c.username))}
 
 
 def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:

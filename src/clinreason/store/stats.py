@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Connection, FromClause, and_, case, func, 
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
+from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
 
 #: the decision kinds that accept an item (an exclusion does not)
 ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.ADJUDICATION.value)
@@ -20,16 +20,6 @@ ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.AD
 STREAM_ROWS = 5000
 
 Breakdown = Literal["specialty", "source"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewerRow:
-    """A user account as the reviewer statistics name it."""
-
-    id: int
-    username: str
-    role: str
-    specialties: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +70,6 @@ class ReviewBreakdown:
 class DayCount:
     day: str  # YYYY-MM-DD
     count: int
-
-
-def reviewer_rows(conn: Connection) -> list[ReviewerRow]:
-    """Every user account, by id."""
-    rows = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.specialties)
-                        .order_by(users.c.id))
-    return [ReviewerRow(id=r.id, username=r.username, role=r.role, specialties=tuple(r.specialties or ()))
-            for r in rows]
 
 
 def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS) -> Iterator[RatedReview]:

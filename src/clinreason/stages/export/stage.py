@@ -34,8 +34,8 @@ from clinreason.analytics.stats import accepted_as
 from clinreason.stages.export.card import write_card
 from clinreason.stages.export.common import FORMATS, MANIFEST, SPLIT_NAMES, ExportError, ExportOptions, safe_path
 from clinreason.stages.export.formats import open_sink
+from clinreason.store import accounts, exports
 from clinreason.store import db as store_db
-from clinreason.store import exports
 from clinreason.store import projects as store_projects
 
 
@@ -108,7 +108,7 @@ class _Reader:
 
         self.conn, self.project, self.dims, self.opts, self.licenses = conn, project, dims, opts, licenses
         self.salt = project_salt(conn, project["id"])
-        self.reviewers = {uid: pseudonym(self.salt, name) for uid, name in exports.usernames(conn).items()}
+        self.reviewers = {u.id: pseudonym(self.salt, u.username) for u in accounts.list_users(conn)}
 
     def author(self, author: str | None) -> str | None:
         if author and author.startswith("user:"):
