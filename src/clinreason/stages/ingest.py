@@ -143,9 +143,9 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
     planned, skipped = plan_files(path, fmt, split=split)
     summary = ImportSummary(files=[f"{display_name(p)} ({f})" for p, f in planned], skipped_files=skipped)
     rejects_fh = None
+    rejects_file = rejects_path or Path(f"rejects-{path.stem or 'import'}.jsonl")
     if skip_invalid:
-        rejects_path = rejects_path or Path(f"rejects-{path.stem or 'import'}.jsonl")
-        summary.rejects_path = str(rejects_path)
+        summary.rejects_path = str(rejects_file)
     progress = progress_factory(planned) if progress_factory else None
     try:
         with db.transaction(engine) as conn:
@@ -163,7 +163,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                 raise ImportAborted(str(entry))
                             summary.rejected += 1
                             if rejects_fh is None:
-                                rejects_fh = open(str(rejects_path), "w", encoding="utf-8")  # noqa: SIM115
+                                rejects_fh = open(rejects_file, "w", encoding="utf-8")  # noqa: SIM115
                             rejects_fh.write(json.dumps({
                                 "file": entry.file, "record": entry.record, "locator": entry.locator,
                                 "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
