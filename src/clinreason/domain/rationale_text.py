@@ -164,3 +164,25 @@ RATIONALE_JSON_SCHEMA = {
     "required": ["steps", "final_answer"],
     "additionalProperties": False,
 }
+
+
+_EXPERT_FINAL = re.compile(r"^\W*(?:final answer|answer|最终答案|答案)\W*[:：]\s*(?P<value>.+?)\s*$", re.IGNORECASE)
+
+
+def parse_expert_text(text: str, *, option_labels: list[str], fallback: list[str]) -> tuple[list[str], list[str]]:
+    """An expert's text: steps = the non-empty lines; final answer = the labels on a closing
+    'Final answer: X' line (or its text for open questions), else `fallback`."""
+    steps = [line.strip() for line in text.splitlines() if line.strip()]
+    if steps:
+        match = _EXPERT_FINAL.match(steps[-1])
+        if match:
+            value = match.group("value").strip("*_ .")
+            if option_labels:
+                tokens = re.findall(r"[A-Za-z0-9]+", value)
+                wanted = {lb.upper() for lb in option_labels}
+                labels = sorted({t.upper() for t in tokens if t.upper() in wanted})
+                if labels:
+                    return steps, labels
+            elif value:
+                return steps, [value]
+    return steps, list(fallback)

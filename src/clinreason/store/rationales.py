@@ -7,38 +7,16 @@ calibration version — gets the same treatment."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, insert, select
 
 from clinreason.domain.checks import simhash
-from clinreason.domain.rationale_text import ParsedRationale, parse_rationale
+from clinreason.domain.rationale_text import ParsedRationale, parse_expert_text, parse_rationale
 from clinreason.domain.records import Check, Item, Origin, RationaleVersion
 from clinreason.store.common import insert_ignoring_duplicates, new_id, now
 from clinreason.store.tables import checks, items, llm_cache, rationales
-
-_EXPERT_FINAL = re.compile(r"^\W*(?:final answer|answer|最终答案|答案)\W*[:：]\s*(?P<value>.+?)\s*$", re.IGNORECASE)
-
-
-def parse_expert_text(text: str, *, option_labels: list[str], fallback: list[str]) -> tuple[list[str], list[str]]:
-    """An expert's text: steps = the non-empty lines; final answer = the labels on a closing
-    'Final answer: X' line (or its text for open questions), else `fallback`."""
-    steps = [line.strip() for line in text.splitlines() if line.strip()]
-    if steps:
-        match = _EXPERT_FINAL.match(steps[-1])
-        if match:
-            value = match.group("value").strip("*_ .")
-            if option_labels:
-                tokens = re.findall(r"[A-Za-z0-9]+", value)
-                wanted = {lb.upper() for lb in option_labels}
-                labels = sorted({t.upper() for t in tokens if t.upper() in wanted})
-                if labels:
-                    return steps, labels
-            elif value:
-                return steps, [value]
-    return steps, list(fallback)
 
 
 @dataclass(slots=True)
