@@ -5,7 +5,9 @@ request repeated for the same idempotency key unless it was in flight when the w
 
 Every fifth question is in Chinese; the fake server drafts in English, so those drafts fail the blocking
 `language` check and are regenerated automatically (`max_auto_retries` = 2) before they reach the
-experts, flagged. Short: 150 items and 6 kills; `make soak`: 1,000 items and 20 kills."""
+experts, flagged. Short: 150 items and 6 kills; `make soak`: 1,000 items and 20 kills. When the workers finish
+everything before all the kills have landed (a fast machine), another batch of as many items is imported
+and the kills go on: the count of kills never depends on the machine's speed."""
 
 from __future__ import annotations
 
@@ -68,9 +70,19 @@ def test_worker_killed_at_random_points_of_every_phase_loses_and_repeats_nothing
     env = process_env(url)
     (tmp_path / "clinreason.toml").write_text(f"[generate]\nmax_auto_retries = {MAX_AUTO_RETRIES}\n")
     assert cli(["init"], env, tmp_path).returncode == 0
-    write_bilingual_bank(tmp_path / "bank.jsonl", n, zh_every=5, seed=seed)
-    imported = cli(["import", "bank.jsonl"], env, tmp_path)
-    assert imported.returncode == 0, imported.stderr
+    batches = 0
+
+    def import_batch() -> None:
+        # a fresh batch of n questions (other words, so other ids); the first before any worker starts,
+        # more only when the workers finished everything before the kills could all land
+        nonlocal batches
+        bank = tmp_path / f"bank-{batches}.jsonl"
+        write_bilingual_bank(bank, n, zh_every=5, seed=seed + 1000 * batches)
+        imported = cli(["import", bank.name], env, tmp_path)
+        assert imported.returncode == 0, imported.stderr
+        batches += 1
+
+    import_batch()
     engine = reader(url)
     log = tmp_path / "requests.jsonl"
     host = socket.gethostname()
@@ -93,7 +105,7 @@ def test_worker_killed_at_random_points_of_every_phase_loses_and_repeats_nothing
                     proc.kill()
                 proc.wait()
                 if proc.returncode == 0 and not _work_left(engine):
-                    break  # finished before this kill could land
+                    import_batch()  # the work ran out before this kill could land: give the next run more
                 continue
             time.sleep(rng.uniform(0, jitter[target]))
             proc.send_signal(signal.SIGKILL)
@@ -106,7 +118,8 @@ def test_worker_killed_at_random_points_of_every_phase_loses_and_repeats_nothing
                                text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]
     phases_hit = Counter(p for k in kills for p in k["phases"])
-    assert len(kills) >= n_kills and set(phases_hit) == set(PHASES), (len(kills), phases_hit)
+    assert len(kills) >= n_kills and set(phases_hit) == set(PHASES), (len(kills), phases_hit, batches)
+    total = n * batches
 
     with engine.connect() as conn:
         item_rows = conn.execute(select(items.c.id, items.c.language, items.c.state, items.c.auto_retries,
@@ -120,11 +133,11 @@ def test_worker_killed_at_random_points_of_every_phase_loses_and_repeats_nothing
     engine.dispose()
 
     # no lost item: every one went through screening into the review queue
-    assert len(item_rows) == n
+    assert len(item_rows) == total
     states = Counter(r.state for r in item_rows)
-    assert states == {"in_review": n}, states
+    assert states == {"in_review": total}, states
     zh = {r.id for r in item_rows if r.language == "zh"}
-    assert len(zh) == n // 5
+    assert len(zh) == batches * (n // 5)
     for r in item_rows:
         assert r.auto_retries == (MAX_AUTO_RETRIES if r.id in zh else 0), r
         assert (r.flag_reason is not None) == (r.id in zh), r  # still failing the language check: flagged
@@ -157,7 +170,8 @@ def test_worker_killed_at_random_points_of_every_phase_loses_and_repeats_nothing
 
     record_figures(f"worker-kills-{backend}", {
         "command": "clinreason run --once (killed with SIGKILL, restarted)", "backend": backend,
-        "runs": attempts + 1, "kills": len(kills), "kills_by_phase": dict(phases_hit), "items": n,
+        "runs": attempts + 1, "kills": len(kills), "kills_by_phase": dict(phases_hit), "items": total,
+        "batches": batches,
         "regenerated_items": len(zh), "versions": len(versions), "requests": len(chat),
         "repeated_requests": sum(repeated.values()), "repeat_bound_in_flight": bound, "lost": 0, "duplicates": duplicates,
     })
