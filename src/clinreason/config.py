@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clinreason.domain.consensus import Policy, Rule, Settle
 from clinreason.domain.rubric import DEFAULT_RUBRIC_DICT
+from clinreason.domain.steps import Severity
 
 DEFAULT_CONFIG_FILE = "clinreason.toml"
 #: uploads of question banks through the web app larger than this are refused with 413 (CLINREASON_MAX_UPLOAD_MB)
@@ -84,6 +85,10 @@ class ReviewConfig(BaseModel):
     min_signal_accuracy: float = Field(0.75, ge=0.5, le=1)
     #: share of assignments that serve a calibration item (a version of known truth) instead
     calibration_rate: float = Field(0.05, ge=0, le=1)
+    #: a step marked `error` at this severity or above blocks acceptance whatever the scores ("none": never)
+    block_on_severity: Literal["minor", "major", "critical", "none"] = "critical"
+    #: a version with any step marked `error` needs revision even when one of its reviewers accepted it
+    revise_on_step_error: bool = True
 
     @classmethod
     def from_stored(cls, config: dict[str, Any] | None) -> ReviewConfig:
@@ -97,7 +102,9 @@ class ReviewConfig(BaseModel):
                       max_strikes=self.max_strikes, allocation=self.allocation, audit_share=self.audit_share,
                       max_reviewers=self.max_reviewers, min_reliability=self.min_reliability,
                       accept_risk=self.accept_risk, revise_risk=self.revise_risk,
-                      min_signal_accuracy=self.min_signal_accuracy)
+                      min_signal_accuracy=self.min_signal_accuracy,
+                      block_on_severity=None if self.block_on_severity == "none" else Severity(self.block_on_severity),
+                      revise_on_step_error=self.revise_on_step_error)
 
 
 class GenerateConfig(BaseModel):
@@ -238,6 +245,8 @@ _TOML_NOTES: dict[str, str] = {
     "review.accept_risk": "adaptive: accept once P(defective | screening, reviews) <= this",
     "review.revise_risk": "adaptive: send back once P(sound | screening, reviews) <= this",
     "review.min_signal_accuracy": "adaptive: screening weaker than this (as fitted): acceptance needs two passes",
+    "review.block_on_severity": "a step marked error at this severity (minor|major|critical|none) blocks acceptance",
+    "review.revise_on_step_error": "a version with any step marked error needs revision, even if one reviewer accepted",
     "review.calibration_rate": "share of assignments that serve a calibration item (known truth) instead",
     "llm.backend": "auto: openai-compatible when base_url is set, else the embedded model",
     "llm.outage_patience": "seconds a request waits on an endpoint that is down before its waits count as attempts",

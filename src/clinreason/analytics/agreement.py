@@ -1,7 +1,9 @@
 """Inter-rater agreement of a project, per rubric dimension and overall: Krippendorff's α (ordinal and
 interval; any number of raters, missing ratings allowed), Cohen's weighted κ per reviewer pair with
 enough overlap, Fleiss' κ on verdicts, percent agreement — each with a percentile-bootstrap 95 % CI
-(units resampled, fixed seed) and its number of units.
+(units resampled, fixed seed) and its number of units. Step marks get their own block (`steps`):
+Krippendorff's α (nominal) on ok/error over the steps two reviewers or more judged, and the share of
+flagged steps a second reviewer flagged too (`analytics.step_agreement`).
 
 The unit is the rationale version (rationales.id): each version is rated by the reviewers assigned to it.
 What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
@@ -17,6 +19,7 @@ from sqlalchemy import Connection
 
 from clinreason.analytics import irr
 from clinreason.analytics.scan import VERDICTS, ReviewScan, scan_reviews
+from clinreason.analytics.step_agreement import step_agreement
 from clinreason.store.projects import latest_rubric
 
 DEFAULT_RESAMPLES = 1000
@@ -117,6 +120,7 @@ def report_from_scan(scan: ReviewScan, *, resamples: int = DEFAULT_RESAMPLES, se
         "dimensions": dimensions,
         "overall": overall,
         "verdict": _verdict_block(scan.verdict_patterns, resamples=resamples, seed=seed),
+        "steps": step_agreement(scan.step_units),
         "pairs": pairs,
         "bootstrap": {"resamples": resamples, "pair_resamples": pair_resamples, "seed": seed,
                       "interval": "percentile, 95 %",

@@ -3,7 +3,8 @@ need, in memory that does not grow with the number of reviews (counts of pattern
 distinct durations).
 
 The unit is the rationale *version* (rationales.id); the raters are the reviewers; the value is the score
-a reviewer gave on one rubric dimension. Reviews arrive ordered by rationale id, so each unit is complete
+a reviewer gave on one rubric dimension (and, for step agreement, the unit is one step of a version and the
+value the reviewer's ok/error mark on it). Reviews arrive ordered by rationale id, so each unit is complete
 when the next one starts.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Iterator, cast
 import numpy as np
 from sqlalchemy import Connection
 
+from clinreason.analytics.step_agreement import step_judgments
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import accounts
 from clinreason.store import stats as stats_store
@@ -78,6 +80,8 @@ class ReviewScan:
     ratings: list[int]
     total_reviews: int = 0
     total_seconds: float = 0.0
+    #: (ok judgments, error judgments) of one step of one version -> how many steps were judged so
+    step_units: Counter = field(default_factory=Counter)
 
     @property
     def overall_values(self) -> list[int]:
@@ -138,6 +142,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     ratings = [0] * k
     overall_len = k * (v - 1) + 1
     total_reviews, total_seconds = 0, 0.0
+    step_units: Counter[tuple[int, int]] = Counter()
     verdict_index = {name: i for i, name in enumerate(VERDICTS)}
     for unit in _units(conn, project_id):
         # the unit's scores as one row of scale indices per reviewer (None where a dimension is not scored)
@@ -184,6 +189,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                     x, y = ga[d], gb[d]
                     if x is not None and y is not None:
                         pairs[(ra, rb, d, x, y)] += 1
+        step_units.update(step_judgments(row.step_verdicts for row in unit))
         n_rev, secs = _reviewer_tallies(tallies, unit, grid)
         total_reviews += n_rev
         total_seconds += secs
@@ -196,7 +202,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                       verdict_patterns=verdicts, pair_confusion=confusion,
                       histograms=np.array(hist, dtype=np.int64).reshape(k, v),
                       reviewers={rid: t for rid, t in tallies.items() if t.reviews}, ratings=ratings,
-                      total_reviews=total_reviews, total_seconds=total_seconds)
+                      total_reviews=total_reviews, total_seconds=total_seconds, step_units=step_units)
 
 
 def _reviewer_tallies(tallies: dict[int, ReviewerTally], unit: list[RatedReview], grid: list[list[int | None]]

@@ -22,7 +22,8 @@ def agreement(
 ) -> None:
     """Inter-rater agreement per rubric dimension and overall: Krippendorff's alpha (ordinal, interval),
     Cohen's weighted kappa per reviewer pair, Fleiss' kappa on verdicts, percent agreement; each with a
-    bootstrap 95 % CI and its number of units (unit = rationale version)."""
+    bootstrap 95 % CI and its number of units (unit = rationale version). On step marks (unit = a step two
+    reviewers or more marked ok/error): nominal alpha and the share of flagged steps flagged twice."""
     from clinreason.analytics.agreement import DEFAULT_SEED, agreement_report
     from clinreason.store import projects as store_projects
 
@@ -60,7 +61,7 @@ def stats(
 @verbs.command()
 def export(
     out: Annotated[Path, typer.Argument(help="Folder to create (refused if it exists and is not empty, unless --force)")],
-    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo")] = "jsonl",
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo|prm")] = "jsonl",
     splits: Annotated[Optional[str], typer.Option("--splits", help="Stratified deterministic splits, e.g. 0.8,0.1,0.1 (train,validation,test)")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep items whose every dimension's mean score is at least X")] = None,
     consensus: Annotated[Optional[str], typer.Option("--consensus", help="Keep only items decided by consensus|adjudication")] = None,
@@ -72,7 +73,8 @@ def export(
 ) -> None:
     """Export the accepted items, one row each (question, options, gold answer, final rationale and answer,
     scores per dimension, consensus type, rounds, provenance, source and licence), with a dataset card
-    (README.md). Streams at any size; re-running on the same database gives byte-identical files."""
+    (README.md). Streams at any size; re-running on the same database gives byte-identical files. prm: one
+    line per reviewed version of those items, each step labelled ok/error/null from the experts' marks."""
     from clinreason.stages.export import ExportError, ExportOptions, parse_splits, run_export
 
     ctx = _context(db, project, config)
@@ -90,7 +92,9 @@ def export(
         return
     typer.echo(f"exported {summary.total} item(s) as {format} to {out}/ in {summary.seconds:.1f} s: "
                + ", ".join(f"{k} {v}" for k, v in summary.rows.items())
-               + (f"; {summary.pairs} preference pairs" if format == "dpo" else ""))
+               + (f"; {summary.pairs} preference pairs" if format == "dpo" else "")
+               + (f"; {sum(summary.records.values())} reviewed versions, step labels "
+                  + ", ".join(f"{k} {v}" for k, v in summary.step_labels.items()) if format == "prm" else ""))
     typer.echo(f"files: {', '.join(summary.files)}")
 
 
@@ -113,6 +117,10 @@ def _agreement_text(report: dict) -> str:
     v = report["verdict"]
     lines.append(f"verdicts: Fleiss' κ {_num(v['fleiss_kappa'])} {_ci(v['fleiss_ci95'])} on {v['fleiss_units']} "
                  f"versions; pairwise agreement {_num(v['percent_agreement'])} on {v['units']}")
+    st = report["steps"]
+    lines.append(f"step marks: α nominal (ok/error) {_num(st['alpha_nominal'])} on {st['units']} steps judged by "
+                 f"≥ 2 reviewers; flagged steps a second reviewer flagged too: "
+                 + ("—" if st["both_flagged_share"] is None else f"{100 * st['both_flagged_share']:.1f} %"))
     lines.append(f"reviewer pairs with ≥ {report['min_pair_overlap']} shared versions: {len(report['pairs'])}")
     for pair in report["pairs"][:20]:
         kappas = ", ".join(f"{d} {_num(b['kappa_quadratic'])}" for d, b in pair["dimensions"].items())

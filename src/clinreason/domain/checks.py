@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from clinreason.domain.items import detect_language
 from clinreason.domain.records import Item, RationaleVersion
+from clinreason.domain.steps import unrevised_marked_steps
 
 DEFAULT_BLOCKING = frozenset({"parse", "answer_matches_gold", "length", "answer_leakage", "language"})
 
@@ -219,8 +220,25 @@ def check_reference_agreement(final_answer: list[str], reference: str | None, te
 
 # --- all together ---------------------------------------------------------------------------------
 
+def check_marked_steps_revised(marked: list[tuple[int, str]], steps: list[str], *,
+                               parent_version: int | None) -> CheckResult:
+    """Fails when a step reviewers marked `error` in the previous version reappears unchanged."""
+    kept = unrevised_marked_steps(marked, steps)
+    where = f"v{parent_version}" if parent_version is not None else "the previous version"
+    if not kept:
+        return CheckResult("marked_steps_revised", True,
+                           f"every step marked as an error in {where} was revised ({len(marked)} marked)")
+    quoted = "; ".join(f"step {n}: {text[:120]}" for n, text in marked if n in kept)
+    return CheckResult("marked_steps_revised", False,
+                       f"{len(kept)} of {len(marked)} step(s) marked as errors in {where} reappear unchanged "
+                       f"({quoted})"[:1000])
+
+
 def run_checks(*, item: Item, rationale: RationaleVersion, mode: str, bounds: ScreenBounds,
-               index: FingerprintIndex, compare_reference: bool, max_distance: int = 3) -> list[CheckResult]:
+               index: FingerprintIndex, compare_reference: bool, max_distance: int = 3,
+               marked_steps: list[tuple[int, str]] | None = None) -> list[CheckResult]:
+    """Every automatic check of one version. `marked_steps`: the parent version's steps reviewers marked
+    `error` (number, text); when given, `marked_steps_revised` checks they were rewritten."""
     options = dict(item.options)
     text = rationale.text or ""
     results = [check_parse(rationale.parse_status, rationale.parse_error)]
@@ -239,4 +257,7 @@ def run_checks(*, item: Item, rationale: RationaleVersion, mode: str, bounds: Sc
         ref = check_reference_agreement(rationale.final_answer, item.reference_explanation, text)
         if ref is not None:
             results.append(ref)
+    if marked_steps:
+        results.append(check_marked_steps_revised(marked_steps, rationale.steps,
+                                                  parent_version=rationale.parent_version))
     return results

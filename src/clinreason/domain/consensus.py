@@ -16,6 +16,7 @@ from enum import StrEnum
 from statistics import mean
 
 from clinreason.domain.rubric import Rubric
+from clinreason.domain.steps import Severity, StepMark, blocking_marks
 
 
 class Outcome(StrEnum):
@@ -55,6 +56,8 @@ class Policy:
     accept_risk: float  # adaptive: accept when P(defective) is at most this
     revise_risk: float  # adaptive: send back when P(sound) is at most this
     min_signal_accuracy: float  # adaptive: weaker screening signals make acceptance need two passes
+    block_on_severity: Severity | None  # a step marked `error` at this severity or above blocks acceptance
+    revise_on_step_error: bool  # a version with any step marked `error` needs revision, even if accepted
 
     @property
     def base_overlap(self) -> int:
@@ -68,6 +71,11 @@ class ReviewVote:
     verdict: str  # accept | edit | regenerate | flag_question
     scores: dict[str, int]
     comments: dict[str, str] = field(default_factory=dict)
+    steps: tuple[StepMark, ...] = ()
+
+    @property
+    def error_marks(self) -> list[StepMark]:
+        return [m for m in self.steps if m.is_error]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ class Feedback:
     failing: dict[str, list[int]]  # dimension -> every reviewer's score, for dimensions someone failed
     comments: list[tuple[str, str, str]]  # (reviewer, dimension or "general", text)
     verdicts: dict[str, int]
+    #: (reviewer, mark) for every step a reviewer marked `error`, by step number then reviewer order
+    step_marks: list[tuple[str, StepMark]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +113,45 @@ def merge_feedback(rubric: Rubric, votes: list[ReviewVote]) -> Feedback:
     verdicts: dict[str, int] = {}
     for v in votes:
         verdicts[v.verdict] = verdicts.get(v.verdict, 0) + 1
-    return Feedback(failing=failing, comments=comments, verdicts=verdicts)
+    order = {v.reviewer: i for i, v in enumerate(votes)}
+    marks = sorted(((v.reviewer, m) for v in votes for m in v.error_marks), key=lambda rm: (rm[1].step, order[rm[0]]))
+    return Feedback(failing=failing, comments=comments, verdicts=verdicts, step_marks=marks)
+
+
+def apply_step_marks(policy: Policy, votes: list[ReviewVote], decision: ConsensusDecision,
+                     feedback: Feedback) -> ConsensusDecision:
+    """Consensus respects steps: once the reviews a decision needed are in, a step marked `error` at
+    `block_on_severity` or above blocks acceptance whatever the scores, and (with `revise_on_step_error`)
+    any step marked `error` sends the version back even when a reviewer accepted it (rather than asking
+    one more reviewer, or an adjudicator, to settle a disagreement). A decision still waiting for the
+    reviews already asked for, and a flagged question, are left as they are."""
+    waiting = decision.outcome is Outcome.PENDING and decision.feedback is None
+    if waiting or decision.outcome in (Outcome.FLAGGED, Outcome.NEEDS_REVISION):
+        return decision
+    marked = [(v.reviewer, m) for v in votes for m in v.error_marks]
+    if not marked:
+        return decision
+    blocking = [(who, m) for who, m in marked if m in blocking_marks([m], policy.block_on_severity)]
+    if blocking:
+        who, m = blocking[0]
+        return ConsensusDecision(Outcome.NEEDS_REVISION, f"step {m.step} marked {m.severity} ({m.category}) by {who}: "
+                                 f"acceptance blocked ({decision.reason})", feedback)
+    if policy.revise_on_step_error:
+        steps = sorted({m.step for _, m in marked})
+        return ConsensusDecision(Outcome.NEEDS_REVISION, f"step{'s' if len(steps) > 1 else ''} "
+                                 f"{', '.join(map(str, steps))} marked as an error ({decision.reason})", feedback)
+    return decision
 
 
 def decide(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *, extra_requested: int = 0) -> ConsensusDecision:
     """The consensus outcome for one version under a fixed overlap (adaptive allocation decides in
     `allocation.decide_adaptive`). `extra_requested`: extra reviewers already asked for."""
+    decision = _decide_on_scores(rubric, policy, votes, extra_requested=extra_requested)
+    return apply_step_marks(policy, votes, decision, decision.feedback or merge_feedback(rubric, votes))
+
+
+def _decide_on_scores(rubric: Rubric, policy: Policy, votes: list[ReviewVote], *,
+                      extra_requested: int) -> ConsensusDecision:
     needed = policy.base_overlap + extra_requested
     feedback = merge_feedback(rubric, votes)
     if any(v.verdict == "flag_question" for v in votes):

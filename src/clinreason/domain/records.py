@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from clinreason.domain.steps import StepMark
+
 
 class Origin(StrEnum):
     GENERATED = "generated"
@@ -136,9 +138,15 @@ class Review(Record):
     rubric_version: int = 1
     assignment_id: str | None = None
     created_at: datetime | None = None
+    #: the reviewer's marks on the version's steps, as stored (StepMark.to_dict); see `marks`
+    steps: list[dict[str, Any]] = field(default_factory=list)
     #: the reviewer's username and the reviewed version's number, when the query joined them
     reviewer: str | None = None
     version: int | None = None
+
+    @property
+    def marks(self) -> list[StepMark]:
+        return [StepMark.from_dict(m) for m in self.steps]
 
 
 @dataclass(slots=True)

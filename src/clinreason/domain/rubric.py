@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clinreason.domain.steps import DEFAULT_STEP_ERRORS, StepErrorCategory, taxonomy_from_dict, taxonomy_to_dict
+
 
 class RubricError(ValueError):
     pass
@@ -26,10 +28,19 @@ class Rubric:
     scale_max: int = 5
     version: int = 1
     require_all_accept: bool = True
+    #: the clinical error taxonomy a reviewer picks from when they mark a step (`[rubric.step_errors]`)
+    step_errors: tuple[StepErrorCategory, ...] = taxonomy_from_dict(DEFAULT_STEP_ERRORS)
 
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.dimensions]
+
+    @property
+    def step_error_names(self) -> list[str]:
+        return [c.name for c in self.step_errors]
+
+    def step_error(self, name: str) -> StepErrorCategory | None:
+        return next((c for c in self.step_errors if c.name == name), None)
 
     def dimension(self, name: str) -> Dimension:
         for d in self.dimensions:
@@ -72,6 +83,7 @@ class Rubric:
                 }
                 for d in self.dimensions
             ],
+            "step_errors": taxonomy_to_dict(self.step_errors),
         }
 
 
@@ -112,7 +124,12 @@ def rubric_from_dict(data: dict[str, Any]) -> Rubric:
                 threshold=threshold,
             )
         )
+    try:
+        step_errors = taxonomy_from_dict(data.get("step_errors"))
+    except ValueError as exc:
+        raise RubricError(str(exc)) from None
     return Rubric(
+        step_errors=step_errors,
         dimensions=tuple(dims),
         scale_min=scale[0],
         scale_max=scale[1],
@@ -127,6 +144,7 @@ def _anchors(one: str, three: str, five: str) -> dict[int, str]:
 
 DEFAULT_RUBRIC_DICT: dict[str, Any] = {
     "version": 1,
+    "step_errors": {name: dict(text) for name, text in DEFAULT_STEP_ERRORS.items()},
     "scale": [1, 5],
     "require_all_accept": True,
     "dimensions": [

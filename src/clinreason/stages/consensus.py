@@ -31,7 +31,9 @@ from clinreason.domain.consensus import (
     Outcome,
     Policy,
     ReviewVote,
+    apply_step_marks,
     decide,
+    merge_feedback,
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
@@ -95,10 +97,11 @@ def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: s
     votes = votes_for(conn, rationale_id)
     extra = extra_reviewers_requested(conn, rationale_id)
     if policy.allocation != "adaptive":
-        return decide(rubric, policy, votes, extra_requested=extra)
-    return decide_adaptive(rubric, AllocationPolicy.from_policy(policy), votes,
-                           screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
-                           evidence_model(conn, project_id), required=policy.base_overlap + extra)
+        return decide(rubric, policy, votes, extra_requested=extra)  # the step rules included
+    decision = decide_adaptive(rubric, AllocationPolicy.from_policy(policy), votes,
+                               screening_signals(conn, item_id=item_id, rationale_id=rationale_id),
+                               evidence_model(conn, project_id), required=policy.base_overlap + extra)
+    return apply_step_marks(policy, votes, decision, decision.feedback or merge_feedback(rubric, votes))
 
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:

@@ -31,7 +31,8 @@ from sqlalchemy import Connection
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
 from clinreason.domain.rubric import RubricError, rubric_from_dict
-from clinreason.stages import calibration, consensus
+from clinreason.domain.steps import StepMarkError, validate_marks
+from clinreason.stages import calibration, consensus, screen
 from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
@@ -217,8 +218,10 @@ def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict
 
 # --- submitting -----------------------------------------------------------------------------------
 
-def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], original_text: str) -> dict[str, Any]:
-    """Check a submission against the project's current rubric; raise ReviewError naming the field."""
+def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], original_text: str,
+                    n_steps: int | None = None) -> dict[str, Any]:
+    """Check a submission against the project's current rubric and, for step marks, the reviewed version's
+    `n_steps` steps and the rubric's error taxonomy; raise ReviewError naming the field."""
     rubric = rubric_from_dict(rubric_body)
     verdict = body.get("verdict")
     if verdict not in {v.value for v in Verdict}:
@@ -264,10 +267,15 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], origin
     seconds = body.get("seconds_spent")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0):
         raise ReviewError("seconds_spent", "expected a number of seconds >= 0")
+    try:
+        marks = validate_marks(body.get("steps"), n_steps=n_steps if n_steps is not None else 0,
+                               categories=rubric.step_error_names)
+    except StepMarkError as exc:
+        raise ReviewError(exc.field, exc.message) from None
     return {"verdict": verdict, "scores": clean_scores, "comments": clean_comments,
             "edited_text": edited if verdict == Verdict.EDIT else None,
             "seconds_spent": float(seconds) if seconds is not None else None,
-            "rubric_version": rubric.version}
+            "rubric_version": rubric.version, "steps": [m.to_dict() for m in marks]}
 
 
 def submit_review(conn: Connection, *, project_id: int, assignment_id: str, reviewer: Reviewer, body: dict[str, Any],
@@ -284,7 +292,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     reviewed = rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     latest = rationale_store.latest_version(conn, item_id=lease.item_id)
     assert item is not None and reviewed is not None and latest is not None
-    clean = validate_review(body, rubric_body=rubric_body, original_text=reviewed.text)
+    clean = validate_review(body, rubric_body=rubric_body, original_text=reviewed.text, n_steps=len(reviewed.steps))
     probe = item.state == ItemState.CALIBRATION.value  # no slot count, no new version, no consensus
     _check_still_open(conn, lease=lease, reviewed=reviewed, probe=probe, overlap=overlap, now=now)
     if clean["verdict"] == Verdict.EDIT and not probe and (item.state != REVIEWABLE_STATE
@@ -330,13 +338,15 @@ def _store_review(conn: Connection, *, project_id: int, lease: Assignment, revie
     review = Review(id=new_id(), rationale_id=reviewed.id, item_id=lease.item_id, reviewer_id=reviewer.id,
                     verdict=clean["verdict"], scores=clean["scores"], comments=clean["comments"],
                     edited_text=clean["edited_text"], seconds_spent=round(float(seconds), 1),
-                    rubric_version=clean["rubric_version"], assignment_id=lease.id, created_at=now)
+                    rubric_version=clean["rubric_version"], assignment_id=lease.id, created_at=now,
+                    steps=clean["steps"])
     review_store.add_review(conn, review)
     review_store.set_assignment_status(conn, assignment_id=lease.id, status="submitted", at=now)
     review_store.delete_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
     add_event(conn, project_id=project_id, item_id=lease.item_id, kind="review.submitted", actor=reviewer.actor,
               detail={"review_id": review.id, "rationale_id": reviewed.id, "version": reviewed.version,
-                      "verdict": clean["verdict"]})
+                      "verdict": clean["verdict"],
+                      "error_steps": [m["step"] for m in clean["steps"] if m["verdict"] == "error"]})
     return review
 
 
@@ -346,6 +356,7 @@ def _store_edit(conn: Connection, *, item: Item, reviewed: RationaleVersion, rev
     edited = rationale_store.add_version(conn, NewVersion(item=item, origin=Origin.EDITED, author=reviewer.actor,
                                                           text=text, parent_version=reviewed.version,
                                                           fallback_final=reviewed.final_answer))
+    screen.screen_edited_version(conn, item=item, version=edited)
     item_store.transition_item(conn, item_id=item.id, expected=REVIEWABLE_STATE, target=REVIEWABLE_STATE,
                                actor=reviewer.actor, detail={"review_id": review.id, "edited_version": reviewed.version,
                                                              "new_version": edited.version})

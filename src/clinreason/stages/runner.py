@@ -123,7 +123,7 @@ def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, k
             else:
                 assert rubric is not None  # read above for a regeneration batch
                 feedback = regeneration_feedback(conn, item_id=item.id, rubric_body=rubric,
-                                                 blocking=pc.screen.blocking)
+                                                 blocking=pc.screen.blocking, language=item.language)
                 messages, phash = build_regeneration_messages(item, feedback, mode=pc.generate.mode)
                 parent = feedback["previous"]["version"]
             version = item.next_version

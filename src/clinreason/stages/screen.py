@@ -24,7 +24,8 @@ from clinreason.llm.base import LLMBackend, LLMError, LLMParams
 from clinreason.prompts import render
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.generate import prompt_view
-from clinreason.store import db, rationales, work
+from clinreason.stages.settings import project_config
+from clinreason.store import db, projects, rationales, reviews, work
 from clinreason.store.common import StaleStateError
 from clinreason.store.items import transition_item
 from clinreason.store.projects import latest_rubric
@@ -82,6 +83,8 @@ class _Draft:
 
     item: Item
     rationale: RationaleVersion | None
+    #: the parent version's steps reviewers marked `error` (number, text), for `marked_steps_revised`
+    marked_steps: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease: int) -> list[_Draft]:
@@ -89,7 +92,9 @@ def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease:
         claimed = work.claim(conn, project_id=project_id, state=ItemState.SCREENING, worker=worker, limit=limit,
                              lease_seconds=lease)
         latest = rationales.latest_versions(conn, item_ids=[item.id for item in claimed])
-    return [_Draft(item, latest.get(item.id)) for item in claimed]
+        marked = reviews.marked_parent_steps(conn, versions=list(latest.values()))
+    return [_Draft(item, latest.get(item.id), marked.get(latest[item.id].id, []) if item.id in latest else [])
+            for item in claimed]
 
 
 def _fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
@@ -104,7 +109,8 @@ def _checks(draft: _Draft, *, pc: ProjectConfig, bounds: ScreenBounds, index: Fi
     item, rat = draft.item, draft.rationale
     assert rat is not None
     return run_checks(item=item, rationale=rat, mode=pc.generate.mode, bounds=bounds, index=index,
-                      compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits)
+                      compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits,
+                      marked_steps=draft.marked_steps)
 
 
 def _route(conn: Connection, *, draft: _Draft, results: list[CheckResult], pc: ProjectConfig, worker: str,
@@ -144,6 +150,24 @@ def _route(conn: Connection, *, draft: _Draft, results: list[CheckResult], pc: P
                     actor=actor, detail={**summary, "flag": flag}, **values)
     enter_review(conn, project_id=item.project_id, item_id=item.id, rationale_id=rationale.id, actor=actor)
     report.to_review += 1
+
+
+def screen_edited_version(conn: Connection, *, item: Item, version: RationaleVersion) -> list[CheckResult]:
+    """An expert's edit is screened like any other version, in the review's transaction: every automatic
+    check runs and is stored, none blocking — the results are hints for the next reviewer, never a
+    block on an expert's text (the version goes straight back to review)."""
+    project = projects.get_project_by_id(conn, project_id=item.project_id)
+    assert project is not None
+    pc = project_config(conn, project)
+    bounds = ScreenBounds(pc.screen.min_steps, pc.screen.max_steps, pc.screen.min_chars, pc.screen.max_chars)
+    index = _fingerprint_index(conn, item.project_id)
+    marked = reviews.marked_parent_steps(conn, versions=[version]).get(version.id, [])
+    results = run_checks(item=item, rationale=version, mode=pc.generate.mode, bounds=bounds, index=index,
+                         compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits,
+                         marked_steps=marked)
+    rationales.add_checks(conn, [Check(rationale_id=version.id, name=r.name, passed=r.passed, score=r.score,
+                                       detail=r.detail, blocking=False) for r in results])
+    return results
 
 
 async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig,

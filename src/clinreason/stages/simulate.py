@@ -7,6 +7,41 @@ Everything else is the real code: items enter review through the screening stage
 reviewers are leased versions by `assign_next_review` and submit through `submit_review`, which runs the
 real consensus stage; regeneration rounds, strikes and adjudication run as in production. Only the
 LLM (a regenerated draft is better with some probability) and the humans are simulated.
+
+Steps (issue #13). Every simulated version is an ordered list of 4-7 steps; a defective draft has one to
+three *seeded wrong steps* at known positions (each with a category from the taxonomy and a severity), and
+its true `correctness` is `scale_max - number of wrong steps` (so any wrong step fails the default pass
+rule). A version is sound when its scores pass the rubric *and* it has no wrong step. A simulated
+reviewer reads every step: a wrong step is marked `error` with probability `sensitivity`, a correct step
+with probability `1 - specificity` (its own two numbers, `SimReviewer`); the reviewer's `correctness`
+score is `scale_max - steps they marked`, the other dimensions are seen with noise and leniency as
+before; the marks go in the review body (`steps`), through the same channel (`submit_review`, or the HTTP
+API) as a real review, so consensus applies its step rules (`revise_on_step_error`, `block_on_severity`).
+
+Regeneration of a version sent back (`StepModel`, `regeneration=`):
+  targeted  the feedback consensus stored for the version (its `step_marks`, what guided regeneration
+            renders) names the steps to fix: each marked wrong step is fixed with probability `p_fix`
+            (else rewritten and still wrong); a correct step that was marked anyway is rewritten and
+            breaks with probability `p_break`; every unmarked step is kept word for word (a wrong step
+            no reviewer marked stays wrong).
+  blind     the whole text is regenerated and the marks are not used: every step is rewritten; a wrong
+            step is fixed with probability `p_fix_blind`, a correct step breaks with probability `p_break`.
+In both modes the other dimensions improve as before (a failing dimension gains 1-2 points with
+probability 0.7), so the two modes differ only in what happens to the steps.
+
+What the simulation assumes (read its figures with these in mind):
+  * independence: every step judgment is an independent Bernoulli draw given the step's truth; a
+    reviewer who misses one error is no likelier to miss the next, and two reviewers of one version miss
+    independently (real reviewers share blind spots, so real double review catches less than this);
+  * fixed probabilities: p_fix, p_fix_blind, p_break do not depend on the step, its category or
+    severity, the model, the round, or how many steps were marked; a fixed step stays fixed unless it is
+    rewritten again; a rewrite is never partly right; steps are never added, removed or reordered;
+  * reviewer accuracy is constant: no learning, fatigue or drift; sensitivity and specificity are the
+    same for every category and severity; a reviewer who finds a wrong step names its true category and
+    severity (a false mark gets a random category, minor or major);
+  * wrong steps are the only correctness defect, and a version with none is medically correct; the
+    other four dimensions carry no step positions;
+  * the adjudicator knows the truth; time per review does not depend on the number of steps.
 """
 
 from __future__ import annotations
@@ -26,6 +61,7 @@ from clinreason.domain.items import Item as NewItem
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Item, Origin
 from clinreason.domain.rubric import Rubric, default_rubric
+from clinreason.domain.steps import Severity
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
@@ -33,9 +69,15 @@ from clinreason.store import accounts, ingest, projects, readmodels
 from clinreason.store import db as dbm
 from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
+from clinreason.store import reviews as review_store
 from clinreason.store.rationales import NewVersion
 
 POLICIES = ("fixed-1", "fixed-2", "fixed-3", "adaptive")
+REGENERATION_MODES = ("targeted", "blind")
+#: the rubric dimension seeded wrong steps count against (true score = scale_max - wrong steps)
+STEP_DIMENSION = "correctness"
+#: how the severity of a seeded wrong step is drawn
+SEVERITY_WEIGHTS = ((Severity.MINOR, 0.35), (Severity.MAJOR, 0.5), (Severity.CRITICAL, 0.15))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +87,80 @@ class SimReviewer:
     bias: float  # leniency (> 0) or harshness (< 0), in score points
     seconds: float  # mean seconds per review
     slip: float = 0.0  # chance the verdict is a coin toss (a careless reviewer)
+    sensitivity: float = 0.8  # P(a wrong step is marked `error`)
+    specificity: float = 0.98  # P(a correct step is left unmarked): 1 - specificity is the false-mark rate
 
 
+#: step accuracy follows each reviewer's score accuracy: the careful ones catch most wrong steps and rarely
+#: mark a sound one; the lenient one misses more, the harsh one marks sound steps more, the careless one both
 DEFAULT_REVIEWERS = (
-    SimReviewer("careful-1", 0.35, 0.0, 240), SimReviewer("careful-2", 0.35, 0.0, 260),
-    SimReviewer("careful-3", 0.40, 0.1, 220), SimReviewer("average-1", 0.60, 0.0, 180),
-    SimReviewer("average-2", 0.60, 0.2, 200), SimReviewer("lenient", 0.50, 0.6, 150),
-    SimReviewer("harsh", 0.40, -0.8, 260), SimReviewer("careless", 1.20, 0.3, 60, slip=0.25),
+    SimReviewer("careful-1", 0.35, 0.0, 240, sensitivity=0.90, specificity=0.99),
+    SimReviewer("careful-2", 0.35, 0.0, 260, sensitivity=0.90, specificity=0.99),
+    SimReviewer("careful-3", 0.40, 0.1, 220, sensitivity=0.88, specificity=0.985),
+    SimReviewer("average-1", 0.60, 0.0, 180, sensitivity=0.80, specificity=0.98),
+    SimReviewer("average-2", 0.60, 0.2, 200, sensitivity=0.78, specificity=0.98),
+    SimReviewer("lenient", 0.50, 0.6, 150, sensitivity=0.70, specificity=0.995),
+    SimReviewer("harsh", 0.40, -0.8, 260, sensitivity=0.92, specificity=0.95),
+    SimReviewer("careless", 1.20, 0.3, 60, slip=0.25, sensitivity=0.50, specificity=0.97),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StepModel:
+    """How the simulated LLM rewrites steps when a version is sent back (module docstring)."""
+
+    regeneration: str = "targeted"  # targeted | blind
+    p_fix: float = 0.8  # targeted: a marked wrong step is fixed
+    p_fix_blind: float = 0.5  # blind: a wrong step is fixed by the whole-text rewrite
+    p_break: float = 0.1  # a correct step that is rewritten (blind: every one) becomes wrong
+    min_steps: int = 4
+    max_steps: int = 7
+
+    def __post_init__(self) -> None:
+        if self.regeneration not in REGENERATION_MODES:
+            raise ValueError(f"unknown regeneration mode '{self.regeneration}' "
+                             f"(known: {', '.join(REGENERATION_MODES)})")
+        for name in ("p_fix", "p_fix_blind", "p_break"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError("steps: expected 1 <= min_steps <= max_steps")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"regeneration": self.regeneration, "p_fix": self.p_fix, "p_fix_blind": self.p_fix_blind,
+                "p_break": self.p_break}
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """The hidden truth of one simulated version: its scores and which of its steps are wrong."""
+
+    scores: dict[str, int]  # true score per dimension; STEP_DIMENSION follows the wrong steps
+    steps: tuple[str, ...]  # the steps' texts, as stored
+    wrong: dict[int, tuple[str, Severity]]  # 1-based step number -> (category, severity) of a seeded error
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+
+@dataclass
+class StepTally:
+    """Step judgments of one reviewer profile, measured from the stored reviews against the truth."""
+
+    sensitivity: float  # as stated
+    specificity: float
+    wrong_seen: int = 0
+    wrong_marked: int = 0
+    correct_seen: int = 0
+    correct_marked: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stated_sensitivity": self.sensitivity, "stated_specificity": self.specificity,
+                "wrong_steps_reviewed": self.wrong_seen, "wrong_steps_marked": self.wrong_marked,
+                "sensitivity": round(self.wrong_marked / self.wrong_seen, 4) if self.wrong_seen else None,
+                "correct_steps_reviewed": self.correct_seen, "correct_steps_marked": self.correct_marked,
+                "specificity": round(1 - self.correct_marked / self.correct_seen, 4) if self.correct_seen else None}
 
 
 @dataclass
@@ -62,6 +170,7 @@ class SimResult:
     reviewers: int
     seed: int
     signal_strength: float
+    step_model: StepModel = field(default_factory=StepModel)
     reviews: int = 0
     adjudications: int = 0
     accepted: int = 0
@@ -72,10 +181,17 @@ class SimResult:
     expert_seconds: float = 0.0
     versions: int = 0
     rounds: list[int] = field(default_factory=list)
+    accepted_rounds: list[int] = field(default_factory=list)  # review rounds of each accepted item
+    seeded_wrong_steps: int = 0  # in the first drafts
+    accepted_wrong_steps: int = 0  # wrong steps left in the accepted versions
+    reviews_with_marks: int = 0  # stored reviews that carry step marks
+    step_tallies: dict[str, StepTally] = field(default_factory=dict)  # reviewer profile -> tally
 
     def to_dict(self) -> dict[str, Any]:
         acc = max(self.accepted, 1)
         expert = self.reviews + self.adjudications
+        wrong_seen = sum(t.wrong_seen for t in self.step_tallies.values())
+        correct_seen = sum(t.correct_seen for t in self.step_tallies.values())
         return {
             "policy": self.policy, "items": self.items, "reviewers": self.reviewers, "seed": self.seed,
             "signal_strength": self.signal_strength, "reviews": self.reviews, "accepted": self.accepted,
@@ -86,33 +202,95 @@ class SimResult:
             "residual_defect_rate": round(self.defective_accepted / acc, 4),
             "wrongly_excluded": self.wrongly_excluded,
             "rounds_per_item": round(sum(self.rounds) / max(len(self.rounds), 1), 3),
-            "note": "reviews_per_accepted counts every expert judgment: reviews + adjudications",
+            "rounds_per_accepted": round(sum(self.accepted_rounds) / acc, 4),
+            "all_rounds_per_accepted": round(sum(self.rounds) / acc, 4),
+            "note": "reviews_per_accepted counts every expert judgment: reviews + adjudications; "
+                    "rounds_per_accepted: mean review rounds (versions reviewed) of an accepted item until it was "
+                    "accepted; all_rounds_per_accepted: every review round, excluded items' included, per accepted item",
             "versions": self.versions,
+            "steps": {
+                **self.step_model.to_dict(),
+                "seeded_wrong_steps": self.seeded_wrong_steps,
+                "wrong_steps_left_in_accepted": self.accepted_wrong_steps,
+                "reviews_with_step_marks": self.reviews_with_marks,
+                "sensitivity": round(sum(t.wrong_marked for t in self.step_tallies.values()) / wrong_seen, 4)
+                if wrong_seen else None,
+                "specificity": round(1 - sum(t.correct_marked for t in self.step_tallies.values()) / correct_seen, 4)
+                if correct_seen else None,
+                "by_reviewer": {name: t.to_dict() for name, t in sorted(self.step_tallies.items())},
+            },
         }
 
 
 class _World:
     """The hidden truth and the simulated humans and model."""
 
-    def __init__(self, rubric: Rubric, rng: random.Random, signal_strength: float):
+    def __init__(self, rubric: Rubric, rng: random.Random, signal_strength: float, steps: StepModel | None = None):
         self.rubric, self.rng, self.signal = rubric, rng, signal_strength
-        self.quality: dict[str, dict[str, int]] = {}  # rationale id -> true scores
+        self.model = steps or StepModel()
+        self.categories = rubric.step_error_names
+        self.truth: dict[str, Truth] = {}  # rationale id -> its hidden truth
 
-    def good(self, scores: dict[str, int]) -> bool:
-        return not self.rubric.failing_dimensions(scores)
+    def good(self, truth: Truth) -> bool:
+        return not truth.wrong and not self.rubric.failing_dimensions(truth.scores)
 
-    def draft_quality(self) -> dict[str, int]:
+    def _step_text(self, n: int) -> str:
+        return f"Step {n}: simulated reasoning {self.rng.getrandbits(48):012x}."
+
+    def _severity(self) -> Severity:
+        x, acc = self.rng.random(), 0.0
+        for severity, weight in SEVERITY_WEIGHTS:
+            acc += weight
+            if x < acc:
+                return severity
+        return SEVERITY_WEIGHTS[-1][0]
+
+    def _wrong_step(self) -> tuple[str, Severity]:
+        return self.rng.choice(self.categories), self._severity()
+
+    def _with_steps(self, scores: dict[str, int], steps: tuple[str, ...],
+                    wrong: dict[int, tuple[str, Severity]]) -> Truth:
+        out = dict(scores)
+        if STEP_DIMENSION in out:
+            out[STEP_DIMENSION] = max(self.rubric.scale_min, self.rubric.scale_max - len(wrong))
+        return Truth(scores=out, steps=steps, wrong=dict(sorted(wrong.items())))
+
+    def draft(self) -> Truth:
+        """A first draft: sound (60 %), or defective with 1-3 wrong steps and maybe weak other dimensions."""
+        n = self.rng.randint(self.model.min_steps, self.model.max_steps)
+        steps = tuple(self._step_text(k) for k in range(1, n + 1))
         if self.rng.random() < 0.6:  # a sound draft
-            return {d.name: (5 if d.name == "correctness" else self.rng.choice((4, 5, 5))) for d in self.rubric.dimensions}
+            scores = {d.name: (5 if d.name == STEP_DIMENSION else self.rng.choice((4, 5, 5)))
+                      for d in self.rubric.dimensions}
+            return self._with_steps(scores, steps, {})
         scores = {d.name: self.rng.choice((3, 4, 5)) for d in self.rubric.dimensions}
-        scores["correctness"] = self.rng.choice((2, 3, 4, 4))
-        return scores
+        n_wrong = min(n, self.rubric.scale_max - self.rng.choice((2, 3, 4, 4)))  # 1, 2 or 3 wrong steps
+        positions = sorted(self.rng.sample(range(1, n + 1), n_wrong))
+        return self._with_steps(scores, steps, {k: self._wrong_step() for k in positions})
+
+    def regenerate(self, truth: Truth, marked: set[int]) -> Truth:
+        """The simulated LLM's next version. `marked`: the step numbers the merged feedback marks `error`
+        (targeted mode rewrites only those; blind mode ignores them and rewrites every step)."""
+        m = self.model
+        blind = m.regeneration == "blind"
+        steps = list(truth.steps)
+        wrong = dict(truth.wrong)
+        for k in range(1, truth.n_steps + 1):
+            if not blind and k not in marked:
+                continue  # targeted: an unmarked step is kept word for word
+            steps[k - 1] = self._step_text(k)
+            if k in wrong:
+                if self.rng.random() < (m.p_fix_blind if blind else m.p_fix):
+                    del wrong[k]
+            elif self.rng.random() < m.p_break:
+                wrong[k] = self._wrong_step()
+        return self._with_steps(self.improve(truth.scores), tuple(steps), wrong)
 
     def improve(self, scores: dict[str, int]) -> dict[str, int]:
-        """Guided regeneration fixes what failed, most of the time."""
+        """Guided regeneration fixes what failed, most of the time (the step dimension follows the steps)."""
         out = dict(scores)
         for d in self.rubric.dimensions:
-            if out[d.name] < d.threshold and self.rng.random() < 0.7:
+            if d.name != STEP_DIMENSION and out[d.name] < d.threshold and self.rng.random() < 0.7:
                 out[d.name] = min(self.rubric.scale_max, out[d.name] + self.rng.choice((1, 2)))
         return out
 
@@ -120,10 +298,35 @@ class _World:
         """A screening signal tells the truth with probability 0.5 + strength/2."""
         return self.rng.random() < 0.5 + self.signal / 2
 
-    def review(self, who: SimReviewer, truth: dict[str, int]) -> dict[str, Any]:
+    def mark_steps(self, who: SimReviewer, truth: Truth) -> list[dict[str, Any]]:
+        """One reviewer's marks on every step: a wrong step is found with P = sensitivity (named with its
+        true category and severity), a correct one is marked anyway with P = 1 - specificity."""
+        marks: list[dict[str, Any]] = []
+        for k in range(1, truth.n_steps + 1):
+            if k in truth.wrong:
+                if self.rng.random() < who.sensitivity:
+                    category, severity = truth.wrong[k]
+                    marks.append({"step": k, "verdict": "error", "category": category, "severity": severity.value,
+                                  "note": f"step {k}: {category.replace('_', ' ')}"})
+                    continue
+            elif self.rng.random() >= who.specificity:
+                category = self.rng.choice(self.categories)
+                severity = self.rng.choice((Severity.MINOR, Severity.MAJOR))
+                marks.append({"step": k, "verdict": "error", "category": category, "severity": severity.value,
+                              "note": f"step {k}: {category.replace('_', ' ')}"})
+                continue
+            marks.append({"step": k, "verdict": "ok"})
+        return marks
+
+    def review(self, who: SimReviewer, truth: Truth) -> dict[str, Any]:
+        marks = self.mark_steps(who, truth)
+        found = [m for m in marks if m["verdict"] == "error"]
         scores = {}
         for d in self.rubric.dimensions:
-            seen = truth[d.name] + who.bias + self.rng.gauss(0, who.noise)
+            if d.name == STEP_DIMENSION:  # what the reviewer found in the steps
+                scores[d.name] = max(self.rubric.scale_min, self.rubric.scale_max - len(found))
+                continue
+            seen = truth.scores[d.name] + who.bias + self.rng.gauss(0, who.noise)
             scores[d.name] = int(min(self.rubric.scale_max, max(self.rubric.scale_min, round(seen))))
         ok = not self.rubric.failing_dimensions(scores)
         if who.slip and self.rng.random() < who.slip:
@@ -132,10 +335,11 @@ class _World:
                 scores = {d.name: max(scores[d.name], d.threshold) for d in self.rubric.dimensions}
         seconds = max(10.0, self.rng.gauss(who.seconds, who.seconds * 0.3))
         if ok:
-            return {"verdict": "accept", "scores": scores, "comments": {}, "seconds_spent": seconds}
+            return {"verdict": "accept", "scores": scores, "comments": {}, "seconds_spent": seconds, "steps": marks}
         weak = ", ".join(self.rubric.failing_dimensions(scores)) or "overall"
-        return {"verdict": "regenerate", "scores": scores, "comments": {"general": f"fix {weak}"},
-                "seconds_spent": seconds}
+        where = f" (steps {', '.join(str(m['step']) for m in found)})" if found else ""
+        return {"verdict": "regenerate", "scores": scores, "comments": {"general": f"fix {weak}{where}"},
+                "seconds_spent": seconds, "steps": marks}
 
 
 def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,13 +353,13 @@ def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, A
     return pc.model_dump(mode="json", exclude={"rubric"})
 
 
-def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: dict[str, int],
-                 origin: str) -> str:
+def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: Truth, origin: str) -> str:
     rid = f"{world.rng.getrandbits(128):032x}"  # from the seed: the audit draw hashes it
     rationale_store.add_version(conn, NewVersion(
-        item=item, origin=Origin(origin), author="model:simulated", text=f"simulated rationale {rid}",
-        parsed={"steps": ["step"], "final_answer": ["A"]}, version=version, model="simulated", rationale_id=rid))
-    world.quality[rid] = truth
+        item=item, origin=Origin(origin), author="model:simulated", text="\n".join((*truth.steps, "Answer: A")),
+        parsed={"steps": list(truth.steps), "final_answer": ["A"]}, version=version, model="simulated",
+        rationale_id=rid))
+    world.truth[rid] = truth
     good = world.good(truth)
     checks_ok = good if world.signal_agrees() else not good
     judge_ok = good if world.signal_agrees() else not good
@@ -164,25 +368,36 @@ def _new_version(conn: Connection, world: _World, *, item: Item, version: int, t
     return rid
 
 
+def database_name(policy: str, seed: int, regeneration: str = "targeted") -> str:
+    """The scratch database's file name in `workdir` (blind runs get their own)."""
+    return f"sim-{policy}-{seed}.db" if regeneration == "targeted" else f"sim-{policy}-{seed}-{regeneration}.db"
+
+
 def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int = 0, signal_strength: float = 0.8,
                    workdir: Path | None = None, review: dict[str, Any] | None = None,
-                   channel: Callable[..., Any] | None = None) -> SimResult:
+                   channel: Callable[..., Any] | None = None, steps: StepModel | None = None,
+                   people: list[SimReviewer] | None = None) -> SimResult:
     """Simulate one policy. `review`: project review settings to override (e.g. accept_risk). `channel`:
     how the simulated reviewers reach the system, `(engine, project_id, rubric_body, overlap) -> object`
     with `take(reviewer)` and `submit(reviewer, lease, body)` (default: the review stage, in process;
-    a test passes one that goes through the HTTP API)."""
+    a test passes one that goes through the HTTP API). `steps`: regeneration mode and its probabilities
+    (default: targeted, p_fix 0.8, p_break 0.1). `people`: the reviewer profiles (default: cycle through
+    DEFAULT_REVIEWERS). The first drafts depend on the seed only, so runs that differ in `steps` start
+    from the same items."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
+    model = steps or StepModel()
     rng = random.Random(seed)
     rubric = default_rubric()
-    world = _World(rubric, rng, signal_strength)
-    people = [DEFAULT_REVIEWERS[i % len(DEFAULT_REVIEWERS)] for i in range(n_reviewers)]
+    world = _World(rubric, rng, signal_strength, model)
+    pool = tuple(people) if people else DEFAULT_REVIEWERS
+    chosen = [pool[i % len(pool)] for i in range(n_reviewers)]
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     folder = Path(tmp.name) if tmp else Path(str(workdir))
     folder.mkdir(parents=True, exist_ok=True)
-    engine = dbm.make_engine(str(folder / f"sim-{policy}-{seed}.db"))
+    engine = dbm.make_engine(str(folder / database_name(policy, seed, model.regeneration)))
     try:
-        return _simulate(engine, policy=policy, n_items=n_items, people=people, world=world, rng=rng, seed=seed,
+        return _simulate(engine, policy=policy, n_items=n_items, people=chosen, world=world, rng=rng, seed=seed,
                          review=review, channel_factory=channel)
     finally:
         engine.dispose()
@@ -206,11 +421,18 @@ class DirectReviews:
                           body=body, rubric_body=self.rubric_body, overlap=self.overlap)
 
 
+def _marked_steps(conn: Connection, rationale_id: str) -> set[int]:
+    """The steps the merged feedback of a version sent back marks `error` (what guided regeneration reads)."""
+    merged = review_store.feedback_for(conn, rationale_id=rationale_id)
+    return {mark.step for _, mark in merged.step_marks} if merged is not None else set()
+
+
 def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimReviewer], world: _World,
               rng: random.Random, seed: int, queue: int = 200, review: dict[str, Any] | None = None,
               channel_factory: Callable[..., Any] | None = None) -> SimResult:
     dbm.upgrade(engine)
     rubric_body = world.rubric.to_dict()
+    profiles: dict[str, SimReviewer] = {}  # username -> who they are
     with dbm.transaction(engine) as conn:
         project, _ = projects.ensure_project(conn, name="simulation", config=_config(policy, review),
                                              rubric=rubric_body)
@@ -220,6 +442,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
             name = f"{person.name}-{i}"
             uid = accounts.add_user(conn, username=name, role="reviewer", specialties=[], password_hash="-")
             reviewers.append((Reviewer(uid, name), person))
+            profiles[name] = person
         fresh = [NewItem(question=f"simulated question {n}", options={"A": "a", "B": "b"}, answer_labels=["A"],
                          id=f"sim{n:06d}", content_hash=f"sim{n:06d}".ljust(64, "0"), state="screening")
                  for n in range(n_items)]
@@ -227,7 +450,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
         waiting_drafts: deque[tuple[str, str]] = deque()  # (item, its first version), in order
         for stored in item_store.project_items(conn, project_id=pid):
             waiting_drafts.append((stored.id, _new_version(conn, world, item=stored, version=1,
-                                                           truth=world.draft_quality(), origin="generated")))
+                                                           truth=world.draft(), origin="generated")))
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
     while True:
@@ -240,17 +463,18 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
             lease = channel.take(reviewer)
             if lease is None:
                 continue
-            channel.submit(reviewer, lease, world.review(person, world.quality[lease.rationale_id]))
+            channel.submit(reviewer, lease, world.review(person, world.truth[lease.rationale_id]))
             progressed = True
         # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
         with dbm.transaction(engine) as conn:
             waiting = item_store.project_items(conn, project_id=pid, states=["regenerating", "escalated"])
             for item in waiting:
-                if item.state == "regenerating":  # the simulated LLM: guided regeneration improves the draft
+                if item.state == "regenerating":  # the simulated LLM: targeted or blind regeneration
                     latest = rationale_store.latest_version(conn, item_id=item.id)
                     assert latest is not None
+                    marked = _marked_steps(conn, latest.id) if world.model.regeneration == "targeted" else set()
                     rid = _new_version(conn, world, item=item, version=latest.version + 1,
-                                       truth=world.improve(world.quality[latest.id]), origin="regenerated")
+                                       truth=world.regenerate(world.truth[latest.id], marked), origin="regenerated")
                     item_store.transition_item(conn, item_id=item.id, expected=ItemState.REGENERATING,
                                                target=ItemState.SCREENING, actor="sim")
                     item_store.transition_item(conn, item_id=item.id, expected=ItemState.SCREENING,
@@ -258,7 +482,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                     enter_review(conn, project_id=pid, item_id=item.id, rationale_id=rid, actor="sim")
                 else:  # a senior adjudicator knows the truth: accept a sound version, else exclude
                     good = [v.id for v in reversed(rationale_store.versions_of(conn, item_id=item.id))
-                            if world.good(world.quality[v.id])]
+                            if world.good(world.truth[v.id])]
                     if good:
                         adjudicate.accept_version(conn, project_id=pid, item_id=item.id, rationale_id=good[0],
                                                   adjudicator="sim-adjudicator")
@@ -267,7 +491,7 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                                            reason="no sound version")
         if not progressed and not waiting and not waiting_drafts:
             break
-    return _measure(engine, pid, policy, n_items, len(people), seed, world)
+    return _measure(engine, pid, policy, n_items, len(people), seed, world, profiles)
 
 
 def _release_drafts(conn: Connection, pid: int, waiting: deque[tuple[str, str]], *, queue: int) -> None:
@@ -282,10 +506,15 @@ def _release_drafts(conn: Connection, pid: int, waiting: deque[tuple[str, str]],
 
 
 def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: int, seed: int,
-             world: _World) -> SimResult:
-    result = SimResult(policy=policy, items=n_items, reviewers=n_reviewers, seed=seed, signal_strength=world.signal)
+             world: _World, profiles: dict[str, SimReviewer]) -> SimResult:
+    result = SimResult(policy=policy, items=n_items, reviewers=n_reviewers, seed=seed, signal_strength=world.signal,
+                       step_model=world.model)
+    tallies = result.step_tallies
+    for person in profiles.values():
+        tallies.setdefault(person.name, StepTally(person.sensitivity, person.specificity))
     with engine.connect() as conn:
         outcome = readmodels.simulation_outcome(conn, project_id=pid)
+        stored_reviews = [r for item_id in outcome.versions for r in readmodels.item_reviews(conn, item_id=item_id)]
     result.reviews = outcome.reviews
     result.expert_seconds = outcome.expert_seconds
     result.versions = sum(len(v) for v in outcome.versions.values())
@@ -293,10 +522,30 @@ def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: i
     for d in outcome.decisions:
         if d.kind == "excluded":
             result.excluded += 1
-            result.wrongly_excluded += any(world.good(world.quality[v]) for v in outcome.versions[d.item_id])
+            result.wrongly_excluded += any(world.good(world.truth[v]) for v in outcome.versions[d.item_id])
         else:
             result.accepted += 1
-            result.defective_accepted += not world.good(world.quality[d.rationale_id or ""])
+            accepted = world.truth[d.rationale_id or ""]
+            result.defective_accepted += not world.good(accepted)
+            result.accepted_wrong_steps += len(accepted.wrong)
+            result.accepted_rounds.append(len(outcome.versions[d.item_id]))
     result.rounds = [len(v) for v in outcome.versions.values()]
+    result.seeded_wrong_steps = sum(len(world.truth[v[0]].wrong) for v in outcome.versions.values() if v)
     result.escalated_left = outcome.escalated
+    # the step marks as stored, against the truth of the version they judged
+    for r in stored_reviews:
+        who = profiles.get(r.reviewer or "")
+        truth = world.truth.get(r.rationale_id)
+        if who is None or truth is None:
+            continue
+        result.reviews_with_marks += bool(r.steps)
+        errors = {m.step for m in r.marks if m.is_error}
+        tally = tallies[who.name]
+        for k in range(1, truth.n_steps + 1):
+            if k in truth.wrong:
+                tally.wrong_seen += 1
+                tally.wrong_marked += k in errors
+            else:
+                tally.correct_seen += 1
+                tally.correct_marked += k in errors
     return result

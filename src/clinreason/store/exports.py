@@ -1,5 +1,6 @@
 """The export's read model: accepted items streamed in order, and per chunk their sources, versions'
-provenance, review scores and texts. Rows are light named tuples (an export streams millions of them)."""
+provenance, review scores (with step marks) and texts. Rows are light named tuples (an export streams
+millions of them)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence
 
 
 def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
-    return conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores)
+    """The versions' reviews: scores, verdict and step marks (the `steps` JSON, None where none), by reviewer."""
+    return conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
+                               reviews.c.id, reviews.c.steps)
                         .where(reviews.c.rationale_id.in_(rationale_ids))
                         .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)).all()
 

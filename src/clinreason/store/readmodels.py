@@ -23,7 +23,7 @@ def review_from_row(row: RowMapping | dict[str, Any]) -> Review:
                   comments=dict(row["comments"] or {}), edited_text=row["edited_text"],
                   seconds_spent=row["seconds_spent"], rubric_version=row["rubric_version"],
                   assignment_id=row["assignment_id"], created_at=row["created_at"],
-                  reviewer=row.get("reviewer"), version=row.get("version"))
+                  steps=list(row.get("steps") or []), reviewer=row.get("reviewer"), version=row.get("version"))
 
 
 def item_reviews(conn: Connection, *, item_id: str) -> list[Review]:

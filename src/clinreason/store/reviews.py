@@ -17,7 +17,8 @@ from sqlalchemy import Connection, RowMapping, Select, bindparam, case, delete, 
 
 from clinreason.domain.consensus import Feedback, ReviewVote
 from clinreason.domain.lifecycle import ItemState
-from clinreason.domain.records import Assignment, Review
+from clinreason.domain.records import Assignment, RationaleVersion, Review
+from clinreason.domain.steps import StepMark
 from clinreason.store.common import aware, now, upsert
 from clinreason.store.decisions import add_event
 from clinreason.store.readmodels import review_from_row
@@ -278,7 +279,7 @@ def add_review(conn: Connection, review: Review) -> None:
         id=review.id, rationale_id=review.rationale_id, item_id=review.item_id, assignment_id=review.assignment_id,
         reviewer_id=review.reviewer_id, verdict=review.verdict, scores=review.scores, comments=review.comments,
         edited_text=review.edited_text, seconds_spent=review.seconds_spent, rubric_version=review.rubric_version,
-        created_at=review.created_at or now()))
+        steps=review.steps or None, created_at=review.created_at or now()))
 
 
 def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
@@ -292,8 +293,33 @@ def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
 def votes_for(conn: Connection, *, rationale_id: str) -> list[ReviewVote]:
     """The version's reviews as the consensus rules read them."""
     return [ReviewVote(reviewer=r.reviewer or "", verdict=r.verdict, scores=dict(r.scores),
-                       comments={k: str(v) for k, v in r.comments.items() if v})
+                       comments={k: str(v) for k, v in r.comments.items() if v}, steps=tuple(r.marks))
             for r in reviews_of(conn, rationale_id=rationale_id)]
+
+
+def marked_parent_steps(conn: Connection, *, versions: list[RationaleVersion]) -> dict[str, list[tuple[int, str]]]:
+    """For each version with a parent: the parent's steps that a reviewer marked `error`, as (step number,
+    the step's text in the parent), by the child version's id. Versions whose parent has no error marks
+    are absent."""
+    children = {(v.item_id, v.parent_version): v.id for v in versions if v.parent_version is not None}
+    if not children:
+        return {}
+    rows = conn.execute(
+        select(rationales.c.item_id, rationales.c.version, rationales.c.steps, reviews.c.steps.label("marks"))
+        .join(reviews, reviews.c.rationale_id == rationales.c.id)
+        .where(rationales.c.item_id.in_(sorted({item_id for item_id, _ in children})),
+               reviews.c.steps.is_not(None))).all()
+    found: dict[str, dict[int, str]] = {}
+    for item_id, version, steps, marks in rows:
+        child = children.get((item_id, version))
+        if child is None:
+            continue
+        texts = list(steps or [])
+        for mark in marks or []:
+            n = int(mark["step"])
+            if mark.get("verdict") == "error" and 0 < n <= len(texts):
+                found.setdefault(child, {})[n] = texts[n - 1]
+    return {child: sorted(marked.items()) for child, marked in found.items()}
 
 
 def reviewed_versions(conn: Connection, *, item_id: str, reviewer_id: int) -> set[str]:
@@ -329,7 +355,8 @@ def reviewed_check_rows(conn: Connection, *, project_id: int) -> dict[str, list[
 
 def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged: Feedback) -> None:
     """The merged feedback consensus computed for a version it sent back."""
-    body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts}
+    body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts,
+            "step_marks": [[who, mark.to_dict()] for who, mark in merged.step_marks]}
     conn.execute(insert(feedback).values(item_id=item_id, rationale_id=rationale_id, body=body, created_at=now()))
 
 
@@ -342,4 +369,5 @@ def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
     body = row[0]
     return Feedback(failing={k: [int(s) for s in v] for k, v in body["failing"].items()},
                     comments=[(str(a), str(b), str(c)) for a, b, c in body["comments"]],
-                    verdicts={k: int(v) for k, v in body["verdicts"].items()})
+                    verdicts={k: int(v) for k, v in body["verdicts"].items()},
+                    step_marks=[(str(who), StepMark.from_dict(m)) for who, m in body.get("step_marks") or []])

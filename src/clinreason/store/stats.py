@@ -34,6 +34,8 @@ class RatedReview:
     seconds_spent: float | None
     decision_kind: str | None
     decided_rationale_id: str | None
+    #: the reviewer's step marks as (step number, "ok" | "error"), by step; empty when the review marked none
+    step_verdicts: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS
     reviews of one version arrive together."""
     stmt = (
         select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
-               reviews.c.seconds_spent, decisions.c.kind, decisions.c.rationale_id.label("accepted_id"))
+               reviews.c.seconds_spent, reviews.c.steps, decisions.c.kind,
+               decisions.c.rationale_id.label("accepted_id"))
         .select_from(reviews.join(items, items.c.id == reviews.c.item_id)
                      .outerjoin(decisions, decisions.c.item_id == reviews.c.item_id))
         .where(items.c.project_id == project_id)
@@ -86,7 +89,12 @@ def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS
     for row in conn.execute(stmt.execution_options(yield_per=batch)):
         yield RatedReview(rationale_id=row.rationale_id, reviewer_id=row.reviewer_id, verdict=row.verdict,
                           scores=row.scores or {}, seconds_spent=row.seconds_spent, decision_kind=row.kind,
-                          decided_rationale_id=row.accepted_id)
+                          decided_rationale_id=row.accepted_id, step_verdicts=_step_verdicts(row.steps))
+
+
+def _step_verdicts(stored: Any) -> tuple[tuple[int, str], ...]:
+    """(step, verdict) of a review's stored marks (StepMark.to_dict form, validated when submitted)."""
+    return tuple(sorted((int(m["step"]), str(m["verdict"])) for m in stored or ()))
 
 
 def _accepted(project_id: int) -> ColumnElement[bool]:

@@ -178,6 +178,7 @@ reviews = Table(
     Column("seconds_spent", Float),
     Column("rubric_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("steps", JSON),  # the reviewer's step marks (domain/steps.StepMark.to_dict), null when none
     UniqueConstraint("rationale_id", "reviewer_id"),
 )
 

@@ -26,6 +26,12 @@ class ReviewBody(BaseModel):
                                             description="dimension name (or 'general') -> comment")
     edited_text: str | None = Field(None, description="the full corrected rationale; required with verdict 'edit'")
     seconds_spent: float | None = Field(None, ge=0, description="defaults to the autosaved timer or the lease age")
+    steps: list[dict[str, Any]] | None = Field(
+        None, description="marks on the version's steps, numbered 1… as displayed: "
+                          '[{"step": 3, "verdict": "error", "category": "unsafe", "severity": "critical", '
+                          '"note": "…", "correction": "…"}, {"step": 1, "verdict": "ok"}]; `category` (from the '
+                          "rubric's step_errors), `severity` (minor|major|critical) and `note` are required with "
+                          "'error'. A bad mark is a 422 naming it, e.g. `steps[0].step`")
 
 
 class ReviewOut(BaseModel):
@@ -43,6 +49,8 @@ class DraftBody(BaseModel):
     comments: dict[str, str | None] = Field(default_factory=dict)
     edited_text: str | None = Field(None, max_length=stage.MAX_TEXT_CHARS)
     seconds_spent: float | None = Field(None, ge=0)
+    steps: list[dict[str, Any]] = Field(default_factory=list, max_length=500,
+                                        description="step marks so far (not validated until submitted)")
 
 
 def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:

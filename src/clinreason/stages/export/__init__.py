@@ -1,7 +1,7 @@
-"""The export stage: accepted items -> a dataset folder (jsonl | parquet | hf | sft | dpo) with its card.
+"""The export stage: accepted items -> a dataset folder (jsonl | parquet | hf | sft | dpo | prm) with its card.
 
     common.py  what the others share (formats, options, ExportError, SYSTEM_PROMPTS, safe_path) — a leaf
-    formats.py how a row is written: JSON Lines, Parquet, a Hugging Face folder, SFT and DPO records
+    formats.py how a row is written: JSON Lines, Parquet, a Hugging Face folder, SFT, DPO and PRM records
     card.py    the dataset card (README.md) written into every export
     stage.py   reading the accepted items, splits, the folder, and `run_export`
 

@@ -1,6 +1,6 @@
 """The dataset card (README.md in the Hugging Face card format) written into every export: YAML front
 matter, then what the data is, sources and licences, the rubric, models and prompts, the experts,
-agreement with confidence intervals, round statistics, how items were accepted and known limitations.
+agreement with confidence intervals (on scores and on step marks), round statistics, how items were accepted and known limitations.
 
 Every number is computed here from the database — the same functions `clinreason agreement --json`,
 `clinreason status --json` and `clinreason stats --json` print — and the card ends with those outputs
@@ -95,7 +95,7 @@ def _front_matter(project: dict[str, Any], summary, license_id: str, license_nam
               "size_categories:", f"- {size_category(summary.total)}",
               f"pretty_name: {json.dumps(_pretty(project), ensure_ascii=False)}",
               "tags:", "- medical", "- clinical-reasoning", "- chain-of-thought", "- expert-verified", "- clinreason"]
-    if summary.fmt in ("jsonl", "parquet", "sft", "dpo"):
+    if summary.fmt in ("jsonl", "parquet", "sft", "dpo", "prm"):
         ext = "parquet" if summary.fmt == "parquet" else "jsonl"
         lines += ["configs:", "- config_name: default", "  data_files:"]
         for name in summary.rows:
@@ -129,7 +129,15 @@ def render_card(*, project: dict[str, Any], rubric_body: dict[str, Any], summary
             "- decided by: " + (", ".join(f"{k} {v}" for k, v in sorted(summary.consensus.items())) or "—"), ""]
     if summary.fmt == "dpo":
         out += [f"- preference pairs (rejected draft vs accepted version of the same item): {summary.pairs} ("
-                + ", ".join(f"{k} {v}" for k, v in summary.records.items()) + ")", ""]
+                + ", ".join(f"{k} {v}" for k, v in summary.records.items()) + "); `rejected_error_steps` lists "
+                "the steps of the rejected version that an expert marked as an error", ""]
+    if summary.fmt == "prm":
+        labels = summary.step_labels
+        out += [f"- process labels: {sum(summary.records.values())} reviewed rationale versions of these items ("
+                + ", ".join(f"{k} {v}" for k, v in summary.records.items()) + "), "
+                f"{sum(labels.values())} steps: {labels.get('error', 0)} `error` (an expert marked the step as an "
+                f"error), {labels.get('ok', 0)} `ok` (marked ok, or left unmarked in the version a decision "
+                f"accepted), {labels.get('unknown', 0)} `null` (nobody judged it: unknown, not correct)", ""]
     out += ["## Sources and licences", "", "| source | rows | licence |", "| --- | ---: | --- |"]
     for src, n in sorted(summary.by_source.items()):
         lic = "; ".join(f"{k} ({v})" if len(summary.licenses[src]) > 1 else k
@@ -196,6 +204,15 @@ def _agreement(ag: dict[str, Any]) -> list[str]:
             f"reviewers each; pairwise agreement {pct(v['percent_agreement'])} {pct_ci(v['ci95'])} on "
             f"{v['units']} versions. Cohen's weighted κ was computed for {len(ag['pairs'])} reviewer pairs sharing "
             f"at least {ag['min_pair_overlap']} versions.", ""]
+    st = ag["steps"]
+    if st["units"]:
+        out += [f"Step marks (unit: one step of one version that two or more experts marked ok or error; "
+                f"{st['units']} such steps): Krippendorff's α (nominal, ok/error) {fmt(st['alpha_nominal'])}; "
+                f"of the steps one expert flagged as an error, {pct(st['both_flagged_share'])} were flagged by a "
+                "second expert too.", ""]
+    else:
+        out += ["Step marks: no step was marked by two or more experts, so agreement on steps cannot be "
+                "estimated.", ""]
     return out
 
 
@@ -220,6 +237,10 @@ def _limitations(ag, status, stats, summary, license_id) -> list[str]:
     if weak:
         lines.append(f"Agreement below Krippendorff's tentative threshold ({ALPHA_TENTATIVE}) on: {', '.join(weak)}; "
                      "those scores are noisy and best used as soft labels.")
+    step_alpha = ag["steps"]["alpha_nominal"]
+    if step_alpha is not None and step_alpha < ALPHA_TENTATIVE:
+        lines.append(f"Experts agree weakly on which steps are errors (α nominal {step_alpha:.3f} over "
+                     f"{ag['steps']['units']} doubly-judged steps); step labels are best used as soft labels.")
     undefined = [k for k, v in ag["dimensions"].items() if v["alpha_ordinal"] is None]
     if undefined:
         lines.append("Agreement could not be estimated (too few doubly-reviewed versions, or no variation) on: "
@@ -231,6 +252,10 @@ def _limitations(ag, status, stats, summary, license_id) -> list[str]:
     if small:
         lines.append(f"Some drafts come from a very small embedded model ({', '.join(small)}); their reasoning was "
                      "rewritten more often and their style may be uniform.")
+    if summary.fmt == "prm":
+        lines.append("Process labels cover only steps an expert judged or that stand unmarked in an accepted "
+                     "version; a `null` label means unknown, and the rejected versions' unmarked steps are not "
+                     "known to be correct. Versions of items not (yet) accepted are not exported.")
     if license_id == "other":
         lines.append("Licences differ between sources (or are unspecified); check each row's `license` before use.")
     if summary.total < stats["accepted"]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("jsonl", "parquet", "hf", "sft", "dpo")
+FORMATS = ("jsonl", "parquet", "hf", "sft", "dpo", "prm")
+#: the formats whose rows carry every version of the item (with its reviews), not only the accepted one
+HISTORY_FORMATS = ("dpo", "prm")
 SPLIT_NAMES = {1: ("train",), 2: ("train", "test"), 3: ("train", "validation", "test")}
 MANIFEST = ".clinreason-export.json"
 SYSTEM_PROMPTS = {

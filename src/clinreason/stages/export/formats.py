@@ -1,6 +1,7 @@
 """How an export row is encoded on disk: JSON Lines, Parquet (typed, in row groups), a Hugging Face
-`datasets` folder (save_to_disk), chat-format SFT records and DPO preference pairs. Used by the export
-stage (`stage.py`); pyarrow and datasets are imported only when those formats are asked for.
+`datasets` folder (save_to_disk), chat-format SFT records, DPO preference pairs and PRM step labels (one
+record per reviewed version). Used by the export stage (`stage.py`); pyarrow and datasets are imported only
+when those formats are asked for.
 
 A sink receives rows split by split, in item-id order, and writes them as they come; `close()` returns
 the names it wrote inside the export folder.
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from clinreason.stages.export.common import SYSTEM_PROMPTS, safe_path
+from clinreason.stages.export.common import SYSTEM_PROMPTS, ExportError, safe_path
 
 ROW_GROUP = 5000
 ROLES = ("system", "user", "assistant")
@@ -110,8 +112,59 @@ def dpo_records(row: dict[str, Any]) -> list[dict[str, Any]]:
             "rejected_version": h["version"],
             "rejected_origin": h["origin"],
             "rejected_verdicts": sorted(r["verdict"] for r in h["reviews"]),
+            "rejected_error_steps": error_steps(h),
         })
     return pairs
+
+
+# --- process labels (PRM) -----------------------------------------------------------------------------
+
+def error_steps(version: dict[str, Any]) -> list[int]:
+    """The step numbers (1-based, of this version) any reviewer marked `error`, ascending."""
+    return sorted({m["step"] for r in version["reviews"] for m in r["steps"] if m["verdict"] == "error"})
+
+
+def prm_records(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per reviewed version of the item, in version order: its steps, each labelled `error` (a
+    reviewer marked it so), `ok` (marked ok, or left unmarked in the version a decision accepted) or None
+    (nobody judged it), with the error marks (category, severity, note) the reviewers gave it."""
+    out = []
+    for h in row.get("history") or []:
+        if not h["reviews"]:
+            continue
+        steps = h["steps"] or []
+        judged: dict[int, list[dict[str, Any]]] = {}
+        for r in h["reviews"]:
+            for k, m in enumerate(r["steps"]):
+                if not 1 <= m["step"] <= len(steps):
+                    raise ExportError(f"item {row['id']}, version {h['version']}: a review by {r['reviewer']} "
+                                      f"marks step {m['step']} (reviews.steps[{k}].step) but the version has "
+                                      f"{len(steps)} step(s); fix or remove that mark before exporting")
+                judged.setdefault(m["step"], []).append(m)
+        labelled = []
+        for n, text in enumerate(steps, 1):
+            marks = judged.get(n, [])
+            errors = [m for m in marks if m["verdict"] == "error"]
+            label = "error" if errors else "ok" if marks or h["accepted"] else None
+            labelled.append({"text": text, "label": label,
+                             "marks": [{"category": m["category"], "severity": m["severity"], "note": m["note"]}
+                                       for m in errors]})
+        out.append({"item_id": row["id"], "version": h["version"], "prompt": user_prompt(row), "steps": labelled,
+                    "final_answer": h["final_answer"] or [], "accepted": h["accepted"]})
+    return out
+
+
+class PrmEncoder:
+    """`prm_records`, counting the labels it wrote (`labels`: "ok" | "error" | "unknown" -> steps)."""
+
+    def __init__(self, labels: Counter):
+        self.labels = labels
+
+    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        records = prm_records(row)
+        for record in records:
+            self.labels.update(s["label"] or "unknown" for s in record["steps"])
+        return records
 
 
 # --- Arrow schema -----------------------------------------------------------------------------------
@@ -120,7 +173,10 @@ def arrow_schema(dims: list[str], with_history: bool):
     import pyarrow as pa
 
     s = pa.string()
-    review = pa.struct([("reviewer", s), ("verdict", s), ("scores", pa.struct([(d, pa.int64()) for d in dims]))])
+    mark = pa.struct([("step", pa.int64()), ("verdict", s), ("category", s), ("severity", s), ("note", s),
+                      ("correction", s)])
+    review = pa.struct([("reviewer", s), ("verdict", s), ("scores", pa.struct([(d, pa.int64()) for d in dims])),
+                        ("steps", pa.list_(mark))])
     fields = [
         ("id", s), ("question", s), ("context", s),
         ("options", pa.list_(pa.struct([("label", s), ("text", s)]))),
@@ -273,7 +329,9 @@ def _stable_fingerprint(folder: Path) -> None:
     state_path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], opts):
+def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], opts,
+              step_labels: Counter | None = None):
+    """The sink of `fmt`; prm counts the step labels it writes into `step_labels`."""
     if fmt == "jsonl":
         strip = not opts.with_history
         return JsonlSink(out, names, lambda row: [{k: v for k, v in row.items() if not (strip and k == "history")}])
@@ -281,6 +339,8 @@ def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list
         return JsonlSink(out, names, lambda row: [sft_record(row)])
     if fmt == "dpo":
         return JsonlSink(out, names, dpo_records)
+    if fmt == "prm":
+        return JsonlSink(out, names, PrmEncoder(Counter() if step_labels is None else step_labels))
     if fmt == "parquet":
         return ParquetSink(out, names, dims, opts.with_history)
     if fmt == "hf":

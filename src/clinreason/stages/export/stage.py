@@ -1,8 +1,10 @@
-"""The export stage: accepted items -> a dataset folder (jsonl | parquet | hf | sft | dpo) with its card.
+"""The export stage: accepted items -> a dataset folder (jsonl | parquet | hf | sft | dpo | prm) with its card.
 
 One row per accepted item: question, options, gold answer, the accepted rationale (steps + text) and final
 answer, per-dimension scores (mean, and per reviewer under anonymised ids), consensus type, rounds,
-provenance (model, prompt hash, parameters), source and licence, and optionally the version history.
+provenance (model, prompt hash, parameters), source and licence, and optionally the version history
+(every version with its reviews and their step marks). dpo and prm read that history: a pair per rejected
+version, a step-labelled record per reviewed version.
 
 It streams: items are read in one ordered pass (a server-side cursor on PostgreSQL), their versions,
 reviews and sources fetched per chunk of ids, and written as they come (Parquet in row groups), so memory
@@ -32,7 +34,16 @@ from sqlalchemy import Connection, Engine
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
 from clinreason.stages.export.card import write_card
-from clinreason.stages.export.common import FORMATS, MANIFEST, SPLIT_NAMES, ExportError, ExportOptions, safe_path
+from clinreason.domain.steps import StepMark
+from clinreason.stages.export.common import (
+    FORMATS,
+    HISTORY_FORMATS,
+    MANIFEST,
+    SPLIT_NAMES,
+    ExportError,
+    ExportOptions,
+    safe_path,
+)
 from clinreason.stages.export.formats import open_sink
 from clinreason.store import accounts, exports
 from clinreason.store import db as store_db
@@ -53,6 +64,7 @@ class ExportSummary:
     specialties: Counter = field(default_factory=Counter)
     consensus: Counter = field(default_factory=Counter)
     pairs: int = 0
+    step_labels: Counter = field(default_factory=Counter)  # prm: "ok" | "error" | "unknown" -> steps written
     seconds: float = 0.0
     filters: dict[str, Any] = field(default_factory=dict)
 
@@ -61,9 +73,12 @@ class ExportSummary:
         return sum(self.rows.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.fmt, "rows": dict(self.rows), "records": dict(self.records), "total": self.total,
-                "files": list(self.files),
-                "filters": self.filters, "seconds": round(self.seconds, 3)}
+        out = {"format": self.fmt, "rows": dict(self.rows), "records": dict(self.records), "total": self.total,
+               "files": list(self.files),
+               "filters": self.filters, "seconds": round(self.seconds, 3)}
+        if self.fmt == "prm":
+            out["step_labels"] = {k: self.step_labels.get(k, 0) for k in ("ok", "error", "unknown")}
+        return out
 
 
 def parse_splits(text: str | None) -> tuple[float, ...] | None:
@@ -158,7 +173,8 @@ class _Reader:
         for r in rows:
             scores = r.scores or {}
             out.append({"reviewer": self.reviewers.get(r.reviewer_id, f"R-{r.reviewer_id}"), "verdict": r.verdict,
-                        "scores": {d: _int_or_none(scores.get(d)) for d in self.dims}})
+                        "scores": {d: _int_or_none(scores.get(d)) for d in self.dims},
+                        "steps": _marks(r)})
         return out
 
     def _means(self, revs: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -199,7 +215,7 @@ class _Reader:
             "license": srcs[0]["license"] if srcs else None,
             "sources": srcs,
         }
-        if self.opts.with_history or self.opts.fmt == "dpo":
+        if self.opts.with_history or self.opts.fmt in HISTORY_FORMATS:
             row["history"] = [{
                 "version": v.version, "origin": v.origin, "author": self.author(v.author), "model": v.model,
                 "prompt_hash": v.prompt_hash, "text": texts[v.id].text if v.id in texts else None,
@@ -212,6 +228,19 @@ class _Reader:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _marks(review: Any) -> list[dict[str, Any]]:
+    """A review's stored step marks in their canonical form (StepMark.to_dict), by step."""
+    stored = review.steps or []
+    if not isinstance(stored, list):
+        raise ExportError(f"review {review.id}: its steps column holds {type(stored).__name__}, not a list of marks")
+    try:
+        marks = [StepMark.from_dict(m) for m in stored]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"review {review.id}: a stored step mark is malformed ({type(exc).__name__}: {exc}); "
+                          "expected {\"step\": N, \"verdict\": \"ok\"|\"error\", ...}") from None
+    return [m.to_dict() for m in sorted(marks, key=lambda m: m.step)]
 
 
 # --- splits -----------------------------------------------------------------------------------------
@@ -317,8 +346,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                 splitter.add(light["stratum"], light["id"])
             splitter.freeze()
         with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
-            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts)
-            for row in reader.rows(all_texts=opts.with_history or opts.fmt == "dpo"):
+            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts, step_labels=summary.step_labels)
+            for row in reader.rows(all_texts=opts.with_history or opts.fmt in HISTORY_FORMATS):
                 stratum = (row["specialty"] or "", row["source"] or "")
                 split = names[splitter.split_of(stratum, row["id"])] if splitter else names[0]
                 _count(summary, row, split)
