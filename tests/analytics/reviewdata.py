@@ -46,8 +46,14 @@ def _score(rng: random.Random, quality: float) -> int:
 
 
 def build(engine: Engine, project_id: int, *, n_items: int = 40, seed: int = 7, prefix: str = "it",
-          reviewers=REVIEWERS, missing_rate: float = 0.05) -> Built:
+          reviewers=REVIEWERS, missing_rate: float = 0.05, step_judge_rate: float | None = None,
+          step_error_rate: float = 0.3) -> Built:
+    """With `step_judge_rate`, reviews carry step marks (`reviews.steps`, as the review stage stores them):
+    each reviewer judges each step with that probability; a step is bad with probability `step_error_rate`,
+    and a reviewer marks it `error` mostly when it is bad (agreement above chance, not perfect). The marks
+    come from a random stream of their own: the rest of the data is the same with or without them."""
     rng = random.Random(seed)
+    marks_rng = random.Random(seed * 7919 + 1)
     built = Built()
     item_rows, source_rows, rat_rows, review_rows, decision_rows = [], [], [], [], []
     with engine.begin() as conn:
@@ -91,6 +97,7 @@ def build(engine: Engine, project_id: int, *, n_items: int = 40, seed: int = 7, 
                            created_at=ts + timedelta(minutes=10 * v))
                 rat_rows.append(row)
                 versions.append(row)
+                bad = [marks_rng.random() < step_error_rate for _ in row["steps"]]
                 last = v == rounds
                 k = 3 if rng.random() < 0.15 else 2
                 quality = 3.0 + 0.6 * v + rng.uniform(-0.5, 0.5)
@@ -109,6 +116,8 @@ def build(engine: Engine, project_id: int, *, n_items: int = 40, seed: int = 7, 
                                comments={"reasoning": "ok"}, edited_text=None,
                                seconds_spent=round(rng.uniform(30, 400), 1), rubric_version=1,
                                created_at=ts + timedelta(minutes=10 * v + j + 1))
+                    if step_judge_rate is not None:
+                        rec["steps"] = _marks(marks_rng, bad, step_judge_rate) or None
                     review_rows.append(rec)
                     built.reviews.append({**rec, "reviewer": who})
             built.versions[item_id] = versions
@@ -135,6 +144,19 @@ def build(engine: Engine, project_id: int, *, n_items: int = 40, seed: int = 7, 
     return built
 
 
+def _marks(rng: random.Random, bad: list[bool], judge_rate: float) -> list[dict[str, Any]]:
+    marks: list[dict[str, Any]] = []
+    for s, is_bad in enumerate(bad, 1):
+        if rng.random() >= judge_rate:
+            continue
+        if rng.random() < (0.8 if is_bad else 0.1):
+            marks.append({"step": s, "verdict": "error", "category": "factual_error", "severity": "major",
+                          "note": f"step {s} is wrong"})
+        else:
+            marks.append({"step": s, "verdict": "ok"})
+    return marks
+
+
 def matrix(built: Built, dim: str) -> tuple[list[str], list[list[float]]]:
     """raters × units matrix (NaN = not rated) of one dimension, units ordered by rationale id."""
     units = sorted({r["rationale_id"] for r in built.reviews})
@@ -144,3 +166,16 @@ def matrix(built: Built, dim: str) -> tuple[list[str], list[list[float]]]:
         if dim in r["scores"]:
             grid[raters.index(r["reviewer"])][units.index(r["rationale_id"])] = float(r["scores"][dim])
     return raters, grid
+
+
+def step_matrix(built: Built) -> list[list[float]]:
+    """raters × units matrix of step judgments (0 = ok, 1 = error, NaN = not judged); unit = (version, step)."""
+    units = sorted({(r["rationale_id"], m["step"]) for r in built.reviews for m in r.get("steps") or []})
+    raters = sorted({r["reviewer"] for r in built.reviews})
+    grid = [[float("nan")] * len(units) for _ in raters]
+    index = {u: i for i, u in enumerate(units)}
+    for r in built.reviews:
+        for m in r.get("steps") or []:
+            grid[raters.index(r["reviewer"])][index[(r["rationale_id"], m["step"])]] = \
+                1.0 if m["verdict"] == "error" else 0.0
+    return grid

@@ -84,3 +84,28 @@ def test_a_seeded_calibration_version_carries_its_own_parsed_steps(engine, impor
     assert version.steps[:2] == ["1. The seeded step that is wrong on purpose: beta-blockers first.",
                                  "2. A second seeded step."]
     assert version.final_answer == base.final_answer and version.fingerprint is not None
+
+
+def test_an_edit_is_screened_like_any_version_and_nothing_blocks_it(engine, imported, in_review):
+    """The edited version gets every automatic check, stored as hints (never blocking); the steps the
+    editor marked as errors are checked by `marked_steps_revised` against the edit."""
+    pid = imported["id"]
+    with engine.begin() as conn:
+        ana = Reviewer(conn.execute(select(users.c.id).where(users.c.username == "ana")).scalar_one(), "ana")
+        lease = assign_next_review(conn, project_id=pid, reviewer=ana)
+        reviewed = rationale_store.get_version(conn, rationale_id=lease.rationale_id)
+        # an "edit" that keeps step 1 (marked as an error) word for word and drops the final answer line
+        kept = reviewed.steps[0]
+        done = submit_review(conn, project_id=pid, assignment_id=lease.assignment_id, reviewer=ana,
+                             body={"verdict": "edit", "scores": {**GOOD, "correctness": 2},
+                                   "edited_text": kept + "\nA short second step.",
+                                   "steps": [{"step": 1, "verdict": "error", "category": "factual_error",
+                                              "severity": "major", "note": "wrong"}]},
+                             rubric_body=projects.latest_rubric(conn, project_id=pid))
+    with engine.connect() as conn:
+        found = {c.name: c for c in rationale_store.checks_of(conn, rationale_ids=[done["new_rationale_id"]])}
+        state = conn.execute(select(items.c.state).where(items.c.id == lease.item_id)).scalar_one()
+    assert {"parse", "length", "answer_leakage", "language", "marked_steps_revised"} <= set(found)
+    assert not any(c.blocking for c in found.values())
+    assert not found["marked_steps_revised"].passed and "step 1" in found["marked_steps_revised"].detail
+    assert state == "in_review"  # straight back to the experts, whatever the checks say

@@ -94,7 +94,8 @@ def export(
                + ", ".join(f"{k} {v}" for k, v in summary.rows.items())
                + (f"; {summary.pairs} preference pairs" if format == "dpo" else "")
                + (f"; {sum(summary.records.values())} reviewed versions, step labels "
-                  + ", ".join(f"{k} {v}" for k, v in summary.step_labels.items()) if format == "prm" else ""))
+                  + ", ".join(f"{k} {v}" for k, v in summary.to_dict()["step_labels"].items())
+                  if format == "prm" else ""))
     typer.echo(f"files: {', '.join(summary.files)}")
 
 

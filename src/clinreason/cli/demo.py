@@ -1,5 +1,5 @@
-"""Verbs to try clinreason without a project of your own: `simulate` (the review-allocation simulator on
-a scratch database) and `demo` (end to end on the bundled samples). Added to the root app by `clinreason.cli`."""
+"""Verbs to try clinreason without a project of your own: `simulate` (the review-allocation and
+step-regeneration simulator on a scratch database) and `demo` (end to end on the bundled samples). Added to the root app by `clinreason.cli`."""
 
 from __future__ import annotations
 
@@ -22,24 +22,41 @@ def simulate(
     reviewers: Annotated[int, typer.Option("--reviewers", help="Synthetic reviewers (a careless and a harsh one among them)")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same run)")] = 0,
     signal: Annotated[float, typer.Option("--signal", help="How strongly screening signals track the hidden truth, 0-1")] = 0.8,
+    regeneration: Annotated[str, typer.Option("--regeneration", help="targeted: fix the steps the reviewers marked, keep the rest; blind: rewrite the whole text, marks unused")] = "targeted",
+    p_fix: Annotated[float, typer.Option("--p-fix", help="targeted: chance a marked wrong step is fixed")] = 0.8,
+    p_fix_blind: Annotated[float, typer.Option("--p-fix-blind", help="blind: chance a wrong step is fixed by the rewrite")] = 0.5,
+    p_break: Annotated[float, typer.Option("--p-break", help="chance a rewritten correct step becomes wrong (blind: every step is rewritten)")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
-    """Review-allocation simulator: synthetic items with a hidden true quality, synthetic reviewers, and
-    the real assignment, consensus, regeneration-round and adjudication code on a scratch database."""
-    from clinreason.stages.simulate import POLICIES, run_simulation
+    """Review-allocation simulator: synthetic items with a hidden true quality and seeded wrong steps,
+    synthetic reviewers who mark steps with their own sensitivity, and the real assignment, consensus,
+    regeneration-round and adjudication code on a scratch database. Compare --regeneration targeted and
+    blind on one seed (benchmarks/bench_steps.py runs both side by side)."""
+    from clinreason.stages.simulate import POLICIES, REGENERATION_MODES, StepModel, run_simulation
 
     if policy not in POLICIES:
         _fail(f"--policy must be one of {', '.join(POLICIES)}", 2)
-    result = run_simulation(policy=policy, n_items=items_n, n_reviewers=reviewers, seed=seed, signal_strength=signal)
+    if regeneration not in REGENERATION_MODES:
+        _fail(f"--regeneration must be one of {', '.join(REGENERATION_MODES)}", 2)
+    for flag, value in (("--p-fix", p_fix), ("--p-fix-blind", p_fix_blind), ("--p-break", p_break)):
+        if not 0.0 <= value <= 1.0:
+            _fail(f"{flag} must be a probability between 0 and 1, got {value}", 2)
+    model = StepModel(regeneration=regeneration, p_fix=p_fix, p_fix_blind=p_fix_blind, p_break=p_break)
+    result = run_simulation(policy=policy, n_items=items_n, n_reviewers=reviewers, seed=seed, signal_strength=signal,
+                            steps=model)
     out = result.to_dict()
     if json_out:
         typer.echo(json.dumps(out, indent=2))
         return
-    typer.echo(f"{policy}: {out['accepted']} accepted, {out['excluded']} excluded of {out['items']} items; "
-               f"{out['reviews_per_accepted']} expert reviews per accepted item "
-               f"({out['expert_minutes_per_accepted']} expert minutes); residual defect rate "
-               f"{out['residual_defect_rate']:.2%}; wrongly excluded {out['wrongly_excluded']}; "
-               f"{out['rounds_per_item']} versions per item")
+    steps = out["steps"]
+    typer.echo(f"{policy}, {regeneration} regeneration: {out['accepted']} accepted, {out['excluded']} excluded of "
+               f"{out['items']} items; {out['reviews_per_accepted']} expert reviews per accepted item "
+               f"({out['expert_minutes_per_accepted']} expert minutes); {out['rounds_per_accepted']} review rounds "
+               f"until acceptance ({out['all_rounds_per_accepted']} rounds of all items per accepted item); "
+               f"residual defect rate {out['residual_defect_rate']:.2%}; wrongly excluded {out['wrongly_excluded']}; "
+               f"{out['rounds_per_item']} versions per item; wrong steps: {steps['seeded_wrong_steps']} seeded, "
+               f"{steps['wrong_steps_left_in_accepted']} left in accepted versions, found by reviewers at "
+               f"sensitivity {steps['sensitivity']}")
 
 
 @verbs.command()

@@ -1,5 +1,5 @@
-"""Item history (every version with its diff, every review you may see, every check and event), the
-progress dashboard and the list of escalated items."""
+"""Item history (every version with its diff and its step changes, every review and step mark you may see,
+every check and event), the progress dashboard and the list of escalated items."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLRespons
         history = views.item_history(conn, principal, item_id)
     versions = history["versions"]
     by_version = {v["version"]: v for v in versions}
+    steps_of = {entry["rationale_id"]: entry for entry in history["step_history"]}
     cards = []
     for v in reversed(versions):
         parent = by_version.get(v["parent_version"]) if v["parent_version"] is not None else by_version.get(v["version"] - 1)
@@ -27,6 +28,7 @@ def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLRespons
             "rationale": v, "parent": parent,
             "checks": [c for c in history["checks"] if c["rationale_id"] == v["id"]],
             "reviews": [r for r in history["reviews"] if r["rationale_id"] == v["id"]],
+            "steps": steps_of.get(v["id"]), "shown": views.step_display(v),
         })
     return page(request, "item.html", {"item": history, "cards": cards})
 

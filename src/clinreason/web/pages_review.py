@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +27,29 @@ NOTICES = {
 }
 
 
+STEP_FIELD = re.compile(r"step\.(\d{1,4})\.(verdict|category|severity|note|correction)")
+STEP_ERROR_FIELD = re.compile(r"steps\[(\d+)\]")
+
+
+def form_steps(form: FormData) -> list[dict[str, Any]]:
+    """Step marks from `step.<n>.verdict|category|severity|note|correction` (n = the step number, 1…) as the
+    API's `steps` list, by step. Empty fields are left out; a step with nothing filled in is no mark. A step
+    with text but no verdict is kept (without one), so submitting says so instead of dropping the text."""
+    marks: dict[int, dict[str, Any]] = {}
+    for key, value in form.multi_items():
+        match = STEP_FIELD.fullmatch(key)
+        if match is None or not isinstance(value, str):
+            continue
+        number, field = int(match.group(1)), match.group(2)
+        entry = marks.setdefault(number, {"step": number})
+        if value.strip():
+            entry[field] = value.strip() if field in ("verdict", "category", "severity") else value
+    return [entry for _, entry in sorted(marks.items()) if len(entry) > 1]
+
+
 def form_to_body(form: FormData) -> dict[str, Any]:
-    """The review form as the JSON body the API takes (scores from `score.<dim>`, comments from `comment.<dim>`)."""
+    """The review form as the JSON body the API takes (scores from `score.<dim>`, comments from `comment.<dim>`,
+    step marks from `step.<n>.<field>`, see `form_steps`)."""
     scores: dict[str, Any] = {}
     comments: dict[str, str] = {}
     for key, value in form.multi_items():
@@ -45,7 +67,7 @@ def form_to_body(form: FormData) -> dict[str, Any]:
     edited = form.get("edited_text")
     return {"verdict": form.get("verdict") or None, "scores": scores, "comments": comments,
             "edited_text": edited if isinstance(edited, str) else None, "seconds_spent": seconds_spent,
-            "editing": form.get("editing") == "1"}
+            "editing": form.get("editing") == "1", "steps": form_steps(form)}
 
 
 def judge_hints(checks: list[dict[str, Any]], dimensions: list[str]) -> tuple[dict[str, dict], list[dict], list[dict]]:
@@ -78,13 +100,36 @@ def review_context(conn, principal: Principal, assignment_id: str, *, values: di
     names = [d["name"] for d in rubric["dimensions"]]
     per_dim, judge, automatic = judge_hints(payload["checks"], names)
     lo, hi = rubric.get("scale", [1, 5])
+    marks = step_marks_by_number(values.get("steps"))
     return {
         **payload, "values": values, "scores": values.get("scores") or {}, "comments": values.get("comments") or {},
         "edited_text": edited, "editing": bool(values.get("editing")) or edited.strip() != original.strip(),
         "seconds": int(seconds or 0), "scale": list(range(lo, hi + 1)), "judge_by_dim": per_dim,
         "judge_checks": judge, "auto_checks": automatic, "error": error,
         "expires_at": datetime.fromisoformat(payload["expires_at"]),
+        "shown": views.step_display(payload["rationale"]), "marks": marks,
+        "step_categories": views.step_taxonomy(rubric, payload["item"].get("language")),
+        "severities": views.SEVERITIES, "error_step": error_step(error, values.get("steps")),
     }
+
+
+def step_marks_by_number(raw: Any) -> dict[int, dict[str, Any]]:
+    """The marks of a draft (or of a refused submission) by step number, to fill the form in again."""
+    out: dict[int, dict[str, Any]] = {}
+    for entry in raw if isinstance(raw, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and not isinstance(entry["step"], bool):
+            out[entry["step"]] = {k: v for k, v in entry.items() if isinstance(v, str)}
+    return out
+
+
+def error_step(error: stage.ReviewError | None, raw: Any) -> int | None:
+    """The step number a refused mark is about (`steps[0].note` -> the step of the first mark)."""
+    match = STEP_ERROR_FIELD.match(error.field) if error is not None else None
+    if match is None or not isinstance(raw, list) or int(match.group(1)) >= len(raw):
+        return None
+    entry = raw[int(match.group(1))]
+    step = entry.get("step") if isinstance(entry, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 @router.get("/review")

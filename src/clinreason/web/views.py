@@ -3,6 +3,7 @@ Everything a reviewer sees passes through the blindness rules here (`visible_rev
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -10,7 +11,10 @@ from sqlalchemy import Connection
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Event, Item, RationaleVersion, Review
+from clinreason.domain.rubric import rubric_from_dict
+from clinreason.domain.steps import Severity
 from clinreason.stages import adjudicate
+from clinreason.stages import history as step_history_stage
 from clinreason.stages import review as stage
 from clinreason.store import items, projects, rationales, readmodels, reviews
 from clinreason.store.common import aware, now
@@ -117,7 +121,8 @@ def review_dict(review: Review) -> dict[str, Any]:
     return {"id": review.id, "rationale_id": review.rationale_id, "version": review.version,
             "reviewer": review.reviewer, "verdict": review.verdict, "scores": review.scores,
             "comments": review.comments, "edited_text": review.edited_text, "seconds_spent": review.seconds_spent,
-            "rubric_version": review.rubric_version, "created_at": iso(review.created_at)}
+            "rubric_version": review.rubric_version, "created_at": iso(review.created_at),
+            "steps": list(review.steps)}
 
 
 def _event_dict(event: Event, principal: Principal, unlocked: set[str]) -> dict[str, Any]:
@@ -145,6 +150,8 @@ def item_history(conn: Connection, principal: Principal, item_id: str) -> dict[s
         "versions": [rationale_dict(v, principal) for v in versions],
         "checks": [check_dict(c, version_of.get(c.rationale_id)) for c in history["checks"]],
         "reviews": [review_dict(r) for r in visible],
+        # marks come only from the visible reviews: the same blindness as the reviews themselves
+        "step_history": step_history_stage.step_history(versions, visible),
         "events": [_event_dict(e, principal, unlocked) for e in history["events"]
                    if not (_is_probe(item, principal) and _probe_event(e))],
         "sources": [{"source": s["source"], "file": s["file"], "record": s["record"], "subject": s["subject"],
@@ -193,3 +200,39 @@ def reviewer_progress(conn: Connection, principal: Principal) -> dict[str, Any]:
 
 def open_leases(conn: Connection, principal: Principal) -> int:
     return reviews.open_lease_count(conn, project_id=principal.project_id, at=now())
+
+
+# --- steps on the page -------------------------------------------------------------------------------
+
+_FINAL_LINE = re.compile(r"^\W*(?:final\s+answer|answer|最终答案|答案|正确答案)\W*[:：]", re.IGNORECASE)
+
+
+def is_final_answer_line(text: str) -> bool:
+    """A step that is itself the "Final answer: X" line (an expert's edit keeps it as its last line)."""
+    return bool(_FINAL_LINE.match(text or ""))
+
+
+def step_display(rationale: dict[str, Any]) -> dict[str, Any]:
+    """How a version's steps are shown: numbered 1… as the marks count them; whether the last step already
+    says the final answer (then it is not repeated below the list); whether the text as written holds
+    more than the steps (then it is offered, folded, beside them)."""
+    steps = [str(s) for s in rationale.get("steps") or []]
+    final_in_steps = bool(steps) and is_final_answer_line(steps[-1])
+    lines = [line.strip() for line in (rationale.get("text") or "").splitlines() if line.strip()]
+    return {
+        "steps": [{"n": n, "text": text, "final": final_in_steps and n == len(steps)}
+                  for n, text in enumerate(steps, 1)],
+        "final_in_steps": final_in_steps,
+        "text_differs": bool(steps) and [s.strip() for s in steps] != lines,
+    }
+
+
+def step_taxonomy(rubric_body: dict[str, Any], language: str | None) -> list[dict[str, Any]]:
+    """The rubric's step error categories, numbered for the keyboard (1…), each with its one-line description
+    in `language` where the rubric has it (English otherwise)."""
+    rubric = rubric_from_dict(rubric_body)
+    return [{"key": k, "name": c.name, "description": c.description(language or "en")}
+            for k, c in enumerate(rubric.step_errors, 1)]
+
+
+SEVERITIES = [{"key": k, "name": s.value} for k, s in enumerate(Severity, 1)]

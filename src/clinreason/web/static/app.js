@@ -1,4 +1,6 @@
-/* clinreason review screen: keyboard shortcuts, time on task, draft flush on leaving. No eval, no inline code. */
+/* clinreason review screen: keyboard shortcuts, step marking, time on task, draft flush on leaving.
+   No eval, no inline code. Two modes: scoring (digits score the highlighted dimension) and step mode
+   (`s`; digits pick a marked step's error category, then its severity). The mode is always on screen. */
 (function () {
   "use strict";
 
@@ -35,6 +37,122 @@
     var pending = null;
     var submitting = false;
     var seconds = parseFloat(secondsField.value) || 0;
+    var stepList = document.getElementById("rationale");
+    var steps = stepList && stepList.tagName === "OL" ? Array.prototype.slice.call(stepList.querySelectorAll("li.step")) : [];
+    var modeLine = document.getElementById("mode");
+    var stepMode = false;
+    var activeStep = 0;
+    var phase = null; // null | "category" | "severity": what the number keys pick for the active step
+
+    function showMode() {
+      var name = !stepMode ? "scoring" : (phase || "step");
+      document.body.classList.toggle("step-mode", stepMode);
+      if (modeLine) {
+        Array.prototype.forEach.call(modeLine.querySelectorAll("[data-mode]"), function (span) {
+          span.hidden = span.dataset.mode !== name;
+        });
+        Array.prototype.forEach.call(modeLine.querySelectorAll(".mode-step"), function (el) {
+          el.textContent = steps.length ? String(activeStep + 1) + " of " + steps.length : "";
+        });
+      }
+      steps.forEach(function (li, k) {
+        var here = stepMode && k === activeStep;
+        li.classList.toggle("active", here);
+        li.classList.toggle("picking", here && phase === "category");
+        li.classList.toggle("rating", here && phase === "severity");
+      });
+    }
+
+    function verdictOf(li) {
+      var radio = li.querySelector("input.step-verdict:checked");
+      return radio ? radio.value : "";
+    }
+
+    // Only an error takes a category, severity, note and correction: the other steps do not send them.
+    function syncStep(li) {
+      var verdict = verdictOf(li);
+      li.classList.toggle("marked-ok", verdict === "ok");
+      li.classList.toggle("marked-error", verdict === "error");
+      Array.prototype.forEach.call(li.querySelectorAll(".step-error input, .step-error textarea"), function (el) {
+        el.disabled = verdict !== "error";
+      });
+    }
+
+    function changed(input) { input.dispatchEvent(new Event("change", { bubbles: true })); }
+
+    function enterSteps(i, focus) {
+      if (!steps.length) return;
+      activeStep = Math.max(0, Math.min(steps.length - 1, i));
+      stepMode = true;
+      phase = null;
+      showMode();
+      if (focus !== false) steps[activeStep].focus({ preventScroll: true });
+      steps[activeStep].scrollIntoView({ block: "nearest" });
+    }
+
+    function leaveSteps() {
+      var el = document.activeElement;
+      if (el && stepList && stepList.contains(el)) el.blur();
+      stepMode = false;
+      phase = null;
+      showMode();
+    }
+
+    function markStep(verdict) {
+      var li = steps[activeStep];
+      var radio = li.querySelector('input.step-verdict[value="' + verdict + '"]');
+      if (!radio) return;
+      radio.checked = true;
+      syncStep(li);
+      changed(radio);
+      clientError.hidden = true;
+    }
+
+    function pick(kind, n) {
+      var radio = steps[activeStep].querySelectorAll("input.step-" + kind)[n - 1];
+      if (!radio) return false;
+      radio.checked = true;
+      changed(radio);
+      return true;
+    }
+
+    function stepField(kind) {
+      var li = steps[activeStep];
+      if (verdictOf(li) !== "error") {
+        showError("Step " + (activeStep + 1) + " is not marked as an error: press x first.");
+        return;
+      }
+      li.querySelector("textarea.step-" + kind).focus();
+    }
+
+    // A key in step mode: true when it was the step's.
+    function stepKey(e) {
+      var key = e.key;
+      if (/^[0-9]$/.test(key)) {
+        e.preventDefault();
+        var n = parseInt(key, 10);
+        if (phase === "category") {
+          if (pick("category", n)) { phase = "severity"; showMode(); }
+        } else if (phase === "severity") {
+          if (pick("severity", n)) { phase = null; showMode(); stepField("note"); }
+        } else {
+          showError("In step mode the number keys pick an error's category and severity: press x to mark step " +
+                    (activeStep + 1) + " as an error, or Esc to go back to scoring.");
+        }
+        return true;
+      }
+      switch (key) {
+        case "]": case "ArrowDown": e.preventDefault(); enterSteps(activeStep + 1); return true;
+        case "[": case "ArrowUp": e.preventDefault(); enterSteps(activeStep - 1); return true;
+        case "o": e.preventDefault(); markStep("ok"); phase = null; showMode(); return true;
+        case "x": e.preventDefault(); markStep("error"); phase = "category"; showMode(); return true;
+        case "u": e.preventDefault(); markStep(""); phase = null; showMode(); return true;
+        case "n": e.preventDefault(); stepField("note"); return true;
+        case "w": e.preventDefault(); stepField("correction"); return true;
+        case "j": case "k": case "c": case "d": leaveSteps(); return false; // scoring keys: back to scoring
+        default: return false;
+      }
+    }
 
     function setActive(i) {
       if (!dims.length) return;
@@ -110,8 +228,23 @@
     });
 
     dims.forEach(function (d, k) {
-      d.addEventListener("focusin", function () { setActive(k); });
-      d.addEventListener("click", function () { setActive(k); });
+      d.addEventListener("focusin", function () { if (stepMode) leaveSteps(); setActive(k); });
+      d.addEventListener("click", function () { if (stepMode) leaveSteps(); setActive(k); });
+    });
+    steps.forEach(function (li, k) {
+      syncStep(li);
+      li.addEventListener("focusin", function () {
+        if (!stepMode || activeStep !== k) { activeStep = k; phase = null; }
+        stepMode = true;
+        showMode();
+      });
+      li.addEventListener("change", function (e) {
+        var t = e.target;
+        if (t.classList.contains("step-verdict")) syncStep(li);
+        if (t.classList.contains("step-category") && phase === "category") { phase = null; showMode(); }
+      });
+      var again = li.querySelector(".cats-change");
+      if (again) again.addEventListener("click", function () { activeStep = k; stepMode = true; phase = "category"; showMode(); });
     });
     document.getElementById("open-editor").addEventListener("click", openEditor);
 
@@ -120,7 +253,13 @@
       if (e.key === "Escape") {
         if (!help.hidden) { help.hidden = true; return; }
         if (pending) { cancel(); return; }
-        if (typing(el)) { el.blur(); return; }
+        if (typing(el)) {
+          var inStep = el.closest && el.closest("li.step");
+          if (inStep) inStep.focus({ preventScroll: true }); else el.blur();
+          return;
+        }
+        if (stepMode && phase) { phase = null; showMode(); return; }
+        if (stepMode) { leaveSteps(); return; }
         return;
       }
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && el === editorText) {
@@ -130,6 +269,7 @@
       }
       if (typing(el) || e.ctrlKey || e.metaKey || e.altKey) return;
       if (e.key === "Enter" && pending) { e.preventDefault(); submit(pending); return; }
+      if (stepMode && stepKey(e)) return;
       if (/^[0-9]$/.test(e.key)) { e.preventDefault(); score(e.key); return; }
       switch (e.key) {
         case "j": e.preventDefault(); setActive(active + 1); break;
@@ -140,6 +280,7 @@
         case "e": e.preventDefault(); cancel(); openEditor(); break;
         case "d": e.preventDefault(); var det = dims[active].querySelector("details"); det.open = !det.open; break;
         case "c": e.preventDefault(); dims[active].querySelector("textarea").focus(); break;
+        case "s": if (steps.length) { e.preventDefault(); cancel(); enterSteps(activeStep); } break;
         case "?": e.preventDefault(); help.hidden = !help.hidden; break;
         default: break;
       }
@@ -163,6 +304,9 @@
 
     if (!editor.hidden) layout.classList.add("editing");
     setActive(Math.max(0, missing()));
+    showMode();
+    var invalid = stepList && stepList.querySelector("li.step.invalid");
+    if (invalid) enterSteps(steps.indexOf(invalid)); // a refused mark: straight back to that step
   }
 
   document.addEventListener("DOMContentLoaded", function () {
