@@ -1,7 +1,7 @@
 """Expert reviews spent per accepted item, fixed overlap vs adaptive allocation, by simulation.
 
     python benchmarks/bench_simulate.py [--items 5000] [--reviewers 8] [--seed 7] [--strong 0.8] [--weak 0.3]
-                                        [--weak-items N] [--jobs 2]
+                                        [--weak-items N] [--jobs 2] [--regeneration targeted|blind]
 
 Runs the real assignment / consensus / regeneration / adjudication code on synthetic items whose true
 quality is known (stages/simulate.py) and prints, side by side for fixed k=1, 2, 3 and adaptive (the
@@ -9,7 +9,9 @@ project defaults): expert reviews per accepted item (reviews plus adjudications)
 (accepted items whose hidden quality fails the pass rule), items wrongly excluded. Target: adaptive uses
 >= 35 % fewer expert reviews than fixed k=2 at a residual defect rate no higher than fixed k=2's. It
 repeats the comparison with weak screening signals (how adaptive degrades). Policies run in parallel
-processes (`--jobs`); each is deterministic for its seed.
+processes (`--jobs`); each is deterministic for its seed. Drafts carry steps and reviewers mark them
+(stages/simulate.py); regeneration is targeted at the marked steps unless `--regeneration blind`
+(benchmarks/bench_steps.py compares the two).
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from clinreason.stages.simulate import POLICIES, run_simulation
+from clinreason.stages.simulate import POLICIES, REGENERATION_MODES, StepModel, run_simulation
 
 
-def _one(args: tuple[str, int, int, int, float]) -> tuple[dict, float]:
-    policy, n, reviewers, seed, signal = args
+def _one(args: tuple[str, int, int, int, float, str]) -> tuple[dict, float]:
+    policy, n, reviewers, seed, signal, regeneration = args
     started = time.perf_counter()
-    result = run_simulation(policy=policy, n_items=n, n_reviewers=reviewers, seed=seed, signal_strength=signal)
+    result = run_simulation(policy=policy, n_items=n, n_reviewers=reviewers, seed=seed, signal_strength=signal,
+                            steps=StepModel(regeneration=regeneration))
     return result.to_dict(), time.perf_counter() - started
 
 
-def table(n: int, reviewers: int, seed: int, signal: float, jobs: int) -> dict[str, dict]:
+def table(n: int, reviewers: int, seed: int, signal: float, jobs: int, regeneration: str = "targeted") -> dict[str, dict]:
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(_one, [(p, n, reviewers, seed, signal) for p in POLICIES]))
-    print(f"\n{n} items, {reviewers} reviewers, seed {seed}, screening signal strength {signal}")
+        done = list(pool.map(_one, [(p, n, reviewers, seed, signal, regeneration) for p in POLICIES]))
+    print(f"\n{n} items, {reviewers} reviewers, seed {seed}, screening signal strength {signal}, "
+          f"{regeneration} regeneration")
     print(f"{'policy':<10} {'reviews/accepted':>17} {'residual defects':>17} {'wrongly excluded':>17} "
           f"{'accepted':>9} {'adjudications':>14} {'versions/item':>14} {'min/accepted':>13} {'seconds':>8}")
     rows = {}
@@ -58,9 +62,11 @@ def main() -> None:
     ap.add_argument("--weak", type=float, default=0.3, help="signal strength of the degraded comparison")
     ap.add_argument("--weak-items", type=int, default=None, help="items in the degraded comparison (default: --items)")
     ap.add_argument("--jobs", type=int, default=2, help="policies simulated at once (processes)")
+    ap.add_argument("--regeneration", choices=REGENERATION_MODES, default="targeted",
+                    help="how the simulated LLM regenerates (benchmarks/bench_steps.py compares the two)")
     args = ap.parse_args()
-    table(args.items, args.reviewers, args.seed, args.strong, args.jobs)
-    table(args.weak_items or args.items, args.reviewers, args.seed, args.weak, args.jobs)
+    table(args.items, args.reviewers, args.seed, args.strong, args.jobs, args.regeneration)
+    table(args.weak_items or args.items, args.reviewers, args.seed, args.weak, args.jobs, args.regeneration)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,17 @@ def test_a_marked_step_reaches_the_regeneration_prompt_and_the_prm_export(served
         assert notes[item_id] in text and "factual_error" in text and "severity major" in text
         assert "Keep every unmarked step as it is" in text
 
+    # `clinreason history` reads the same at step level: the marks each version received, what changed
+    some = next(iter(notes))
+    told = cli(["history", some], env, tmp)
+    assert told.returncode == 0, told.stderr
+    assert f"step 2: error, factual_error, major: {notes[some]}" in told.stdout
+    assert "steps vs version 1: none changed" in told.stdout  # the fake model repeated its text
+    story = json.loads(cli(["history", some, "--json"], env, tmp).stdout)
+    v1 = story["step_history"][0]
+    assert v1["version"] == 1 and [m["step"] for m in v1["steps"][1]["marks"]] == [2]
+    assert story["step_history"][1]["changes"] == {"changed": [], "added": [], "removed": []}
+
     # PRM: v1 has step 2 labelled error (with its mark), v2 accepted with every step ok
     out = tmp / "prm"
     exported = cli(["export", str(out), "--format", "prm"], env, tmp)

@@ -81,7 +81,7 @@ def test_history_lists_every_version_with_its_reviews(engine, built, tmp_path):
         assert all(h["author"].startswith("R-") for h in edited)
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "sft", "dpo"])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "sft", "dpo", "prm"])
 def test_rerunning_gives_byte_identical_files(engine, built, tmp_path, fmt):
     first, _ = export(engine, tmp_path / "a", fmt=fmt, splits=(0.8, 0.1, 0.1))
     second, _ = export(engine, tmp_path / "b", fmt=fmt, splits=(0.8, 0.1, 0.1), chunk_size=7)

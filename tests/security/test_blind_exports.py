@@ -37,7 +37,7 @@ def _plant(engine, built) -> None:
                 updated_at=now()))
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "sft", "dpo"])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "sft", "dpo", "prm"])
 def test_no_pending_review_or_draft_reaches_any_export(engine, project, tmp_path, fmt):
     built = reviewdata.build(engine, project["id"], n_items=40, seed=5)
     _plant(engine, built)

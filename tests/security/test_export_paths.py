@@ -75,7 +75,7 @@ def test_a_damaged_manifest_is_an_error_or_ignored_never_a_traceback(engine, bui
 
 
 FORMATS = [("jsonl", None), ("jsonl", (0.5, 0.5)), ("parquet", None), ("parquet", (0.5, 0.5)), ("sft", None),
-           ("dpo", None), ("hf", None), ("hf", (0.5, 0.5))]
+           ("dpo", None), ("prm", None), ("hf", None), ("hf", (0.5, 0.5))]
 
 
 @pytest.mark.parametrize("fmt,splits", FORMATS, ids=[f"{f}-{'splits' if s else 'one'}" for f, s in FORMATS])

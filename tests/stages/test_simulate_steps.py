@@ -50,9 +50,15 @@ def test_drafts_seed_wrong_steps_that_set_the_true_correctness():
     assert {c for d in defective for c, _ in d.wrong.values()} <= set(world.rubric.step_error_names)
 
 
-@pytest.mark.parametrize("who", DEFAULT_REVIEWERS, ids=lambda r: r.name)
-def test_reviewers_find_wrong_steps_at_their_stated_accuracy(who):
-    world = _world(seed=sum(map(ord, who.name)))
+def _within(measured: float, p: float, n: int) -> bool:
+    """Within four binomial standard deviations of the stated rate."""
+    return abs(measured - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("index", range(len(DEFAULT_REVIEWERS)), ids=[r.name for r in DEFAULT_REVIEWERS])
+def test_reviewers_find_wrong_steps_at_their_stated_accuracy(index):
+    who = DEFAULT_REVIEWERS[index]
+    world = _world(seed=index)
     wrong = wrong_marked = correct = correct_marked = 0
     for truth in _defective(world, 400):  # a few hundred defective versions, ~670 wrong steps
         body = world.review(who, truth)
@@ -62,9 +68,12 @@ def test_reviewers_find_wrong_steps_at_their_stated_accuracy(who):
         wrong_marked += len(errors & set(truth.wrong))
         correct += truth.n_steps - len(truth.wrong)
         correct_marked += len(errors - set(truth.wrong))
-        assert body["scores"][STEP_DIMENSION] == max(1, 5 - len(errors))  # the score follows what was found
-    assert wrong_marked / wrong == pytest.approx(who.sensitivity, abs=0.05)
-    assert 1 - correct_marked / correct == pytest.approx(who.specificity, abs=0.015)
+        if not (who.slip and body["verdict"] == "accept"):  # a careless coin-toss accept lifts every score
+            assert body["scores"][STEP_DIMENSION] == max(1, 5 - len(errors))  # the score follows what was found
+    assert wrong > 500 and correct > 1200
+    assert _within(wrong_marked / wrong, who.sensitivity, wrong), (wrong_marked / wrong, who.sensitivity)
+    assert _within(1 - correct_marked / correct, who.specificity, correct), (1 - correct_marked / correct,
+                                                                             who.specificity)
 
 
 def test_targeted_regeneration_fixes_marked_steps_and_keeps_the_rest():

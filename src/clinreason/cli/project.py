@@ -180,7 +180,11 @@ def history(
         story = item_history(conn, project_id=proj["id"], item_id=item_id)
     if story is None:
         _fail(f"no item {item_id} in project '{ctx.project}'")
+    from clinreason.stages.history import step_history
+
+    steps_by_version = {h["version"]: h for h in step_history(story["versions"], story["reviews"])}
     story = _plain_story(story)
+    story["step_history"] = list(steps_by_version.values())
     if json_out:
         typer.echo(json.dumps(story, ensure_ascii=False, indent=2, default=str))
         return
@@ -203,6 +207,10 @@ def history(
             diff = difflib.unified_diff(previous["text"].splitlines(), v["text"].splitlines(),
                                         f"version {previous['version']}", f"version {v['version']}", lineterm="")
             typer.echo("\n".join(diff) or "(text unchanged)")
+            changes = steps_by_version[v["version"]]["changes"] or {}
+            moved = [f"{kind} {', '.join(map(str, changes[kind]))}" for kind in ("changed", "added", "removed")
+                     if changes.get(kind)]
+            typer.echo(f"  steps vs version {previous['version']}: " + ("; ".join(moved) or "none changed"))
         for c in (c for c in story["checks"] if c["rationale_id"] == v["id"]):
             typer.echo(f"  check {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}")
         for r in (r for r in story["reviews"] if r["rationale_id"] == v["id"]):
@@ -211,6 +219,12 @@ def history(
             for dim, text in (r["comments"] or {}).items():
                 if text:
                     typer.echo(f"    {dim}: {text}")
+            for m in r["steps"] or []:
+                if m["verdict"] == "ok":
+                    typer.echo(f"    step {m['step']}: ok")
+                    continue
+                typer.echo(f"    step {m['step']}: error, {m['category']}, {m['severity']}: {m['note']}"
+                           + (f" -> {m['correction']}" if m.get("correction") else ""))
         previous = v
     if story["decision"]:
         d = story["decision"]
