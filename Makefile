@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test soak venv install-local install-dev bench lint lint-types clean
+.PHONY: demo test soak venv install-local install-dev bench lint lint-types clean i18n-extract i18n-update i18n-compile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ lint-types: install-dev
 	$(BIN)/lint-imports --no-cache --no-logo || { echo "FAILED: lint-imports" >&2; status=1; }; \
 	$(BIN)/mypy src/clinreason || { echo "FAILED: mypy" >&2; status=1; }; \
 	exit $$status
+
+## Translations (Babel): extract the marked messages into the template, merge it into each catalogue,
+## compile the catalogues the package ships. After `i18n-update`, translate the new entries in
+## src/clinreason/locale/zh/LC_MESSAGES/messages.po (tests fail on an untranslated or fuzzy one).
+LOCALE := src/clinreason/locale
+i18n-extract: install-dev
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project clinreason -o $(LOCALE)/messages.pot .
+
+i18n-update: i18n-extract
+	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -D messages --no-fuzzy-matching --ignore-obsolete
+
+i18n-compile: install-dev
+	$(BIN)/pybabel compile -d $(LOCALE) -D messages --statistics
 
 clean:
 	rm -rf demo-run .pytest_cache test-artifacts

@@ -132,8 +132,14 @@ class ScreenConfig(BaseModel):
     judge_model: str | None = None
 
 
+class ProjectSection(BaseModel):
+    #: the review app's language when neither the user nor the browser chose one (en | zh)
+    language: Literal["en", "zh"] = "en"
+
+
 class ProjectConfig(BaseModel):
     name: str = "default"
+    project: ProjectSection = Field(default_factory=ProjectSection)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
@@ -227,6 +233,7 @@ def resolve_settings(*, db: str | None = None, project: str | None = None, confi
 #: what `clinreason init` writes beside each key of a new clinreason.toml (the values come from the models
 #: above: they are the one table of defaults)
 _TOML_NOTES: dict[str, str] = {
+    "project.language": "the review app's language when neither the user nor the browser chose one: en | zh",
     "generate.mode": "explain: the gold answer is given and must be justified; solve: blind",
     "generate.use_reference_explanation": "ground drafts on the bank's own explanation when it has one",
     "generate.max_auto_retries": "regenerations after a failed blocking check before experts see it",
@@ -288,7 +295,7 @@ def default_config_toml() -> str:
              "# Environment variables (CLINREASON_*) override the LLM settings; secrets such as",
              "# CLINREASON_LLM_API_KEY belong in the environment, never in this file.",
              f"name = {_toml_value(defaults.name)}", ""]
-    for name in ("generate", "screen", "review", "llm"):
+    for name in ("project", "generate", "screen", "review", "llm"):
         lines += _toml_section(name, getattr(defaults, name))
     lines += ["[llm.prices]"] + _TOML_EXAMPLES["llm.prices"] + [""]
     lines += ["[licenses]"] + [f"{k} = {_toml_value(v)}" for k, v in _DEFAULT_LICENSES.items()]

@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
-from analytics import reviewdata
 from typer.testing import CliRunner
 
+from analytics import reviewdata
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.step_agreement import step_agreement, step_judgments
 

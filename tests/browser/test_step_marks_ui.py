@@ -97,9 +97,21 @@ def test_a_reviewer_marks_a_step_keyboard_only_and_a_second_reviewer_stays_blind
     expect(steps.nth(1).locator("textarea.step-note")).to_have_value(NOTE)  # everything typed is kept
     assert page.locator("#dim-reasoning input:checked").get_attribute("value") == "4"
     expect(_mode(page)).to_contain_text("Marking step 3 of 4")  # straight back to the refused step
-    page.keyboard.press("o")  # step 3 is fine after all
+    with page.expect_response(lambda r: r.url.endswith("/draft") and r.ok):  # a mark alone is autosaved
+        page.keyboard.press("o")  # step 3 is fine after all
     expect(steps.nth(2)).to_have_class(re.compile(r"\bmarked-ok\b"))
+    expect(page.locator("#step-3-problem")).to_be_hidden()
+
+    page.goto(f"{site.url}/review")  # a closed tab loses no mark
+    expect(page.locator("#save-status")).to_have_text("Draft restored")
     expect(steps.nth(1)).to_have_class(re.compile(r"\bmarked-error\b"))
+    expect(steps.nth(1).locator("input.step-category:checked")).to_have_value("factual_error")
+    expect(steps.nth(1).locator("input.step-severity:checked")).to_have_value("major")
+    expect(steps.nth(1).locator("textarea.step-note")).to_have_value(NOTE)
+    expect(steps.nth(1).locator("textarea.step-correction")).to_have_value(CORRECTION)
+    expect(steps.nth(2).locator("input.step-verdict:checked")).to_have_value("ok")
+    page.keyboard.press("s")
+    page.keyboard.press("]")
     (artifacts / "browser").mkdir(exist_ok=True)
     page.screenshot(path=str(artifacts / "browser" / "review-step-marks.png"), full_page=True)
     page.keyboard.press("Escape")

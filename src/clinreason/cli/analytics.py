@@ -66,7 +66,7 @@ def export(
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep items whose every dimension's mean score is at least X")] = None,
     consensus: Annotated[Optional[str], typer.Option("--consensus", help="Keep only items decided by consensus|adjudication")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Keep only items from this source")] = None,
-    with_history: Annotated[bool, typer.Option("--with-history", help="Include every version with its reviews")] = False,
+    with_history: Annotated[bool, typer.Option("--with-history", help="Include every version with its reviews and their step marks")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a previous export in OUT")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export summary as JSON")] = False,
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,

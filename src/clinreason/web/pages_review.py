@@ -103,7 +103,7 @@ def review_context(conn, principal: Principal, assignment_id: str, *, values: di
     marks = step_marks_by_number(values.get("steps"))
     return {
         **payload, "values": values, "scores": values.get("scores") or {}, "comments": values.get("comments") or {},
-        "edited_text": edited, "editing": bool(values.get("editing")) or edited.strip() != original.strip(),
+        "edited_text": edited, "editing": bool(values.get("editing")) or not _same_text(edited, original),
         "seconds": int(seconds or 0), "scale": list(range(lo, hi + 1)), "judge_by_dim": per_dim,
         "judge_checks": judge, "auto_checks": automatic, "error": error,
         "expires_at": datetime.fromisoformat(payload["expires_at"]),
@@ -111,6 +111,11 @@ def review_context(conn, principal: Principal, assignment_id: str, *, values: di
         "step_categories": views.step_taxonomy(rubric, payload["item"].get("language")),
         "severities": views.SEVERITIES, "error_step": error_step(error, values.get("steps")),
     }
+
+
+def _same_text(a: str, b: str) -> bool:
+    """Texts equal but for line endings (a browser posts a textarea with CRLF) and outer whitespace."""
+    return a.replace("\r\n", "\n").strip() == b.replace("\r\n", "\n").strip()
 
 
 def step_marks_by_number(raw: Any) -> dict[int, dict[str, Any]]:

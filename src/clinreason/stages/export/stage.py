@@ -33,8 +33,8 @@ from sqlalchemy import Connection, Engine
 
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
-from clinreason.stages.export.card import write_card
 from clinreason.domain.steps import StepMark
+from clinreason.stages.export.card import write_card
 from clinreason.stages.export.common import (
     FORMATS,
     HISTORY_FORMATS,

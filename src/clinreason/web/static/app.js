@@ -241,6 +241,11 @@
       li.addEventListener("change", function (e) {
         var t = e.target;
         if (t.classList.contains("step-verdict")) syncStep(li);
+        if (li.classList.contains("invalid")) { // a refused mark being fixed: the old message no longer applies
+          li.classList.remove("invalid");
+          var problem = li.querySelector(".step-problem");
+          if (problem) problem.hidden = true;
+        }
         if (t.classList.contains("step-category") && phase === "category") { phase = null; showMode(); }
       });
       var again = li.querySelector(".cats-change");

@@ -1,0 +1,103 @@
+"""The review app's languages: simplified Chinese and English, with standard gettext catalogues.
+
+Messages are marked in templates with `{{ _("…") }}` / `{% trans %}` (jinja2.ext.i18n) and in Python with
+`_()` from this module; `make i18n-extract`, `make i18n-update` and `make i18n-compile` run Babel's
+`pybabel` over them (babel.cfg); the compiled catalogues (`locale/<lang>/LC_MESSAGES/messages.mo`) ship in
+the package and are read with the standard library's `gettext`.
+
+Which language a request gets: the signed-in user's setting (`users add --lang`, or the control in the
+page header), else the `clinreason_lang` cookie the header control sets before sign-in, else the
+browser's `Accept-Language`, else the project's `[project] language`."""
+
+from __future__ import annotations
+
+import gettext as _gettext
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+
+SUPPORTED = ("en", "zh")
+DEFAULT = "en"
+LANGUAGE_COOKIE = "clinreason_lang"
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+#: what the language control shows for each language, in that language
+NAMES = {"en": "English", "zh": "中文"}
+
+_current: ContextVar[str] = ContextVar("clinreason_language", default=DEFAULT)
+
+
+@lru_cache(maxsize=None)
+def translations(language: str) -> _gettext.NullTranslations:
+    """The compiled catalogue of `language` (English is the source language: no catalogue)."""
+    if language == DEFAULT:
+        return _gettext.NullTranslations()
+    return _gettext.translation("messages", localedir=str(LOCALE_DIR), languages=[language])
+
+
+def current() -> str:
+    return _current.get()
+
+
+def gettext(message: str) -> str:
+    """`message` in the current request's language."""
+    return translations(_current.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(_current.get()).ngettext(singular, plural, n)
+
+
+_ = gettext
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction where it is defined; translate it where it is shown (`gettext`)."""
+    return message
+
+
+@contextmanager
+def language(lang: str) -> Iterator[None]:
+    """Render (or answer) in `lang` for the duration of the block."""
+    token = _current.set(lang if lang in SUPPORTED else DEFAULT)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def normalise(tag: str | None) -> str | None:
+    """A language tag (`zh-CN`, `zh_Hans`, `en-GB`, `zh`) as one of SUPPORTED, or None."""
+    if not tag:
+        return None
+    primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in SUPPORTED else None
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The supported language the browser prefers most (RFC 9110 q-values; ties keep the header's order).
+    A small parser of one header: Babel negotiates locales but does not read this header."""
+    if not header:
+        return None
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, _sep, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _eq, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        lang = normalise(tag)
+        if lang and q > 0:
+            ranked.append((-q, position, lang))
+    return min(ranked)[2] if ranked else None
+
+
+def choose(*, user: str | None, cookie: str | None, accept_language: str | None, project: str | None) -> str:
+    """The language of one request (see the module's docstring for the order)."""
+    return (normalise(user) or normalise(cookie) or from_accept_language(accept_language) or normalise(project)
+            or DEFAULT)
