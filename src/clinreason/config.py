@@ -89,6 +89,9 @@ class ReviewConfig(BaseModel):
     block_on_severity: Literal["minor", "major", "critical", "none"] = "critical"
     #: a version with any step marked `error` needs revision even when one of its reviewers accepted it
     revise_on_step_error: bool = True
+    #: when a reviewer sees the bank's own reference explanation: never | after_submit (so it cannot anchor
+    #: the first judgment) | always
+    show_reference: Literal["never", "after_submit", "always"] = "after_submit"
 
     @classmethod
     def from_stored(cls, config: dict[str, Any] | None) -> ReviewConfig:
@@ -254,6 +257,7 @@ _TOML_NOTES: dict[str, str] = {
     "review.min_signal_accuracy": "adaptive: screening weaker than this (as fitted): acceptance needs two passes",
     "review.block_on_severity": "a step marked error at this severity (minor|major|critical|none) blocks acceptance",
     "review.revise_on_step_error": "a version with any step marked error needs revision, even if one reviewer accepted",
+    "review.show_reference": "the bank's reference explanation on the review screen: never | after_submit | always",
     "review.calibration_rate": "share of assignments that serve a calibration item (known truth) instead",
     "llm.backend": "auto: openai-compatible when base_url is set, else the embedded model",
     "llm.outage_patience": "seconds a request waits on an endpoint that is down before its waits count as attempts",

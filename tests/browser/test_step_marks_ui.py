@@ -104,6 +104,7 @@ def test_a_reviewer_marks_a_step_keyboard_only_and_a_second_reviewer_stays_blind
 
     page.goto(f"{site.url}/review")  # a closed tab loses no mark
     expect(page.locator("#save-status")).to_have_text("Draft restored")
+    expect(page.locator("#editor")).to_be_hidden()  # the text posted back (CRLF) is no edit
     expect(steps.nth(1)).to_have_class(re.compile(r"\bmarked-error\b"))
     expect(steps.nth(1).locator("input.step-category:checked")).to_have_value("factual_error")
     expect(steps.nth(1).locator("input.step-severity:checked")).to_have_value("major")
@@ -154,4 +155,5 @@ def test_a_reviewer_marks_a_step_keyboard_only_and_a_second_reviewer_stays_blind
     expect(mark).to_contain_text(NOTE)
     expect(mark).to_contain_text(CORRECTION)
     expect(page.locator("#v1-step-3 .marks li")).to_contain_text("ok")
+    page.locator("#version-1").screenshot(path=str(artifacts / "browser" / "item-step-marks.png"))
     bob.close()

@@ -19,9 +19,8 @@ from clinreason.stages.simulate import (
 )
 from clinreason.store import db as dbm
 from clinreason.store import items as item_store
-from clinreason.store import projects
+from clinreason.store import projects, readmodels
 from clinreason.store import rationales as rationale_store
-from clinreason.store import readmodels
 
 
 def _world(seed: int = 1, **model) -> _World:

@@ -84,18 +84,23 @@ def test_the_review_screen_numbers_each_step_as_a_target_with_its_fields(client,
 
 
 def test_a_final_answer_outside_the_steps_is_shown_once_below_them(client, seed, engine):
-    from sqlalchemy import update
+    from clinreason.store import items, rationales
+    from clinreason.store.rationales import NewVersion
 
-    from clinreason.store.tables import rationales
-
-    _, rid, *_ = _start(client, seed, rationale_text="1. ACS.\n2. Aspirin first.\nFinal answer: A")
-    with engine.begin() as conn:  # as the parser stores a generated draft: numbers and the answer line apart
-        conn.execute(update(rationales).where(rationales.c.id == rid).values(steps=["ACS.", "Aspirin first."]))
-    html = client.get("/review").text
+    seed.user("alice")
+    item_id, _ = seed.item()
+    with engine.begin() as conn:  # as a model's draft is stored: the numbers and the answer line apart
+        rationales.add_version(conn, NewVersion(
+            item=items.get_item(conn, project_id=seed.project["id"], item_id=item_id), origin="regenerated",
+            author="model:fake-drafter", text="1. ACS.\n2. Aspirin first.\nFinal answer: A",
+            parsed={"steps": ["ACS.", "Aspirin first."], "final_answer": ["A"]}))
+    browser_login(client, "alice")
+    token = csrf_of(client.get("/review").text)
+    html = client.post("/review/next", data={"csrf_token": token}, follow_redirects=True).text
+    assert "version 2" in html
     assert 'aria-label="Step 2"' in html and 'aria-label="Step 3"' not in html
     source = html.split('aria-label="Your review"', 1)[0]
     assert source.count('<p class="final">Final answer: <strong>A</strong></p>') == 1
-    assert source.count("Final answer") == 2, "once below the steps, once in the folded text as written"
     assert "The text as written" in html, "the text as the model wrote it stays at hand"
 
 

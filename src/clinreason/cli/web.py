@@ -70,6 +70,7 @@ def users_add(
     role: Annotated[str, typer.Option("--role", help="reviewer|adjudicator|admin")],
     specialty: Annotated[Optional[list[str]], typer.Option("--specialty", help="Specialty (repeatable); items of this specialty are offered first")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of prompting")] = False,
+    lang: Annotated[Optional[str], typer.Option("--lang", help="The review app's language for this user: zh|en (unset: the browser's, then the project's)")] = None,
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Add a user; the password is prompted (or read from stdin) and stored as an argon2 hash."""
@@ -79,11 +80,13 @@ def users_add(
     ctx = _context(db, project, config)
     try:
         auth.validate_account(username=name, role=role, specialties=list(specialty or []), password=None)
+        if lang is not None and lang not in auth.LANGUAGES:
+            raise auth.AccountError("--lang", f"expected one of {', '.join(auth.LANGUAGES)}, got {lang!r}")
         password = _password(password_stdin)
         project_id = ctx.project_row()["id"]
         with store_db.transaction(ctx.engine) as conn:
             auth.create_user(conn, username=name, role=role, password=password, specialties=list(specialty or []),
-                             actor="cli", project_id=project_id)
+                             actor="cli", project_id=project_id, language=lang)
     except auth.AccountError as exc:
         _fail(str(exc))
     typer.echo(f"added {role} '{name}'" + (f" ({', '.join(specialty)})" if specialty else ""))
@@ -101,7 +104,7 @@ def users_list(db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt =
         typer.echo("no users yet: add one with `clinreason users add NAME --role admin`")
     for u in rows:
         state = "" if u.active else "  (inactive)"
-        typer.echo(f"{u.username:<24} {u.role:<12} {', '.join(u.specialties)}{state}")
+        typer.echo(f"{u.username:<24} {u.role:<12} {u.language or '-':<3} {', '.join(u.specialties)}{state}")
 
 
 @users_app.command("token")

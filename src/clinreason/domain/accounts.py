@@ -19,6 +19,7 @@ class User(Record):
     specialties: list[str] = field(default_factory=list)
     active: bool = True
     created_at: datetime | None = None
+    language: str | None = None  # en | zh; None: the browser's choice
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Credential(Record):
     active: bool
     project_id: int
     project: str
+    language: str | None = None
     expires_at: datetime | None = None
     #: tokens only
     revoked_at: datetime | None = None

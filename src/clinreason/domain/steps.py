@@ -200,9 +200,15 @@ def blocking_marks(marks: list[StepMark], threshold: Severity | None) -> list[St
 
 # --- how one version's steps became the next one's ---------------------------------------------------
 
+# "Step 3:", "3.", "3)", "第3步：", "第三步" — a step's own numbering, which inserting a step shifts
+_NUMBERING = re.compile(r"^\s*(?:(?:step\s*)?\d{1,3}\s*[.):：、]|step\s*\d{1,3}\b|第\s*[一二三四五六七八九十\d]+\s*步\s*[:：、]?)\s*",
+                        re.IGNORECASE)
+
+
 def normalise_step(text: str) -> str:
-    """A step compared for "unchanged": case, whitespace and trailing punctuation do not count."""
-    return re.sub(r"\s+", " ", text).strip().rstrip(".。;；").casefold()
+    """A step compared for "unchanged": its numbering ("3.", "Step 3:", "第3步："), case, whitespace and
+    trailing punctuation do not count, so inserting a step does not make every later one "changed"."""
+    return re.sub(r"\s+", " ", _NUMBERING.sub("", text, count=1)).strip().rstrip(".。;；").casefold()
 
 
 @dataclass(frozen=True, slots=True)

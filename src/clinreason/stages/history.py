@@ -12,6 +12,11 @@ from typing import Any
 from clinreason.domain.records import RationaleVersion, Review
 from clinreason.domain.steps import StepChange, change_summary, step_changes
 
+def compare_steps(old: list[str], new: list[str]) -> list[StepChange]:
+    """`domain.steps.step_changes` (blind to the steps' own numbering: a step moved down by an inserted one
+    is unchanged, not rewritten)."""
+    return step_changes(old, new)
+
 
 def _parent_of(version: RationaleVersion, by_number: dict[int, RationaleVersion]) -> RationaleVersion | None:
     number = version.parent_version if version.parent_version is not None else version.version - 1
@@ -20,7 +25,7 @@ def _parent_of(version: RationaleVersion, by_number: dict[int, RationaleVersion]
 
 def _mark_row(review: Review, mark: dict[str, Any]) -> dict[str, Any]:
     return {"step": mark.get("step"), "review_id": review.id, "reviewer": review.reviewer,
-            "reviewer_id": review.reviewer_id, "verdict": mark.get("verdict"), "category": mark.get("category"),
+            "verdict": mark.get("verdict"), "category": mark.get("category"),
             "severity": mark.get("severity"), "note": mark.get("note"), "correction": mark.get("correction")}
 
 
@@ -34,15 +39,15 @@ def step_history(versions: list[RationaleVersion], reviews: list[Review]) -> lis
      "steps": [{"step": 1, "text": "…", "change": "unchanged|changed|added" | None, "was": 1 | None,
                 "marks": [mark, …]}, …],
      "removed": [{"step": 3, "text": "…"}, …],                           # parent steps gone (numbered in the parent)
-     "marks": [{"step", "review_id", "reviewer", "reviewer_id", "verdict", "category", "severity", "note",
-                "correction"}, …]}                                       # by step, then review order
+     "marks": [{"step", "review_id", "reviewer", "verdict", "category", "severity", "note", "correction"}, …]}
+                                                                         # by step, then review order
 
     `reviews` are Review records (with `reviewer` and `rationale_id`), already filtered for the viewer."""
     by_number = {v.version: v for v in versions}
     out: list[dict[str, Any]] = []
     for version in versions:
         parent = _parent_of(version, by_number)
-        changes: list[StepChange] = step_changes(list(parent.steps), list(version.steps)) if parent else []
+        changes = compare_steps(list(parent.steps), list(version.steps)) if parent else []
         by_new = {c.new: c for c in changes if c.new is not None}
         marks = sorted(
             (_mark_row(review, mark) for review in reviews if review.rationale_id == version.id for mark in review.steps),

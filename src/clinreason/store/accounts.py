@@ -27,17 +27,19 @@ from clinreason.store.tables import (
 def user_from_row(row: RowMapping | dict[str, Any]) -> User:
     return User(id=int(row["id"]), username=row["username"], role=row["role"],
                 specialties=list(row["specialties"] or []), active=bool(row["active"]),
-                created_at=aware(row["created_at"]))
+                created_at=aware(row["created_at"]), language=row["language"])
 
 
-_USER_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.specialties, users.c.active, users.c.created_at)
+_USER_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.specialties, users.c.active, users.c.created_at,
+                 users.c.language)
 
 
 def add_user(conn: Connection, *, username: str, role: str, specialties: list[str], password_hash: str,
-             active: bool = True) -> int:
+             active: bool = True, language: str | None = None) -> int:
     """Store a new account; returns its id (IntegrityError when the name is taken)."""
     result = conn.execute(insert(users).values(username=username, role=role, specialties=specialties,
-                                               password_hash=password_hash, active=active, created_at=now()))
+                                               password_hash=password_hash, active=active, created_at=now(),
+                                               language=language))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -54,6 +56,11 @@ def get_user_by_id(conn: Connection, *, user_id: int) -> User | None:
 def list_users(conn: Connection) -> list[User]:
     """Every account, by user name."""
     return [user_from_row(r) for r in conn.execute(select(*_USER_COLUMNS).order_by(users.c.username)).mappings()]
+
+
+def set_language(conn: Connection, *, user_id: int, language: str | None) -> None:
+    """The review app's language for this user (None: follow the browser)."""
+    conn.execute(update(users).where(users.c.id == user_id).values(language=language))
 
 
 def update_user(conn: Connection, *, user_id: int, active: bool | None = None, role: str | None = None,
@@ -119,7 +126,7 @@ def _credential(row: RowMapping, **extra: Any) -> Credential:
     """What a token or a session row joined with its user and project unlocks."""
     return Credential(user_id=int(row["user_id"]), username=row["username"], role=row["role"],
                       specialties=list(row["specialties"] or []), active=bool(row["active"]),
-                      project_id=int(row["project_id"]), project=row["project"],
+                      project_id=int(row["project_id"]), project=row["project"], language=row["language"],
                       expires_at=aware(row["expires_at"]), **extra)
 
 
@@ -127,7 +134,8 @@ def token_credential(conn: Connection, *, token_hash: str) -> Credential | None:
     """The token with this hash, its user and project (whatever its expiry or revocation)."""
     row = conn.execute(
         select(api_tokens.c.user_id, api_tokens.c.project_id, api_tokens.c.expires_at, api_tokens.c.revoked_at,
-               users.c.username, users.c.role, users.c.specialties, users.c.active, projects.c.name.label("project"))
+               users.c.username, users.c.role, users.c.specialties, users.c.active, users.c.language,
+               projects.c.name.label("project"))
         .join(users, users.c.id == api_tokens.c.user_id).join(projects, projects.c.id == api_tokens.c.project_id)
         .where(api_tokens.c.token_hash == token_hash)
     ).mappings().first()
@@ -164,7 +172,7 @@ def session_credential(conn: Connection, *, id_hash: str) -> Credential | None:
     row = conn.execute(
         select(web_sessions.c.user_id, web_sessions.c.project_id, web_sessions.c.csrf_token,
                web_sessions.c.expires_at, web_sessions.c.last_seen_at, users.c.username, users.c.role,
-               users.c.specialties, users.c.active, projects.c.name.label("project"))
+               users.c.specialties, users.c.active, users.c.language, projects.c.name.label("project"))
         .join(users, users.c.id == web_sessions.c.user_id).join(projects, projects.c.id == web_sessions.c.project_id)
         .where(web_sessions.c.id_hash == id_hash)
     ).mappings().first()

@@ -101,6 +101,7 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("language", String(8)),  # the review app's language for this user (en | zh); null: the browser's
 )
 
 rationales = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
@@ -63,4 +64,16 @@ def logout(principal: AnyUser, request: Request) -> Response:
 def me(principal: AnyUser) -> dict:
     """Who this request is signed in as, in which project."""
     return {"username": principal.username, "role": principal.role, "specialties": list(principal.specialties),
-            "project": principal.project}
+            "project": principal.project, "language": principal.language}
+
+
+class LanguageBody(BaseModel):
+    language: Literal["en", "zh"] | None = Field(description="en | zh; null: follow the browser's Accept-Language")
+
+
+@router.put("/me/language", status_code=204)
+def set_language(body: LanguageBody, principal: AnyUser, request: Request) -> Response:
+    """Your language for the review app and the API's error messages."""
+    with request.app.state.web.transaction() as conn:
+        auth.set_language(conn, user_id=principal.user_id, language=body.language)
+    return Response(status_code=204)

@@ -28,6 +28,7 @@ from clinreason.web import (
     api_items,
     api_review,
     auth,
+    i18n,
     pages_admin,
     pages_auth,
     pages_items,
@@ -73,6 +74,9 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.autoescape = True
+    env.add_extension("jinja2.ext.i18n")
+    # the callables read the request's language (i18n.language, set by deps.page around each render)
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["markdown"] = render.render_markdown
     env.globals["side_by_side"] = render.side_by_side
     env.globals["diff_stats"] = render.diff_stats

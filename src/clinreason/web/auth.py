@@ -37,6 +37,10 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 MIN_PASSWORD = 8
 
 
+#: the languages of the review app (web/i18n.py)
+LANGUAGES = ("en", "zh")
+
+
 @dataclass
 class AuthConfig:
     secret_key: str
@@ -60,6 +64,7 @@ class Principal:
     via: str  # "session" | "token"
     credential: str  # sha256 of the session id or token
     csrf_token: str | None = field(default=None, repr=False)
+    language: str | None = None  # the user's own setting (en | zh), None: the browser's
 
     @property
     def actor(self) -> str:
@@ -139,17 +144,27 @@ def validate_account(*, username: str, role: str, specialties: list[str], passwo
 
 
 def create_user(conn: Connection, *, username: str, role: str, password: str, specialties: list[str] | None = None,
-                actor: str = "cli", project_id: int | None = None, password_hash: str | None = None) -> int:
+                actor: str = "cli", project_id: int | None = None, password_hash: str | None = None,
+                language: str | None = None) -> int:
     specialties = [s.strip() for s in (specialties or [])]
     validate_account(username=username, role=role, specialties=specialties, password=None if password_hash else password)
+    if language is not None and language not in LANGUAGES:
+        raise AccountError("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
     if accounts.get_user(conn, username=username) is not None:
         raise AccountError("username", f"a user named '{username}' already exists")
     uid = accounts.add_user(conn, username=username, role=role, specialties=specialties,
-                            password_hash=password_hash or hash_password(password))
+                            password_hash=password_hash or hash_password(password), language=language)
     if project_id is not None:
         add_event(conn, project_id=project_id, kind="user.created", actor=actor,
                   after={"username": username, "role": role, "specialties": specialties})
     return uid
+
+
+def set_language(conn: Connection, *, user_id: int, language: str | None) -> None:
+    """A user's own choice of language for the review app (None: follow the browser)."""
+    if language is not None and language not in LANGUAGES:
+        raise AccountError("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
+    accounts.set_language(conn, user_id=user_id, language=language)
 
 
 def get_user(conn: Connection, *, username: str) -> User | None:
@@ -209,7 +224,7 @@ def switch_project(conn: Connection, principal: Principal, *, project_id: int) -
 def _principal_from(cred: Credential, *, via: str, credential: str) -> Principal:
     return Principal(user_id=cred.user_id, username=cred.username, role=cred.role,
                      specialties=tuple(cred.specialties), project_id=cred.project_id, project=cred.project,
-                     via=via, credential=credential, csrf_token=cred.csrf_token)
+                     via=via, credential=credential, csrf_token=cred.csrf_token, language=cred.language)
 
 
 def principal_from_token(conn: Connection, token: str) -> Principal | None:

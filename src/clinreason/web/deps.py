@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 
 from clinreason.config import Settings
 from clinreason.store import db
-from clinreason.web import auth
+from clinreason.web import auth, i18n
 
 
 @dataclass
@@ -49,8 +49,25 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def page(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
-    """Render a page; the signed-in user (and their CSRF token) are always in the context."""
+def request_language(request: Request) -> str:
+    """The language this request is answered in (web/i18n.py: the user's setting, the pre-sign-in cookie,
+    Accept-Language, the project's `[project] language`)."""
     principal = getattr(request.state, "principal", None)
-    ctx = {"principal": principal, "csrf_token": principal.csrf_token if principal else None, **(context or {})}
-    return web_state(request).templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    project_config = web_state(request).settings.project_config
+    return i18n.choose(user=getattr(principal, "language", None), cookie=request.cookies.get(i18n.LANGUAGE_COOKIE),
+                       accept_language=request.headers.get("accept-language"),
+                       project=project_config.project.language)
+
+
+def page(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
+    """Render a page in the request's language; the signed-in user (and their CSRF token) are always in
+    the context."""
+    principal = getattr(request.state, "principal", None)
+    lang = request_language(request)
+    ctx = {"principal": principal, "csrf_token": principal.csrf_token if principal else None, "lang": lang,
+           "languages": i18n.NAMES, **(context or {})}
+    with i18n.language(lang):  # Starlette renders the template right here, in this call
+        ctx.setdefault("role_names", i18n.role_names())
+        response = web_state(request).templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    response.headers["content-language"] = "zh-Hans" if lang == "zh" else lang
+    return response

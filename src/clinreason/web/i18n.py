@@ -57,6 +57,11 @@ def N_(message: str) -> str:
     return message
 
 
+def role_names() -> dict[str, str]:
+    """The roles as the header shows them, in the current language."""
+    return {"reviewer": _("reviewer"), "adjudicator": _("adjudicator"), "admin": _("admin")}
+
+
 @contextmanager
 def language(lang: str) -> Iterator[None]:
     """Render (or answer) in `lang` for the duration of the block."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from clinreason.store.projects import list_projects, require_project
-from clinreason.web import auth
+from clinreason.web import auth, i18n
 from clinreason.web.auth import AnyUser
 from clinreason.web.deps import page
 
@@ -43,8 +43,38 @@ def _login_page(request: Request, *, error: str | None = None, status_code: int 
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> Response:
-    return _login_page(request, next_url=_safe_next(next))
+def login_form(request: Request, next: str | None = None, lang: str | None = None) -> Response:
+    """The sign-in page; `?lang=zh|en` (the language links on it) is remembered in a cookie until sign-in,
+    when the user's own setting takes over."""
+    chosen = i18n.normalise(lang)
+    if chosen:
+        request.cookies[i18n.LANGUAGE_COOKIE] = chosen  # this page already in the chosen language
+    response = _login_page(request, next_url=_safe_next(next))
+    if chosen:
+        response.set_cookie(i18n.LANGUAGE_COOKIE, chosen, max_age=365 * 24 * 3600, httponly=True, samesite="lax",
+                            secure=_cookie_secure(request), path="/")
+    return response
+
+
+@router.post("/language")
+async def language_submit(principal: AnyUser, request: Request) -> Response:
+    """The language control in the page header: stores the signed-in user's choice."""
+    from starlette.concurrency import run_in_threadpool
+
+    form = await request.form()
+    chosen = i18n.normalise(str(form.get("language", "")))
+    if chosen is None:
+        raise auth.AccountError("language", f"expected one of {', '.join(i18n.SUPPORTED)}")
+
+    def store() -> None:
+        with request.app.state.web.transaction() as conn:
+            auth.set_language(conn, user_id=principal.user_id, language=chosen)
+
+    await run_in_threadpool(store)
+    response = RedirectResponse(_safe_next(str(form.get("next", ""))) or "/", status_code=303)
+    response.set_cookie(i18n.LANGUAGE_COOKIE, chosen, max_age=365 * 24 * 3600, httponly=True, samesite="lax",
+                        secure=_cookie_secure(request), path="/")
+    return response
 
 
 @router.post("/login")

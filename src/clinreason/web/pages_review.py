@@ -108,7 +108,10 @@ def review_context(conn, principal: Principal, assignment_id: str, *, values: di
         "judge_checks": judge, "auto_checks": automatic, "error": error,
         "expires_at": datetime.fromisoformat(payload["expires_at"]),
         "shown": views.step_display(payload["rationale"]), "marks": marks,
-        "step_categories": views.step_taxonomy(rubric, payload["item"].get("language")),
+        # the reviewer's own language where they set one (web/i18n), else the question's; English where the
+        # rubric has no description in it
+        "step_categories": views.step_taxonomy(rubric, getattr(principal, "language", None)
+                                               or payload["item"].get("language")),
         "severities": views.SEVERITIES, "error_step": error_step(error, values.get("steps")),
     }
 
