@@ -17,7 +17,7 @@ def test_api_login_gives_a_working_bearer_token_and_logout_revokes_it(client, se
     assert r.status_code == 200 and r.json()["token"].startswith("cr_")
     auth = {"Authorization": f"Bearer {r.json()['token']}"}
     assert client.get("/api/me", headers=auth).json() == {"username": "alice", "role": "reviewer", "specialties": [],
-                                                          "project": "default"}
+                                                          "project": "default", "language": None}
     assert client.post("/api/logout", headers=auth).status_code == 204
     assert client.get("/api/me", headers=auth).status_code == 401
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,7 +35,7 @@ from clinreason.web import (
     pages_review,
     render,
 )
-from clinreason.web.deps import WebState, is_api, page
+from clinreason.web.deps import WebState, answer_in_request_language, is_api, page
 from clinreason.web.views import NotFound
 
 HERE = Path(__file__).parent
@@ -85,6 +85,9 @@ def _templates() -> Jinja2Templates:
 
 def _error_response(request: Request, status: int, message: str, *, field: str | None = None,
                     headers: dict[str, str] | None = None) -> Response:
+    """An error in the request's language: a message with a catalogue entry is translated (field names and
+    codes stay English); the API answers JSON, a page the error page."""
+    message = i18n.translate_message(message)
     if is_api(request):
         body: dict[str, Any]
         if field is not None:
@@ -180,6 +183,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     from clinreason import __version__ as version
 
     app = FastAPI(title="clinreason", version=version, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  dependencies=[Depends(answer_in_request_language)],
                   description="Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login "
                               "(or a personal token from `clinreason users token NAME`) and send "
                               "`Authorization: Bearer <token>`.")

@@ -23,6 +23,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection
 
+from clinreason.web import i18n
 from clinreason.domain.accounts import Credential, User
 from clinreason.store import accounts
 from clinreason.store.common import now
@@ -359,7 +360,8 @@ async def csrf_checked(request: Request, principal: Annotated[Principal, Depends
 def require(*roles: str):
     """Dependency: signed in (session or bearer token), CSRF-checked, and holding one of `roles` (any if none)."""
 
-    async def dependency(principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
+        i18n.use(i18n.for_request(request, principal.language))  # the user's own language from here on
         if roles and principal.role not in roles:
             raise Forbidden(f"this needs the {' or '.join(roles)} role; you are signed in as {principal.role}")
         return principal

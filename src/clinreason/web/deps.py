@@ -53,10 +53,13 @@ def request_language(request: Request) -> str:
     """The language this request is answered in (web/i18n.py: the user's setting, the pre-sign-in cookie,
     Accept-Language, the project's `[project] language`)."""
     principal = getattr(request.state, "principal", None)
-    project_config = web_state(request).settings.project_config
-    return i18n.choose(user=getattr(principal, "language", None), cookie=request.cookies.get(i18n.LANGUAGE_COOKIE),
-                       accept_language=request.headers.get("accept-language"),
-                       project=project_config.project.language)
+    return i18n.for_request(request, getattr(principal, "language", None))
+
+
+async def answer_in_request_language(request: Request) -> None:
+    """An app-wide dependency: before anyone is signed in (the login page, a 401), the request is answered
+    in the cookie's, the browser's or the project's language; `auth.require` refines it with the user's."""
+    i18n.use(i18n.for_request(request))
 
 
 def page(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:

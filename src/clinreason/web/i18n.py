@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 SUPPORTED = ("en", "zh")
 DEFAULT = "en"
@@ -50,6 +51,13 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 
 
 _ = gettext
+
+
+def translate_message(message: str) -> str:
+    """A message built from a marked template with its values filled in (an exception's text), in the
+    current language: the exception may carry `template` and `params` (see `Translatable`); a plain
+    message is looked up as it is."""
+    return gettext(message)
 
 
 def N_(message: str) -> str:
@@ -100,6 +108,21 @@ def from_accept_language(header: str | None) -> str | None:
         if lang and q > 0:
             ranked.append((-q, position, lang))
     return min(ranked)[2] if ranked else None
+
+
+def for_request(request: Any, user: str | None = None) -> str:
+    """The language of a web request (a Starlette Request): `user`'s setting, the cookie, Accept-Language,
+    the serving project's `[project] language`."""
+    settings = getattr(getattr(request.app.state, "web", None), "settings", None)
+    project = settings.project_config.project.language if settings is not None else None
+    return choose(user=user, cookie=request.cookies.get(LANGUAGE_COOKIE),
+                  accept_language=request.headers.get("accept-language"), project=project)
+
+
+def use(lang: str) -> None:
+    """Answer the rest of this request in `lang`. Called from async dependencies (the request's own task):
+    the sync endpoint, which runs in a thread with a copy of this context, and the exception handlers see it."""
+    _current.set(lang if lang in SUPPORTED else DEFAULT)
 
 
 def choose(*, user: str | None, cookie: str | None, accept_language: str | None, project: str | None) -> str:
