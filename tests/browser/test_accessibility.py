@@ -1,0 +1,69 @@
+"""Every page passes axe-core (the engine shipped inside axe-playwright-python; nothing is downloaded) with
+no critical and no serious violation, in English and in Chinese. The counts by impact for every page are
+written to test-artifacts/accessibility/axe-report.json (the closing note quotes them)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from web import factories
+
+from clinreason.web import auth
+
+PAGES = {  # path -> who looks at it
+    "/login": None, "/review": "rita", "/items/{item}": "adam", "/dashboard": "adam", "/adjudicate": "adam",
+    "/admin": "adam", "/admin/users": "adam", "/admin/projects": "adam", "/admin/rubric": "adam",
+    "/admin/import": "adam",
+}
+REPORT: dict[str, dict[str, dict[str, int]]] = {}
+
+
+def _sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", factories.PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_page_has_no_critical_or_serious_axe_violation(browser, site, artifacts, lang):
+    from axe_playwright_python.sync_playwright import Axe
+
+    with site.engine.begin() as conn:
+        item_id, _rid = factories.make_item(conn, project_id=site.project["id"])
+        factories.make_item(conn, project_id=site.project["id"])
+        for name, role in (("rita", "reviewer"), ("adam", "admin")):
+            uid = factories.make_user(conn, username=name, role=role)["id"]
+            auth.set_language(conn, user_id=uid, language=lang)
+    axe = Axe()
+    failures: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    contexts = {}
+    for path, who in PAGES.items():
+        if who not in contexts:
+            ctx = browser.new_context(locale="zh-CN" if lang == "zh" else "en-US", viewport={"width": 1280, "height": 900})
+            page = ctx.new_page()
+            if who:
+                _sign_in(page, site.url, who)
+            contexts[who] = page
+        page = contexts[who]
+        page.goto(site.url + path.replace("{item}", item_id))
+        page.wait_for_load_state("networkidle")
+        assert page.locator("html").get_attribute("lang") == ("zh-Hans" if lang == "zh" else "en"), path
+        results = axe.run(page)
+        by_impact = Counter(v["impact"] or "none" for v in results.response["violations"])
+        counts[path] = dict(sorted(by_impact.items()))
+        for v in results.response["violations"]:
+            if v["impact"] in ("critical", "serious"):
+                targets = [n["target"] for n in v["nodes"][:3]]
+                failures.append(f"{lang} {path}: {v['impact']} {v['id']} ({v['help']}) at {targets}")
+    for page in contexts.values():
+        page.context.close()
+    REPORT[lang] = counts
+    out = artifacts / "accessibility"
+    out.mkdir(exist_ok=True)
+    (out / "axe-report.json").write_text(json.dumps(REPORT, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert not failures, "\n".join(failures)
