@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinreason.domain.messages import N_, Params, fill
 from clinreason.domain.steps import DEFAULT_STEP_ERRORS, StepErrorCategory, taxonomy_from_dict, taxonomy_to_dict
 
 
 class RubricError(ValueError):
-    pass
+    """A rubric, or scores against it, that do not hold; `field` (when given) names the key, e.g.
+    `scores.correctness`, and `template` + `params` make the message translatable (domain/messages.py)."""
+
+    def __init__(self, message: str, params: Params = None, *, field: str | None = None):
+        self.template, self.params, self.field = message, (dict(params) if params is not None else None), field
+        self.message = fill(message, params)
+        super().__init__(f"{field}: {self.message}" if field else self.message)
 
 
 Texts = dict[str, str]  # language -> text ("en", "zh", ...)
@@ -75,16 +82,19 @@ class Rubric:
         """Every dimension scored, each an integer on the scale; returns the clean mapping."""
         unknown = sorted(set(scores) - set(self.names))
         if unknown:
-            raise RubricError(f"scores.{unknown[0]}: not a rubric dimension (expected one of {', '.join(self.names)})")
+            raise RubricError(N_("not a rubric dimension (expected one of {names})"), {"names": ", ".join(self.names)},
+                              field=f"scores.{unknown[0]}")
         clean: dict[str, int] = {}
         for name in self.names:
             if name not in scores:
-                raise RubricError(f"scores.{name}: missing (every rubric dimension must be scored)")
+                raise RubricError(N_("missing (every rubric dimension must be scored)"), field=f"scores.{name}")
             value = scores[name]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise RubricError(f"scores.{name}: expected an integer {self.scale_min}-{self.scale_max}, got {value!r}")
+                raise RubricError(N_("expected an integer {min}-{max}, got {value!r}"),
+                                  {"min": self.scale_min, "max": self.scale_max, "value": value}, field=f"scores.{name}")
             if not self.scale_min <= value <= self.scale_max:
-                raise RubricError(f"scores.{name}: {value} is outside the scale {self.scale_min}-{self.scale_max}")
+                raise RubricError(N_("{value} is outside the scale {min}-{max}"),
+                                  {"value": value, "min": self.scale_min, "max": self.scale_max}, field=f"scores.{name}")
             clean[name] = value
         return clean
 

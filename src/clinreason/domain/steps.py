@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from clinreason.domain.messages import N_, Params, fill
+
 
 class StepVerdict(StrEnum):
     OK = "ok"
@@ -36,10 +38,11 @@ MAX_CORRECTION_CHARS = 20_000
 class StepMarkError(ValueError):
     """A mark the reviewer can fix; `field` names it, e.g. `steps[0].step`."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, params: Params = None):
+        self.template, self.params = message, (dict(params) if params is not None else None)
+        self.message = fill(message, params)  # English; web/i18n.py translates template + params
+        super().__init__(f"{field}: {self.message}")
         self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,56 +139,64 @@ def validate_marks(raw: Any, *, n_steps: int, categories: list[str]) -> list[Ste
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise StepMarkError("steps", "expected a list of marks, e.g. [{\"step\": 1, \"verdict\": \"ok\"}]")
+        raise StepMarkError("steps", N_("expected a list of marks, e.g. [{\"step\": 1, \"verdict\": \"ok\"}]"))
     seen: set[int] = set()
     marks: list[StepMark] = []
     known = {"step", "verdict", "category", "severity", "note", "correction"}
     for i, entry in enumerate(raw):
         where = f"steps[{i}]"
         if not isinstance(entry, dict):
-            raise StepMarkError(where, "expected an object with step and verdict")
+            raise StepMarkError(where, N_("expected an object with step and verdict"))
         extra = sorted(set(entry) - known)
         if extra:
-            raise StepMarkError(f"{where}.{extra[0]}", f"not a field of a step mark (expected {', '.join(sorted(known))})")
+            raise StepMarkError(f"{where}.{extra[0]}", N_("not a field of a step mark (expected {fields})"),
+                                {"fields": ", ".join(sorted(known))})
         step = entry.get("step")
         if isinstance(step, bool) or not isinstance(step, int):
-            raise StepMarkError(f"{where}.step", f"expected a step number 1-{n_steps}, got {step!r}")
+            raise StepMarkError(f"{where}.step", N_("expected a step number 1-{n}, got {step!r}"),
+                                {"n": n_steps, "step": step})
         if not 1 <= step <= n_steps:
-            raise StepMarkError(f"{where}.step", f"step {step} is out of range: this version has "
-                                                 f"{n_steps} step{'s' if n_steps != 1 else ''} (1-{n_steps})")
+            raise StepMarkError(f"{where}.step", N_("step {step} is out of range: this version has {n} step (1-{n})")
+                                if n_steps == 1 else
+                                N_("step {step} is out of range: this version has {n} steps (1-{n})"),
+                                {"step": step, "n": n_steps})
         if step in seen:
-            raise StepMarkError(f"{where}.step", f"step {step} is marked twice")
+            raise StepMarkError(f"{where}.step", N_("step {step} is marked twice"), {"step": step})
         seen.add(step)
         verdict = entry.get("verdict")
         if verdict not in {v.value for v in StepVerdict}:
-            raise StepMarkError(f"{where}.verdict", f"expected 'ok' or 'error', got {verdict!r}")
+            raise StepMarkError(f"{where}.verdict", N_("expected 'ok' or 'error', got {verdict!r}"),
+                                {"verdict": verdict})
         if verdict == StepVerdict.OK:
             stray = [k for k in ("category", "severity", "note", "correction") if entry.get(k) not in (None, "")]
             if stray:
-                raise StepMarkError(f"{where}.{stray[0]}", "only a step marked 'error' takes a "
-                                                           f"{stray[0]}; mark it 'error' or leave it out")
+                raise StepMarkError(f"{where}.{stray[0]}",
+                                    N_("only a step marked 'error' takes a {field}; mark it 'error' or leave it out"),
+                                    {"field": stray[0]})
             marks.append(StepMark(step=step, verdict=StepVerdict.OK))
             continue
         category = entry.get("category")
         if not isinstance(category, str) or not category:
-            raise StepMarkError(f"{where}.category", f"required with verdict 'error': one of {', '.join(categories)}")
+            raise StepMarkError(f"{where}.category", N_("required with verdict 'error': one of {categories}"),
+                                {"categories": ", ".join(categories)})
         if category not in categories:
-            raise StepMarkError(f"{where}.category", f"unknown category {category!r} (expected one of "
-                                                     f"{', '.join(categories)})")
+            raise StepMarkError(f"{where}.category", N_("unknown category {category!r} (expected one of {categories})"),
+                                {"category": category, "categories": ", ".join(categories)})
         severity = entry.get("severity")
         if severity not in {s.value for s in Severity}:
-            raise StepMarkError(f"{where}.severity", f"required with verdict 'error': minor, major or critical, "
-                                                     f"got {severity!r}")
+            raise StepMarkError(f"{where}.severity",
+                                N_("required with verdict 'error': minor, major or critical, got {severity!r}"),
+                                {"severity": severity})
         note = entry.get("note")
         if not isinstance(note, str) or not note.strip():
-            raise StepMarkError(f"{where}.note", "required with verdict 'error': say what is wrong with the step")
+            raise StepMarkError(f"{where}.note", N_("required with verdict 'error': say what is wrong with the step"))
         if len(note) > MAX_NOTE_CHARS:
-            raise StepMarkError(f"{where}.note", f"longer than {MAX_NOTE_CHARS} characters")
+            raise StepMarkError(f"{where}.note", N_("longer than {n} characters"), {"n": MAX_NOTE_CHARS})
         correction = entry.get("correction")
         if correction is not None and not isinstance(correction, str):
-            raise StepMarkError(f"{where}.correction", "expected text (the corrected step)")
+            raise StepMarkError(f"{where}.correction", N_("expected text (the corrected step)"))
         if correction and len(correction) > MAX_CORRECTION_CHARS:
-            raise StepMarkError(f"{where}.correction", f"longer than {MAX_CORRECTION_CHARS} characters")
+            raise StepMarkError(f"{where}.correction", N_("longer than {n} characters"), {"n": MAX_CORRECTION_CHARS})
         marks.append(StepMark(step=step, verdict=StepVerdict.ERROR, category=category, severity=Severity(severity),
                               note=note.strip(), correction=(correction or "").strip() or None))
     return sorted(marks, key=lambda m: m.step)

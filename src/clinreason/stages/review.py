@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.domain.steps import StepMarkError, validate_marks
@@ -52,21 +53,22 @@ GENERAL_COMMENT = "general"
 class ReviewError(ValueError):
     """A submission the reviewer can fix; `field` names the offending field (e.g. `scores.correctness`)."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, params: Params = None):
+        self.template, self.params = message, (dict(params) if params is not None else None)
+        self.message = fill(message, params)  # English; a marked template + params is translatable (web/i18n.py)
+        super().__init__(f"{field}: {self.message}")
         self.field = field
-        self.message = message
 
 
-class AssignmentNotFound(LookupError):
+class AssignmentNotFound(Translatable, LookupError):
     """No such assignment in this project."""
 
 
-class NotYourAssignment(PermissionError):
+class NotYourAssignment(Translatable, PermissionError):
     """The assignment belongs to another reviewer."""
 
 
-class AssignmentClosed(RuntimeError):
+class AssignmentClosed(Translatable, RuntimeError):
     """The assignment can no longer take a review (submitted, given back, or its slot was taken)."""
 
 
@@ -177,16 +179,18 @@ def _lock_assignment(conn: Connection, *, project_id: int, assignment_id: str, r
 
 def _check_owner(row: Assignment | None, *, project_id: int, assignment_id: str, reviewer_id: int | None) -> None:
     if row is None or row.project_id != project_id:
-        raise AssignmentNotFound(f"assignment {assignment_id} does not exist in this project")
+        raise AssignmentNotFound(N_("assignment {assignment_id} does not exist in this project"),
+                                 {"assignment_id": assignment_id})
     if reviewer_id is not None and row.reviewer_id != reviewer_id:
-        raise NotYourAssignment(f"assignment {assignment_id} belongs to another reviewer")
+        raise NotYourAssignment(N_("assignment {assignment_id} belongs to another reviewer"),
+                                {"assignment_id": assignment_id})
 
 
 def release_assignment(conn: Connection, *, project_id: int, assignment_id: str, reviewer_id: int) -> None:
     """The reviewer gives the lease back (skip); they will not be offered this version again."""
     row = _lock_assignment(conn, project_id=project_id, assignment_id=assignment_id, reviewer_id=reviewer_id)
     if row.status == "submitted":
-        raise AssignmentClosed("this review was already submitted; reviews cannot be changed")
+        raise AssignmentClosed(N_("this review was already submitted; reviews cannot be changed"))
     review_store.set_assignment_status(conn, assignment_id=assignment_id, status="released")
     review_store.delete_draft(conn, rationale_id=row.rationale_id, reviewer_id=reviewer_id)
     add_event(conn, project_id=project_id, item_id=row.item_id, kind="assignment.released",
@@ -207,7 +211,8 @@ def save_draft(conn: Connection, *, project_id: int, assignment_id: str, reviewe
     """Keep what the reviewer has typed so far; a closed tab or an expired lease loses nothing."""
     row = _lock_assignment(conn, project_id=project_id, assignment_id=assignment_id, reviewer_id=reviewer_id)
     if row.status in ("submitted", "released"):
-        raise AssignmentClosed(f"assignment {assignment_id} is {row.status}: there is no draft to save")
+        raise AssignmentClosed(N_("assignment {assignment_id} is {status}: there is no draft to save"),
+                               {"assignment_id": assignment_id, "status": row.status})
     review_store.save_draft(conn, assignment=row, body=body, seconds_spent=max(0.0, float(seconds_spent or 0.0)),
                             at=now or store_now())
 
@@ -225,53 +230,57 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], origin
     rubric = rubric_from_dict(rubric_body)
     verdict = body.get("verdict")
     if verdict not in {v.value for v in Verdict}:
-        raise ReviewError("verdict", f"expected one of {', '.join(v.value for v in Verdict)}, got {verdict!r}")
+        raise ReviewError("verdict", N_("expected one of {choices}, got {value!r}"),
+                          {"choices": ", ".join(v.value for v in Verdict), "value": verdict})
     scores = body.get("scores")
     if not isinstance(scores, dict):
-        raise ReviewError("scores", "expected an object mapping every rubric dimension to a score")
+        raise ReviewError("scores", N_("expected an object mapping every rubric dimension to a score"))
     try:
         clean_scores = rubric.validate_scores(scores)
     except RubricError as exc:
+        if exc.field:
+            raise ReviewError(exc.field, exc.template, exc.params) from None
         field, _, message = str(exc).partition(": ")
         raise ReviewError(field, message) from None
     comments = body.get("comments") or {}
     if not isinstance(comments, dict):
-        raise ReviewError("comments", "expected an object mapping dimension names to text")
+        raise ReviewError("comments", N_("expected an object mapping dimension names to text"))
     clean_comments: dict[str, str] = {}
     for key, text in comments.items():
         if key not in rubric.names and key != GENERAL_COMMENT:
-            raise ReviewError(f"comments.{key}", f"not a rubric dimension (expected one of {', '.join(rubric.names)} "
-                                                 f"or '{GENERAL_COMMENT}')")
+            raise ReviewError(f"comments.{key}", N_("not a rubric dimension (expected one of {names} or '{general}')"),
+                              {"names": ", ".join(rubric.names), "general": GENERAL_COMMENT})
         if text is None:
             continue
         if not isinstance(text, str):
-            raise ReviewError(f"comments.{key}", "expected text")
+            raise ReviewError(f"comments.{key}", N_("expected text"))
         if len(text) > MAX_COMMENT_CHARS:
-            raise ReviewError(f"comments.{key}", f"longer than {MAX_COMMENT_CHARS} characters")
+            raise ReviewError(f"comments.{key}", N_("longer than {n} characters"), {"n": MAX_COMMENT_CHARS})
         if text.strip():
             clean_comments[key] = text.strip()
     edited = body.get("edited_text")
     if edited is not None and not isinstance(edited, str):
-        raise ReviewError("edited_text", "expected text")
+        raise ReviewError("edited_text", N_("expected text"))
     edited = (edited or "").replace("\r\n", "\n")
     if verdict == Verdict.EDIT:
         if not edited.strip():
-            raise ReviewError("edited_text", "required with verdict 'edit': the full corrected rationale")
+            raise ReviewError("edited_text", N_("required with verdict 'edit': the full corrected rationale"))
         if edited.strip() == original_text.replace("\r\n", "\n").strip():
-            raise ReviewError("edited_text", "identical to the version under review: change it, or choose another verdict")
+            raise ReviewError("edited_text",
+                              N_("identical to the version under review: change it, or choose another verdict"))
         if len(edited) > MAX_TEXT_CHARS:
-            raise ReviewError("edited_text", f"longer than {MAX_TEXT_CHARS} characters")
+            raise ReviewError("edited_text", N_("longer than {n} characters"), {"n": MAX_TEXT_CHARS})
     elif edited.strip() and edited.strip() != original_text.replace("\r\n", "\n").strip():
-        raise ReviewError("edited_text", f"an edited text was given with verdict '{verdict}': submit it with verdict "
-                                         "'edit', or leave it out")
+        raise ReviewError("edited_text", N_("an edited text was given with verdict '{verdict}': submit it with verdict "
+                                            "'edit', or leave it out"), {"verdict": verdict})
     seconds = body.get("seconds_spent")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0):
-        raise ReviewError("seconds_spent", "expected a number of seconds >= 0")
+        raise ReviewError("seconds_spent", N_("expected a number of seconds >= 0"))
     try:
         marks = validate_marks(body.get("steps"), n_steps=n_steps if n_steps is not None else 0,
                                categories=rubric.step_error_names)
     except StepMarkError as exc:
-        raise ReviewError(exc.field, exc.message) from None
+        raise ReviewError(exc.field, exc.template, exc.params) from None
     return {"verdict": verdict, "scores": clean_scores, "comments": clean_comments,
             "edited_text": edited if verdict == Verdict.EDIT else None,
             "seconds_spent": float(seconds) if seconds is not None else None,
@@ -285,9 +294,9 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     now = now or store_now()
     lease = _lock_assignment(conn, project_id=project_id, assignment_id=assignment_id, reviewer_id=reviewer.id)
     if lease.status == "submitted":
-        raise AssignmentClosed("this review was already submitted; reviews cannot be changed")
+        raise AssignmentClosed(N_("this review was already submitted; reviews cannot be changed"))
     if lease.status == "released":
-        raise AssignmentClosed("you gave this assignment back; take the next item instead")
+        raise AssignmentClosed(N_("you gave this assignment back; take the next item instead"))
     item = item_store.lock_item(conn, item_id=lease.item_id)
     reviewed = rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     latest = rationale_store.latest_version(conn, item_id=lease.item_id)
@@ -297,8 +306,9 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     _check_still_open(conn, lease=lease, reviewed=reviewed, probe=probe, overlap=overlap, now=now)
     if clean["verdict"] == Verdict.EDIT and not probe and (item.state != REVIEWABLE_STATE
                                                            or reviewed.version != latest.version):
-        raise AssignmentClosed(f"the rationale changed while you reviewed it (now version {latest.version}, item "
-                               f"'{item.state}'): your edit would fork it; your draft is kept")
+        raise AssignmentClosed(N_("the rationale changed while you reviewed it (now version {version}, item "
+                                  "'{state}'): your edit would fork it; your draft is kept"),
+                               {"version": latest.version, "state": item.state})
 
     review = _store_review(conn, project_id=project_id, lease=lease, reviewer=reviewer, reviewed=reviewed,
                            clean=clean, now=now)
@@ -325,8 +335,8 @@ def _check_still_open(conn: Connection, *, lease: Assignment, reviewed: Rational
     taken = review_store.taken_slots(conn, rationale_id=reviewed.id, at=now, except_assignment=lease.id)
     wanted = overlap + review_store.extra_reviewers_of(conn, rationale_id=reviewed.id)
     if taken >= wanted:
-        raise AssignmentClosed("your lease on this item expired and other reviewers have taken its place; "
-                               "your draft is kept")
+        raise AssignmentClosed(N_("your lease on this item expired and other reviewers have taken its place; "
+                                  "your draft is kept"))
 
 
 def _store_review(conn: Connection, *, project_id: int, lease: Assignment, reviewer: Reviewer,

@@ -8,13 +8,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
-
-class StaleStateError(RuntimeError):
-    """The row was no longer in the state the caller read: someone else moved it first."""
+from clinreason.domain.messages import Translatable
 
 
-class NotFoundError(LookupError):
-    pass
+class StaleStateError(Translatable, RuntimeError):
+    """The row was no longer in the state the caller read: someone else moved it first. Raised with a
+    message, or a marked template and its values (domain/messages.py)."""
+
+
+class NotFoundError(Translatable, LookupError):
+    """No such record (a message, or a marked template and its values)."""
 
 
 def now() -> datetime:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, func, select, update
 
 from clinreason.domain.lifecycle import ItemState, check_transition
+from clinreason.domain.messages import N_
 from clinreason.domain.records import Item
 from clinreason.store.common import StaleStateError, now
 from clinreason.store.decisions import add_event
@@ -102,8 +103,9 @@ def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str
     if project_id is None:
         row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()
         if row is None:
-            raise StaleStateError(f"item {item_id} does not exist")
-        raise StaleStateError(f"item {item_id} is '{row.state}', not '{expected_s}': it was moved by someone else")
+            raise StaleStateError(N_("item {item_id} does not exist"), {"item_id": item_id})
+        raise StaleStateError(N_("item {item_id} is '{state}', not '{expected}': it was moved by someone else"),
+                              {"item_id": item_id, "state": row.state, "expected": expected_s})
     add_event(conn, project_id=project_id, item_id=item_id, kind="item.transition", actor=actor,
               before={"state": expected_s}, after={"state": target_s},
               detail={"reason": reason, **(detail or {})})

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from clinreason.domain.messages import N_
 from clinreason.store.common import NotFoundError, now
 from clinreason.store.decisions import add_event
 from clinreason.store.tables import projects, rubric_versions
@@ -24,7 +25,8 @@ def get_project_by_id(conn: Connection, *, project_id: int) -> dict[str, Any] | 
 def require_project(conn: Connection, *, name: str) -> dict[str, Any]:
     project = get_project(conn, name=name)
     if project is None:
-        raise NotFoundError(f"project '{name}' does not exist in this database (run `clinreason init --project {name}`)")
+        raise NotFoundError(N_("project '{name}' does not exist in this database (run `clinreason init --project {name}`)"),
+                            {"name": name})
     return project
 
 

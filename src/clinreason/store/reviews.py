@@ -371,3 +371,52 @@ def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
                     comments=[(str(a), str(b), str(c)) for a, b, c in body["comments"]],
                     verdicts={k: int(v) for k, v in body["verdicts"].items()},
                     step_marks=[(str(who), StepMark.from_dict(m)) for who, m in body.get("step_marks") or []])
+
+
+# --- a reviewer's own progress --------------------------------------------------------------------
+
+def reviews_since(conn: Connection, *, project_id: int, reviewer_id: int, since: datetime) -> int:
+    """Reviews the reviewer submitted in the project at or after `since` (UTC)."""
+    return int(conn.execute(
+        select(func.count()).select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+        .where(items.c.project_id == project_id, reviews.c.reviewer_id == reviewer_id,
+               reviews.c.created_at >= since)).scalar_one())
+
+
+def review_seconds(conn: Connection, *, project_id: int, reviewer_id: int) -> list[float]:
+    """The seconds the reviewer spent on each of their reviews in the project (where recorded), ascending.
+    The median is taken by the caller: SQLite has no percentile function, and PostgreSQL's is its own."""
+    rows = conn.execute(
+        select(reviews.c.seconds_spent).select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+        .where(items.c.project_id == project_id, reviews.c.reviewer_id == reviewer_id,
+               reviews.c.seconds_spent.is_not(None))
+        .order_by(reviews.c.seconds_spent)).scalars()
+    return [float(s) for s in rows]
+
+
+def waiting_for(conn: Connection, *, project_id: int, reviewer_id: int, author: str, specialties: tuple[str, ...],
+                overlap: int, at: datetime) -> int:
+    """In-review items whose current version this reviewer could still be leased (the rules of `candidates`:
+    not written, held, given back or reviewed by them, and fewer reviews + live leases than `overlap` plus
+    the extra reviewers consensus asked for), counting only items of one of `specialties` (matched without
+    case) when any are given."""
+    later = rationales.alias("later")
+    done = select(func.count()).select_from(reviews).where(reviews.c.rationale_id == rationales.c.id)
+    live = select(func.count()).select_from(assignments).where(
+        assignments.c.rationale_id == rationales.c.id, assignments.c.status == "open", assignments.c.expires_at > at)
+    extra = select(func.count()).select_from(extra_reviewer_requests).where(
+        extra_reviewer_requests.c.rationale_id == rationales.c.id)
+    held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == reviewer_id,
+                          assignments.c.status.in_(["open", "submitted", "released"]))
+    reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == reviewer_id)
+    query = (
+        select(func.count()).select_from(items.join(rationales, rationales.c.item_id == items.c.id))
+        .where(items.c.project_id == project_id, items.c.state == REVIEWABLE_STATE,
+               ~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
+               rationales.c.author != author, ~held, ~reviewed,
+               done.scalar_subquery() + live.scalar_subquery() < overlap + extra.scalar_subquery())
+    )
+    wanted = sorted({s.strip().lower() for s in specialties if s.strip()})
+    if wanted:
+        query = query.where(func.lower(items.c.specialty).in_(wanted))
+    return int(conn.execute(query).scalar_one())

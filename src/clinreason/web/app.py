@@ -44,6 +44,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 __all__ = ["WebState", "create_app", "app_from_environment", "page", "route_modules"]
 
+NOT_SIGNED_IN = i18n.N_("not signed in: POST /api/login, then send 'Authorization: Bearer <token>'")
+#: Starlette's own answers for a path or method that is not there (translated like every other message)
+_STARLETTE_DETAILS = (i18n.N_("Not Found"), i18n.N_("Method Not Allowed"))
+
 
 class SecurityHeaders:
     """Pure ASGI middleware: CSP and friends on every response."""
@@ -83,11 +87,11 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-def _error_response(request: Request, status: int, message: str, *, field: str | None = None,
-                    headers: dict[str, str] | None = None) -> Response:
-    """An error in the request's language: a message with a catalogue entry is translated (field names and
-    codes stay English); the API answers JSON, a page the error page."""
-    message = i18n.translate_message(message)
+def _error_response(request: Request, status: int, exc: BaseException, *, message: str | None = None,
+                    field: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """`exc` in the request's language (its marked template and values, or its message looked up as it is;
+    field names and codes stay English); the API answers JSON, a page the error page."""
+    message = i18n.translate_error(exc, message)
     if is_api(request):
         body: dict[str, Any]
         if field is not None:
@@ -102,7 +106,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(auth.NotAuthenticated)
     async def _unauthenticated(request: Request, exc: auth.NotAuthenticated) -> Response:
         if is_api(request):
-            detail = str(exc) or "not signed in: POST /api/login, then send 'Authorization: Bearer <token>'"
+            detail = i18n.translate_error(exc) if str(exc) else i18n.gettext(NOT_SIGNED_IN)
             return JSONResponse({"detail": detail},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
         target = "/login?next=" + quote(request.url.path, safe="/")
@@ -112,51 +116,53 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(auth.Forbidden)
     async def _forbidden(request: Request, exc: auth.Forbidden) -> Response:
-        return _error_response(request, 403, str(exc))
+        return _error_response(request, 403, exc)
 
     @app.exception_handler(NotYourAssignment)
     async def _not_yours(request: Request, exc: NotYourAssignment) -> Response:
-        return _error_response(request, 403, str(exc))
+        return _error_response(request, 403, exc)
 
     @app.exception_handler(NotFound)
     @app.exception_handler(AssignmentNotFound)
     @app.exception_handler(NotFoundError)
     async def _not_found(request: Request, exc: Exception) -> Response:
-        return _error_response(request, 404, str(exc))
+        return _error_response(request, 404, exc)
 
     @app.exception_handler(AssignmentClosed)
     async def _closed(request: Request, exc: AssignmentClosed) -> Response:
-        return _error_response(request, 409, str(exc))
+        return _error_response(request, 409, exc)
 
     @app.exception_handler(StaleStateError)
     async def _stale(request: Request, exc: StaleStateError) -> Response:
-        return _error_response(request, 409, str(exc))
+        return _error_response(request, 409, exc)
 
     @app.exception_handler(ReviewError)
     async def _invalid_review(request: Request, exc: ReviewError) -> Response:
-        return _error_response(request, 422, exc.message, field=exc.field)
+        return _error_response(request, 422, exc, message=exc.message, field=exc.field)
 
     @app.exception_handler(auth.AccountError)
     async def _invalid_account(request: Request, exc: auth.AccountError) -> Response:
-        return _error_response(request, 422, exc.message, field=exc.field)
+        return _error_response(request, 422, exc, message=exc.message, field=exc.field)
 
     @app.exception_handler(auth.LoginThrottled)
     async def _throttled(request: Request, exc: auth.LoginThrottled) -> Response:
-        return _error_response(request, 429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+        return _error_response(request, 429, exc, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's default answer echoes the offending input back, and an input such as Infinity or NaN
         # is not JSON: it would turn a 422 into a 500. Name the field and the problem, not the value.
-        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        # The message follows the request's language; loc and type stay as they are.
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": i18n.translate_validation(e),
+                   "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = i18n.translate_error(exc, exc.detail) if isinstance(exc.detail, str) else exc.detail
         if is_api(request) or request.url.path == "/openapi.json":
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        return page(request, "error.html", {"status": exc.status_code, "message": exc.detail},
+            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        return page(request, "error.html", {"status": exc.status_code, "message": detail},
                     status_code=exc.status_code)
 
 

@@ -23,8 +23,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection
 
-from clinreason.web import i18n
 from clinreason.domain.accounts import Credential, User
+from clinreason.domain.messages import N_, Params, Translatable, fill
+from clinreason.web import i18n
 from clinreason.store import accounts
 from clinreason.store.common import now
 from clinreason.store.decisions import add_event
@@ -74,25 +75,29 @@ class Principal:
 
 # --- errors the app turns into responses ----------------------------------------------------------
 
-class NotAuthenticated(Exception):
+# Their messages are marked templates with values (domain/messages.py): the app answers in the request's
+# language (web/i18n.py translate_message); str(exc) and .message stay English.
+
+class NotAuthenticated(Translatable):
     """401 (API) or a redirect to /login (pages)."""
 
 
-class Forbidden(Exception):
+class Forbidden(Translatable):
     """403: signed in, but this role may not do this (or the CSRF token is missing/wrong)."""
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(Translatable):
     def __init__(self, retry_after: int):
-        super().__init__(f"too many failed sign-ins: try again in {retry_after} seconds")
+        super().__init__(N_("too many failed sign-ins: try again in {seconds} seconds"), {"seconds": retry_after})
         self.retry_after = retry_after
 
 
 class AccountError(ValueError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, params: Params = None):
+        self.template, self.params = message, (dict(params) if params is not None else None)
+        self.message = fill(message, params)
+        super().__init__(f"{field_name}: {self.message}")
         self.field = field_name
-        self.message = message
 
 
 # --- passwords and users --------------------------------------------------------------------------
@@ -135,13 +140,14 @@ def _burn_time(password: str) -> None:
 
 def validate_account(*, username: str, role: str, specialties: list[str], password: str | None) -> None:
     if not username or len(username) > 100 or not all(c.isalnum() or c in "._-@" for c in username):
-        raise AccountError("username", "1-100 letters, digits or . _ - @")
+        raise AccountError("username", N_("1-100 letters, digits or . _ - @"))
     if role not in ROLES:
-        raise AccountError("role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+        raise AccountError("role", N_("expected one of {choices}, got {value!r}"),
+                           {"choices": ", ".join(ROLES), "value": role})
     if any(not isinstance(s, str) or not s.strip() or len(s) > 200 for s in specialties):
-        raise AccountError("specialties", "each specialty must be non-empty text of at most 200 characters")
+        raise AccountError("specialties", N_("each specialty must be non-empty text of at most 200 characters"))
     if password is not None and len(password) < MIN_PASSWORD:
-        raise AccountError("password", f"at least {MIN_PASSWORD} characters")
+        raise AccountError("password", N_("at least {n} characters"), {"n": MIN_PASSWORD})
 
 
 def create_user(conn: Connection, *, username: str, role: str, password: str, specialties: list[str] | None = None,
@@ -150,9 +156,10 @@ def create_user(conn: Connection, *, username: str, role: str, password: str, sp
     specialties = [s.strip() for s in (specialties or [])]
     validate_account(username=username, role=role, specialties=specialties, password=None if password_hash else password)
     if language is not None and language not in LANGUAGES:
-        raise AccountError("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
+        raise AccountError("language", N_("expected one of {choices}, got {value!r}"),
+                           {"choices": ", ".join(LANGUAGES), "value": language})
     if accounts.get_user(conn, username=username) is not None:
-        raise AccountError("username", f"a user named '{username}' already exists")
+        raise AccountError("username", N_("a user named '{username}' already exists"), {"username": username})
     uid = accounts.add_user(conn, username=username, role=role, specialties=specialties,
                             password_hash=password_hash or hash_password(password), language=language)
     if project_id is not None:
@@ -164,7 +171,8 @@ def create_user(conn: Connection, *, username: str, role: str, password: str, sp
 def set_language(conn: Connection, *, user_id: int, language: str | None) -> None:
     """A user's own choice of language for the review app (None: follow the browser)."""
     if language is not None and language not in LANGUAGES:
-        raise AccountError("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
+        raise AccountError("language", N_("expected one of {choices}, got {value!r}"),
+                           {"choices": ", ".join(LANGUAGES), "value": language})
     accounts.set_language(conn, user_id=user_id, language=language)
 
 
@@ -353,7 +361,7 @@ async def csrf_checked(request: Request, principal: Annotated[Principal, Depends
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         sent = (await request.form()).get(CSRF_FIELD)
     if not isinstance(sent, str) or not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
-        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+        raise Forbidden(N_("missing or wrong CSRF token: reload the page and try again"))
     return principal
 
 
@@ -363,7 +371,8 @@ def require(*roles: str):
     async def dependency(request: Request, principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
         i18n.use(i18n.for_request(request, principal.language))  # the user's own language from here on
         if roles and principal.role not in roles:
-            raise Forbidden(f"this needs the {' or '.join(roles)} role; you are signed in as {principal.role}")
+            raise Forbidden(N_("this needs the {roles} role; you are signed in as {role}"),
+                            {"roles": " or ".join(roles), "role_list": ", ".join(roles), "role": principal.role})
         return principal
 
     return dependency

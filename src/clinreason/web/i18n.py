@@ -12,7 +12,7 @@ browser's `Accept-Language`, else the project's `[project] language`."""
 from __future__ import annotations
 
 import gettext as _gettext
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
@@ -53,16 +53,79 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 _ = gettext
 
 
-def translate_message(message: str) -> str:
-    """A message built from a marked template with its values filled in (an exception's text), in the
-    current language: the exception may carry `template` and `params` (see `Translatable`); a plain
-    message is looked up as it is."""
-    return gettext(message)
+def translate_message(message: str, *, template: str | None = None, params: Mapping[str, Any] | None = None) -> str:
+    """`message` (English) in the current language. An error raised with a marked template and its values
+    (domain/messages.py `Translatable`: `message == template.format(**params)`) is looked up by its template
+    and filled with the same values; a plain message is looked up as it is. Without a catalogue entry, or
+    with a translation that does not fit the values, the English message is the answer."""
+    if template is None:
+        return gettext(message) if message else message
+    if not template:
+        return message
+    translated = gettext(template)
+    if params is None:
+        return translated
+    try:
+        return translated.format(**params)
+    except (KeyError, IndexError, ValueError, AttributeError):  # a broken translation never hides the error
+        return message
+
+
+def translate_error(exc: BaseException, message: str | None = None) -> str:
+    """The text of `exc` in the current language: `message` (default `str(exc)`) is its English text; a
+    `template` and `params` on the exception are what is translated (see translate_message)."""
+    text = str(exc) if message is None else message
+    template = getattr(exc, "template", None)
+    params = getattr(exc, "params", None)
+    return translate_message(text, template=template if isinstance(template, str) else None,
+                             params=params if isinstance(params, Mapping) else None)
 
 
 def N_(message: str) -> str:
     """Mark a message for extraction where it is defined; translate it where it is shown (`gettext`)."""
     return message
+
+
+#: pydantic's messages for what a request body most often gets wrong, by error type. The English answer
+#: stays pydantic's own text; these are what the other languages translate, filled with the error's `ctx`.
+VALIDATION_MESSAGES = {
+    "missing": N_("Field required"),
+    "extra_forbidden": N_("Extra inputs are not permitted"),
+    "string_type": N_("Input should be a valid string"),
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_type": N_("Input should be a valid number"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "model_type": N_("Input should be an object"),
+    "model_attributes_type": N_("Input should be an object"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "too_short": N_("List should have at least {min_length} items, not {actual_length}"),
+    "too_long": N_("List should have at most {max_length} items, not {actual_length}"),
+    "json_invalid": N_("Invalid JSON: {error}"),
+    "finite_number": N_("Input should be a finite number"),
+}
+
+
+def translate_validation(error: Mapping[str, Any]) -> str:
+    """One pydantic error's `msg` in the current language (English: pydantic's text as it is)."""
+    message = str(error.get("msg", ""))
+    template = VALIDATION_MESSAGES.get(str(error.get("type", "")))
+    if _current.get() == DEFAULT or template is None:
+        return message
+    ctx = error.get("ctx")
+    return translate_message(message, template=template, params=ctx if isinstance(ctx, Mapping) else {})
 
 
 def role_names() -> dict[str, str]:

@@ -4,12 +4,16 @@ Everything a reviewer sees passes through the blindness rules here (`visible_rev
 from __future__ import annotations
 
 import re
+import statistics
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
 
+from clinreason.config import ReviewConfig
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.messages import Translatable
 from clinreason.domain.records import Check, Event, Item, RationaleVersion, Review
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.domain.steps import Severity
@@ -19,20 +23,26 @@ from clinreason.stages import review as stage
 from clinreason.store import items, projects, rationales, readmodels, reviews
 from clinreason.store.common import aware, now
 from clinreason.web.auth import Principal
+from clinreason.web.i18n import N_, _
 
 SENIOR_ROLES = ("admin", "adjudicator")
 HIDDEN_ACTOR = "user:another-expert"
 
 
-class NotFound(LookupError):
-    """404: no such thing in the caller's project."""
+class NotFound(Translatable, LookupError):
+    """404: no such thing in the caller's project (a marked template and its values, domain/messages.py)."""
 
 
 def project_row(conn: Connection, principal: Principal) -> dict[str, Any]:
     project = projects.get_project_by_id(conn, project_id=principal.project_id)
     if project is None:
-        raise NotFound(f"project '{principal.project}' does not exist")
+        raise NotFound(N_("project '{project}' does not exist"), {"project": principal.project})
     return project
+
+
+def review_config(conn: Connection, principal: Principal) -> ReviewConfig:
+    """The `[review]` settings of the caller's project, as stored."""
+    return ReviewConfig.from_stored(project_row(conn, principal)["config"])
 
 
 def iso(value: Any) -> Any:
@@ -67,7 +77,8 @@ def item_row(conn: Connection, principal: Principal, item_id: str) -> Item:
 
 
 def _not_found(principal: Principal, item_id: str) -> NotFound:
-    return NotFound(f"item {item_id} does not exist in project '{principal.project}'")
+    return NotFound(N_("item {item_id} does not exist in project '{project}'"),
+                    {"item_id": item_id, "project": principal.project})
 
 
 def _senior(principal: Principal | None) -> bool:
@@ -104,6 +115,8 @@ def rationale_dict(rat: RationaleVersion, principal: Principal) -> dict[str, Any
         "id": rat.id, "version": rat.version, "parent_version": rat.parent_version, "origin": rat.origin,
         "author": _redact_actor(rat.author, principal), "text": rat.text, "steps": rat.steps,
         "final_answer": rat.final_answer, "model": rat.model, "parse_status": rat.parse_status,
+        # the model's own scratch work (`reasoning_content` / `<think>`), not part of the rationale; None if none
+        "reasoning": rat.reasoning if rat.reasoning and rat.reasoning.strip() else None,
         "created_at": iso(rat.created_at),
     }
 
@@ -145,8 +158,9 @@ def item_history(conn: Connection, principal: Principal, item_id: str) -> dict[s
     version_of = {v.id: v.version for v in versions}
     visible = stage.visible_reviews(conn, item_id=item_id, viewer_id=principal.user_id, viewer_role=principal.role)
     unlocked = {r.rationale_id for r in history["reviews"] if r.reviewer_id == principal.user_id}
+    reference = _reference(item, principal, review_config(conn, principal).show_reference, reviewed=bool(unlocked))
     return {
-        **item_basics(item, principal),
+        **item_basics(item, principal), **reference,
         "versions": [rationale_dict(v, principal) for v in versions],
         "checks": [check_dict(c, version_of.get(c.rationale_id)) for c in history["checks"]],
         "reviews": [review_dict(r) for r in visible],
@@ -154,9 +168,32 @@ def item_history(conn: Connection, principal: Principal, item_id: str) -> dict[s
         "step_history": step_history_stage.step_history(versions, visible),
         "events": [_event_dict(e, principal, unlocked) for e in history["events"]
                    if not (_is_probe(item, principal) and _probe_event(e))],
-        "sources": [{"source": s["source"], "file": s["file"], "record": s["record"], "subject": s["subject"],
-                     "license": s["license"]} for s in history["sources"]],
+        "sources": _sources(history["sources"]),
     }
+
+
+def _sources(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"source": s["source"], "file": s["file"], "record": s["record"], "subject": s["subject"],
+             "license": s["license"]} for s in rows]
+
+
+def may_see_reference(principal: Principal, setting: str, *, reviewed: bool) -> bool:
+    """Whether the caller may read the bank's own reference explanation of an item (`[review] show_reference`):
+    adjudicators and admins always; a reviewer with `always`, with `after_submit` only once their own review
+    (`reviewed`: of the version in front of them on the review screen, of any version on the item page) is
+    in, so the reference cannot anchor their first judgment; with `never`, no reviewer, anywhere."""
+    if _senior(principal):
+        return True
+    return setting == "always" or (setting == "after_submit" and reviewed)
+
+
+def _reference(item: Item, principal: Principal, setting: str, *, reviewed: bool) -> dict[str, Any]:
+    """{"reference_explanation": text} where the caller may see it and the item has one; else nothing (the
+    key is left out of the payload altogether)."""
+    text = item.reference_explanation
+    if not text or not text.strip() or not may_see_reference(principal, setting, reviewed=reviewed):
+        return {}
+    return {"reference_explanation": text}
 
 
 def assignment_payload(conn: Connection, principal: Principal, assignment_id: str) -> dict[str, Any]:
@@ -166,17 +203,21 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
     item = item_row(conn, principal, a.item_id)
     rat = rationales.get_version(conn, rationale_id=a.rationale_id)
     if rat is None:
-        raise NotFound(f"the version of assignment {assignment_id} does not exist")
+        raise NotFound(N_("the version of assignment {assignment_id} does not exist"), {"assignment_id": assignment_id})
     parent = None
     if rat.parent_version is not None:
         found = next((v for v in rationales.versions_of(conn, item_id=item.id) if v.version == rat.parent_version),
                      None)
         parent = rationale_dict(found, principal) if found else None
     draft = stage.load_draft(conn, rationale_id=rat.id, reviewer_id=principal.user_id)
+    # the reference explanation: with `after_submit`, only once this review is in (the lease is submitted)
+    reference = _reference(item, principal, review_config(conn, principal).show_reference,
+                           reviewed=a.status == "submitted")
     return {
         "assignment_id": a.id, "status": a.status, "expires_at": iso(a.expires_at),
         "created_at": iso(a.created_at),
-        "item": item_basics(item, principal),
+        "item": {**item_basics(item, principal), **reference,
+                 "sources": _sources(items.item_source_rows(conn, item_id=item.id))},
         "rationale": rationale_dict(rat, principal),
         "parent": parent,
         "checks": [check_dict(c, rat.version) for c in rationales.checks_of(conn, rationale_ids=[rat.id])],
@@ -193,9 +234,24 @@ def escalated_items(conn: Connection, principal: Principal, limit: int = 500) ->
              "flag_reason": i.flag_reason, "updated_at": iso(i.updated_at)} for i in rows]
 
 
-def reviewer_progress(conn: Connection, principal: Principal) -> dict[str, Any]:
-    count, seconds = reviews.reviewer_totals(conn, project_id=principal.project_id, reviewer_id=principal.user_id)
-    return {"reviews": count, "hours": round(seconds / 3600, 2)}
+def reviewer_progress(conn: Connection, principal: Principal, *, at: datetime | None = None) -> dict[str, Any]:
+    """The caller's own progress in the project: reviews in all (and hours), today and this week (UTC days,
+    weeks from Monday), the items waiting for them (in one of their specialties, when they have any: the
+    in-review items whose current version they could still be given), and their median seconds per review
+    (None before the first)."""
+    at = (at or now()).astimezone(UTC)
+    me = {"project_id": principal.project_id, "reviewer_id": principal.user_id}
+    count, seconds = reviews.reviewer_totals(conn, **me)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.weekday())
+    spent = reviews.review_seconds(conn, **me)
+    waiting = reviews.waiting_for(conn, **me, author=principal.actor, specialties=principal.specialties,
+                                  overlap=review_config(conn, principal).policy().base_overlap, at=at)
+    return {"reviews": count, "hours": round(seconds / 3600, 2),
+            "today": reviews.reviews_since(conn, **me, since=day),
+            "this_week": reviews.reviews_since(conn, **me, since=week),
+            "waiting": waiting, "specialties": list(principal.specialties),
+            "median_seconds": round(statistics.median(spent)) if spent else None}
 
 
 def open_leases(conn: Connection, principal: Principal) -> int:
@@ -236,3 +292,38 @@ def step_taxonomy(rubric_body: dict[str, Any], language: str | None) -> list[dic
 
 
 SEVERITIES = [{"key": k, "name": s.value} for k, s in enumerate(Severity, 1)]
+
+
+# --- what the pages show for the codes they hold ---------------------------------------------------
+
+def rubric_view(rubric_body: dict[str, Any], language: str) -> dict[str, Any]:
+    """The rubric as the review screen shows it, in `language` (each text in English where the rubric has
+    none in it): dimensions with title, description, threshold and anchors ("1".."5" -> text)."""
+    rubric = rubric_from_dict(rubric_body)
+    return {"version": rubric.version, "scale": [rubric.scale_min, rubric.scale_max],
+            "dimensions": [{"name": d.name, "title": d.title_in(language), "description": d.description_in(language),
+                            "threshold": d.threshold,
+                            "anchors": {str(k): text for k, text in d.anchors_in(language).items()}}
+                           for d in rubric.dimensions]}
+
+
+#: the codes records hold, as the pages name them (translated where shown: `label`)
+LABELS: dict[str, dict[str, str]] = {
+    "origin": {"generated": N_("generated"), "regenerated": N_("regenerated"), "edited": N_("edited"),
+               "adjudicated": N_("adjudicated")},
+    "verdict": {"accept": N_("Accept"), "edit": N_("Edit"), "regenerate": N_("Regenerate"),
+                "flag_question": N_("Flag question")},
+    "severity": {"minor": N_("minor"), "major": N_("major"), "critical": N_("critical")},
+    "mark": {"ok": N_("ok"), "error": N_("error")},
+    "state": {"imported": N_("imported"), "generating": N_("generating"), "screening": N_("screening"),
+              "regenerating": N_("regenerating"), "in_review": N_("in review"), "accepted": N_("accepted"),
+              "escalated": N_("escalated"), "excluded": N_("excluded"), "failed": N_("failed"),
+              "calibration": N_("calibration")},
+}
+
+
+def label(kind: str, value: Any) -> str:
+    """A code (`origin`, `verdict`, `severity`, `mark` or item `state`) as the page names it, in the current
+    language; an unknown code as it is."""
+    text = LABELS.get(kind, {}).get(value) if isinstance(value, str) else None
+    return _(text) if text else ("" if value is None else str(value))
