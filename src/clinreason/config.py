@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clinreason.domain.consensus import Policy, Rule, Settle
@@ -135,6 +135,60 @@ class ScreenConfig(BaseModel):
     judge_model: str | None = None
 
 
+#: the finding types the privacy scan reports (privacy/recognizers.py; PERSON needs an NER model)
+PRIVACY_ENTITY_TYPES = ("MEDICAL_RECORD_NUMBER", "CN_RESIDENT_ID", "PHONE_NUMBER", "EMAIL_ADDRESS", "DATE", "AGE_OVER_89",
+                        "STREET_ADDRESS", "URL", "IP_ADDRESS", "US_SSN", "PERSON")
+
+
+class PrivacyConfig(BaseModel):
+    """`[privacy]`: the scan before every LLM request (stages/privacy.py)."""
+
+    #: which requests are scanned: remote (an endpoint not on this machine: not loopback, not embedded) | all
+    scope: Literal["remote", "all"] = "remote"
+    #: block: the item is held and nothing about it is sent | flag: it is sent, the findings recorded | off
+    gate: Literal["block", "flag", "off"] = "block"
+    #: findings scored below this are ignored
+    min_score: float = Field(0.5, ge=0, le=1)
+    #: installed spaCy pipelines (package names or folders) whose NER finds names; unset: names are not detected
+    ner_model: str | list[str] | None = None
+    #: finding types never acted on (e.g. AGE_OVER_89 for a bank whose ages are not about real people)
+    ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("ignore")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in PRIVACY_ENTITY_TYPES]
+        if unknown:
+            raise ValueError(f"unknown finding type(s) {', '.join(unknown)} (known: {', '.join(PRIVACY_ENTITY_TYPES)})")
+        return value
+
+    @property
+    def ner_models(self) -> tuple[str, ...]:
+        if self.ner_model is None:
+            return ()
+        return (self.ner_model,) if isinstance(self.ner_model, str) else tuple(self.ner_model)
+
+
+class WebConfig(BaseModel):
+    """`[web]`: how the review app sits on the network."""
+
+    #: reverse proxies (addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+    #: from anyone else those headers are ignored (default: nobody's)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"'{entry}' is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8, ::1)") from None
+        return [entry.strip() for entry in value]
+
+
 class ProjectSection(BaseModel):
     #: the review app's language when neither the user nor the browser chose one (en | zh)
     language: Literal["en", "zh"] = "en"
@@ -147,6 +201,8 @@ class ProjectConfig(BaseModel):
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     rubric: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RUBRIC_DICT))
     #: source name -> licence string, used in provenance and the dataset card
     licenses: dict[str, str] = Field(default_factory=dict)
@@ -262,12 +318,19 @@ _TOML_NOTES: dict[str, str] = {
     "llm.backend": "auto: openai-compatible when base_url is set, else the embedded model",
     "llm.outage_patience": "seconds a request waits on an endpoint that is down before its waits count as attempts",
     "llm.structured": "ask for JSON-schema output; unset: only for the embedded model",
+    "privacy.scope": "scan what goes to an LLM: remote (endpoint not on this machine) | all",
+    "privacy.gate": "block: hold the item, nothing is sent | flag: send, record the findings | off",
+    "privacy.min_score": "findings scored below this (0-1) are ignored",
+    "privacy.ner_model": "an installed spaCy pipeline whose NER finds names (unset: names are not detected)",
+    "privacy.ignore": 'finding types never acted on, e.g. ["AGE_OVER_89"]',
+    "web.trusted_proxies": "reverse proxies (IP or CIDR) whose X-Forwarded-For/-Proto are believed",
 }
 #: commented-out examples shown under a section
 _TOML_EXAMPLES: dict[str, list[str]] = {
     "screen": ['# judge_base_url = "http://127.0.0.1:8001/v1"', '# judge_model = "qwen2.5-72b-instruct"'],
     "llm": ['# base_url = "http://127.0.0.1:8000/v1"', '# model = "deepseek-reasoner"'],
     "llm.prices": ['# "deepseek-reasoner" = [0.55, 2.19]   # USD per million tokens: [prompt, completion]'],
+    "web": ['# trusted_proxies = ["127.0.0.1"]        # e.g. nginx on this machine, in front of `clinreason serve`'],
 }
 #: the licences a new project starts with, by bundled bank
 _DEFAULT_LICENSES = {"medqa": "MIT", "medmcqa": "MIT", "pubmedqa": "MIT", "mmlu": "MIT",
@@ -302,6 +365,8 @@ def default_config_toml() -> str:
     for name in ("project", "generate", "screen", "review", "llm"):
         lines += _toml_section(name, getattr(defaults, name))
     lines += ["[llm.prices]"] + _TOML_EXAMPLES["llm.prices"] + [""]
+    for name in ("privacy", "web"):
+        lines += _toml_section(name, getattr(defaults, name))
     lines += ["[licenses]"] + [f"{k} = {_toml_value(v)}" for k, v in _DEFAULT_LICENSES.items()]
     return "\n".join(lines) + "\n"
 

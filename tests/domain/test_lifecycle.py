@@ -62,3 +62,36 @@ def test_every_state_is_reachable_from_imported():
 def test_unknown_state_names_are_refused():
     with pytest.raises(ValueError, match="unknown item state 'reviewed'"):
         check_transition("reviewed", "accepted")
+
+
+def test_the_privacy_hold_loop_is_in_the_table():
+    """Every state an LLM request is made from can be held; a held item resumes where its request was
+    made, or is excluded; nothing else leaves `held` (not review, not acceptance)."""
+    from clinreason.domain.lifecycle import RESUME_AFTER_HOLD
+
+    s = ItemState
+    for asking in (s.GENERATING, s.REGENERATING, s.SCREENING):
+        check_transition(asking, s.HELD)
+        check_transition(s.HELD, RESUME_AFTER_HOLD[asking])
+    assert set(allowed_targets(s.HELD)) == {s.IMPORTED, s.REGENERATING, s.SCREENING, s.EXCLUDED}
+    assert {f for (f, t) in TRANSITIONS if t is s.HELD} == set(RESUME_AFTER_HOLD)
+    for never in (s.IN_REVIEW, s.ACCEPTED, s.GENERATING, s.ESCALATED, s.CALIBRATION, s.FAILED):
+        with pytest.raises(TransitionError, match="'held'"):
+            check_transition(s.HELD, never)
+    with pytest.raises(TransitionError):
+        check_transition(s.IMPORTED, s.HELD)  # a hold is about a request: an imported item has none yet
+
+
+def test_a_held_and_released_item_replays():
+    from clinreason.domain.lifecycle import replay
+
+    def move(a, b):
+        return {"kind": "item.transition", "before": {"state": a}, "after": {"state": b}}
+
+    log = [{"kind": "item.imported"}, move("imported", "generating"), move("generating", "held"),
+           {"kind": "privacy.released"}, move("held", "imported"), move("imported", "generating"),
+           move("generating", "screening")]
+    assert replay(log) is ItemState.SCREENING
+    with pytest.raises(TransitionError):
+        replay([{"kind": "item.imported"}, move("imported", "generating"), move("generating", "held"),
+                move("held", "in_review")])

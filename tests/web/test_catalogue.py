@@ -57,7 +57,8 @@ def test_the_shipped_compiled_catalogue_says_what_the_po_says():
 class _Chrome(HTMLParser):
     """The text a reader meets on a page: text nodes and the labelling attributes, stripped."""
 
-    ATTRS = {"title", "placeholder", "aria-label", "alt", "value"}
+    #: `value` only where it is a label (a button's); an <option>'s or a hidden field's value is a code
+    ATTRS = {"title", "placeholder", "aria-label", "alt"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,8 +68,10 @@ class _Chrome(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
             self._skip += 1
+        shown = dict(attrs)
+        labelled_by_value = tag == "input" and shown.get("type") in ("submit", "button", "reset")
         for name, value in attrs:
-            if name in self.ATTRS and value and value.strip():
+            if (name in self.ATTRS or (name == "value" and labelled_by_value)) and value and value.strip():
                 self.found.add(value.strip())
 
     def handle_endtag(self, tag):

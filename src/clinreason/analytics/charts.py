@@ -5,10 +5,14 @@ glance, accessible (role="img", a <title>, text labels), and `dashboard_context(
 Charts: progress over time (cumulative accepted items, reviews per day), score distribution per rubric
 dimension, agreement with 95 % CIs (against Krippendorff's 0.667 / 0.8 marks), rounds histogram, and the
 reviewer table (HTML).
+
+Every text a chart shows is marked with `N_` and passed through `translate` (the web app gives its
+`i18n.gettext`, so the charts follow the page's language; the default leaves them in English).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from html import escape
 from typing import Any, Sequence
@@ -19,6 +23,8 @@ from sqlalchemy import Connection
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import process_stats, reviewer_table, with_reliability
+from clinreason.domain.messages import N_
+from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import stats as stats_store
 from clinreason.store.projects import latest_rubric
 from clinreason.store.readmodels import status_counts
@@ -28,6 +34,11 @@ PAD_L, PAD_R, PAD_T, PAD_B = 48, 16, 28, 36
 COLORS = {"main": "#2563eb", "second": "#16a34a", "muted": "#9ca3af", "warn": "#d97706", "grid": "#e5e7eb",
           "text": "#111827"}
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+Translate = Callable[[str], str]
+
+
+def _english(message: str) -> str:
+    return message
 
 
 def _svg(title: str, body: list[str], width: int = W, height: int = H) -> Markup:
@@ -38,7 +49,7 @@ def _svg(title: str, body: list[str], width: int = W, height: int = H) -> Markup
                   + "".join(body) + "</svg>")
 
 
-def _empty(title: str, message: str = "no data yet") -> Markup:
+def _empty(title: str, message: str = N_("no data yet")) -> Markup:
     return _svg(title, [f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" {FONT} fill="{COLORS["muted"]}">'
                         f"{escape(message)}</text>"])
 
@@ -62,10 +73,10 @@ def _y_axis(top: float, *, plot_h: float, ticks: int = 4, fmt=lambda v: f"{v:g}"
 
 
 def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, color: str = COLORS["main"],
-              value_fmt=lambda v: f"{v:g}") -> Markup:
+              value_fmt=lambda v: f"{v:g}", empty: str = N_("no data yet")) -> Markup:
     """Vertical bars with their value on top (score distributions, rounds histogram)."""
     if not values or not any(values):
-        return _empty(title)
+        return _empty(title, empty)
     plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
     top = _nice_max(max(values))
     slot = plot_w / len(values)
@@ -84,10 +95,10 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, col
 
 
 def line_chart(title: str, points: Sequence[tuple[str, float]], *, second: Sequence[tuple[str, float]] = (),
-               legend: tuple[str, str] = ("", "")) -> Markup:
+               legend: tuple[str, str] = ("", ""), empty: str = N_("no data yet")) -> Markup:
     """One or two series over dates ("YYYY-MM-DD"), x spaced by calendar day."""
     if not points and not second:
-        return _empty(title)
+        return _empty(title, empty)
     days = sorted({d for d, _ in points} | {d for d, _ in second})
     first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
     span = max((last - first).days, 1)
@@ -119,11 +130,11 @@ def line_chart(title: str, points: Sequence[tuple[str, float]], *, second: Seque
 
 
 def ci_chart(title: str, rows: Sequence[tuple[str, float | None, list[float] | None]],
-             *, marks: Sequence[float] = (0.667, 0.8)) -> Markup:
+             *, marks: Sequence[float] = (0.667, 0.8), empty: str = N_("not enough overlapping reviews yet")) -> Markup:
     """Horizontal estimate + 95 % CI whiskers on a −0.2…1 axis, with reference marks (α thresholds)."""
     rows = list(rows)
     if not rows or all(est is None for _, est, _ in rows):
-        return _empty(title, "not enough overlapping reviews yet")
+        return _empty(title, empty)
     lo_axis, hi_axis = -0.2, 1.0
     left, right = 120, W - PAD_R
     row_h = 24
@@ -158,30 +169,36 @@ def ci_chart(title: str, rows: Sequence[tuple[str, float | None, list[float] | N
     return _svg(title, body, height=int(height))
 
 
-def reviewer_table_html(rows: Sequence[dict[str, Any]]) -> Markup:
+def reviewer_table_html(rows: Sequence[dict[str, Any]], *, translate: Translate = _english) -> Markup:
+    t = translate
+
     def num(v, digits=2, pct=False):
         if v is None:
             return "—"
         return f"{100 * v:.0f} %" if pct else f"{v:.{digits}f}"
 
-    head = ("<thead><tr><th>reviewer</th><th>id</th><th>role</th><th>reviews</th><th>median s / review</th>"
-            "<th>accepts</th><th>leniency</th><th>agrees with adjudicators</th>"
-            "<th title=\"balanced accuracy estimated from all reviews, adjudications and calibration items "
-            "(sensitivity / specificity)\">estimated reliability</th>"
-            "<th title=\"calibration items whose known truth the reviewer matched\">calibration</th></tr></thead>")
+    columns = [(N_("reviewer"), None), (N_("id"), None), (N_("role"), None), (N_("reviews"), None),
+               (N_("median s / review"), None), (N_("accepts"), None), (N_("leniency"), None),
+               (N_("agrees with adjudicators"), None),
+               (N_("estimated reliability"), N_("balanced accuracy estimated from all reviews, adjudications and "
+                                                "calibration items (sensitivity / specificity)")),
+               (N_("calibration"), N_("calibration items whose known truth the reviewer matched"))]
+    head = "<thead><tr>" + "".join(
+        f'<th title="{escape(t(tip))}">{escape(t(label))}</th>' if tip else f"<th>{escape(t(label))}</th>"
+        for label, tip in columns) + "</tr></thead>"
     body = []
     for r in rows:
         body.append(f"<tr><td>{escape(r['username'])}</td><td><code>{escape(r['reviewer'])}</code></td>"
-                    f"<td>{escape(r['role'])}</td><td class=\"num\">{r['reviews']}</td>"
+                    f"<td>{escape(t(r['role']))}</td><td class=\"num\">{r['reviews']}</td>"
                     f"<td class=\"num\">{num(r['median_seconds'], 0)}</td>"
                     f"<td class=\"num\">{num(r['acceptance_rate'], pct=True)}</td>"
                     f"<td class=\"num\">{'' if r['leniency'] is None or r['leniency'] < 0 else '+'}"
                     f"{num(r['leniency'])}</td>"
                     f"<td class=\"num\">{num(r['agreement_with_adjudicators'], pct=True)}"
                     f" <small>({r['adjudicated_reviews']})</small></td>"
-                    f"<td class=\"num\">{_reliability_cell(r)}</td><td class=\"num\">{_calibration_cell(r)}</td></tr>")
+                    f"<td class=\"num\">{_reliability_cell(r)}</td><td class=\"num\">{_calibration_cell(r, t)}</td></tr>")
     if not body:
-        body.append('<tr><td colspan="10">no reviews yet</td></tr>')
+        body.append(f'<tr><td colspan="10">{escape(t(N_("no reviews yet")))}</td></tr>')
     return Markup(f'<table class="reviewers">{head}<tbody>{"".join(body)}</tbody></table>')
 
 
@@ -191,9 +208,10 @@ def _reliability_cell(row: dict[str, Any]) -> str:
     return (f"{row['reliability']:.2f} <small>({row['sensitivity']:.2f} / {row['specificity']:.2f})</small>")
 
 
-def _calibration_cell(row: dict[str, Any]) -> str:
+def _calibration_cell(row: dict[str, Any], translate: Translate = _english) -> str:
     found = row.get("calibration")
-    return "—" if not found else f"{found['correct']} of {found['reviews']}"
+    return "—" if not found else translate(N_("{correct} of {reviews}")).format(correct=found["correct"],
+                                                                                reviews=found["reviews"])
 
 
 def progress_series(conn: Connection, project_id: int) -> dict[str, list[tuple[str, int]]]:
@@ -206,10 +224,14 @@ def progress_series(conn: Connection, project_id: int) -> dict[str, list[tuple[s
     return {"accepted_cumulative": cumulative, "reviews_per_day": per_day}
 
 
-def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500) -> dict[str, Any]:
-    """Everything the admin /dashboard page needs: numbers (status, agreement, stats, reviewers, series) and
-    the rendered charts (`charts[...]` SVG, `reviewer_table` HTML)."""
+def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500,
+                      translate: Translate = _english, language: str = "en") -> dict[str, Any]:
+    """Everything the admin /dashboard page needs: numbers (status, agreement, stats, reviewers, series), the
+    rubric (its dimensions' titles in every language it gives) and the rendered charts (`charts[...]` SVG,
+    `reviewer_table` HTML), their texts passed through `translate` and the dimensions titled in `language`."""
+    t = translate
     rubric_body = latest_rubric(conn, project_id=project_id)
+    rubric = rubric_from_dict(rubric_body)
     scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
     stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds)
@@ -218,8 +240,11 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     distributions = {name: dict(zip([str(s) for s in scan.scale], map(int, scan.histograms[d])))
                      for d, name in enumerate(scan.dimensions)}
     ci_rows = [(name, b["alpha_ordinal"], b["ci95"]) for name, b in agreement["dimensions"].items()]
-    ci_rows.append(("overall", agreement["overall"]["alpha_ordinal"], agreement["overall"]["ci95"]))
-    ci_rows.append(("verdict (Fleiss κ)", agreement["verdict"]["fleiss_kappa"], agreement["verdict"]["fleiss_ci95"]))
+    ci_rows.append((t(N_("overall")), agreement["overall"]["alpha_ordinal"], agreement["overall"]["ci95"]))
+    ci_rows.append((t(N_("verdict (Fleiss κ)")), agreement["verdict"]["fleiss_kappa"],
+                    agreement["verdict"]["fleiss_ci95"]))
+    titles = {d.name: d.title_in(language) for d in rubric.dimensions}
+    no_data = t(N_("no data yet"))
     hist = stats["rounds"]["histogram"]
     return {
         "status": status_counts(conn, project_id=project_id),
@@ -228,16 +253,20 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
         "reviewers": reviewers,
         "progress": series,
         "score_distributions": distributions,
+        "rubric": rubric,
         "charts": {
-            "progress": line_chart("Progress: accepted items (cumulative) and reviews per day",
+            "progress": line_chart(t(N_("Progress: accepted items (cumulative) and reviews per day")),
                                    series["accepted_cumulative"], second=series["reviews_per_day"],
-                                   legend=("accepted", "reviews/day")),
-            "agreement": ci_chart("Agreement: Krippendorff's α (ordinal) with 95 % CI", ci_rows),
-            "rounds": bar_chart("Rounds per accepted item", list(hist), list(hist.values()), color=COLORS["second"]),
-            "scores": {name: bar_chart(f"Scores: {name}", list(dist), list(dist.values()))
+                                   legend=(t(N_("accepted")), t(N_("reviews/day"))), empty=no_data),
+            "agreement": ci_chart(t(N_("Agreement: Krippendorff's α (ordinal) with 95 % CI")), ci_rows,
+                                  empty=t(N_("not enough overlapping reviews yet"))),
+            "rounds": bar_chart(t(N_("Rounds per accepted item")), list(hist), list(hist.values()),
+                                color=COLORS["second"], empty=no_data),
+            "scores": {name: bar_chart(t(N_("Scores: {dimension}")).format(dimension=titles.get(name, name)),
+                                       list(dist), list(dist.values()), empty=no_data)
                        for name, dist in distributions.items()},
-            "accepted_as": bar_chart("How accepted items got there", list(stats["accepted_as"]),
-                                     list(stats["accepted_as"].values()), color=COLORS["muted"]),
+            "accepted_as": bar_chart(t(N_("How accepted items got there")), list(stats["accepted_as"]),
+                                     list(stats["accepted_as"].values()), color=COLORS["muted"], empty=no_data),
         },
-        "reviewer_table": reviewer_table_html(reviewers),
+        "reviewer_table": reviewer_table_html(reviewers, translate=t),
     }

@@ -10,6 +10,10 @@
     imported  -> escalated                          (no gold answer: flagged question at import)
     generating | regenerating | screening -> failed (backend error that exhausted retries)
     failed -> generating | regenerating             (retried by command)
+    generating | regenerating | screening -> held   (the privacy scan found identifiers: nothing was sent)
+    held -> imported | regenerating | screening     (an admin released or edited it: the request it was held
+                                                     before goes out; stages/privacy.py names which)
+    held -> excluded                                (an admin excluded it)
 
 The store applies a transition with compare-and-set on the state the caller read, so a row that
 moved meanwhile is refused instead of being moved twice.
@@ -35,6 +39,7 @@ class ItemState(StrEnum):
     EXCLUDED = "excluded"
     FAILED = "failed"
     CALIBRATION = "calibration"  # a version of known truth, slipped into queues to measure reviewers
+    HELD = "held"  # the privacy gate stopped an LLM request about it: waiting for an admin
 
 
 S = ItemState
@@ -61,6 +66,20 @@ TRANSITIONS: dict[tuple[ItemState, ItemState], str] = {
     (S.IN_REVIEW, S.CALIBRATION): "an admin marked a version of known truth as a calibration item",
     (S.ESCALATED, S.CALIBRATION): "an admin marked a version of known truth as a calibration item",
     (S.CALIBRATION, S.IN_REVIEW): "an admin withdrew the calibration item: it is reviewed as any other",
+    (S.GENERATING, S.HELD): "the privacy scan found identifiers before drafting: nothing was sent",
+    (S.REGENERATING, S.HELD): "the privacy scan found identifiers before regeneration: nothing was sent",
+    (S.SCREENING, S.HELD): "the privacy scan found identifiers before the LLM judge: nothing was sent",
+    (S.HELD, S.IMPORTED): "an admin released or edited the held item: it is drafted",
+    (S.HELD, S.REGENERATING): "an admin released or edited the held item: it is regenerated",
+    (S.HELD, S.SCREENING): "an admin released or edited the held item: it is screened",
+    (S.HELD, S.EXCLUDED): "an admin excluded the held item",
+}
+
+#: where a held item resumes: the state its held request was made from (stages/privacy.py)
+RESUME_AFTER_HOLD: dict[ItemState, ItemState] = {
+    S.GENERATING: S.IMPORTED,
+    S.REGENERATING: S.REGENERATING,
+    S.SCREENING: S.SCREENING,
 }
 
 TERMINAL_STATES = frozenset({S.ACCEPTED, S.EXCLUDED})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.messages import N_, Translatable
 from clinreason.domain.records import Item, Origin
 from clinreason.store import decisions as decision_store
 from clinreason.store import items as item_store
@@ -16,7 +17,7 @@ from clinreason.store.common import StaleStateError
 from clinreason.store.rationales import NewVersion
 
 
-class AdjudicationError(ValueError):
+class AdjudicationError(Translatable, ValueError):
     """The decision cannot be made (wrong state, unknown version, empty text, already decided)."""
 
 
@@ -28,9 +29,11 @@ def adjudication_queue(conn: Connection, *, project_id: int, limit: int = 100) -
 def _already_decided(conn: Connection, item_id: str) -> AdjudicationError:
     decided = decision_store.get_decision(conn, item_id=item_id)
     if decided is not None:
-        return AdjudicationError(f"item {item_id} was already decided by {decided.decided_by} ({decided.kind})")
+        return AdjudicationError(N_("item {item_id} was already decided by {decided_by} ({kind})"),
+                                 {"item_id": item_id, "decided_by": decided.decided_by, "kind": decided.kind})
     state = item_store.item_state(conn, item_id=item_id)
-    return AdjudicationError(f"item {item_id} is '{state}', not escalated: nothing to adjudicate")
+    return AdjudicationError(N_("item {item_id} is '{state}', not escalated: nothing to adjudicate"),
+                             {"item_id": item_id, "state": state})
 
 
 def _require_escalated(conn: Connection, project_id: int, item_id: str) -> Item:
@@ -62,7 +65,8 @@ def accept_version(conn: Connection, *, project_id: int, item_id: str, rationale
     item = _require_escalated(conn, project_id, item_id)
     version = rationale_store.get_version(conn, rationale_id=rationale_id)
     if version is None or version.item_id != item_id:
-        raise AdjudicationError(f"rationale {rationale_id} is not a version of item {item_id}")
+        raise AdjudicationError(N_("rationale {rationale_id} is not a version of item {item_id}"),
+                                {"rationale_id": rationale_id, "item_id": item_id})
     _finish(conn, item=item, target=ItemState.ACCEPTED, kind="adjudication", rationale_id=rationale_id,
             adjudicator=adjudicator, reason=reason or "adjudicator accepted this version")
 

@@ -325,3 +325,47 @@ feedback = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index(None, "item_id"),
 )
+
+# --- the privacy gate (migration 0009) --------------------------------------------------------------
+
+#: one row per scan that found identifiers before an LLM request: `held` (gate = block: nothing was sent;
+#: the item waits in state `held`) or `flagged` (gate = flag: sent, findings recorded); an admin resolves a
+#: hold as `released`, `edited` or `excluded`. Findings keep type, span, score and a digest, never the text.
+privacy_holds = Table(
+    "privacy_holds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("kind", String(20), nullable=False),  # draft | regenerate | judge: the request that was scanned
+    Column("gate", String(10), nullable=False),  # block | flag
+    Column("status", String(20), nullable=False),  # held | flagged | released | edited | excluded
+    Column("resume_state", String(20)),  # where a released item resumes (domain/lifecycle.RESUME_AFTER_HOLD)
+    Column("endpoint", String(300), nullable=False),  # where the request was to go (scheme://host:port)
+    Column("findings", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_by", String(200)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("reason", Text),
+    Index(None, "project_id", "status"),
+    Index(None, "item_id"),
+)
+
+#: an item's earlier contents: an admin's edit (the privacy gate's "edit its text") keeps what it replaced
+item_revisions = Table(
+    "item_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(40), ForeignKey("items.id"), nullable=False),
+    Column("revision", Integer, nullable=False),  # 1: the content as imported
+    Column("question", Text, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("answer_text", Text),
+    Column("context", Text),
+    Column("reference_explanation", Text),
+    Column("replaced_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("replaced_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("item_id", "revision"),
+)

@@ -13,11 +13,12 @@ from sqlalchemy import Connection
 
 from clinreason.stages import adjudicate as stage
 from clinreason.stages.review import ReviewError
-from clinreason.store.common import StaleStateError
+from clinreason.store.common import NotFoundError, StaleStateError
 from clinreason.store.decisions import get_decision
 from clinreason.store.items import get_item
 from clinreason.web.auth import Principal, SeniorUser
-from clinreason.web.views import NotFound, form_body
+from clinreason.web.i18n import N_
+from clinreason.web.views import form_body
 
 router = APIRouter(tags=["adjudication"])
 
@@ -35,30 +36,30 @@ class AdjudicationBody(BaseModel):
 
 def decide(conn: Connection, principal: Principal, item_id: str, body: AdjudicationBody) -> dict[str, Any]:
     if get_item(conn, project_id=principal.project_id, item_id=item_id) is None:
-        raise NotFound(f"no item {item_id} in this project")
+        raise NotFoundError(N_("no item {item_id} in this project"), {"item_id": item_id})
     who, pid, reason = principal.username, principal.project_id, (body.reason or "").strip()
     try:
         if body.action == "accept":
             if not body.rationale_id:
-                raise ReviewError("rationale_id", "required with action 'accept': the version to accept")
+                raise ReviewError("rationale_id", N_("required with action 'accept': the version to accept"))
             stage.accept_version(conn, project_id=pid, item_id=item_id, rationale_id=body.rationale_id,
                                  adjudicator=who, reason=reason)
         elif body.action == "write":
             if not body.text or not body.text.strip():
-                raise ReviewError("text", "required with action 'write': the final rationale")
+                raise ReviewError("text", N_("required with action 'write': the final rationale"))
             stage.write_final(conn, project_id=pid, item_id=item_id, text=body.text, adjudicator=who, reason=reason)
         else:
             if not reason:
-                raise ReviewError("reason", "required with action 'exclude' (e.g. flawed question, wrong gold answer)")
+                raise ReviewError("reason", N_("required with action 'exclude' (e.g. flawed question, wrong gold answer)"))
             stage.exclude(conn, project_id=pid, item_id=item_id, reason=reason, adjudicator=who)
     except stage.AdjudicationError as exc:
         if "not a version" in str(exc):
-            raise ReviewError("rationale_id", str(exc)) from None
-        raise StaleStateError(str(exc)) from None
+            raise ReviewError("rationale_id", exc.template, exc.params) from None
+        raise StaleStateError(exc.template, exc.params) from None
     item = get_item(conn, project_id=pid, item_id=item_id)
     decision = get_decision(conn, item_id=item_id)
     if item is None or decision is None:
-        raise StaleStateError(f"item {item_id} has no decision after adjudication")
+        raise StaleStateError(N_("item {item_id} has no decision after adjudication"), {"item_id": item_id})
     return {"item_id": item_id, "state": item.state,
             "decision": {"kind": decision.kind, "rationale_id": decision.rationale_id,
                          "decided_by": decision.decided_by, "reason": decision.reason}}

@@ -19,10 +19,12 @@ from clinreason.domain.accounts import User
 from clinreason.domain.rubric import RubricError, rubric_from_dict
 from clinreason.stages.review import ReviewError
 from clinreason.store import accounts, db, items, projects
+from clinreason.store.common import NotFoundError
 from clinreason.store.decisions import add_event
 from clinreason.web import auth
 from clinreason.web.auth import AdminUser, Principal
-from clinreason.web.views import NotFound, iso
+from clinreason.web.i18n import N_
+from clinreason.web.views import iso
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -56,7 +58,7 @@ def user_out(user: User) -> dict[str, Any]:
 def _user(conn: Connection, user_id: int) -> User:
     user = accounts.get_user_by_id(conn, user_id=user_id)
     if user is None:
-        raise NotFound(f"no user with id {user_id}")
+        raise NotFoundError(N_("no user with id {user_id}"), {"user_id": user_id})
     return user
 
 
@@ -70,12 +72,12 @@ def add_user(conn: Connection, principal: Principal, *, username: str, password:
 def change_user(conn: Connection, principal: Principal, username: str, change: UserChange) -> dict[str, Any]:
     user = accounts.get_user(conn, username=username)
     if user is None:
-        raise NotFound(f"no user named '{username}'")
+        raise NotFoundError(N_("no user named '{username}'"), {"username": username})
     values = change.model_dump(exclude_none=True)
     auth.validate_account(username=username, role=values.get("role", user.role),
                           specialties=values.get("specialties", user.specialties), password=None)
     if user.id == principal.user_id and (values.get("active") is False or values.get("role", "admin") != "admin"):
-        raise auth.AccountError("active" if "active" in values else "role", "you cannot lock yourself out")
+        raise auth.AccountError("active" if "active" in values else "role", N_("you cannot lock yourself out"))
     if values:
         accounts.update_user(conn, user_id=user.id, **values)
         add_event(conn, project_id=principal.project_id, kind="user.changed", actor=principal.actor,
@@ -113,9 +115,17 @@ def upload_limit(request: Request) -> int:
     return request.app.state.web.settings.max_upload_bytes
 
 
+def http_error(status: int, template: str, params: dict[str, Any] | None = None) -> HTTPException:
+    """An HTTPException whose detail is a marked template with its values: the app's handler answers it
+    in the request's language (web/i18n.py translate_error), `detail` stays English."""
+    exc = HTTPException(status, template.format(**params) if params is not None else template)
+    exc.template, exc.params = template, params  # type: ignore[attr-defined]
+    return exc
+
+
 def too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f"the upload is larger than the limit of {limit / 1024 / 1024:g} MiB "
-                              "(CLINREASON_MAX_UPLOAD_MB); import large files with `clinreason import` instead")
+    return http_error(413, N_("the upload is larger than the limit of {mib:g} MiB (CLINREASON_MAX_UPLOAD_MB); "
+                              "import large files with `clinreason import` instead"), {"mib": limit / 1024 / 1024})
 
 
 def refuse_oversized(request: Request) -> None:
@@ -127,7 +137,7 @@ def refuse_oversized(request: Request) -> None:
     try:
         length = int(declared)
     except ValueError:
-        raise HTTPException(400, "the Content-Length header is not a number") from None
+        raise http_error(400, N_("the Content-Length header is not a number")) from None
     if length > upload_limit(request):
         raise too_large(upload_limit(request))
 
@@ -144,7 +154,7 @@ async def read_upload_form(request: Request):
             raise too_large(limit)
         return form
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise ReviewError("file", "send the question bank as multipart/form-data with the file in the field 'file'")
+        raise ReviewError("file", N_("send the question bank as multipart/form-data with the file in the field 'file'"))
 
     async def counted():
         seen = 0
@@ -160,20 +170,20 @@ async def read_upload_form(request: Request):
     except UploadTooLarge:
         raise too_large(limit) from None
     except MultiPartException as exc:
-        raise HTTPException(400, f"malformed multipart body: {exc.message}") from None
+        raise http_error(400, N_("malformed multipart body: {error}"), {"error": exc.message}) from None
 
 
 def upload_fields(form) -> tuple[UploadFile, str, str | None]:
     """(file, format, source) from an upload form; 422 naming the field that is wrong."""
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise ReviewError("file", "a question-bank file in the form field 'file'")
+        raise ReviewError("file", N_("a question-bank file in the form field 'file'"))
     fmt = form.get("format") or "auto"
     source = form.get("source") or None
     if not isinstance(fmt, str):
-        raise ReviewError("format", "a format name, not a file")
+        raise ReviewError("format", N_("a format name, not a file"))
     if source is not None and not isinstance(source, str):
-        raise ReviewError("source", "a source name, not a file")
+        raise ReviewError("source", N_("a source name, not a file"))
     return upload, fmt, source
 
 
@@ -200,7 +210,7 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
                 summary = import_path(web.engine, project=principal.project, path=target, fmt=fmt,
                                       source=source or None, actor=principal.actor)
         except ImportAborted as exc:
-            raise ReviewError("file", f"{exc} (nothing was imported)") from None
+            raise ReviewError("file", N_("{error} (nothing was imported)"), {"error": str(exc)}) from None
         return summary.to_dict()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

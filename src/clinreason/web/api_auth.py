@@ -12,6 +12,7 @@ from clinreason.store.common import now
 from clinreason.store.projects import require_project
 from clinreason.web import auth
 from clinreason.web.auth import AnyUser
+from clinreason.web.i18n import N_
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -44,7 +45,7 @@ def login(body: LoginBody, request: Request) -> TokenOut:
             token = auth.create_token(conn, user_id=user.id, project_id=project["id"], kind="login",
                                       name="api login", expires_at=expires)
     if user is None:  # outside the transaction, so the failed attempt is recorded
-        raise auth.NotAuthenticated("wrong user name or password")
+        raise auth.NotAuthenticated(N_("wrong user name or password"))
     return TokenOut(token=token, expires_at=expires.isoformat(), username=user.username, role=user.role,
                     project=project["name"])
 

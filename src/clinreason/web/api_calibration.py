@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages import calibration as stage
 from clinreason.stages.review import ReviewError
-from clinreason.store.common import StaleStateError
+from clinreason.store.common import NotFoundError, StaleStateError
 from clinreason.store.items import get_item
 from clinreason.web.auth import AdminUser, Principal
-from clinreason.web.views import NotFound, form_body
+from clinreason.web.i18n import N_
+from clinreason.web.views import form_body
 
 router = APIRouter(tags=["calibration"])
 PREFIX = "/api/admin/calibration"
@@ -36,7 +37,7 @@ class CalibrationBody(BaseModel):
 
 def _apply(conn: Connection, principal: Principal, body: CalibrationBody) -> dict[str, Any]:
     if get_item(conn, project_id=principal.project_id, item_id=body.item_id) is None:
-        raise NotFound(f"no item {body.item_id} in this project")
+        raise NotFoundError(N_("no item {item_id} in this project"), {"item_id": body.item_id})
     try:
         return stage.mark(conn, project_id=principal.project_id, item_id=body.item_id, expect=body.expect,
                           actor=principal.actor, version=body.version, note=body.note, seeded_text=body.seeded_text)
@@ -70,7 +71,7 @@ def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -
         try:
             stage.unmark(conn, project_id=principal.project_id, item_id=item_id, actor=principal.actor)
         except stage.CalibrationError as exc:
-            raise NotFound(str(exc)) from None
+            raise NotFoundError(str(exc)) from None
     return {"item_id": item_id, "state": "in_review"}
 
 

@@ -17,7 +17,9 @@ router = APIRouter(prefix="/api", tags=["items"])
 @router.get("/items/{item_id}")
 def get_item(item_id: str, principal: AnyUser, request: Request) -> dict[str, Any]:
     """The item with every version, check and event, and the reviews you may see (blind review: a reviewer
-    sees others' reviews of a version only after submitting their own)."""
+    sees others' reviews of a version only after submitting their own). The bank's `reference_explanation`
+    is there for adjudicators and admins, and for a reviewer as `[review] show_reference` allows (`always`;
+    `after_submit`: once they have reviewed the item; `never`: not at all)."""
     with request.app.state.web.transaction() as conn:
         return views.item_history(conn, principal, item_id)
 

@@ -71,7 +71,9 @@ def submit(conn: Connection, principal: Principal, assignment_id: str, body: dic
 
 @router.get("/queue/next", responses={204: {"description": "nothing to review for you right now"}})
 def queue_next(principal: ReviewerUser, request: Request) -> Any:
-    """Lease the next rationale version to review (or get back the one you already hold)."""
+    """Lease the next rationale version to review (or get back the one you already hold): the item (with its
+    `sources`, and its `reference_explanation` only where `[review] show_reference` lets you see it now), the
+    version (with the model's `reasoning` trace, if any), its checks, the rubric and your draft."""
     with request.app.state.web.transaction() as conn:
         lease = lease_next(conn, principal)
         if lease is None:
@@ -81,7 +83,9 @@ def queue_next(principal: ReviewerUser, request: Request) -> Any:
 
 @router.get("/assignments/{assignment_id}")
 def get_assignment(assignment_id: str, principal: ReviewerUser, request: Request) -> dict[str, Any]:
-    """One of your assignments, with the item, the version, its checks, the rubric and your draft."""
+    """One of your assignments, with the item, the version, its checks, the rubric and your draft (as
+    GET /api/queue/next; with `show_reference = "after_submit"` the item's `reference_explanation` is there once
+    this review is submitted)."""
     with request.app.state.web.transaction() as conn:
         return views.assignment_payload(conn, principal, assignment_id)
 

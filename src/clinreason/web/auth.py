@@ -25,10 +25,10 @@ from sqlalchemy import Connection
 
 from clinreason.domain.accounts import Credential, User
 from clinreason.domain.messages import N_, Params, Translatable, fill
-from clinreason.web import i18n
 from clinreason.store import accounts
 from clinreason.store.common import now
 from clinreason.store.decisions import add_event
+from clinreason.web import i18n
 
 ROLES = ("reviewer", "adjudicator", "admin")
 SESSION_COOKIE = "clinreason_session"
@@ -365,14 +365,23 @@ async def csrf_checked(request: Request, principal: Annotated[Principal, Depends
     return principal
 
 
+def _wrong_role(roles: tuple[str, ...], role: str) -> Forbidden:
+    if len(roles) == 1:
+        return Forbidden(N_("this needs the {needed} role; you are signed in as {role}"), {"needed": roles[0], "role": role})
+    if len(roles) == 2:
+        return Forbidden(N_("this needs the {first} or {second} role; you are signed in as {role}"),
+                         {"first": roles[0], "second": roles[1], "role": role})
+    return Forbidden(N_("this needs one of the roles {roles}; you are signed in as {role}"),
+                     {"roles": ", ".join(roles), "role": role})
+
+
 def require(*roles: str):
     """Dependency: signed in (session or bearer token), CSRF-checked, and holding one of `roles` (any if none)."""
 
     async def dependency(request: Request, principal: Annotated[Principal, Depends(csrf_checked)]) -> Principal:
         i18n.use(i18n.for_request(request, principal.language))  # the user's own language from here on
         if roles and principal.role not in roles:
-            raise Forbidden(N_("this needs the {roles} role; you are signed in as {role}"),
-                            {"roles": " or ".join(roles), "role_list": ", ".join(roles), "role": principal.role})
+            raise _wrong_role(roles, principal.role)
         return principal
 
     return dependency

@@ -124,8 +124,10 @@ def translate_validation(error: Mapping[str, Any]) -> str:
     template = VALIDATION_MESSAGES.get(str(error.get("type", "")))
     if _current.get() == DEFAULT or template is None:
         return message
-    ctx = error.get("ctx")
-    return translate_message(message, template=template, params=ctx if isinstance(ctx, Mapping) else {})
+    ctx = dict(error["ctx"]) if isinstance(error.get("ctx"), Mapping) else {}
+    if isinstance(ctx.get("expected"), str):  # pydantic joins the choices with an English "or"
+        ctx["expected"] = ctx["expected"].replace("' or '", "' " + gettext(N_("or")) + " '")
+    return translate_message(message, template=template, params=ctx)
 
 
 def role_names() -> dict[str, str]:

@@ -11,6 +11,7 @@ from clinreason.store.projects import list_projects, require_project
 from clinreason.web import auth, i18n
 from clinreason.web.auth import AnyUser
 from clinreason.web.deps import page
+from clinreason.web.i18n import N_, _
 
 router = APIRouter(include_in_schema=False)
 HOME = {"reviewer": "/review", "adjudicator": "/adjudicate", "admin": "/dashboard"}
@@ -64,7 +65,7 @@ async def language_submit(principal: AnyUser, request: Request) -> Response:
     form = await request.form()
     chosen = i18n.normalise(str(form.get("language", "")))
     if chosen is None:
-        raise auth.AccountError("language", f"expected one of {', '.join(i18n.SUPPORTED)}")
+        raise auth.AccountError("language", N_("expected one of {choices}"), {"choices": ", ".join(i18n.SUPPORTED)})
 
     def store() -> None:
         with request.app.state.web.transaction() as conn:
@@ -86,10 +87,10 @@ async def login_submit(request: Request) -> Response:
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     next_url = _safe_next(str(form.get("next", "")))
     if not auth.check_login_csrf(web.auth, request.cookies.get(auth.LOGIN_CSRF_COOKIE), str(form.get("csrf_token", ""))):
-        return _login_page(request, error="The sign-in form expired: please try again.", status_code=403,
+        return _login_page(request, error=_("The sign-in form expired: please try again."), status_code=403,
                            username=username, next_url=next_url)
     if not username or not password:
-        return _login_page(request, error="Enter your user name and password.", status_code=422, username=username,
+        return _login_page(request, error=_("Enter your user name and password."), status_code=422, username=username,
                            next_url=next_url)
 
     def _check():
@@ -107,11 +108,11 @@ async def login_submit(request: Request) -> Response:
     try:
         result = await run_in_threadpool(_check)
     except auth.LoginThrottled as exc:
-        response = _login_page(request, error=str(exc), status_code=429, username=username, next_url=next_url)
+        response = _login_page(request, error=i18n.translate_error(exc), status_code=429, username=username, next_url=next_url)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if result is None:
-        return _login_page(request, error="Wrong user name or password.", status_code=401, username=username,
+        return _login_page(request, error=_("Wrong user name or password."), status_code=401, username=username,
                            next_url=next_url)
     user, session_id = result
     response = RedirectResponse(next_url or HOME.get(user.role, "/"), status_code=303)

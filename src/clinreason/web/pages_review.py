@@ -1,4 +1,6 @@
-"""The review screen: the reviewer's current item, autosave, live diff of an edit, submitting, skipping."""
+"""The review screen: the reviewer's current item, autosave, live diff of an edit, submitting, skipping;
+beside the rationale the model's reasoning trace, the bank's reference explanation (`[review] show_reference`)
+and the reviewer's own progress. Everything is shown in the request's language (web/i18n.py)."""
 
 from __future__ import annotations
 

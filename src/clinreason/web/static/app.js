@@ -4,6 +4,32 @@
 (function () {
   "use strict";
 
+  // What this script says itself comes from the page, in the reader's language: JSON in the review screen's
+  // `data-messages` (the CSP allows no inline script); English where the page has none. {name} marks a value
+  // filled in here.
+  var MESSAGES = {
+    stepOf: "{step} of {total}",
+    notAnError: "Step {step} is not marked as an error: press x first.",
+    digitsInStepMode: "In step mode the number keys pick an error's category and severity: press x to mark " +
+                      "step {step} as an error, or Esc to go back to scoring.",
+    scoreFirst: "Score every dimension first: {dim} has no score."
+  };
+
+  function loadMessages() {
+    var holder = document.getElementById("review");
+    if (!holder || !holder.dataset.messages) return;
+    try {
+      var given = JSON.parse(holder.dataset.messages);
+      Object.keys(given).forEach(function (key) { if (typeof given[key] === "string") MESSAGES[key] = given[key]; });
+    } catch (err) { /* keep English */ }
+  }
+
+  function say(key, values) {
+    return MESSAGES[key].replace(/\{(\w+)\}/g, function (whole, name) {
+      return Object.prototype.hasOwnProperty.call(values || {}, name) ? String(values[name]) : whole;
+    });
+  }
+
   function typing(el) {
     if (!el) return false;
     if (el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable) return true;
@@ -52,7 +78,7 @@
           span.hidden = span.dataset.mode !== name;
         });
         Array.prototype.forEach.call(modeLine.querySelectorAll(".mode-step"), function (el) {
-          el.textContent = steps.length ? String(activeStep + 1) + " of " + steps.length : "";
+          el.textContent = steps.length ? say("stepOf", { step: activeStep + 1, total: steps.length }) : "";
         });
       }
       steps.forEach(function (li, k) {
@@ -119,7 +145,7 @@
     function stepField(kind) {
       var li = steps[activeStep];
       if (verdictOf(li) !== "error") {
-        showError("Step " + (activeStep + 1) + " is not marked as an error: press x first.");
+        showError(say("notAnError", { step: activeStep + 1 }));
         return;
       }
       li.querySelector("textarea.step-" + kind).focus();
@@ -136,8 +162,7 @@
         } else if (phase === "severity") {
           if (pick("severity", n)) { phase = null; showMode(); stepField("note"); }
         } else {
-          showError("In step mode the number keys pick an error's category and severity: press x to mark step " +
-                    (activeStep + 1) + " as an error, or Esc to go back to scoring.");
+          showError(say("digitsInStepMode", { step: activeStep + 1 }));
         }
         return true;
       }
@@ -192,7 +217,8 @@
 
     function ask(verdict) {
       pending = verdict;
-      confirmVerdict.textContent = verdict.replace("_", " ");
+      var button = document.getElementById("verdict-" + verdict);
+      confirmVerdict.textContent = (button && button.dataset.label) || verdict.replace("_", " ");
       confirmBar.hidden = false;
     }
 
@@ -206,7 +232,7 @@
       if (gap >= 0) {
         cancel();
         setActive(gap);
-        showError("Score every dimension first: " + dims[gap].dataset.dim + " has no score.");
+        showError(say("scoreFirst", { dim: dims[gap].dataset.title || dims[gap].dataset.dim }));
         return;
       }
       var button = document.getElementById("verdict-" + verdict);
@@ -221,7 +247,7 @@
         e.preventDefault();
         submitting = false;
         setActive(gap);
-        showError("Score every dimension first: " + dims[gap].dataset.dim + " has no score.");
+        showError(say("scoreFirst", { dim: dims[gap].dataset.title || dims[gap].dataset.dim }));
         return;
       }
       submitting = true;
@@ -315,6 +341,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    loadMessages();
     var form = document.getElementById("review-form");
     if (form) onReviewPage(form); else onIdlePage();
   });
