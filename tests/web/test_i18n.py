@@ -409,9 +409,23 @@ def test_upload_refusals_in_the_requests_language(client, seed, web_app):
     assert zh.status_code == en.status_code == 413
     assert zh.json()["detail"].startswith("上传文件超过 1 MiB 的上限（CLINREASON_MAX_UPLOAD_MB）")
     assert en.json()["detail"].startswith("the upload is larger than the limit of 1 MiB")
-    not_multipart = client.post("/api/admin/import", headers={**root["auth"], **ZH}, content=b"x",
-                                params={}, data=None)
+    not_multipart = client.post("/api/admin/import", headers={**root["auth"], **ZH}, content=b"x")
     assert not_multipart.status_code == 422
     assert not_multipart.json()["detail"][0] == {
         "loc": ["body", "file"], "type": "value_error",
         "msg": "请以 multipart/form-data 格式发送题库，文件放在字段 'file' 中"}
+
+
+def test_throttled_sign_ins_and_a_missing_item_in_chinese(client, seed):
+    alice = seed.user("alice")
+    for _attempt in range(5):
+        assert client.post("/api/login", json={"username": "alice", "password": "wrong password"}).status_code == 401
+    throttled = client.post("/api/login", json={"username": "alice", "password": "wrong password"}, headers=ZH)
+    assert throttled.status_code == 429 and throttled.headers["retry-after"].isdigit()
+    assert throttled.json()["detail"] == f"登录失败次数过多：请在 {throttled.headers['retry-after']} 秒后重试"
+    page = client.get("/login", headers=ZH)
+    form = client.post("/login", data={"username": "alice", "password": "wrong password",
+                                       "csrf_token": csrf_of(page.text)}, headers=ZH)
+    assert form.status_code == 429 and "登录失败次数过多" in form.text
+    missing = client.get("/api/items/nope", headers={**alice["auth"], **ZH})
+    assert missing.status_code == 404 and missing.json()["detail"] == "项目“default”中不存在题目 nope"

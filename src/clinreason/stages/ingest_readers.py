@@ -84,6 +84,12 @@ class RawRecord:
     number: int  # 1-based record number within the file
     locator: str  # e.g. "line 12", "row 5358", "PMID 21645374"
     fields: dict[str, Any]
+    #: a JSON document's records (`--records`): the objects that enclose the record, nearest first, and
+    #: the keys the path's `*` matched, in path order (what `--map field=^name` and `^*` read)
+    parents: tuple[dict[str, Any], ...] = ()
+    matched: tuple[str, ...] = ()
+    #: annotation tools (Argilla, Label Studio): the record's drafts and reviews, read by ingest_annotated
+    annotations: Any = None
 
 
 
@@ -140,11 +146,70 @@ def read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord
             yield RawRecord(number, f"line {line_no}", obj)
 
 
-def read_csv(path: Path, progress: Progress | None, *, header: bool) -> Iterator[RawRecord | RecordError]:
+#: the delimiters `--format csv` recognises by itself (`--delimiter` names any other)
+DELIMITERS = ",;\t|"
+_SNIFF_CHARS = 1 << 16
+
+
+def delimiter_name(delimiter: str) -> str:
+    return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
+
+
+def parse_delimiter(text: str) -> str:
+    """`--delimiter` as typed: one character, or `tab` / `\\t` for a tab."""
+    if text.lower() in ("tab", "\\t", "\t"):
+        return "\t"
+    if len(text) != 1 or text in "\"\r\n" or text.isalnum():
+        raise ValueError(f"--delimiter {text!r}: expected one character such as ';' or '|' (or 'tab')")
+    return text
+
+
+def sniff_delimiter(path: Path) -> str:
+    """Which of , ; tab | separates the columns of a delimited text file: csv.Sniffer's choice on the
+    first 64 KiB when every row then has as many columns as the first (and more than one); otherwise the
+    candidate that gives the most columns consistently; ',' when none does (a one-column file)."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            sample = fh.read(_SNIFF_CHARS)
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{display_name(path)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start} of a read block); re-save it as UTF-8") from None
+    complete = len(sample) < _SNIFF_CHARS
+    if not complete and "\n" in sample:
+        sample = sample[: sample.rindex("\n") + 1]
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed is not None and _consistent_columns(sample, sniffed, complete) > 1:
+        return sniffed
+    scores = [(_consistent_columns(sample, d, complete), -i, d) for i, d in enumerate(DELIMITERS)]
+    best = max(scores)
+    return best[2] if best[0] > 1 else ","
+
+
+def _consistent_columns(sample: str, delimiter: str, complete: bool) -> int:
+    """The number of columns when every row of `sample` has as many as the first, else 0."""
+    import io
+
+    try:
+        rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if any(c.strip() for c in r)]
+    except csv.Error:
+        return 0
+    if not complete and len(rows) > 1:
+        rows = rows[:-1]  # the sample may end inside a quoted cell
+    if not rows:
+        return 0
+    width = len(rows[0])
+    return width if all(len(r) == width for r in rows) else 0
+
+
+def read_csv(path: Path, progress: Progress | None, *, header: bool,
+             delimiter: str = ",") -> Iterator[RawRecord | RecordError]:
     number = 0
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, delimiter=delimiter)
             columns: list[str] | None = None
             for row in reader:
                 if progress:  # approximate: text mode hides byte offsets while iterating
@@ -258,9 +323,20 @@ def read_hf(path: Path) -> Iterator[RawRecord]:
 
 # --- format detection ---------------------------------------------------
 
+#: formats whose input is a folder, not a file
+FOLDER_FORMATS = ("hf", "argilla")
+
+
+def is_argilla_folder(path: Path) -> bool:
+    """A folder written by Argilla 2.x `Dataset.to_disk`: .argilla/settings.json beside records.json."""
+    return path.is_dir() and (path / ".argilla" / "settings.json").is_file()
+
+
 def detect_format(path: Path) -> str | None:
     """Recognise a named layout from the file itself; None when it is not a question file we know."""
     if path.is_dir():
+        if is_argilla_folder(path):
+            return "argilla"
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             return "hf"
         return None
@@ -269,6 +345,8 @@ def detect_format(path: Path) -> str | None:
         return "cmexam"
     if suffix == ".parquet":
         return "parquet"
+    if suffix == ".tsv":
+        return "tsv" if _first_line(path) is not None else None
     if suffix == ".csv":
         row = _first_csv_row(path)
         if row is None:
@@ -297,6 +375,12 @@ def detect_format(path: Path) -> str | None:
             if re.search(r'"QUESTION"\s*:', head):
                 return "pubmedqa"
             return None
+        if stripped.startswith("[") and suffix == ".json":
+            # one JSON array: a Label Studio export (tasks with data and annotations) or a list of records
+            head = _head(path, 4096)
+            if re.search(r'"data"\s*:\s*\{', head) and re.search(r'"(annotations|predictions)"\s*:', head):
+                return "labelstudio"
+            return "json"
         return None
     return None
 

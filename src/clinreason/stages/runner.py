@@ -31,9 +31,11 @@ from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.rationale_text import rationale_schema
 from clinreason.domain.records import Item, Origin, RationaleVersion
 from clinreason.llm.base import ChatMessage, Completion, LLMBackend, LLMError, LLMParams
+from clinreason.stages import privacy
 from clinreason.stages.generate import build_draft_messages, parse_completion, request_hash
 from clinreason.stages.refine import build_regeneration_messages, regeneration_feedback
 from clinreason.store import db, rationales, work
+from clinreason.store import privacy as privacy_store
 from clinreason.store.common import StaleStateError
 from clinreason.store.items import items_by_id, transition_item, transition_items
 from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, read_entries
@@ -81,6 +83,8 @@ class RunReport:
     cached: int = 0
     requests: int = 0
     skipped: int = 0  # results another worker had already stored
+    held: int = 0  # items the privacy gate held: nothing about them was sent
+    flagged: int = 0  # requests sent with privacy findings recorded (`[privacy] gate = "flag"`)
     recovered: int = 0  # results a dead run had received, stored from its journal before claiming
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -89,6 +93,7 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         return {"claimed": self.claimed, "stored": self.stored, "failed": self.failed, "cached": self.cached,
                 "requests": self.requests, "skipped": self.skipped, "recovered": self.recovered,
+                "held": self.held, "flagged": self.flagged,
                 "wall_seconds": round(self.wall_seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                 "errors": dict(self.errors)}
 
@@ -107,25 +112,33 @@ def _structured_of(params: LLMParams) -> str | None:
 
 
 def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, kind: str, worker: str, limit: int,
-                model_id: str, structured: str | None) -> list[Job]:
-    """Claim up to `limit` items and turn each into a request (one transaction)."""
+                model_id: str, structured: str | None, report: RunReport | None = None) -> list[Job]:
+    """Claim up to `limit` items and turn each into a request (one transaction). The privacy gate sees
+    every request that is to be sent (not those served from the cache) before it leaves the transaction:
+    a held item is moved to `held` there and gets no job."""
+    policy = privacy.policy_for(pc)
+    scanner = privacy.scanner_for(policy)  # built (presidio imported) before the transaction, once per process
     with db.transaction(engine) as conn:
         claim_to = ItemState.GENERATING if kind == DRAFT else None
         claimed = work.claim(conn, project_id=project["id"], state=_SOURCE_STATE[kind], worker=worker, limit=limit,
                              lease_seconds=pc.generate.claim_seconds, claim_to=claim_to)
         rubric = latest_rubric(conn, project_id=project["id"]) if kind == REGENERATE and claimed else None
         jobs: list[Job] = []
+        scanned: dict[str, list[tuple[str, str]]] = {}
         for item in claimed:
             if kind == DRAFT:
                 messages, phash = build_draft_messages(item, mode=pc.generate.mode,
                                                        use_reference=pc.generate.use_reference_explanation)
                 parent = None
+                scanned[item.id] = privacy.item_segments(item, include_reference=pc.generate.use_reference_explanation)
             else:
                 assert rubric is not None  # read above for a regeneration batch
                 feedback = regeneration_feedback(conn, item_id=item.id, rubric_body=rubric,
                                                  blocking=pc.screen.blocking, language=item.language)
                 messages, phash = build_regeneration_messages(item, feedback, mode=pc.generate.mode)
                 parent = feedback["previous"]["version"]
+                scanned[item.id] = (privacy.item_segments(item, include_reference=False)
+                                    + privacy.regeneration_segments(feedback))
             version = item.next_version
             params = _params(pc, item, version, f"{item.id}:v{version}", structured)
             jobs.append(Job(item=item, kind=kind, version=version, messages=messages, prompt_hash=phash,
@@ -135,7 +148,40 @@ def _build_jobs(engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, k
             hits = rationales.cached_responses(conn, request_hashes=[j.request_hash for j in jobs])
             for job in jobs:
                 job.cached = hits.get(job.request_hash)
+        if scanner is not None and jobs:
+            jobs = _privacy_gate(conn, jobs, scanned, policy, scanner, worker, report)
     return jobs
+
+
+def _privacy_gate(conn: Connection, jobs: list[Job], scanned: dict[str, list[tuple[str, str]]],
+                  policy: privacy.GatePolicy, scanner: Any, worker: str, report: RunReport | None) -> list[Job]:
+    """The jobs whose requests may go out; the others' items are held (or, with `gate = "flag"`, sent with
+    their findings recorded). A cached answer sends nothing, so it is not scanned."""
+    released = privacy_store.released_digests(conn, item_ids=[j.item.id for j in jobs if j.cached is None])
+    keep: list[Job] = []
+    for job in jobs:
+        if job.cached is not None:
+            keep.append(job)
+            continue
+        decision = privacy.decide(policy, scanner, scanned[job.item.id], language=job.item.language,
+                                  released=released.get(job.item.id, set()))
+        if decision.action == privacy.HOLD:
+            try:
+                with conn.begin_nested():
+                    privacy.hold(conn, item=job.item, kind=job.kind, expected=_WORKING_STATE[job.kind],
+                                 decision=decision, policy=policy, actor=f"worker:{worker}")
+            except StaleStateError:
+                pass  # moved by someone else meanwhile: not ours to send either
+            if report is not None:
+                report.held += 1
+            continue
+        if decision.action == privacy.FLAG:
+            privacy.flag(conn, item=job.item, kind=job.kind, decision=decision, policy=policy,
+                         actor=f"worker:{worker}")
+            if report is not None:
+                report.flagged += 1
+        keep.append(job)
+    return keep
 
 
 def _new_version(out: Outcome) -> NewVersion:
@@ -377,10 +423,11 @@ class _StageRun:
                 await self._next_progress()  # meanwhile a lease may run out, or items be imported
 
     async def _claim(self, room: int) -> int:
+        held_before = self.report.held
         jobs = await asyncio.to_thread(_build_jobs, self.engine, project=self.project, pc=self.pc, kind=self.kind,
                                        worker=self.worker, limit=room, model_id=self.backend.model_id,
-                                       structured=self.structured)
-        self.report.claimed += len(jobs)
+                                       structured=self.structured, report=self.report)
+        self.report.claimed += len(jobs) + self.report.held - held_before
         self.unanswered += len(jobs)
         if jobs:
             self.all_answered.clear()

@@ -11,7 +11,7 @@ from clinreason.domain.messages import N_
 from clinreason.domain.records import Item
 from clinreason.store.common import StaleStateError, now
 from clinreason.store.decisions import add_event
-from clinreason.store.tables import events, item_sources, items
+from clinreason.store.tables import events, item_revisions, item_sources, items
 
 _ITEM_FIELDS = ("id", "project_id", "question", "answer_labels", "language", "state", "answer_text", "specialty",
                 "context", "reference_explanation", "content_hash", "strikes", "auto_retries", "flag_reason",
@@ -146,3 +146,37 @@ def project_item_counts(conn: Connection) -> dict[int, int]:
     """Project id -> its number of items (projects without items are absent)."""
     return {int(pid): int(n) for pid, n in
             conn.execute(select(items.c.project_id, func.count()).group_by(items.c.project_id)).all()}
+
+
+#: the parts of an item an admin may rewrite (the gold answer's labels are not among them)
+EDITABLE_CONTENT = ("question", "options", "answer_text", "context", "reference_explanation")
+
+
+def replace_content(conn: Connection, *, item_id: str, actor: str, reason: str, changes: dict[str, Any]) -> int:
+    """Rewrite an item's text (a subset of EDITABLE_CONTENT; options as [[label, text], ...] with the
+    labels unchanged), keeping what it replaces as the next row of `item_revisions`. Returns the number of
+    that revision (1: the content as imported). The content hash stays the imported content's, so a
+    re-import of the original bank still recognises the item and adds nothing."""
+    unknown = set(changes) - set(EDITABLE_CONTENT)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))} (editable: {', '.join(EDITABLE_CONTENT)})")
+    row = conn.execute(select(items).where(items.c.id == item_id).with_for_update()).mappings().first()
+    if row is None:
+        raise StaleStateError(f"item {item_id} does not exist")
+    revision = int(conn.execute(select(func.count()).select_from(item_revisions)
+                                .where(item_revisions.c.item_id == item_id)).scalar_one()) + 1
+    ts = now()
+    conn.execute(item_revisions.insert().values(
+        item_id=item_id, revision=revision, question=row["question"], options=row["options"],
+        answer_text=row["answer_text"], context=row["context"], reference_explanation=row["reference_explanation"],
+        replaced_by=actor, reason=reason, replaced_at=ts))
+    conn.execute(update(items).where(items.c.id == item_id).values(updated_at=ts, **changes))
+    return revision
+
+
+def content_revisions(conn: Connection, *, item_id: str) -> list[dict[str, Any]]:
+    """The item's earlier contents, oldest first (each with who replaced it, when and why)."""
+    rows = conn.execute(select(item_revisions).where(item_revisions.c.item_id == item_id)
+                        .order_by(item_revisions.c.revision)).mappings()
+    return [{k: r[k] for k in ("revision", "question", "options", "answer_text", "context", "reference_explanation",
+                               "replaced_by", "reason", "replaced_at")} for r in rows]
