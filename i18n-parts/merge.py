@@ -33,7 +33,7 @@ for m in catalog:
         continue
     key = m.id if isinstance(m.id, str) else m.id[0]
     if key in known:
-        m.string = known[key] if isinstance(m.id, str) else (known[key], known[key])
+        m.string = known[key] if isinstance(m.id, str) else tuple([known[key]] * catalog.num_plurals)
     else:
         missing.append(key)
 po.parent.mkdir(parents=True, exist_ok=True)

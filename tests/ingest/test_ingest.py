@@ -266,7 +266,10 @@ def test_parquet_and_hf_folders(engine, project, tmp_path):
     ds = datasets.Dataset.from_dict({"question": ["Q hf 1", "Q hf 2"], "options": [["x", "y"], ["u", "v"]],
                                      "answer": [0, 1]})
     ds.save_to_disk(str(tmp_path / "hfbank"))
-    s = _imp(engine, tmp_path / "hfbank", "auto")
+    with pytest.raises(ImportAborted, match=r"record 1 \(row 1\): field 'answer': '0' is A if 0-based, no option if "
+                                            r"1-based: pass --answer-base"):
+        _imp(engine, tmp_path / "hfbank", "auto")  # integer answers are never read without a stated base
+    s = _imp(engine, tmp_path / "hfbank", "auto", answer_base=0)
     assert s.added == 2
     with engine.connect() as conn:
         labels = dict(conn.execute(select(items.c.question, items.c.answer_labels)

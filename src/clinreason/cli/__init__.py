@@ -7,7 +7,9 @@ Every verb module is imported here and registered explicitly, in the order `clin
     pipeline.py     generate, regenerate, screen, run, retry-failed (the LLM half)
     web.py          serve, and the `users` group
     analytics.py    agreement, stats, export
+    migrate.py      migrate-db (the whole database into another, e.g. SQLite to PostgreSQL)
     calibration.py  the `calibration` group
+    privacy.py      the `privacy` group (held items: list, show, release, edit, exclude; scan)
     common.py       what they share: --db/--project/--config, the error exit, opening the store
     doc.py          the README's CLI reference, generated from --help
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from clinreason.cli import analytics, calibration, demo, pipeline, project, web
+from clinreason.cli import analytics, calibration, demo, migrate, pipeline, privacy, project, web
 from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, _settings  # noqa: F401 (re-exported)
 
 app = typer.Typer(
@@ -32,10 +34,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for _module in (project, demo, pipeline, web, analytics):
+for _module in (project, demo, pipeline, web, analytics, migrate):
     app.registered_commands.extend(_module.verbs.registered_commands)
 app.add_typer(web.users_app, name="users")
 app.add_typer(calibration.calibration_app, name="calibration")
+app.add_typer(privacy.privacy_app, name="privacy")
 
 
 def main() -> None:

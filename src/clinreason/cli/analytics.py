@@ -61,7 +61,7 @@ def stats(
 @verbs.command()
 def export(
     out: Annotated[Path, typer.Argument(help="Folder to create (refused if it exists and is not empty, unless --force)")],
-    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo|prm")] = "jsonl",
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo|prm|argilla|labelstudio")] = "jsonl",
     splits: Annotated[Optional[str], typer.Option("--splits", help="Stratified deterministic splits, e.g. 0.8,0.1,0.1 (train,validation,test)")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep items whose every dimension's mean score is at least X")] = None,
     consensus: Annotated[Optional[str], typer.Option("--consensus", help="Keep only items decided by consensus|adjudication")] = None,
@@ -74,7 +74,9 @@ def export(
     """Export the accepted items, one row each (question, options, gold answer, final rationale and answer,
     scores per dimension, consensus type, rounds, provenance, source and licence), with a dataset card
     (README.md). Streams at any size; re-running on the same database gives byte-identical files. prm: one
-    line per reviewed version of those items, each step labelled ok/error/null from the experts' marks."""
+    line per reviewed version of those items, each step labelled ok/error/null from the experts' marks.
+    argilla (a Dataset.to_disk folder) and labelstudio (tasks.json + label_config.xml): one record per
+    version of those items, its reviews as responses under anonymised ids, the lineage in metadata."""
     from clinreason.stages.export import ExportError, ExportOptions, parse_splits, run_export
 
     ctx = _context(db, project, config)
@@ -95,7 +97,9 @@ def export(
                + (f"; {summary.pairs} preference pairs" if format == "dpo" else "")
                + (f"; {sum(summary.records.values())} reviewed versions, step labels "
                   + ", ".join(f"{k} {v}" for k, v in summary.to_dict()["step_labels"].items())
-                  if format == "prm" else ""))
+                  if format == "prm" else "")
+               + (f"; {sum(summary.records.values())} records (one per rationale version)"
+                  if format in ("argilla", "labelstudio") else ""))
     typer.echo(f"files: {', '.join(summary.files)}")
 
 

@@ -77,11 +77,17 @@ class _Progress:
 
 @verbs.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A question-bank file, or a folder of them")],
-    format: Annotated[str, typer.Option("--format", "-f", help="auto|medqa|medmcqa|pubmedqa|mmlu|cmexam|jsonl|csv|parquet|hf")] = "auto",
-    map: Annotated[Optional[list[str]], typer.Option("--map", help="field=column for generic layouts (repeatable); options may list columns: options=a,b,c,d")] = None,
+    path: Annotated[Path, typer.Argument(help="A question-bank file, or a folder of them (an Argilla dataset is a folder)")],
+    format: Annotated[str, typer.Option("--format", "-f", help="auto|medqa|medmcqa|pubmedqa|mmlu|cmexam|jsonl|json|csv|tsv|parquet|hf|argilla|labelstudio")] = "auto",
+    map: Annotated[Optional[list[str]], typer.Option("--map", help="field=column for mapped layouts (repeatable); options may list columns: options=a,b,c,d; "
+                                                     "options as objects: option_text=KEY [option_label=KEY]; ^NAME reads NAME of an enclosing object (json --records), ^* the key the last * matched")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Source name recorded with every item (default: the format, or the file name)")] = None,
     license: Annotated[Optional[str], typer.Option("--license", help="Licence of the source, for provenance and the dataset card")] = None,
+    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="csv/tsv: the column separator (one character, or 'tab'); default: csv sniffs , ; tab |")] = None,
+    records: Annotated[Optional[str], typer.Option("--records", help="json: where the records are in the document, dot-separated keys, * for every key or index: 'sections.*.questions'")] = None,
+    answer_base: Annotated[Optional[int], typer.Option("--answer-base", help="Integer answers count options from 0 or from 1 (mapped layouts; never guessed: without it such a file is refused)")] = None,
+    map_question: Annotated[Optional[list[str]], typer.Option("--map-question", help="argilla/labelstudio: NAME=DIMENSION maps a question to a rubric dimension (rating: score, text: comment), or NAME=verdict|general|ignore (repeatable)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check everything, write nothing; show the first items as they would be stored")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the valid records; write refused ones to a rejects file")] = False,
     rejects: Annotated[Optional[Path], typer.Option("--rejects", help="Where --skip-invalid writes refused records")] = None,
     split: Annotated[str, typer.Option("--split", help="For MMLU folders: test|dev|val|all")] = "test",
@@ -89,45 +95,93 @@ def import_(
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Import questions. The whole import is one transaction: a bad record refuses the file, naming the
-    record and field, and nothing is written (unless --skip-invalid). Re-importing adds nothing."""
+    record and field, and nothing is written (unless --skip-invalid). Re-importing adds nothing. An Argilla
+    or Label Studio export brings its drafted rationales and expert reviews too."""
     from clinreason.stages.ingest import ImportAborted, import_path
+    from clinreason.stages.ingest_annotated import parse_question_map
     from clinreason.stages.ingest_formats import parse_mapping
+    from clinreason.stages.ingest_readers import parse_delimiter
 
     try:
         mapping = parse_mapping(map or [])
+        question_map = parse_question_map(map_question or [])
+        sep = parse_delimiter(delimiter) if delimiter is not None else None
     except ValueError as exc:
         _fail(str(exc), 2)
+    if answer_base is not None and answer_base not in (0, 1):
+        _fail(f"--answer-base: 0 or 1, got {answer_base}", 2)
     ctx = _context(db, project, config)
     progress = _Progress if sys.stderr.isatty() and not json_out else None
     try:
         summary = import_path(ctx.engine, project=ctx.project, path=path, fmt=format, mapping=mapping, source=source,
                               license=license, skip_invalid=skip_invalid, rejects_path=rejects, split=split,
-                              progress_factory=progress)
+                              progress_factory=progress, delimiter=sep, records=records, answer_base=answer_base,
+                              question_map=question_map, dry_run=dry_run)
     except ImportAborted as exc:
         _fail(f"{exc}\nnothing was imported (the database is unchanged)")
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
         return
     s = summary
+    if dry_run:
+        typer.echo("dry run: everything was read and checked; nothing was written")
+        for n, item in enumerate(s.preview, 1):
+            _echo_preview(n, item)
     typer.echo(f"read {s.records} records from {len(s.files)} file(s): {', '.join(s.files)}")
     if s.skipped_files:
         shown = "; ".join(s.skipped_files[:4]) + (f"; +{len(s.skipped_files) - 4} more" if len(s.skipped_files) > 4 else "")
         typer.echo(f"skipped {len(s.skipped_files)} file(s): {shown}")
+    verb = "would add" if dry_run else "added"
     if s.added == 0 and s.rejected == 0:
-        typer.echo(f"added 0 items: all {s.duplicates} were already in project '{ctx.project}'")
+        typer.echo(f"{verb} 0 items: all {s.duplicates} were already in project '{ctx.project}'")
     else:
-        typer.echo(f"added {s.added} items; {s.duplicates} duplicates (already present or repeated in the input)"
+        typer.echo(f"{verb} {s.added} items; {s.duplicates} duplicates (already present or repeated in the input)"
                    + (f", {s.sources_added} of which recorded an extra source" if s.sources_added else ""))
     if s.by_source:
-        typer.echo("added by source: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items())))
+        typer.echo(f"{verb} by source: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items())))
     if s.by_specialty:
         top = sorted(s.by_specialty.items(), key=lambda kv: (-kv[1], kv[0]))
         more = f" (+{len(top) - 8} more)" if len(top) > 8 else ""
-        typer.echo("added by specialty: " + ", ".join(f"{k} {v}" for k, v in top[:8]) + more)
+        typer.echo(f"{verb} by specialty: " + ", ".join(f"{k} {v}" for k, v in top[:8]) + more)
+    distribution = s.gold_distribution()
+    if distribution:
+        typer.echo("gold answer positions: " + ", ".join(f"{p} {share:.0%}".replace("%", " %")
+                                                         for p, _, share in distribution))
+    if s.annotations is not None:
+        a = s.annotations
+        typer.echo(f"{verb} {a.versions} drafted version(s), {a.reviews} review(s), {a.reviewers_created} new "
+                   "reviewer account(s) (inactive: an admin enables them)"
+                   + (f"; {a.verdicts_derived} verdict(s) derived from the scores (no verdict question)"
+                      if a.verdicts_derived else "")
+                   + (f"; {a.skipped_records} record(s) of items already in the project kept what those have"
+                      if a.skipped_records else ""))
+        if a.ignored_questions:
+            typer.echo("ignored questions: " + ", ".join(sorted(a.ignored_questions)))
     if s.flagged:
         typer.echo(f"{s.flagged} item(s) have no gold answer: imported as flagged questions, sent to adjudication")
     if s.rejected:
-        typer.echo(f"refused {s.rejected} invalid record(s); reasons written to {s.rejects_path}")
+        where = f"reasons written to {s.rejects_path}" if s.rejects_path else "first: " + " | ".join(s.reject_samples)
+        typer.echo(f"refused {s.rejected} invalid record(s); {where}")
+    for warning in s.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _echo_preview(n: int, item: dict[str, Any]) -> None:
+    """One item as it would be stored: stem, labelled options with the gold answer marked."""
+    typer.echo(f"— item {n}: {item['file']} record {item['record']} ({item['locator']}), id {item['id']}, "
+               f"state {item['state']}, language {item['language']}"
+               + (f", specialty {item['specialty']}" if item["specialty"] else ""))
+    if item["context"]:
+        typer.echo(f"  context: {item['context']}")
+    typer.echo(f"  {item['question']}")
+    for label, text in item["options"]:
+        typer.echo(f"  {'*' if label in item['answer'] else ' '} {label}. {text}")
+    if item["answer_text"]:
+        typer.echo(f"  answer: {item['answer_text']}")
+    if not item["answer"] and not item["answer_text"]:
+        typer.echo("  (no gold answer: a flagged question)")
+    if "versions" in item:
+        typer.echo(f"  with {item['versions']} drafted version(s) and {item['reviews']} review(s)")
 
 
 @verbs.command()
@@ -155,6 +209,13 @@ def status(
         typer.echo("by model:   " + ", ".join(f"{k} {v}" for k, v in counts["by_model"].items()))
     if counts["flagged"]:
         typer.echo(f"flagged:    {counts['flagged']} (shown to experts with a warning, or sent to adjudication)")
+    if counts["held"] or any(counts["privacy"]["by_status"].values()):
+        p = counts["privacy"]
+        typer.echo(f"privacy:    {counts['held']} held"
+                   + (f" ({', '.join(f'{n} × {t}' for t, n in p['held_findings'].items())})" if p["held_findings"] else "")
+                   + f", {p['by_status']['flagged']} sent flagged, {p['by_status']['released']} released, "
+                   f"{p['by_status']['edited']} edited, {p['by_status']['excluded']} excluded"
+                   + (" — see `clinreason privacy list`" if counts["held"] else ""))
     if counts["failures"]:
         typer.echo("failed:     " + "; ".join(f"{n} × {reason}" for reason, n in counts["failures"].items()))
     tok = counts["tokens"]

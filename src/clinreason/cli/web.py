@@ -48,7 +48,9 @@ def serve(
     typer.echo(f"clinreason review app for project '{ctx.project}' on http://{host}:{port}/{processes} "
                "(Ctrl+C stops it)")
     try:
-        uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False,
+        # X-Forwarded-* are believed from `[web] trusted_proxies` only (web/proxies.py), never by uvicorn,
+        # whose own middleware would take them from any process on 127.0.0.1
+        uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
                     workers=workers if workers > 1 else None, factory=workers > 1)
     finally:
         if background is not None:

@@ -449,7 +449,8 @@ _COHORT_BEFORE = re.compile(r"(?:≥|>|⩾|over|above|beyond|older than|at least
 def find_ages_over_89(text: str) -> list[Match]:
     """A person's age of 90 or more ("a 92-year-old woman", "95岁", "aged 91"): HIPAA counts it as an
     identifier. Ages of groups ("aged 90 and older", "90岁以上", "≥ 90 years", "60～95岁") are not."""
-    out, taken = [], []
+    out: list[Match] = []
+    taken: list[tuple[int, int]] = []
     for pattern in _AGE_PATTERNS:
         for m in pattern.finditer(text):
             if any(s < m.end() and m.start() < e for s, e in taken):

@@ -68,7 +68,8 @@ def text_digest(entity_type: str, text: str) -> str:
 def mask(text: str) -> str:
     """The shape of an identifier, for a person to recognise it without the log holding it: the first
     and last character of each run of letters or digits longer than three, the rest masked."""
-    out, run = [], []
+    out: list[str] = []
+    run: list[str] = []
 
     def flush() -> None:
         if len(run) > 3:
@@ -181,7 +182,7 @@ class Scanner:
                   min_score: float | None = None) -> list[Finding]:
         if not text or not text.strip():
             return []
-        engine = self._engines.get(language if language in LANGUAGES else "en")
+        engine = self._engines[language if language in LANGUAGES else "en"]
         threshold = self.min_score if min_score is None else min_score
         with self._lock:  # spaCy pipelines are not guaranteed thread-safe; the scan is cheap
             results = engine.analyze(text=text, language=language if language in LANGUAGES else "en",
@@ -226,7 +227,7 @@ def _rule_recognizers(language: str) -> list[Any]:
     from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
     from presidio_analyzer.predefined_recognizers import UsSsnRecognizer
 
-    class RuleRecognizer(LocalRecognizer):  # type: ignore[misc]
+    class RuleRecognizer(LocalRecognizer):
         def __init__(self, rule: rules.Rule):
             self.rule = rule
             super().__init__(supported_entities=[rule.entity], supported_language=language, name=rule.name)

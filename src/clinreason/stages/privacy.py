@@ -27,6 +27,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -393,3 +394,61 @@ def hold_view(conn: Connection, *, project_id: int, item_id: str) -> dict[str, A
     elsewhere = [f for f in findings if f["segment"] not in {s["name"] for s in segments}]
     return {"item": item, "hold": current, "segments": segments, "elsewhere": elsewhere, "records": records,
             "revisions": item_store.content_revisions(conn, item_id=item_id)}
+
+
+# --- a dry run: what the gate would hold, without sending or storing anything -------------------------------
+
+Request = tuple[str, str, list[tuple[str, str]]]  # (where it is, language, segments)
+
+
+def bank_requests(path: Path, fmt: str = "auto", *, include_reference: bool = False,
+                  split: str = "test") -> list[Request]:
+    """The draft request of every distinct valid question of a bank file or folder (read as `import` reads
+    it; a question that appears twice is counted once), named `file:record`."""
+    from clinreason.domain.records import Item as StoredItem
+    from clinreason.stages.ingest import ImportAborted, plan_files
+    from clinreason.stages.ingest_formats import read_items
+    from clinreason.stages.ingest_readers import FileFormatError, RecordError
+
+    try:
+        files, _ = plan_files(path, fmt, split=split)
+    except ImportAborted as exc:
+        raise PrivacyError(str(exc)) from None
+    seen: set[str] = set()
+    out: list[Request] = []
+    for file, chosen in files:
+        try:
+            for entry in read_items(file, chosen):
+                if isinstance(entry, RecordError):
+                    continue
+                raw, parsed = entry
+                digest = parsed.compute_hash()
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                item = StoredItem(id=f"{file.name}:{raw.number}", project_id=0, question=parsed.question,
+                                  options=list(parsed.options.items()), answer_labels=parsed.answer_labels,
+                                  language=parsed.language, state="imported", answer_text=parsed.answer_text,
+                                  context=parsed.context, reference_explanation=parsed.reference_explanation)
+                out.append((item.id, item.language, item_segments(item, include_reference=include_reference)))
+        except FileFormatError as exc:
+            raise PrivacyError(f"{file}: {exc}") from None
+    return out
+
+
+def dry_run(requests: Sequence[Request], scanner: Scanner, *, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What `gate = "block"` would do with these requests: how many items it would hold, why, per type."""
+    policy = GatePolicy(gate="block", scope="all", endpoint="", local=False, ignore=ignore)
+    held: list[dict[str, Any]] = []
+    by_type: dict[str, int] = {}
+    for where, language, segments in requests:
+        decision = decide(policy, scanner, segments, language=language)
+        if decision.action == HOLD:
+            for f in decision.findings:
+                by_type[f.entity_type] = by_type.get(f.entity_type, 0) + 1
+            held.append({"item": where, "findings": decision.records(),
+                         "found": [{"type": f.entity_type, "segment": f.segment, "text": f.text, "why": f.why}
+                                   for f in decision.findings]})
+    n = len(requests)
+    return {"items": n, "would_hold": len(held), "rate": round(len(held) / n, 5) if n else 0.0,
+            "by_type": dict(sorted(by_type.items())), "held": held, "notes": list(scanner.notes)}

@@ -427,7 +427,8 @@ class _StageRun:
         jobs = await asyncio.to_thread(_build_jobs, self.engine, project=self.project, pc=self.pc, kind=self.kind,
                                        worker=self.worker, limit=room, model_id=self.backend.model_id,
                                        structured=self.structured, report=self.report)
-        self.report.claimed += len(jobs) + self.report.held - held_before
+        claimed = len(jobs) + self.report.held - held_before  # a held item was claimed, and is done with
+        self.report.claimed += claimed
         self.unanswered += len(jobs)
         if jobs:
             self.all_answered.clear()
@@ -436,7 +437,7 @@ class _StageRun:
             self.active.add(task)
             task.add_done_callback(self.active.discard)
         await asyncio.sleep(0)  # let the new jobs send their requests before the next claim's thread runs
-        return len(jobs)
+        return claimed
 
     async def _next_progress(self) -> None:
         await self.progressed.wait()

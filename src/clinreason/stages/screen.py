@@ -22,10 +22,12 @@ from clinreason.domain.records import Check, Item, RationaleVersion
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.llm.base import LLMBackend, LLMError, LLMParams
 from clinreason.prompts import render
+from clinreason.stages import privacy
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.generate import prompt_view
 from clinreason.stages.settings import project_config
 from clinreason.store import db, projects, rationales, reviews, work
+from clinreason.store import privacy as privacy_store
 from clinreason.store.common import StaleStateError
 from clinreason.store.items import transition_item
 from clinreason.store.projects import latest_rubric
@@ -39,6 +41,7 @@ class ScreenReport:
     flagged: int = 0
     judged: int = 0
     judge_errors: int = 0
+    held: int = 0  # items the privacy gate held before the judge: nothing about them was sent
     failed_checks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +88,8 @@ class _Draft:
     rationale: RationaleVersion | None
     #: the parent version's steps reviewers marked `error` (number, text), for `marked_steps_revised`
     marked_steps: list[tuple[int, str]] = field(default_factory=list)
+    #: what the privacy gate decided about the judge request (None: no judge request, or not scanned)
+    privacy: privacy.Decision | None = None
 
 
 def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease: int) -> list[_Draft]:
@@ -182,6 +187,7 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
     with engine.connect() as conn:
         index = _fingerprint_index(conn, project["id"])
         rubric_body = latest_rubric(conn, project_id=project["id"])
+    gate = privacy.policy_for(pc, judge=True)
     while limit is None or report.screened < limit:
         n = batch_size if limit is None else min(batch_size, limit - report.screened)
         drafts = await asyncio.to_thread(_load_batch, engine, project["id"], worker, n, pc.generate.claim_seconds)
@@ -196,6 +202,7 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
             if draft.rationale.fingerprint is not None:
                 index.add(draft.item.id, draft.rationale.fingerprint)
         if judge is not None:
+            await asyncio.to_thread(_judge_gate, engine, drafts, gate)
             await _judge_all(judge, drafts, results_by_item, rubric_body, report)
 
         def persist(drafts: list[_Draft] = drafts, results_by_item: dict[str, list[CheckResult]] = results_by_item
@@ -207,6 +214,14 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
                             if draft.rationale is None:
                                 work.release_claim(conn, item_id=draft.item.id)
                                 continue
+                            if draft.privacy is not None and draft.privacy.action == privacy.HOLD:
+                                privacy.hold(conn, item=draft.item, kind=privacy.JUDGE, expected=ItemState.SCREENING,
+                                             decision=draft.privacy, policy=gate, actor=f"worker:{worker}")
+                                report.held += 1
+                                continue  # its checks are run again when it is released
+                            if draft.privacy is not None and draft.privacy.action == privacy.FLAG:
+                                privacy.flag(conn, item=draft.item, kind=privacy.JUDGE, decision=draft.privacy,
+                                             policy=gate, actor=f"worker:{worker}")
                             _route(conn, draft=draft, results=results_by_item[draft.item.id], pc=pc, worker=worker,
                                    report=report)
                             report.screened += 1
@@ -217,12 +232,29 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
     return report
 
 
+def _judge_gate(engine: Engine, drafts: list[_Draft], gate: privacy.GatePolicy) -> None:
+    """The privacy gate before the judge: each draft the judge would be sent gets its decision (a held one
+    is not sent; persist moves it to `held`)."""
+    scanner = privacy.scanner_for(gate)
+    judged = [d for d in drafts if d.rationale is not None and d.rationale.parse_status == "ok"]
+    if scanner is None or not judged:
+        return
+    with engine.connect() as conn:
+        released = privacy_store.released_digests(conn, item_ids=[d.item.id for d in judged])
+    for draft in judged:
+        assert draft.rationale is not None
+        draft.privacy = privacy.decide(gate, scanner, privacy.judge_segments(draft.item, draft.rationale.text),
+                                       language=draft.item.language, released=released.get(draft.item.id, set()))
+
+
 async def _judge_all(judge: LLMBackend, drafts: list[_Draft], results: dict[str, list[CheckResult]],
                      rubric_body: dict[str, Any], report: ScreenReport) -> None:
     async def one(draft: _Draft) -> None:
         rat = draft.rationale
         if rat is None or rat.parse_status != "ok":
             return
+        if draft.privacy is not None and draft.privacy.action == privacy.HOLD:
+            return  # nothing about it is sent
         item_id = draft.item.id
         messages, _ = build_judge_messages(draft.item, rat.text, rubric_body)
         try:

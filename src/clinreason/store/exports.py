@@ -37,15 +37,17 @@ def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
 def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
     return conn.execute(select(rationales.c.id, rationales.c.item_id, rationales.c.version, rationales.c.origin,
                                rationales.c.author, rationales.c.model, rationales.c.prompt_hash,
-                               rationales.c.params, rationales.c.seed)
+                               rationales.c.params, rationales.c.seed, rationales.c.parent_version)
                         .where(rationales.c.item_id.in_(item_ids))
                         .order_by(rationales.c.item_id, rationales.c.version)).all()
 
 
 def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
-    """The versions' reviews: scores, verdict and step marks (the `steps` JSON, None where none), by reviewer."""
+    """The versions' reviews: scores, verdict, step marks (the `steps` JSON, None where none), comments, seconds
+    spent and edited text, by reviewer."""
     return conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
-                               reviews.c.id, reviews.c.steps)
+                               reviews.c.id, reviews.c.steps, reviews.c.comments, reviews.c.seconds_spent,
+                               reviews.c.edited_text)
                         .where(reviews.c.rationale_id.in_(rationale_ids))
                         .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)).all()
 

@@ -12,6 +12,7 @@ from clinreason.domain.lifecycle import ItemState as S
 from clinreason.domain.records import Decision, Review
 from clinreason.store.decisions import get_decision, item_events, project_decisions
 from clinreason.store.items import get_item, item_source_rows
+from clinreason.store.privacy import hold_counts
 from clinreason.store.rationales import checks_of, versions_of
 from clinreason.store.tables import item_sources, items, rationales, reviews, users
 
@@ -116,6 +117,8 @@ def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
         "by_model": by_model,
         "flagged": flagged,
         "failures": failures,
+        "held": by_state[S.HELD.value],  # items the privacy gate holds (nothing about them was sent)
+        "privacy": hold_counts(conn, project_id=project_id),
         "progress": round(done / n_items, 4) if n_items else 0.0,
         "tokens": {"prompt": int(tokens[0]), "completion": int(tokens[1])},
         "cost_usd": round(float(tokens[2]), 6),

@@ -131,6 +131,13 @@ def render_card(*, project: dict[str, Any], rubric_body: dict[str, Any], summary
         out += [f"- preference pairs (rejected draft vs accepted version of the same item): {summary.pairs} ("
                 + ", ".join(f"{k} {v}" for k, v in summary.records.items()) + "); `rejected_error_steps` lists "
                 "the steps of the rejected version that an expert marked as an error", ""]
+    if summary.fmt in ("argilla", "labelstudio"):
+        tool = "Argilla (`rg.Dataset.from_disk`)" if summary.fmt == "argilla" else \
+            "Label Studio (import tasks.json into a project labelled with label_config.xml)"
+        out += [f"- for {tool}: {sum(summary.records.values())} records, one per rationale version of these items; "
+                "each version's expert reviews are its responses under anonymised reviewer ids, and the version's "
+                "lineage (number, parent, origin, model, steps, the accepted version) is in the record's metadata "
+                "under `clinreason`", ""]
     if summary.fmt == "prm":
         labels = summary.step_labels
         out += [f"- process labels: {sum(summary.records.values())} reviewed rationale versions of these items ("

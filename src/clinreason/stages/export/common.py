@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("jsonl", "parquet", "hf", "sft", "dpo", "prm")
+FORMATS = ("jsonl", "parquet", "hf", "sft", "dpo", "prm", "argilla", "labelstudio")
+#: annotation tools: one record per version of each item, its reviews as the tool's responses (annotation.py)
+ANNOTATION_FORMATS = ("argilla", "labelstudio")
 #: the formats whose rows carry every version of the item (with its reviews), not only the accepted one
-HISTORY_FORMATS = ("dpo", "prm")
+HISTORY_FORMATS = ("dpo", "prm", *ANNOTATION_FORMATS)
 SPLIT_NAMES = {1: ("train",), 2: ("train", "test"), 3: ("train", "validation", "test")}
 MANIFEST = ".clinreason-export.json"
 SYSTEM_PROMPTS = {

@@ -1,7 +1,8 @@
 """How an export row is encoded on disk: JSON Lines, Parquet (typed, in row groups), a Hugging Face
 `datasets` folder (save_to_disk), chat-format SFT records, DPO preference pairs and PRM step labels (one
-record per reviewed version). Used by the export stage (`stage.py`); pyarrow and datasets are imported only
-when those formats are asked for.
+record per reviewed version); the annotation tools' layouts (Argilla, Label Studio) are annotation.py's.
+Used by the export stage (`stage.py`); pyarrow and datasets are imported only when those formats are
+asked for.
 
 A sink receives rows split by split, in item-id order, and writes them as they come; `close()` returns
 the names it wrote inside the export folder.
@@ -15,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from clinreason.domain.rubric import default_rubric, rubric_from_dict
+from clinreason.stages.export.annotation import ArgillaSink, LabelStudioSink
 from clinreason.stages.export.common import SYSTEM_PROMPTS, ExportError, safe_path
 
 ROW_GROUP = 5000
@@ -330,8 +333,13 @@ def _stable_fingerprint(folder: Path) -> None:
 
 
 def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], opts,
-              step_labels: Counter | None = None):
-    """The sink of `fmt`; prm counts the step labels it writes into `step_labels`."""
+              step_labels: Counter | None = None, rubric_body: dict[str, Any] | None = None, project: str = ""):
+    """The sink of `fmt`; prm counts the step labels it writes into `step_labels`; the annotation tools'
+    settings are built from the rubric."""
+    if fmt in ("argilla", "labelstudio"):
+        rubric = rubric_from_dict(rubric_body) if rubric_body else default_rubric()
+        sink_class = ArgillaSink if fmt == "argilla" else LabelStudioSink
+        return sink_class(out, rubric, project=project)
     if fmt == "jsonl":
         strip = not opts.with_history
         return JsonlSink(out, names, lambda row: [{k: v for k, v in row.items() if not (strip and k == "history")}])

@@ -36,6 +36,7 @@ from clinreason.analytics.stats import accepted_as
 from clinreason.domain.steps import StepMark
 from clinreason.stages.export.card import write_card
 from clinreason.stages.export.common import (
+    ANNOTATION_FORMATS,
     FORMATS,
     HISTORY_FORMATS,
     MANIFEST,
@@ -172,9 +173,13 @@ class _Reader:
         out = []
         for r in rows:
             scores = r.scores or {}
-            out.append({"reviewer": self.reviewers.get(r.reviewer_id, f"R-{r.reviewer_id}"), "verdict": r.verdict,
-                        "scores": {d: _int_or_none(scores.get(d)) for d in self.dims},
-                        "steps": _marks(r)})
+            review = {"reviewer": self.reviewers.get(r.reviewer_id, f"R-{r.reviewer_id}"), "verdict": r.verdict,
+                      "scores": {d: _int_or_none(scores.get(d)) for d in self.dims},
+                      "steps": _marks(r)}
+            if self.opts.fmt in ANNOTATION_FORMATS:  # what an annotation tool holds besides the scores
+                review.update(comments={str(k): str(v) for k, v in (r.comments or {}).items() if v},
+                              seconds=r.seconds_spent, edited_text=r.edited_text)
+            out.append(review)
         return out
 
     def _means(self, revs: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -223,6 +228,9 @@ class _Reader:
                 "final_answer": [str(x) for x in texts[v.id].final_answer] if v.id in texts else None,
                 "accepted": v.id == acc.id, "reviews": self._reviews(by_rationale.get(v.id, [])),
             } for v in versions]
+            if self.opts.fmt in ANNOTATION_FORMATS:  # the lineage an annotation tool's metadata carries
+                for h, v in zip(row["history"], versions):
+                    h.update(parent_version=v.parent_version, params=dict(v.params or {}), seed=v.seed)
         return row
 
 
@@ -329,6 +337,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
         raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {opts.fmt!r}")
     if opts.consensus not in (None, "consensus", "adjudication"):
         raise ExportError(f"--consensus: expected consensus or adjudication, got {opts.consensus!r}")
+    if opts.splits and opts.fmt in ANNOTATION_FORMATS:
+        raise ExportError(f"--splits: not for {opts.fmt} (an annotation tool's dataset is one set of records)")
     started = time.perf_counter()
     out = prepare_folder(out, force=opts.force)
     summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
@@ -346,7 +356,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                 splitter.add(light["stratum"], light["id"])
             splitter.freeze()
         with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
-            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts, step_labels=summary.step_labels)
+            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts, step_labels=summary.step_labels,
+                             rubric_body=rubric_body, project=proj["name"])
             for row in reader.rows(all_texts=opts.with_history or opts.fmt in HISTORY_FORMATS):
                 stratum = (row["specialty"] or "", row["source"] or "")
                 split = names[splitter.split_of(stratum, row["id"])] if splitter else names[0]
