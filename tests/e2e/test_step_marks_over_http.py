@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from clinreason.testing.helpers import cli, cli_env, fake_server_process, free_port, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import (
+    cli,
+    cli_env,
+    fake_server_process,
+    free_port,
+    read_request_log,
+    serve_process,
+    wait_until_serving,
+    write_synthetic_bank,
+)
 
 N = 4
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}
@@ -40,17 +47,10 @@ def served(tmp_path):
     log = tmp_path / "llm.jsonl"
     port = free_port()
     with fake_server_process(log=log, latency=0.01) as url:
-        proc = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "serve", "--port", str(port), "--worker"],
-                                env=cli_env(db, url), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / "serve.log", "w"))
+        proc = serve_process(cli_env(db, url), tmp_path, port=port, extra=["--worker"], log=tmp_path / "serve.log")
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         try:
+            wait_until_serving(f"{base}/login", proc)
             yield base, log, tmp_path, env
         finally:
             proc.terminate()

@@ -126,8 +126,10 @@ class AnnotationWriter:
                     raise AnnotationConflict(f"record {raw.number} ({raw.locator}): version {draft.version} of item "
                                              f"{item.id} is given twice in this import")
                 self.versions.add(key)
-            author = draft.author or (f"user:{self.account(conn, draft.author_person)}" if draft.author_person
-                                      else f"import:{self.tool}")
+            author = draft.author or f"import:{self.tool}"
+            if draft.author_person:  # an expert's version: written by the reviewer account of that person
+                self.account(conn, draft.author_person)
+                author = f"user:{reviewer_username(draft.author_person, self.tool)}"
             parsed = None
             if draft.steps is not None and draft.final_answer is not None:
                 parsed = {"steps": draft.steps, "final_answer": draft.final_answer, "parse_status": "ok"}

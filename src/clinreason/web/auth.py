@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection
@@ -31,6 +32,11 @@ from clinreason.store.decisions import add_event
 from clinreason.web import i18n
 
 ROLES = ("reviewer", "adjudicator", "admin")
+Role = Literal["reviewer", "adjudicator", "admin"]
+#: a user name: 1-100 ASCII letters, digits or . _ - @ (the OpenAPI document gives the same pattern)
+USERNAME_PATTERN = r"^[A-Za-z0-9._@-]+$"
+MAX_USERNAME = 100
+MAX_SPECIALTY = 200
 SESSION_COOKIE = "clinreason_session"
 LOGIN_CSRF_COOKIE = "clinreason_login_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -139,12 +145,12 @@ def _burn_time(password: str) -> None:
 
 
 def validate_account(*, username: str, role: str, specialties: list[str], password: str | None) -> None:
-    if not username or len(username) > 100 or not all(c.isalnum() or c in "._-@" for c in username):
+    if not (0 < len(username) <= MAX_USERNAME and re.fullmatch(USERNAME_PATTERN[1:-1], username)):
         raise AccountError("username", N_("1-100 letters, digits or . _ - @"))
     if role not in ROLES:
         raise AccountError("role", N_("expected one of {choices}, got {value!r}"),
                            {"choices": ", ".join(ROLES), "value": role})
-    if any(not isinstance(s, str) or not s.strip() or len(s) > 200 for s in specialties):
+    if any(not isinstance(s, str) or not s.strip() or len(s) > MAX_SPECIALTY for s in specialties):
         raise AccountError("specialties", N_("each specialty must be non-empty text of at most 200 characters"))
     if password is not None and len(password) < MIN_PASSWORD:
         raise AccountError("password", N_("at least {n} characters"), {"n": MIN_PASSWORD})
@@ -384,6 +390,7 @@ def require(*roles: str):
             raise _wrong_role(roles, principal.role)
         return principal
 
+    dependency.required_roles = roles  # type: ignore[attr-defined]  # read by web/schemas.py (the document)
     return dependency
 
 
