@@ -114,7 +114,8 @@ def run_demo(workdir: Path, *, limit: int | None = None, serve: bool = False, po
     background = BackgroundWorker(ctx)
     background.start()
     try:
-        uvicorn.run(create_app(settings, engine=ctx.engine), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(create_app(settings, engine=ctx.engine), host="127.0.0.1", port=port, log_level="warning",
+                    proxy_headers=False)
     finally:
         background.stop()
         ctx.engine.dispose()

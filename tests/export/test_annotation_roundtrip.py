@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from clinreason.analytics.scan import project_salt, pseudonym
 from clinreason.config import ProjectConfig
+from clinreason.domain.records import Review
 from clinreason.stages.export import ExportError, ExportOptions, run_export
 from clinreason.stages.ingest import import_path
 from clinreason.store import accounts, db
@@ -26,7 +27,6 @@ from clinreason.store import projects as store_projects
 from clinreason.store import rationales as store_rationales
 from clinreason.store import reviews as store_reviews
 from clinreason.store.common import new_id
-from clinreason.domain.records import Review
 from clinreason.store.tables import items, rationales, reviews, users
 
 DIMS = ["correctness", "reasoning", "sufficiency", "terminology", "clinical_value"]
@@ -122,7 +122,8 @@ def _story(engine, project: str, rename=lambda name: name) -> dict:
                     "prompt_hash": v["prompt_hash"], "params": v["params"], "seed": v["seed"],
                     "reviews": sorted((rename(r["username"]), r["verdict"], json.dumps(r["scores"], sort_keys=True),
                                        json.dumps(r["comments"], sort_keys=True, ensure_ascii=False),
-                                       r["seconds_spent"], json.dumps(r["steps"] or [], sort_keys=True),
+                                       r["seconds_spent"],
+                                       json.dumps(sorted(r["steps"] or [], key=lambda m: m["step"]), sort_keys=True),
                                        r["edited_text"]) for r in revs)})
             found[it["content_hash"]] = {
                 "question": it["question"], "options": it["options"], "answer": it["answer_labels"],

@@ -134,7 +134,7 @@ def test_argilla_refusals_name_what_to_pass(engine, project, tmp_path):
              question_map={**ARGILLA_FLAGS["question_map"], "accuracy": "accuracy"})
     bad = [dict(ARGILLA_RECORDS[0], responses={"accuracy": [{"value": 9, "user_id": U1}]})]
     other = argilla_folder(tmp_path / "bad", bad)
-    with pytest.raises(ImportAborted, match=r"bad: record 1 \(record rec-1\): field 'responses.accuracy\[0\]': "
+    with pytest.raises(ImportAborted, match=r"bad: record 1 \(id rec-1\): field 'responses.accuracy\[0\]': "
                                             r"expected a score 1-5 for 'correctness', got 9"):
         _imp(engine, other, "argilla", **ARGILLA_FLAGS)
     no_draft = [dict(ARGILLA_RECORDS[0], suggestions={})]
@@ -204,7 +204,7 @@ def test_label_studio_refusals(engine, project, tmp_path):
     task["annotations"][0]["result"][0]["from_name"] = "quality"
     path = tmp_path / "ls.json"
     path.write_text(json.dumps([task]))
-    with pytest.raises(ImportAborted, match=r"ls.json: task 101: annotations\[0\].result\[0\]: the rating question "
+    with pytest.raises(ImportAborted, match=r"ls.json: record 1 \(task 101\): field 'annotations\[0\].result\[0\]': the rating question "
                                             r"'quality' is not a rubric dimension"):
         _imp(engine, path, "labelstudio")
     s = _imp(engine, path, "labelstudio", question_map={"quality": "correctness"})
@@ -226,3 +226,23 @@ def test_dry_run_of_an_annotation_tool_counts_and_writes_nothing(engine, project
     assert _counts(engine) == before
     assert (s.added, s.annotations.versions, s.annotations.reviews, s.annotations.reviewers_created) == (2, 1, 2, 2)
     assert s.preview[0]["state"] == "screening" and s.preview[0]["versions"] == 1 and s.preview[0]["reviews"] == 2
+
+
+def test_label_studio_is_recognised_whatever_the_size_of_its_first_task(engine, project, tmp_path):
+    task = json.loads(json.dumps(LS_TASKS[0]))
+    task["data"]["question"] = "Antidote for warfarin-associated major bleeding? " + "Long vignette. " * 800
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([task, LS_TASKS[1]], indent=2))
+    s = _imp(engine, path, "auto")
+    assert s.files == ["export.json (labelstudio)"] and s.annotations.reviews == 1
+
+
+def test_label_studio_skip_invalid_keeps_the_good_tasks(engine, project, tmp_path):
+    bad = json.loads(json.dumps(LS_TASKS[0]))
+    bad["annotations"][0]["result"][0]["value"] = {"rating": 7}
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps([bad, LS_TASKS[1], "not a task"]))
+    s = _imp(engine, path, "labelstudio", skip_invalid=True, rejects_path=tmp_path / "rej.jsonl")
+    assert (s.added, s.rejected) == (1, 2)
+    rejected = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert [(r["record"], r["field"]) for r in rejected] == [(1, "annotations[0].result[0]"), (3, "(task)")]

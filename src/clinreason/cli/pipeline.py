@@ -88,6 +88,11 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
     typer.echo(f"{verb} {report.stored} rationale(s) with {backend.model_id} in {report.wall_seconds:.1f} s "
                f"({report.requests} requests, {report.cached} served from cache)"
                + (f"; {report.failed} item(s) failed (see `clinreason status`)" if report.failed else ""))
+    if report.held:
+        typer.echo(f"the privacy gate held {report.held} item(s): nothing about them was sent "
+                   "(see `clinreason privacy list`)")
+    if report.flagged:
+        typer.echo(f"{report.flagged} request(s) were sent with privacy findings recorded ([privacy] gate = \"flag\")")
     if report.claimed == 0:
         typer.echo("nothing was waiting" + (" to be drafted" if kind == "draft" else " for regeneration"))
     else:
@@ -152,6 +157,9 @@ def screen(
                f"({report.flagged} flagged for experts), {report.to_regeneration} sent back for automatic regeneration")
     if report.failed_checks:
         typer.echo("failed checks: " + ", ".join(f"{k} {v}" for k, v in sorted(report.failed_checks.items())))
+    if report.held:
+        typer.echo(f"the privacy gate held {report.held} item(s) before the LLM judge: nothing about them was sent "
+                   "(see `clinreason privacy list`)")
     if report.judged or report.judge_errors:
         typer.echo(f"LLM judge: {report.judged} pre-scored, {report.judge_errors} without a usable answer")
     if report.to_regeneration:

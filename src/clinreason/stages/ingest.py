@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -133,7 +134,10 @@ def plan_files(path: Path, fmt: str, *, split: str = "test") -> tuple[list[tuple
         raise ImportAborted(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
     if not path.exists():
         raise ImportAborted(f"{path}: no such file or directory")
-    if path.is_file() or (path.is_dir() and (detect_format(path) in FOLDER_FORMATS or fmt in FOLDER_FORMATS)):
+    folders = sorted(p for p in path.rglob("*") if p.is_dir() and detect_format(p) in FOLDER_FORMATS) \
+        if path.is_dir() else []
+    one_dataset = path.is_dir() and (detect_format(path) in FOLDER_FORMATS or (fmt in FOLDER_FORMATS and not folders))
+    if path.is_file() or one_dataset:
         chosen = fmt if fmt != "auto" else detect_format(path)
         if chosen is None:
             why = _not_utf8(path)
@@ -144,7 +148,6 @@ def plan_files(path: Path, fmt: str, *, split: str = "test") -> tuple[list[tuple
         return [(path, chosen)], []
     planned: list[tuple[Path, str]] = []
     skipped: list[str] = []
-    folders = sorted(p for p in path.rglob("*") if p.is_dir() and detect_format(p) in FOLDER_FORMATS)
     for child in sorted(path.rglob("*")):
         if child.name.startswith(".") or any(p.startswith(".") for p in child.relative_to(path).parts):
             continue
@@ -244,7 +247,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         summary.rejects_path = str(rejects_file)
     progress = progress_factory(planned) if progress_factory else None
     try:
-        with (db.transaction(engine) if not dry_run else engine.connect()) as conn:
+        with (db.transaction(engine) if not dry_run else _read_only(engine)) as conn:
             proj = require_project(conn, name=project)
             run = _Run(proj["id"], project, actor, dry_run, summary)
             for index, (file_path, file_fmt) in enumerate(planned):
@@ -299,6 +302,22 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         if progress:
             progress.close()
     return summary
+
+
+@contextmanager
+def _read_only(engine: Engine) -> Iterator[Connection]:
+    """A dry run's connection: it only reads, so on SQLite it takes no write lock (a deferred transaction on
+    an engine of its own; the application engine begins every transaction IMMEDIATE)."""
+    if not db.is_sqlite(engine):
+        with engine.connect() as conn:
+            yield conn
+        return
+    reader = db.snapshot_engine(engine)
+    try:
+        with reader.connect() as conn:
+            yield conn
+    finally:
+        reader.dispose()
 
 
 def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:

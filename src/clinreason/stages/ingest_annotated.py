@@ -101,10 +101,10 @@ class Annotations:
 
 # --- which question is what ------------------------------------------------------------------------
 
-def check_question_map(question_map: dict[str, str], rubric: Rubric) -> None:
+def check_question_map(question_map: dict[str, str], rubric: Rubric, file: str) -> None:
     for name, target in question_map.items():
         if target not in rubric.names and target not in QUESTION_TARGETS:
-            raise FileFormatError(f"--map-question {name}={target}: '{target}' is not a rubric dimension "
+            raise FileFormatError(f"{file}: --map-question {name}={target}: '{target}' is not a rubric dimension "
                                   f"({', '.join(rubric.names)}) nor one of {', '.join(QUESTION_TARGETS)}")
 
 
@@ -330,7 +330,7 @@ def _load_json(path: Path, file: str, what: str) -> Any:
 def read_annotated(path: Path, fmt: str, *, rationale: str, question_map: dict[str, str], rubric: Rubric | None,
                    progress: Progress | None = None) -> Iterator[RawRecord | RecordError]:
     rubric = rubric or default_rubric()
-    check_question_map(question_map, rubric)
+    check_question_map(question_map, rubric, display_name(path))
     if fmt == "argilla":
         yield from read_argilla(path, rationale=rationale, question_map=question_map, rubric=rubric)
     else:
@@ -362,7 +362,7 @@ def read_argilla(folder: Path, *, rationale: str, question_map: dict[str, str], 
              for name, kind in kinds.items()}
     for number, record in enumerate(records, 1):
         rid = record.get("id") if isinstance(record, dict) else None
-        locator = f"record {rid}" if isinstance(rid, str) and rid else f"record {number}"
+        locator = f"id {rid}" if isinstance(rid, str) and rid else f"record {number}"
 
         def error(where: str, expected: str, got: Any = None, _n: int = number, _loc: str = locator) -> RecordError:
             return RecordError(file, _n, where, expected, got, _loc)
@@ -413,7 +413,7 @@ def _argilla_record(record: dict[str, Any], number: int, locator: str, error: An
             raise error(f"responses.{question}", "a list of {value, user_id}", answers)
         role, dim = roles.get(question) or question_role(
             question, _guess_kind(answers), question_map=question_map, rubric=rubric, rationale=rationale,
-            file=file, where=f"{locator}: responses.{question}")
+            file=file, where=f"record {number} ({locator}): field 'responses.{question}'")
         if role in ("ignored", "rationale"):
             notes.ignored.add(question)
             continue
@@ -555,7 +555,8 @@ def _labelstudio_task(task: dict[str, Any], number: int, locator: str, error: An
                 raise error(rwhere, "an object with from_name, type and value", result)
             kind = _LS_KINDS.get(str(result.get("type")), "other")
             role, dim = question_role(result["from_name"], kind, question_map=question_map, rubric=rubric,
-                                      rationale=rationale, file=file, where=f"{locator}: {rwhere}")
+                                      rationale=rationale, file=file,
+                                      where=f"record {number} ({locator}): field '{rwhere}'")
             if role in ("ignored", "rationale"):
                 notes.ignored.add(result["from_name"])
                 continue

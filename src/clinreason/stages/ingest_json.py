@@ -73,13 +73,14 @@ def _lists(value: Any) -> Any:
 
 # --- the records path -----------------------------------------------------------------------------
 
-def parse_records_path(spec: str | None) -> list[str]:
+def parse_records_path(spec: str | None, file: str = "") -> list[str]:
     """`--records 'sections.*.questions'` -> ['sections', '*', 'questions']; empty parts are refused."""
     if spec is None or spec.strip() in ("", "."):
         return []
     parts = spec.strip().split(".")
     if any(not p for p in parts):
-        raise FileFormatError(f"--records {spec!r}: expected dot-separated keys such as 'sections.*.questions'")
+        raise FileFormatError(f"{file + ': ' if file else ''}--records {spec!r}: expected dot-separated keys such as "
+                              "'sections.*.questions'")
     return parts
 
 
@@ -176,7 +177,7 @@ def read_json_document(path: Path, records: str | None, progress: Progress | Non
                        ) -> Iterator[RawRecord | RecordError]:
     """The records of one JSON document, found with `--records` (see the module docstring)."""
     file = display_name(path)
-    parts = parse_records_path(records)
+    parts = parse_records_path(records, file)
     try:
         raw = path.read_bytes()
         if progress:

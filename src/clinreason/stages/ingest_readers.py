@@ -377,8 +377,9 @@ def detect_format(path: Path) -> str | None:
             return None
         if stripped.startswith("[") and suffix == ".json":
             # one JSON array: a Label Studio export (tasks with data and annotations) or a list of records
-            head = _head(path, 4096)
-            if re.search(r'"data"\s*:\s*\{', head) and re.search(r'"(annotations|predictions)"\s*:', head):
+            first = _first_element(path)
+            if isinstance(first, dict) and isinstance(first.get("data"), dict) \
+                    and ("annotations" in first or "predictions" in first):
                 return "labelstudio"
             return "json"
         return None
@@ -405,6 +406,18 @@ def _first_line(path: Path) -> str | None:
     except UnicodeDecodeError:
         return None
     return None
+
+
+def _first_element(path: Path, limit: int = 1 << 20) -> Any:
+    """The first element of a file holding one JSON array, when it is within the first `limit` bytes."""
+    text = _head(path, limit).lstrip("\ufeff \t\r\n")
+    if not text.startswith("["):
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[1:].lstrip())
+    except (ValueError, RecursionError):
+        return None
+    return value
 
 
 def _head(path: Path, n: int) -> str:

@@ -171,7 +171,7 @@ def _privacy_gate(conn: Connection, jobs: list[Job], scanned: dict[str, list[tup
                     privacy.hold(conn, item=job.item, kind=job.kind, expected=_WORKING_STATE[job.kind],
                                  decision=decision, policy=policy, actor=f"worker:{worker}")
             except StaleStateError:
-                pass  # moved by someone else meanwhile: not ours to send either
+                continue  # moved by someone else meanwhile: not ours to send either
             if report is not None:
                 report.held += 1
             continue

@@ -18,19 +18,23 @@ from clinreason.store.decisions import get_decision
 from clinreason.store.items import get_item
 from clinreason.web.auth import Principal, SeniorUser
 from clinreason.web.i18n import N_
+from clinreason.web.schemas import GIVEN_TEXT, errors, when
 from clinreason.web.views import form_body
 
 router = APIRouter(tags=["adjudication"])
 
 
 class AdjudicationBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"allOf": [
+        when("action", "accept", {"required": ["rationale_id"], "properties": {"rationale_id": {"minLength": 1}}}),
+        when("action", "write", {"required": ["text"], "properties": {"text": GIVEN_TEXT}}),
+        when("action", "exclude", {"required": ["reason"], "properties": {"reason": GIVEN_TEXT}})]})
 
     action: Literal["accept", "write", "exclude"] = Field(
         description="accept: one version becomes final; write: your text becomes a new, final version; "
                     "exclude: the item leaves the dataset")
-    rationale_id: str | None = Field(None, description="with accept: the version to accept")
-    text: str | None = Field(None, max_length=200_000, description="with write: the final rationale")
+    rationale_id: str | None = Field(None, max_length=100, description="with accept (required): the version to accept")
+    text: str | None = Field(None, max_length=200_000, description="with write (required): the final rationale")
     reason: str | None = Field(None, max_length=5_000, description="why (required with exclude)")
 
 
@@ -66,10 +70,10 @@ def decide(conn: Connection, principal: Principal, item_id: str, body: Adjudicat
 
 
 @router.post("/api/items/{item_id}/adjudication",
-             responses={404: {"description": "no such item in your project"},
-                        409: {"description": "not escalated, or another adjudicator decided first"},
-                        422: {"description": "invalid body; the field is named"}})
-def adjudicate_api(item_id: str, body: AdjudicationBody, principal: SeniorUser, request: Request) -> dict[str, Any]:
+             responses=errors(_404="no such item in your project",
+                              _409="not escalated, or another adjudicator decided first",
+                              _422="invalid body; the field is named"))
+def adjudicate_item(item_id: str, body: AdjudicationBody, principal: SeniorUser, request: Request) -> dict[str, Any]:
     """Settle an escalated item (final)."""
     with request.app.state.web.transaction() as conn:
         return decide(conn, principal, item_id, body)

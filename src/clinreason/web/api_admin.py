@@ -6,10 +6,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -17,6 +17,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from clinreason.domain.accounts import User
 from clinreason.domain.rubric import RubricError, rubric_from_dict
+from clinreason.stages.ingest_formats import FORMATS
 from clinreason.stages.review import ReviewError
 from clinreason.store import accounts, db, items, projects
 from clinreason.store.common import NotFoundError
@@ -24,30 +25,84 @@ from clinreason.store.decisions import add_event
 from clinreason.web import auth
 from clinreason.web.auth import AdminUser, Principal
 from clinreason.web.i18n import N_
+from clinreason.web.schemas import errors
 from clinreason.web.views import iso
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
+MAX_SOURCE = 200  # characters of an upload's source name
+
+
+Specialty = Annotated[str, Field(min_length=1, max_length=auth.MAX_SPECIALTY, json_schema_extra={"pattern": r"\S"},
+                                 description="a specialty (not blank), e.g. cardiology")]
 
 
 class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    username: str = Field(min_length=1, max_length=100)
+    username: str = Field(min_length=1, max_length=auth.MAX_USERNAME, json_schema_extra={"pattern": auth.USERNAME_PATTERN},
+                          description="1-100 ASCII letters, digits or . _ - @")
     password: str = Field(min_length=auth.MIN_PASSWORD, max_length=1000)
-    role: str
-    specialties: list[str] = Field(default_factory=list)
+    role: auth.Role
+    specialties: list[Specialty] = Field(default_factory=list, description="the items offered to this reviewer first")
 
 
 class UserChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    active: bool | None = None
-    role: str | None = None
-    specialties: list[str] | None = None
+    active: bool | None = Field(None, description="false: locked out at once (you cannot lock yourself out)")
+    role: auth.Role | None = None
+    specialties: list[Specialty] | None = None
+
+
+#: a text of the rubric: one string, or a table of language -> string ({"en": "…", "zh": "…"})
+Texts = str | Annotated[dict[str, str], Field(min_length=1)]
+TEXTS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"},
+                                               "minProperties": 1}]}
+
+
+def keyed(pattern: str, description: str, **extra: Any) -> WithJsonSchema:
+    """The document's schema of a table whose keys must match `pattern` (pydantic would write
+    `patternProperties`, which lets any other key through; the server refuses them)."""
+    return WithJsonSchema({"type": "object", "propertyNames": {"pattern": pattern}, "additionalProperties": TEXTS_SCHEMA,
+                           "description": description, **extra})
+
+
+ANCHOR_KEY = r"^-?[0-9]+$"
+CATEGORY_KEY = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class DimensionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=100, description="unique within the rubric: the key of `scores`")
+    title: Texts = Field(default=None, description="default: the name, capitalised")
+    description: Texts = Field(default=None)
+    threshold: int = Field(default=None, description="the least score that passes, within the scale (default: the "
+                                                     "scale's maximum - 1)")
+    anchors: Annotated[dict[Annotated[str, Field(pattern=ANCHOR_KEY)], Texts],
+                       keyed(ANCHOR_KEY, "score (within the scale) -> what it means")] = Field(default=None)
+
+
+class RubricIn(BaseModel):
+    """The rubric in its config form. Rules between fields (the scale's min below its max, unique dimension
+    names, thresholds and anchors within the scale) are checked too: a 422 names the key that breaks one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    dimensions: list[DimensionIn] = Field(min_length=1)
+    scale: list[int] = Field(default=None, min_length=2, max_length=2, description="[min, max], min < max "
+                                                                                   "(default [1, 5])")
+    require_all_accept: bool | None = None
+    step_errors: Annotated[dict[Annotated[str, Field(pattern=CATEGORY_KEY)], Texts],
+                           keyed(CATEGORY_KEY, "the clinical error taxonomy: category -> one-line description",
+                                 minProperties=1)] | None = Field(None, min_length=1)
+    version: int = Field(default=None, description="ignored: a changed rubric gets the next version")
 
 
 class RubricBody(BaseModel):
-    body: dict[str, Any] = Field(description="the rubric in its config form (dimensions, scale, thresholds, anchors)")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    body: RubricIn = Field(description="the rubric in its config form (dimensions, scale, thresholds, anchors)")
 
 
 def user_out(user: User) -> dict[str, Any]:
@@ -182,8 +237,13 @@ def upload_fields(form) -> tuple[UploadFile, str, str | None]:
     source = form.get("source") or None
     if not isinstance(fmt, str):
         raise ReviewError("format", N_("a format name, not a file"))
+    if fmt not in FORMATS:
+        raise ReviewError("format", N_("expected one of {choices}, got {value!r}"),
+                          {"choices": ", ".join(FORMATS), "value": fmt})
     if source is not None and not isinstance(source, str):
         raise ReviewError("source", N_("a source name, not a file"))
+    if source is not None and len(source) > MAX_SOURCE:
+        raise ReviewError("source", N_("longer than {n} characters"), {"n": MAX_SOURCE})
     return upload, fmt, source
 
 
@@ -217,54 +277,69 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
 
 
 @router.get("/users")
-def get_users(principal: AdminUser, request: Request) -> dict[str, Any]:
+def list_users(principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Every user of the database, active or not."""
     with request.app.state.web.transaction() as conn:
         return {"users": [user_out(u) for u in auth.list_users(conn)]}
 
 
-@router.post("/users", status_code=201)
-def post_user(body: NewUser, principal: AdminUser, request: Request) -> dict[str, Any]:
+@router.post("/users", status_code=201, responses=errors(_409="the user name is taken (`detail[0].loc` names it)"))
+def create_user(body: NewUser, principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Add a user."""
     with request.app.state.web.transaction() as conn:
         return add_user(conn, principal, username=body.username, password=body.password, role=body.role,
                         specialties=body.specialties)
 
 
-@router.patch("/users/{username}")
-def patch_user(username: str, body: UserChange, principal: AdminUser, request: Request) -> dict[str, Any]:
+@router.patch("/users/{username}", responses=errors(_404="no user of that name"))
+def update_user(username: str, body: UserChange, principal: AdminUser, request: Request) -> dict[str, Any]:
+    """Change a user's role, specialties or whether they may sign in (null or absent: unchanged)."""
     with request.app.state.web.transaction() as conn:
         return change_user(conn, principal, username, body)
 
 
 @router.get("/projects")
-def get_projects(principal: AdminUser, request: Request) -> dict[str, Any]:
+def list_projects(principal: AdminUser, request: Request) -> dict[str, Any]:
+    """The projects of the database, with their item counts, and the one you work in."""
     with request.app.state.web.transaction() as conn:
         return {"projects": project_list(conn), "current": principal.project}
 
 
 @router.get("/rubric")
-def get_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any]:
+def list_rubric_versions(principal: AdminUser, request: Request) -> dict[str, Any]:
+    """The current rubric and every earlier version (without their bodies), newest first."""
     with request.app.state.web.transaction() as conn:
         return {"current": projects.latest_rubric(conn, project_id=principal.project_id),
                 "versions": rubric_versions_of(conn, principal.project_id)}
 
 
 @router.put("/rubric")
-def put_rubric(body: RubricBody, principal: AdminUser, request: Request) -> dict[str, Any]:
+def store_rubric(body: RubricBody, principal: AdminUser, request: Request) -> dict[str, Any]:
     """Store an edited rubric as a new version (an unchanged one keeps its version)."""
     with request.app.state.web.transaction() as conn:
-        return {"version": save_rubric(conn, principal, body.body)}
+        return {"version": save_rubric(conn, principal, body.body.model_dump(mode="json", exclude_unset=True))}
 
 
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the question-bank file"},
-        "format": {"type": "string", "default": "auto", "description": "as `clinreason import --format`"},
-        "source": {"type": "string", "description": "source name recorded with every item"}}}}}},
-    "responses": {"413": {"description": "the upload is larger than CLINREASON_MAX_UPLOAD_MB"}}}
+UPLOAD_FORMATS = list(FORMATS)
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": (
+                "the question-bank file: JSON lines, JSON, CSV/TSV, XLSX (CMExam) or Parquet, as `clinreason "
+                "import` reads them (a folder format, `hf` or `argilla`, is imported with the CLI). Its records "
+                "are checked by the importer: the first bad one is a 422 naming it, and nothing is imported")},
+            "format": {"type": "string", "enum": UPLOAD_FORMATS, "default": "auto",
+                       "description": "as `clinreason import --format`; auto: from the name and the content"},
+            "source": {"type": "string", "maxLength": MAX_SOURCE, "description": "source name recorded with every item"}}},
+    "encoding": {"file": {"contentType": "application/octet-stream"}}}}},
+    "responses": {
+        "400": {"description": "a malformed multipart body, or a Content-Length that is not a number"},
+        "413": {"description": "the upload is larger than CLINREASON_MAX_UPLOAD_MB"},
+        "422": {"description": "no file in the field `file`, an unknown `format`, or a bad record (named)"}}}
 
 
 @router.post("/import", dependencies=[Depends(refuse_oversized)], openapi_extra=_UPLOAD_BODY)
-async def post_import(principal: AdminUser, request: Request) -> dict[str, Any]:
+async def import_bank(principal: AdminUser, request: Request) -> dict[str, Any]:
     """Import an uploaded question-bank file (same formats and rules as `clinreason import`). The body is
     read only after the caller is known to be an admin, and never past the size limit."""
     form = await read_upload_form(request)

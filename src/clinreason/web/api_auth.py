@@ -6,33 +6,39 @@ from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from clinreason.store.common import now
 from clinreason.store.projects import require_project
 from clinreason.web import auth
 from clinreason.web.auth import AnyUser
 from clinreason.web.i18n import N_
+from clinreason.web.schemas import MeOut, errors
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
 
 class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
-    project: str | None = Field(None, description="Project to work in (default: the one the server was started for)")
+    project: str | None = Field(None, min_length=1, max_length=200,
+                                description="Project to work in (default: the one the server was started for)")
 
 
 class TokenOut(BaseModel):
     token: str
     expires_at: str
     username: str
-    role: str
+    role: auth.Role
     project: str
 
 
-@router.post("/login", response_model=TokenOut, responses={401: {"description": "wrong user name or password"},
-                                                           429: {"description": "too many failed attempts"}})
+@router.post("/login", response_model=TokenOut,
+             responses=errors(_401="wrong user name or password", _404="no project of that name",
+                              _429="too many failed sign-ins for this user name or from this address: wait "
+                                   "`Retry-After` seconds"))
 def login(body: LoginBody, request: Request) -> TokenOut:
     """Exchange a user name and password for a bearer token (valid for a working day)."""
     web = request.app.state.web
@@ -61,7 +67,7 @@ def logout(principal: AnyUser, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me")
+@router.get("/me", response_model=MeOut)
 def me(principal: AnyUser) -> dict:
     """Who this request is signed in as, in which project."""
     return {"username": principal.username, "role": principal.role, "specialties": list(principal.specialties),
@@ -69,6 +75,8 @@ def me(principal: AnyUser) -> dict:
 
 
 class LanguageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     language: Literal["en", "zh"] | None = Field(description="en | zh; null: follow the browser's Accept-Language")
 
 

@@ -18,6 +18,7 @@ from clinreason.store.common import NotFoundError, StaleStateError
 from clinreason.store.items import get_item
 from clinreason.web.auth import AdminUser, Principal
 from clinreason.web.i18n import N_
+from clinreason.web.schemas import errors
 from clinreason.web.views import form_body
 
 router = APIRouter(tags=["calibration"])
@@ -25,7 +26,7 @@ PREFIX = "/api/admin/calibration"
 
 
 class CalibrationBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     item_id: str = Field(min_length=1, max_length=40)
     expect: Literal["good", "bad"] = Field(description="the known truth about the version")
@@ -55,16 +56,16 @@ def list_calibration(principal: AdminUser, request: Request) -> dict[str, Any]:
                 "reviewers": stage.results(conn, project_id=principal.project_id)}
 
 
-@router.post(PREFIX, status_code=201, responses={404: {"description": "no such item in your project"},
-                                             409: {"description": "the item is accepted, excluded or already one"},
-                                             422: {"description": "invalid body; the field is named"}})
+@router.post(PREFIX, status_code=201, responses=errors(_404="no such item in your project",
+                                                      _409="the item is accepted, excluded or already one",
+                                                      _422="invalid body; the field is named"))
 def mark_calibration(body: CalibrationBody, principal: AdminUser, request: Request) -> dict[str, Any]:
     """Make an item a calibration item (its version of known truth is served to reviewers)."""
     with request.app.state.web.transaction() as conn:
         return _apply(conn, principal, body)
 
 
-@router.delete(PREFIX + "/{item_id}", responses={404: {"description": "not a calibration item of your project"}})
+@router.delete(PREFIX + "/{item_id}", responses=errors(_404="not a calibration item of your project"))
 def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -> dict[str, Any]:
     """Withdraw a calibration item: it returns to review as any other item."""
     with request.app.state.web.transaction() as conn:

@@ -9,29 +9,60 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from clinreason.config import ReviewConfig
+from clinreason.domain.steps import MAX_CORRECTION_CHARS, MAX_NOTE_CHARS
 from clinreason.stages import review as stage
 from clinreason.store.projects import latest_rubric
 from clinreason.web import views
 from clinreason.web.auth import Principal, ReviewerUser
+from clinreason.web.schemas import GIVEN_TEXT, AssignmentOut, errors, when
 
 router = APIRouter(prefix="/api", tags=["review"])
 
 
+class StepMark(BaseModel):
+    """A mark on one step of the version under review (numbered 1… as displayed)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"allOf": [
+        when("verdict", "error", {"required": ["category", "severity", "note"], "properties": {
+            "category": {"type": "string", "minLength": 1}, "severity": {"type": "string"}, "note": GIVEN_TEXT}}),
+        when("verdict", "ok", {"properties": {"category": {"enum": [None, ""]}, "severity": {"enum": [None]},
+                                              "note": {"enum": [None, ""]}, "correction": {"enum": [None, ""]}}})]})
+
+    step: int = Field(ge=1, description="the step's number, 1… up to the version's number of steps")
+    verdict: Literal["ok", "error"]
+    category: str | None = Field(None, max_length=100, description=(
+        "with 'error' (required): one of the project's step error categories (GET /api/rubric: the keys of "
+        "`step_errors`; the default taxonomy: unsafe, factual, reasoning, guideline, omission, …); empty or "
+        "absent with 'ok'"))
+    severity: Literal["minor", "major", "critical"] | None = Field(
+        None, description="with 'error' (required): minor < major < critical; absent with 'ok'")
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS,
+                             description="with 'error' (required, not blank): what is wrong with the step")
+    correction: str | None = Field(None, max_length=MAX_CORRECTION_CHARS,
+                                   description="with 'error' (optional): the corrected step")
+
+
 class ReviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"allOf": [
+        when("verdict", "edit", {"required": ["edited_text"], "properties": {"edited_text": GIVEN_TEXT}})]})
 
     verdict: Literal["accept", "edit", "regenerate", "flag_question"]
-    scores: dict[str, Any] = Field(description="every rubric dimension -> an integer on the rubric's scale")
-    comments: dict[str, str | None] = Field(default_factory=dict,
-                                            description="dimension name (or 'general') -> comment")
-    edited_text: str | None = Field(None, description="the full corrected rationale; required with verdict 'edit'")
-    seconds_spent: float | None = Field(None, ge=0, description="defaults to the autosaved timer or the lease age")
-    steps: list[dict[str, Any]] | None = Field(
-        None, description="marks on the version's steps, numbered 1… as displayed: "
-                          '[{"step": 3, "verdict": "error", "category": "unsafe", "severity": "critical", '
-                          '"note": "…", "correction": "…"}, {"step": 1, "verdict": "ok"}]; `category` (from the '
-                          "rubric's step_errors), `severity` (minor|major|critical) and `note` are required with "
-                          "'error'. A bad mark is a 422 naming it, e.g. `steps[0].step`")
+    scores: dict[str, int] = Field(description=(
+        "every dimension of your project's rubric -> an integer on the rubric's scale; the dimensions and the "
+        "scale are the project's (GET /api/rubric: `dimensions[].name`, `scale`; the default rubric: "
+        "correctness, reasoning, sufficiency, terminology, clinical_value, each 1-5). A missing, unknown or "
+        "out-of-scale score is a 422 naming it, e.g. `scores.correctness`"))
+    comments: dict[str, str | None] = Field(default_factory=dict, description=(
+        f"a rubric dimension (or '{stage.GENERAL_COMMENT}') -> your comment, at most {stage.MAX_COMMENT_CHARS} "
+        "characters; any other key is a 422 naming it"))
+    edited_text: str | None = Field(None, max_length=stage.MAX_TEXT_CHARS, description=(
+        "the full corrected rationale: required with verdict 'edit' (and different from the version), "
+        "refused with any other verdict unless it is the version's text unchanged"))
+    seconds_spent: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                        description="defaults to the autosaved timer or the lease age")
+    steps: list[StepMark] | None = Field(None, max_length=500, description=(
+        "marks on the version's steps: at most one per step; a step beyond the version's last, or an unknown "
+        "category, is a 422 naming the mark, e.g. `steps[0].step`"))
 
 
 class ReviewOut(BaseModel):
@@ -42,15 +73,15 @@ class ReviewOut(BaseModel):
 
 
 class DraftBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    verdict: str | None = None
-    scores: dict[str, int | None] = Field(default_factory=dict)
+    verdict: Literal["accept", "edit", "regenerate", "flag_question"] | None = None
+    scores: dict[str, int | None] = Field(default_factory=dict, description="not checked until submitted")
     comments: dict[str, str | None] = Field(default_factory=dict)
     edited_text: str | None = Field(None, max_length=stage.MAX_TEXT_CHARS)
-    seconds_spent: float | None = Field(None, ge=0)
+    seconds_spent: float | None = Field(None, ge=0, allow_inf_nan=False)
     steps: list[dict[str, Any]] = Field(default_factory=list, max_length=500,
-                                        description="step marks so far (not validated until submitted)")
+                                        description="step marks so far (not checked until submitted)")
 
 
 def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
@@ -69,7 +100,12 @@ def submit(conn: Connection, principal: Principal, assignment_id: str, body: dic
                                overlap=ReviewConfig.from_stored(project["config"]).policy().base_overlap)
 
 
-@router.get("/queue/next", responses={204: {"description": "nothing to review for you right now"}})
+NOT_YOURS = "another reviewer's assignment (or you are not a reviewer)"
+
+
+@router.get("/queue/next", response_model=None,
+            responses={200: {"model": AssignmentOut, "description": "your assignment"},
+                       204: {"description": "nothing to review for you right now"}})
 def queue_next(principal: ReviewerUser, request: Request) -> Any:
     """Lease the next rationale version to review (or get back the one you already hold): the item (with its
     `sources`, and its `reference_explanation` only where `[review] show_reference` lets you see it now), the
@@ -81,7 +117,8 @@ def queue_next(principal: ReviewerUser, request: Request) -> Any:
         return views.assignment_payload(conn, principal, lease.assignment_id)
 
 
-@router.get("/assignments/{assignment_id}")
+@router.get("/assignments/{assignment_id}", response_model=None,
+            responses={200: {"model": AssignmentOut, "description": "the assignment"}, **errors(_403=NOT_YOURS)})
 def get_assignment(assignment_id: str, principal: ReviewerUser, request: Request) -> dict[str, Any]:
     """One of your assignments, with the item, the version, its checks, the rubric and your draft (as
     GET /api/queue/next; with `show_reference = "after_submit"` the item's `reference_explanation` is there once
@@ -90,7 +127,8 @@ def get_assignment(assignment_id: str, principal: ReviewerUser, request: Request
         return views.assignment_payload(conn, principal, assignment_id)
 
 
-@router.put("/assignments/{assignment_id}/draft", status_code=204)
+@router.put("/assignments/{assignment_id}/draft", status_code=204,
+            responses=errors(_403=NOT_YOURS, _409="the assignment is submitted, given back, or its lease was lost"))
 def save_draft(assignment_id: str, body: DraftBody, principal: ReviewerUser, request: Request) -> Response:
     """Autosave what you have so far (nothing is lost when the tab closes)."""
     with request.app.state.web.transaction() as conn:
@@ -100,8 +138,9 @@ def save_draft(assignment_id: str, body: DraftBody, principal: ReviewerUser, req
     return Response(status_code=204)
 
 
-@router.post("/assignments/{assignment_id}/release", status_code=204)
-def release(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
+@router.post("/assignments/{assignment_id}/release", status_code=204,
+             responses=errors(_403=NOT_YOURS, _409="the assignment is submitted already"))
+def release_assignment(assignment_id: str, principal: ReviewerUser, request: Request) -> Response:
     """Give the lease back (skip this item); you will not be offered this version again."""
     with request.app.state.web.transaction() as conn:
         stage.release_assignment(conn, project_id=principal.project_id, assignment_id=assignment_id,
@@ -110,9 +149,9 @@ def release(assignment_id: str, principal: ReviewerUser, request: Request) -> Re
 
 
 @router.post("/assignments/{assignment_id}/review", status_code=201, response_model=ReviewOut,
-             responses={409: {"description": "already submitted, given back, or the lease was lost"},
-                        422: {"description": "invalid body; `detail[0].loc` names the field"}})
-def post_review(assignment_id: str, body: ReviewBody, principal: ReviewerUser, request: Request) -> ReviewOut:
+             responses=errors(_403=NOT_YOURS, _409="already submitted, given back, or the lease was lost",
+                              _422="invalid body; `detail[0].loc` names the field"))
+def submit_review(assignment_id: str, body: ReviewBody, principal: ReviewerUser, request: Request) -> ReviewOut:
     """Submit your review of the leased version. Reviews are immutable; `edit` stores a new version."""
     with request.app.state.web.transaction() as conn:
-        return ReviewOut(**submit(conn, principal, assignment_id, body.model_dump()))
+        return ReviewOut(**submit(conn, principal, assignment_id, body.model_dump(exclude_unset=True)))

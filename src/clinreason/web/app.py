@@ -10,10 +10,14 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from clinreason.config import Settings
 from clinreason.stages.review import AssignmentClosed, AssignmentNotFound, NotYourAssignment, ReviewError
@@ -26,6 +30,7 @@ from clinreason.web import (
     api_auth,
     api_calibration,
     api_items,
+    api_privacy,
     api_review,
     auth,
     i18n,
@@ -34,17 +39,22 @@ from clinreason.web import (
     pages_items,
     pages_review,
     render,
+    schemas,
 )
 from clinreason.web.deps import WebState, answer_in_request_language, is_api, page
+from clinreason.web.proxies import TrustedProxyHeaders
 from clinreason.web.views import NotFound
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
 
-__all__ = ["WebState", "create_app", "app_from_environment", "page", "route_modules"]
+__all__ = ["WebState", "create_app", "app_from_environment", "openapi_document", "page", "route_modules"]
 
 NOT_SIGNED_IN = i18n.N_("not signed in: POST /api/login, then send 'Authorization: Bearer <token>'")
+DATABASE_DOWN = i18n.N_("the database is not answering: try again in a few seconds")
+#: seconds a client is asked to wait when the database is not answering
+RETRY_DATABASE_SECONDS = 5
 #: Starlette's own answers for a path or method that is not there (translated like every other message)
 _STARLETTE_DETAILS = (i18n.N_("Not Found"), i18n.N_("Method Not Allowed"))
 
@@ -87,6 +97,51 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def field_loc(loc: tuple | list) -> list[str]:
+    """A pydantic error's location as the API names fields: `["body", "steps[0]", "step"]`, list positions
+    in brackets after the field that holds them (as the review stage names a step mark)."""
+    out: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and out:
+            out[-1] = f"{out[-1]}[{part}]"
+        else:
+            out.append(str(part))
+    return out
+
+
+def api_routes() -> list[APIRoute]:
+    """Every route of the routers, as registered (`route_modules`)."""
+    return [route for module in route_modules() for route in module.router.routes if isinstance(route, APIRoute)]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the requested path serves (every route of it, not only the first that matched)."""
+    methods: set[str] = set()
+    for route in [*api_routes(), *request.app.router.routes]:
+        if not isinstance(route, (APIRoute, Route)):
+            continue
+        match, _child = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(route.methods or ())
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is down, unreachable or busy past its timeout (an answer worth retrying), as opposed to
+    a broken query or schema (a bug: 500)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(sign in text for sign in ("database is locked", "database is busy", "could not connect",
+                                         "connection refused", "server closed the connection", "connection timed out",
+                                         "the database system is", "terminating connection"))
+
+
 def _error_response(request: Request, status: int, exc: BaseException, *, message: str | None = None,
                     field: str | None = None, headers: dict[str, str] | None = None) -> Response:
     """`exc` in the request's language (its marked template and values, or its message looked up as it is;
@@ -95,7 +150,8 @@ def _error_response(request: Request, status: int, exc: BaseException, *, messag
     if is_api(request):
         body: dict[str, Any]
         if field is not None:
-            body = {"detail": [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}]}
+            body = {"detail": [{"loc": ["body", *field.split(".")] if field else ["body"], "msg": message,
+                                "type": "value_error"}]}
         else:
             body = {"detail": message}
         return JSONResponse(body, status_code=status, headers=headers)
@@ -140,6 +196,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _invalid_review(request: Request, exc: ReviewError) -> Response:
         return _error_response(request, 422, exc, message=exc.message, field=exc.field)
 
+    @app.exception_handler(auth.UsernameTaken)
+    async def _taken(request: Request, exc: auth.UsernameTaken) -> Response:
+        return _error_response(request, 409, exc, message=exc.message, field=exc.field)
+
     @app.exception_handler(auth.AccountError)
     async def _invalid_account(request: Request, exc: auth.AccountError) -> Response:
         return _error_response(request, 422, exc, message=exc.message, field=exc.field)
@@ -153,24 +213,50 @@ def _install_error_handlers(app: FastAPI) -> None:
         # FastAPI's default answer echoes the offending input back, and an input such as Infinity or NaN
         # is not JSON: it would turn a 422 into a 500. Name the field and the problem, not the value.
         # The message follows the request's language; loc and type stay as they are.
-        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": i18n.translate_validation(e),
+        detail = [{"loc": field_loc(e.get("loc", ())), "msg": i18n.translate_validation(e),
                    "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down(request: Request, exc: Exception) -> Response:
+        if not database_unavailable(exc):
+            raise exc  # a bug, not an outage: the server's 500 (logged with its traceback)
+        message = i18n.gettext(DATABASE_DOWN)
+        headers = {"Retry-After": str(RETRY_DATABASE_SECONDS)}
+        if is_api(request):
+            return JSONResponse({"detail": message}, status_code=503, headers=headers)
+        response = page(request, "error.html", {"status": 503, "message": message}, status_code=503)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = i18n.translate_error(exc, exc.detail) if isinstance(exc.detail, str) else exc.detail
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method the path serves, not only those of the first route matched
+            headers["Allow"] = ", ".join(allowed_methods(request))
         if is_api(request) or request.url.path == "/openapi.json":
-            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
-        return page(request, "error.html", {"status": exc.status_code, "message": detail},
-                    status_code=exc.status_code)
+            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
+        response = page(request, "error.html", {"status": exc.status_code, "message": detail},
+                        status_code=exc.status_code)
+        response.headers.update(headers)
+        return response
+
+
+API_DESCRIPTION = (
+    "Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login (or a personal token from "
+    "`clinreason users token NAME`) and send `Authorization: Bearer <token>`. Errors are `{\"detail\": ...}` "
+    "(`ErrorBody`), in the request's language (`Accept-Language: zh` or `en`, or the user's own setting); "
+    "field names and codes stay English. A method a path does not list answers 405 with `Allow`; OPTIONS is "
+    "not served.")
 
 
 def route_modules() -> tuple:
     """Every module that defines routes, in the order create_app registers them. The role-matrix test walks
     these, so a new route is checked for authentication and roles the moment it is added here."""
-    return (api_auth, api_review, api_items, api_admin, api_adjudicate, api_calibration, pages_auth, pages_review,
-            pages_items, pages_admin)
+    return (api_auth, api_review, api_items, api_admin, api_adjudicate, api_calibration, api_privacy, pages_auth,
+            pages_review, pages_items, pages_admin)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None, auth_config: auth.AuthConfig | None = None) -> FastAPI:
@@ -186,21 +272,33 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     if auth_config is None:
         auth_config = auth.AuthConfig(secret_key=secret)
 
+    app = _routed_app()
+    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
+    app.add_middleware(SecurityHeaders)
+    # X-Forwarded-For / -Proto believed only from the proxies the project names ([web] trusted_proxies)
+    app.add_middleware(TrustedProxyHeaders, trusted_proxies=settings.project_config.web.trusted_proxies)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    _install_error_handlers(app)
+    return app
+
+
+def _routed_app() -> FastAPI:
+    """The FastAPI app with every router, and its OpenAPI document; no state, nothing connected."""
     from clinreason import __version__ as version
 
     app = FastAPI(title="clinreason", version=version, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
-                  dependencies=[Depends(answer_in_request_language)],
-                  description="Expert review of LLM-drafted clinical reasoning. Authenticate with POST /api/login "
-                              "(or a personal token from `clinreason users token NAME`) and send "
-                              "`Authorization: Bearer <token>`.")
-    app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
-    app.add_middleware(SecurityHeaders)
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    _install_error_handlers(app)
-
+                  dependencies=[Depends(answer_in_request_language)], description=API_DESCRIPTION,
+                  generate_unique_id_function=schemas.operation_id)
+    schemas.install(app, api_routes)
     for module in route_modules():
         app.include_router(module.router)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document /openapi.json serves, built without a database or a server
+    (`clinreason openapi`)."""
+    return _routed_app().openapi()
 
 
 def app_from_environment() -> FastAPI:

@@ -106,6 +106,10 @@ class AccountError(ValueError):
         self.field = field_name
 
 
+class UsernameTaken(AccountError):
+    """409: the user name is someone's already."""
+
+
 # --- passwords and users --------------------------------------------------------------------------
 
 _hasher = None
@@ -165,7 +169,7 @@ def create_user(conn: Connection, *, username: str, role: str, password: str, sp
         raise AccountError("language", N_("expected one of {choices}, got {value!r}"),
                            {"choices": ", ".join(LANGUAGES), "value": language})
     if accounts.get_user(conn, username=username) is not None:
-        raise AccountError("username", N_("a user named '{username}' already exists"), {"username": username})
+        raise UsernameTaken("username", N_("a user named '{username}' already exists"), {"username": username})
     uid = accounts.add_user(conn, username=username, role=role, specialties=specialties,
                             password_hash=password_hash or hash_password(password), language=language)
     if project_id is not None:

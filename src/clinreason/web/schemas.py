@@ -17,7 +17,7 @@ Methods a path does not document answer 405 with `Allow` listing the ones it doe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -77,6 +77,18 @@ def errors(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
     for key, text in described.items():
         out[int(key.lstrip("_"))] = {"description": text, "model": ErrorBody}
     return out
+
+
+def when(field: str, value: str, then: dict[str, Any]) -> dict[str, Any]:
+    """A rule of a request body as the document states it (JSON Schema `if`/`then`): when `field` is
+    `value`, `then` holds. For rules the server checks between fields, e.g. `text` is required with
+    `action: write`."""
+    return {"if": {"properties": {field: {"const": value}}, "required": [field]}, "then": then}
+
+
+#: a text that must be given (the server also refuses one of spaces only; a `pattern` here would make long
+#: texts with a maxLength impossible to generate for a fuzzer, so the document says it in words)
+GIVEN_TEXT = {"type": "string", "minLength": 1}
 
 
 # --- the main answers (documented; the handlers build them as plain dicts in views.py) ------------------
@@ -267,12 +279,6 @@ def required_roles(route: APIRoute) -> tuple[str, ...] | None:
     return None
 
 
-def _api_routes(app: FastAPI) -> Iterator[APIRoute]:
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.include_in_schema and route.path.startswith("/api/"):
-            yield route
-
-
 def _reads_input(route: APIRoute, operation: dict[str, Any]) -> bool:
     return route.body_field is not None or "requestBody" in operation or bool(operation.get("parameters"))
 
@@ -287,8 +293,8 @@ def _answer(operation: dict[str, Any], status: int, description: str) -> None:
         answer["headers"] = RESPONSE_HEADERS[status]
 
 
-def complete(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
-    """Add to FastAPI's document what every operation answers (see the module's docstring)."""
+def complete(document: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, Any]:
+    """Add to FastAPI's document what every operation of `routes` answers (see the module's docstring)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorBody, ValidationIssue):
         schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -296,7 +302,9 @@ def complete(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
         schemas.pop(unused, None)
     document["components"]["securitySchemes"] = SECURITY_SCHEMES
     by_id: dict[str, tuple[str, str]] = {}
-    for route in _api_routes(app):
+    for route in routes:
+        if not (route.include_in_schema and route.path.startswith("/api/")):
+            continue
         for method in sorted(route.methods - {"HEAD"}):
             operation = document["paths"][route.path][method.lower()]
             by_id[operation["operationId"]] = (route.path, method.lower())
@@ -334,19 +342,19 @@ def complete(document: dict[str, Any], app: FastAPI) -> dict[str, Any]:
     return document
 
 
-def build_document(app: FastAPI) -> dict[str, Any]:
-    """The whole document of `app`'s routes (what /openapi.json serves)."""
+def build_document(app: FastAPI, routes: Iterable[APIRoute]) -> dict[str, Any]:
+    """The whole document of `app` (what /openapi.json serves); `routes`: its API routes, as registered."""
     document = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                            description=app.description, routes=app.routes, tags=app.openapi_tags,
                            servers=app.servers)
-    return complete(document, app)
+    return complete(document, routes)
 
 
-def install(app: FastAPI) -> None:
-    """Serve `build_document(app)` at the app's openapi_url, built once, at the first request for it."""
+def install(app: FastAPI, routes: Callable[[], Iterable[APIRoute]]) -> None:
+    """Serve `build_document` at the app's openapi_url, built once, at the first request for it."""
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build_document(app)
+            app.openapi_schema = build_document(app, routes())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

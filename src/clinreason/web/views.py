@@ -318,7 +318,7 @@ LABELS: dict[str, dict[str, str]] = {
     "state": {"imported": N_("imported"), "generating": N_("generating"), "screening": N_("screening"),
               "regenerating": N_("regenerating"), "in_review": N_("in review"), "accepted": N_("accepted"),
               "escalated": N_("escalated"), "excluded": N_("excluded"), "failed": N_("failed"),
-              "calibration": N_("calibration")},
+              "calibration": N_("calibration"), "held": N_("held by the privacy gate")},
 }
 
 
