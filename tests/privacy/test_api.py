@@ -1,5 +1,4 @@
-"""The privacy admin API (web/api_privacy.py, not yet in route_modules: mounted here as web/app.py will):
-admins only; the held list, an item cut into highlighted pieces, and release / edit / exclude with the
+"""The privacy admin API (web/api_privacy.py) and pages (web/pages_privacy.py): admins only; the held list, an item cut into highlighted pieces, and release / edit / exclude with the
 errors a client can act on."""
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ def api(engine, project, db_url, tmp_path):
     from fastapi.testclient import TestClient
 
     from clinreason.store import db
-    from clinreason.web import api_privacy, auth, create_app
+    from clinreason.web import auth, create_app
 
     bank = tmp_path / "bank.jsonl"
     bank.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in (
@@ -39,7 +38,6 @@ def api(engine, project, db_url, tmp_path):
     settings = Settings(db_url=db_url, project="default", config_path=Path(tmp_path / "clinreason.toml"),
                         project_config=ProjectConfig())
     app = create_app(settings, engine=engine, auth_config=auth.AuthConfig(secret_key="s" * 40))
-    app.include_router(api_privacy.router)  # what route_modules() will do
     headers = {}
     with db.transaction(engine) as conn:
         for name, role in (("boss", "admin"), ("ana", "reviewer")):
@@ -87,3 +85,22 @@ def test_the_actions_answer_with_what_to_fix(api):
     view = client.get(f"/api/admin/privacy/{zh}", headers=auth["boss"]).json()
     assert view["revisions"][0]["question"] == ZH_CASE and view["revisions"][0]["replaced_by"] == "user:boss"
     assert client.post(f"/api/admin/privacy/{zh}/exclude", json={"reason": "x"}, headers=auth["boss"]).status_code == 409
+
+
+def test_the_admin_page_highlights_what_was_found_and_a_release_needs_a_reason(api):
+    client, auth = api
+    assert client.get("/admin/privacy", headers=auth["ana"]).status_code == 403
+    listing = client.get("/admin/privacy", headers={**auth["boss"], "Accept-Language": "en"})
+    assert listing.status_code == 200 and "Held by the privacy gate" in listing.text
+    held = client.get("/api/admin/privacy", headers=auth["boss"]).json()["held"]
+    mrn = next(h for h in held if "MEDICAL" in h["summary"])
+    page = client.get(f"/admin/privacy/{mrn['item_id']}", headers={**auth["boss"], "Accept-Language": "zh-CN"})
+    assert page.status_code == 200 and "放行" in page.text
+    assert '<mark class="finding" title="MEDICAL_RECORD_NUMBER' in page.text and "00456789</mark>" in page.text
+    refused = client.post(f"/admin/privacy/{mrn['item_id']}/release", data={"reason": " "}, headers=auth["boss"])
+    assert refused.status_code == 422 and 'role="alert"' in refused.text
+    done = client.post(f"/admin/privacy/{mrn['item_id']}/release", data={"reason": "a synthetic record number"},
+                       headers=auth["boss"], follow_redirects=False)
+    assert done.status_code == 303
+    left = client.get("/api/admin/privacy", headers=auth["boss"]).json()["held"]
+    assert [h["item_id"] for h in left] == [h["item_id"] for h in held if h["item_id"] != mrn["item_id"]]

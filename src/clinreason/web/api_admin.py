@@ -25,14 +25,14 @@ from clinreason.store.decisions import add_event
 from clinreason.web import auth
 from clinreason.web.auth import AdminUser, Principal
 from clinreason.web.i18n import N_
-from clinreason.web.schemas import errors
+from clinreason.web.schemas import NOT_BLANK_PATTERN, errors
 from clinreason.web.views import iso
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 MAX_SOURCE = 200  # characters of an upload's source name
 
 
-Specialty = Annotated[str, Field(min_length=1, max_length=auth.MAX_SPECIALTY, json_schema_extra={"pattern": r"\S"},
+Specialty = Annotated[str, Field(min_length=1, max_length=auth.MAX_SPECIALTY, json_schema_extra={"pattern": NOT_BLANK_PATTERN},
                                  description="a specialty (not blank), e.g. cardiology")]
 
 

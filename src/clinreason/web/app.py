@@ -37,6 +37,7 @@ from clinreason.web import (
     pages_admin,
     pages_auth,
     pages_items,
+    pages_privacy,
     pages_review,
     render,
     schemas,
@@ -256,7 +257,7 @@ def route_modules() -> tuple:
     """Every module that defines routes, in the order create_app registers them. The role-matrix test walks
     these, so a new route is checked for authentication and roles the moment it is added here."""
     return (api_auth, api_review, api_items, api_admin, api_adjudicate, api_calibration, api_privacy, pages_auth,
-            pages_review, pages_items, pages_admin)
+            pages_review, pages_items, pages_admin, pages_privacy)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None, auth_config: auth.AuthConfig | None = None) -> FastAPI:

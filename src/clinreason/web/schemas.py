@@ -86,6 +86,10 @@ def when(field: str, value: str, then: dict[str, Any]) -> dict[str, Any]:
     return {"if": {"properties": {field: {"const": value}}, "required": [field]}, "then": then}
 
 
+#: "not blank": a character that is not white space as Python's `str.strip()` sees it (the server's test),
+#: spelled out so that every regex dialect reads it alike (`\S` is ASCII in some, Unicode in others)
+NOT_BLANK_PATTERN = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
 #: a text that must be given (the server also refuses one of spaces only; a `pattern` here would make long
 #: texts with a maxLength impossible to generate for a fuzzer, so the document says it in words)
 GIVEN_TEXT = {"type": "string", "minLength": 1}
