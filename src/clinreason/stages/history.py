@@ -12,6 +12,7 @@ from typing import Any
 from clinreason.domain.records import RationaleVersion, Review
 from clinreason.domain.steps import StepChange, change_summary, step_changes
 
+
 def compare_steps(old: list[str], new: list[str]) -> list[StepChange]:
     """`domain.steps.step_changes` (blind to the steps' own numbering: a step moved down by an inserted one
     is unchanged, not rewritten)."""

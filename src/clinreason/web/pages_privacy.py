@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from clinreason.stages import privacy as stage
-from clinreason.web.api_privacy import _translate
 from clinreason.web import i18n, views
-from clinreason.web.i18n import N_, _
+from clinreason.web.api_privacy import _translate
 from clinreason.web.auth import AdminUser
 from clinreason.web.deps import page
+from clinreason.web.i18n import N_, _
 
 router = APIRouter(prefix="/admin/privacy", include_in_schema=False)
 ACTIONS = ("release", "redact", "exclude")
