@@ -1,4 +1,4 @@
-"""CLI verbs for the web app: `clinreason serve` and `clinreason users add|list|token|deactivate`.
+"""CLI verbs for the web app: `clinreason serve`, `clinreason openapi` and `clinreason users add|list|token|deactivate`.
 Added to the root app by `clinreason.cli`; heavy imports stay inside the functions."""
 
 import sys
@@ -57,6 +57,20 @@ def serve(
             background.stop()
 
 
+@verbs.command()
+def openapi(
+    indent: Annotated[int, typer.Option("--indent", min=0, help="Spaces per level (0: one line)")] = 2,
+) -> None:
+    """Print the JSON API's OpenAPI document, the one `serve` answers at /openapi.json (info.version is
+    this package's version), without a database or a server: `clinreason openapi > openapi.json`, then
+    open it in a local viewer or generate a client from it."""
+    import json
+
+    from clinreason.web.app import openapi_document
+
+    typer.echo(json.dumps(openapi_document(), indent=indent or None, ensure_ascii=False))
+
+
 users_app = typer.Typer(help="Manage the people who review: add, list, API tokens.", no_args_is_help=True)
 
 
@@ -68,7 +82,7 @@ def _password(password_stdin: bool) -> str:
 
 @users_app.command("add")
 def users_add(
-    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ - @)")],
+    name: Annotated[str, typer.Argument(help="User name (1-100 ASCII letters, digits, . _ - @)")],
     role: Annotated[str, typer.Option("--role", help="reviewer|adjudicator|admin")],
     specialty: Annotated[Optional[list[str]], typer.Option("--specialty", help="Specialty (repeatable); items of this specialty are offered first")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of prompting")] = False,

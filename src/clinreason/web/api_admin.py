@@ -71,16 +71,21 @@ ANCHOR_KEY = r"^-?[0-9]+$"
 CATEGORY_KEY = r"^[a-z][a-z0-9_]{0,39}$"
 
 
+# A key the server takes when it is absent and refuses when it is null has no default its type admits: None
+# stands for "absent" there (`model_dump(exclude_unset=True)` leaves it out), hence the `type: ignore`s.
+
+
 class DimensionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, description="unique within the rubric: the key of `scores`")
-    title: Texts = Field(default=None, description="default: the name, capitalised")
-    description: Texts = Field(default=None)
-    threshold: int = Field(default=None, description="the least score that passes, within the scale (default: the "
-                                                     "scale's maximum - 1)")
+    title: Texts = Field(default=None, description="default: the name, capitalised")  # type: ignore[assignment]
+    description: Texts = Field(default=None)  # type: ignore[assignment]
+    threshold: int = Field(default=None,  # type: ignore[assignment]
+                           description="the least score that passes, within the scale (default: the scale's maximum - 1)")
     anchors: Annotated[dict[Annotated[str, Field(pattern=ANCHOR_KEY)], Texts],
-                       keyed(ANCHOR_KEY, "score (within the scale) -> what it means")] = Field(default=None)
+                       keyed(ANCHOR_KEY, "score (within the scale) -> what it means")] = Field(
+        default=None)  # type: ignore[arg-type]
 
 
 class RubricIn(BaseModel):
@@ -90,13 +95,14 @@ class RubricIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     dimensions: list[DimensionIn] = Field(min_length=1)
-    scale: list[int] = Field(default=None, min_length=2, max_length=2, description="[min, max], min < max "
-                                                                                   "(default [1, 5])")
+    scale: list[int] = Field(default=None, min_length=2, max_length=2,  # type: ignore[arg-type]
+                             description="[min, max], min < max (default [1, 5])")
     require_all_accept: bool | None = None
     step_errors: Annotated[dict[Annotated[str, Field(pattern=CATEGORY_KEY)], Texts],
                            keyed(CATEGORY_KEY, "the clinical error taxonomy: category -> one-line description",
                                  minProperties=1)] | None = Field(None, min_length=1)
-    version: int = Field(default=None, description="ignored: a changed rubric gets the next version")
+    version: int = Field(default=None,  # type: ignore[assignment]
+                         description="ignored: a changed rubric gets the next version")
 
 
 class RubricBody(BaseModel):

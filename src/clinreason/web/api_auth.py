@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api", tags=["auth"])
 
 
 class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"username": "alice", "password": "correct horse battery"}]})
 
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)

@@ -43,8 +43,12 @@ class StepMark(BaseModel):
 
 
 class ReviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"allOf": [
-        when("verdict", "edit", {"required": ["edited_text"], "properties": {"edited_text": GIVEN_TEXT}})]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "allOf": [when("verdict", "edit", {"required": ["edited_text"], "properties": {"edited_text": GIVEN_TEXT}})],
+        "examples": [{"verdict": "accept", "scores": {"correctness": 5, "reasoning": 4, "sufficiency": 4,
+                                                       "terminology": 5, "clinical_value": 4},
+                      "comments": {"general": "Sound; the distractors are ruled out."},
+                      "steps": [{"step": 1, "verdict": "ok"}]}]})
 
     verdict: Literal["accept", "edit", "regenerate", "flag_question"]
     scores: dict[str, int] = Field(description=(

@@ -214,7 +214,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         # FastAPI's default answer echoes the offending input back, and an input such as Infinity or NaN
         # is not JSON: it would turn a 422 into a 500. Name the field and the problem, not the value.
         # The message follows the request's language; loc and type stay as they are.
-        detail = [{"loc": field_loc(e.get("loc", ())), "msg": i18n.translate_validation(e),
+        # (a JSON syntax error's location is the character offset: ["body", "12"], not a list position)
+        detail = [{"loc": field_loc(e.get("loc", ())) if e.get("type") != "json_invalid"
+                   else [str(p) for p in e.get("loc", ())], "msg": i18n.translate_validation(e),
                    "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
@@ -233,6 +235,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if getattr(request.state, "principal", None) is None:  # e.g. a 404 or 405 of routing: no route ran
+            i18n.use(i18n.for_request(request))
         detail = i18n.translate_error(exc, exc.detail) if isinstance(exc.detail, str) else exc.detail
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # every method the path serves, not only those of the first route matched

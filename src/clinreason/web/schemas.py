@@ -309,7 +309,7 @@ def complete(document: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, 
     for route in routes:
         if not (route.include_in_schema and route.path.startswith("/api/")):
             continue
-        for method in sorted(route.methods - {"HEAD"}):
+        for method in sorted((route.methods or set()) - {"HEAD"}):
             operation = document["paths"][route.path][method.lower()]
             by_id[operation["operationId"]] = (route.path, method.lower())
             roles = required_roles(route)
@@ -330,11 +330,11 @@ def complete(document: dict[str, Any], routes: Iterable[APIRoute]) -> dict[str, 
                 statuses.add(422)
             if route.body_field is not None:
                 statuses.add(400)
-            for status in sorted(statuses):
-                _answer(operation, status, STATUS_DESCRIPTIONS[status])
-            for status, answer in operation.get("responses", {}).items():
-                if status.startswith(("4", "5")):
-                    _answer(operation, int(status), answer.get("description") or STATUS_DESCRIPTIONS[int(status)])
+            for code in sorted(statuses):
+                _answer(operation, code, STATUS_DESCRIPTIONS[code])
+            for key, answer in operation.get("responses", {}).items():
+                if key.startswith(("4", "5")):
+                    _answer(operation, int(key), answer.get("description") or STATUS_DESCRIPTIONS[int(key)])
     for source, by_status in LINKS.items():
         if source not in by_id:
             continue  # a link table entry for a route another build does not register
