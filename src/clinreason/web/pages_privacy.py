@@ -61,15 +61,14 @@ async def act(item_id: str, action: str, principal: AdminUser, request: Request)
         return _item_page(request, principal, item_id, error=f"unknown action {action!r}", status_code=404)
 
     def work() -> None:
+        pid, actor = principal.project_id, principal.actor
         with request.app.state.web.transaction() as conn:
-            common = {"project_id": principal.project_id, "item_id": item_id, "actor": principal.actor,
-                      "reason": reason}
             if action == "release":
-                stage.release(conn, **common)
+                stage.release(conn, project_id=pid, item_id=item_id, actor=actor, reason=reason)
             elif action == "exclude":
-                stage.exclude(conn, **common)
+                stage.exclude(conn, project_id=pid, item_id=item_id, actor=actor, reason=reason)
             else:
-                stage.edit(conn, **common, changes={}, redact=True)
+                stage.edit(conn, project_id=pid, item_id=item_id, actor=actor, reason=reason, changes={}, redact=True)
 
     try:
         await run_in_threadpool(work)
