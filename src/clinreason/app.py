@@ -35,28 +35,25 @@ class Context:
             return projects.require_project(conn, name=self.project)
 
 
-def _with_stored_config(settings: Settings, engine: Engine) -> Settings:
-    """The settings with the project's stored configuration in place of the file's: the database is
-    where a project's configuration lives once `init` has run (the admin pages change it there too)."""
+def _with_stored_config(settings: Settings, engine: Engine) -> tuple[Settings, list[str]]:
+    """The settings with the project's stored configuration in place of the file's (the database is where
+    a project's configuration lives once `init` has run; the admin pages change it there too), and where
+    the config file says something else than that stored configuration. One read of the project."""
     with engine.connect() as conn:
         project = projects.get_project(conn, name=settings.project)
         if project is None:
-            return settings
+            return settings, []
         stored = project_config(conn, project)
-    return settings.model_copy(update={"project_config": stored})
+    return settings.model_copy(update={"project_config": stored}), _drift(settings, project)
 
 
-def _drift(settings: Settings, engine: Engine) -> list[str]:
-    """Where the config file says something else than the project's stored configuration."""
+def _drift(settings: Settings, project: dict[str, Any]) -> list[str]:
+    """`key: stored -> file` lines where the config file differs from the project's stored configuration."""
     if not settings.config_path.exists():
         return []
     try:
         file_config = load_project_config(settings.config_path).model_dump(mode="json", exclude={"rubric", "name"})
     except ConfigError:
-        return []
-    with engine.connect() as conn:
-        project = projects.get_project(conn, name=settings.project)
-    if project is None:
         return []
     stored = {k: v for k, v in (project["config"] or {}).items() if k not in ("_file", "name")}
     return config_changes(stored, file_config)
@@ -70,8 +67,8 @@ def open_context(settings: Settings) -> Context:
         raise NotInitialised(f"database {settings.db_url} is not initialised: run `clinreason init` first")
     if db.current_revision(engine) != db.head_revision():
         db.upgrade(engine)
-    return Context(settings=_with_stored_config(settings, engine), engine=engine,
-                   config_drift=_drift(settings, engine))
+    stored, drift = _with_stored_config(settings, engine)
+    return Context(settings=stored, engine=engine, config_drift=drift)
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -125,7 +122,8 @@ def initialise(settings: Settings, *, actor: str = "cli") -> tuple[Context, Init
         if report.config_changes or applied != marker["rubric_sha256"]:
             projects.set_project_config(conn, project_id=project["id"], config={**file_config, "_file": marker},
                                         actor=actor, changes={"changed": report.config_changes})
-    return Context(settings=_with_stored_config(settings, engine), engine=engine), report
+    # init just stored the file's configuration: no drift to report
+    return Context(settings=_with_stored_config(settings, engine)[0], engine=engine), report
 
 def llm_backend(settings: Settings, concurrency: int | None = None, *, judge: bool = False):
     """The project's configured LLM backend (or its judge), wrapped in retries and limits. The API key

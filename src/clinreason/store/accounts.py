@@ -205,6 +205,3 @@ def failed_logins(conn: Connection, *, since: datetime, username: str | None = N
         query = query.where(login_attempts.c.client == client)
     count, first = conn.execute(query).one()
     return int(count), aware(first)
-
-
-# --- counts the web pages show --------------------------------------------------------------------
