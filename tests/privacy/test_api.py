@@ -104,3 +104,20 @@ def test_the_admin_page_highlights_what_was_found_and_a_release_needs_a_reason(a
     assert done.status_code == 303
     left = client.get("/api/admin/privacy", headers=auth["boss"]).json()["held"]
     assert [h["item_id"] for h in left] == [h["item_id"] for h in held if h["item_id"] != mrn["item_id"]]
+
+
+def test_the_dashboard_counts_the_held_items_and_what_was_found(api):
+    client, auth = api
+    page = client.get("/dashboard", headers=auth["boss"]).text
+    line = page.split('id="privacy-gate"', 1)[1].split("</p>", 1)[0]
+    assert "2 item(s) held" in line and "MEDICAL_RECORD_NUMBER 1" in line and "PHONE_NUMBER 1" in line
+    assert 'href="/admin/privacy"' in line
+    reviewer_view = client.get("/dashboard", headers=auth["ana"]).text
+    assert "2 item(s) held" in reviewer_view and 'href="/admin/privacy"' not in reviewer_view  # admins act on them
+    mrn = next(h["item_id"] for h in client.get("/api/admin/privacy", headers=auth["boss"]).json()["held"]
+               if "MEDICAL" in h["summary"])
+    client.post(f"/api/admin/privacy/{mrn}/release", json={"reason": "invented numbers"}, headers=auth["boss"])
+    after = client.get("/dashboard", headers=auth["boss"]).text.split('id="privacy-gate"', 1)[1].split("</p>", 1)[0]
+    assert "1 item(s) held" in after and "MEDICAL_RECORD_NUMBER" not in after
+    zh = client.get("/dashboard", headers={**auth["boss"], "Accept-Language": "zh-CN"}).text
+    assert "Privacy gate" not in zh and 'id="privacy-gate"' in zh
