@@ -157,6 +157,39 @@ def test_admin_imports_an_uploaded_file(client, seed, tmp_path):
     assert client.get("/api/status", headers=root["auth"]).json()["items"] == 8
 
 
+def test_an_upload_with_integer_answers_names_its_base(client, seed):
+    """A generic file whose answers are bare integers is refused until the upload says how they count
+    (as `clinreason import --answer-base`), from the API and from the page; then the gold is the right option."""
+    import json as _json
+
+    root = seed.user("root", role="admin")
+    rows = [{"question": f"Which drug is a loop diuretic? ({i})", "options": ["Aspirin", "Furosemide", "Heparin"],
+             "answer": 2} for i in range(3)]
+    data = "".join(_json.dumps(r) + "\n" for r in rows).encode()
+    refused = client.post("/api/admin/import", headers=root["auth"], files={"file": ("bank.jsonl", data)},
+                          data={"format": "jsonl"})
+    assert refused.status_code == 422 and "answer-base" in refused.json()["detail"][0]["msg"]
+    bad = client.post("/api/admin/import", headers=root["auth"], files={"file": ("bank.jsonl", data)},
+                      data={"format": "jsonl", "answer_base": "2"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "answer_base"]
+    assert client.get("/api/status", headers=root["auth"]).json()["items"] == 0
+    ok = client.post("/api/admin/import", headers=root["auth"], files={"file": ("bank.jsonl", data)},
+                     data={"format": "jsonl", "answer_base": "1"})
+    assert ok.status_code == 200 and ok.json()["added"] == 3
+    from clinreason.store.items import project_items
+
+    with seed.engine.begin() as conn:
+        stored = project_items(conn, project_id=seed.project["id"])
+    assert {tuple(dict(i.options)[a] for a in i.answer_labels) for i in stored} == {("Furosemide",)}  # 2 counted from 1 is the second option
+    browser_login(client, "root")
+    page = client.get("/admin/import").text
+    assert 'name="answer_base"' in page
+    other = "".join(_json.dumps({**r, "question": r["question"] + " again"}) + "\n" for r in rows).encode()
+    r = client.post("/admin/import", data={"csrf_token": csrf_of(page), "format": "jsonl", "answer_base": "0"},
+                    files={"file": ("other.jsonl", other)})
+    assert r.status_code == 200 and client.get("/api/status", headers=root["auth"]).json()["items"] == 6
+
+
 def test_dashboard_and_adjudication_pages(client, seed):
     root = seed.user("root", role="admin")
     seed.item(state="escalated", question="Escalated question about warfarin")

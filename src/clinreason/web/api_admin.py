@@ -253,8 +253,19 @@ def upload_fields(form) -> tuple[UploadFile, str, str | None]:
     return upload, fmt, source
 
 
+def answer_base_field(form) -> int | None:
+    """The upload's `answer_base` (as `clinreason import --answer-base`): 0, 1 or absent; 422 otherwise."""
+    value = form.get("answer_base")
+    if value is None or value == "":
+        return None
+    if value not in ("0", "1"):
+        raise ReviewError("answer_base", N_("0 (the first option is 0) or 1 (the first option is 1), got {value!r}"),
+                          {"value": value if isinstance(value, str) else "a file"})
+    return int(value)
+
+
 def import_upload(request: Request, principal: Principal, upload: UploadFile, fmt: str,
-                  source: str | None) -> dict[str, Any]:
+                  source: str | None, answer_base: int | None = None) -> dict[str, Any]:
     """Import an uploaded file into the caller's project (one transaction, as `clinreason import`)."""
     from clinreason.stages.ingest import ImportAborted, import_path
 
@@ -274,7 +285,7 @@ def import_upload(request: Request, principal: Principal, upload: UploadFile, fm
         try:
             with db.write_coordinator(web.engine):
                 summary = import_path(web.engine, project=principal.project, path=target, fmt=fmt,
-                                      source=source or None, actor=principal.actor)
+                                      source=source or None, actor=principal.actor, answer_base=answer_base)
         except ImportAborted as exc:
             raise ReviewError("file", N_("{error} (nothing was imported)"), {"error": str(exc)}) from None
         return summary.to_dict()
@@ -336,12 +347,16 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
                 "are checked by the importer: the first bad one is a 422 naming it, and nothing is imported")},
             "format": {"type": "string", "enum": UPLOAD_FORMATS, "default": "auto",
                        "description": "as `clinreason import --format`; auto: from the name and the content"},
-            "source": {"type": "string", "maxLength": MAX_SOURCE, "description": "source name recorded with every item"}}},
+            "source": {"type": "string", "maxLength": MAX_SOURCE, "description": "source name recorded with every item"},
+            "answer_base": {"type": "integer", "enum": [0, 1], "description": (
+                "as `clinreason import --answer-base`: how bare integer answers count options (0: the first "
+                "option is 0; 1: it is 1). A generic file with integer answers and no base is refused")}}},
     "encoding": {"file": {"contentType": "application/octet-stream"}}}}},
     "responses": {
         "400": {"description": "a malformed multipart body, or a Content-Length that is not a number"},
         "413": {"description": "the upload is larger than CLINREASON_MAX_UPLOAD_MB"},
-        "422": {"description": "no file in the field `file`, an unknown `format`, or a bad record (named)"}}}
+        "422": {"description": "no file in the field `file`, an unknown `format`, a bad `answer_base`, or a bad "
+                       "record (named)"}}}
 
 
 @router.post("/import", dependencies=[Depends(refuse_oversized)], openapi_extra=_UPLOAD_BODY)
@@ -351,6 +366,7 @@ async def import_bank(principal: AdminUser, request: Request) -> dict[str, Any]:
     form = await read_upload_form(request)
     try:
         upload, fmt, source = upload_fields(form)
-        return await run_in_threadpool(import_upload, request, principal, upload, fmt, source)
+        base = answer_base_field(form)
+        return await run_in_threadpool(import_upload, request, principal, upload, fmt, source, base)
     finally:
         await form.close()

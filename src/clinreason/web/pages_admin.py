@@ -167,7 +167,8 @@ async def import_submit(principal: AdminUser, request: Request) -> HTMLResponse:
             return page(request, "admin_import.html", {"summary": None, "error": _("Choose a file to import.")},
                         status_code=422)
         summary = await run_in_threadpool(api_admin.import_upload, request, principal, upload,
-                                          str(form.get("format") or "auto"), str(form.get("source") or "") or None)
+                                          str(form.get("format") or "auto"), str(form.get("source") or "") or None,
+                                          api_admin.answer_base_field(form))
     except ReviewError as exc:
         return page(request, "admin_import.html", {"summary": None, "error": i18n.translate_error(exc, exc.message)},
                     status_code=422)
