@@ -63,7 +63,14 @@ def test_marking_errors_name_the_problem(client, seed):
     r = _mark(client, root, done, expect="good")
     assert r.status_code == 409 and "final" in r.json()["detail"]
     r = _mark(client, root, item_id, expect="good", version=7)
-    assert r.status_code == 422 and "version" in str(r.json())
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "version"
+    assert "has no version 7 (it has 1 to 1)" in r.json()["detail"][0]["msg"]
+    zh = client.post("/api/admin/calibration", json={"item_id": done, "expect": "good"},
+                     headers={**root["auth"], "Accept-Language": "zh-CN"})
+    assert zh.status_code == 409 and "最终状态" in zh.json()["detail"] and "final" not in zh.json()["detail"]
+    zh = client.post("/api/admin/calibration", json={"item_id": item_id, "expect": "good", "version": 7},
+                     headers={**root["auth"], "Accept-Language": "zh-CN"})
+    assert "没有第 7 版" in zh.json()["detail"][0]["msg"]
     assert _mark(client, root, item_id, expect="perhaps").status_code == 422
     assert _mark(client, root, item_id, expect="bad", seeded_text="Step 1: wrong drug.\nFinal answer: B") \
         .status_code == 201

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from clinreason.analytics.reliability import calibration_results
 from clinreason.domain.lifecycle import ItemState
+from clinreason.domain.messages import N_, Translatable
 from clinreason.domain.records import Origin, RationaleVersion
 from clinreason.stages.settings import review_config
 from clinreason.store import calibration as probes
@@ -31,8 +32,13 @@ EXPECTATIONS = ("good", "bad")
 MARKABLE = (ItemState.IN_REVIEW.value, ItemState.ESCALATED.value)
 
 
-class CalibrationError(ValueError):
-    """A calibration request that cannot be carried out; the message says why."""
+class CalibrationError(Translatable, ValueError):
+    """A calibration request that cannot be carried out; the message says why. `field`: the request field
+    at fault (`expect`, `version`, `seeded_text`), or None when the item's state is the reason."""
+
+    def __init__(self, template: str, params: dict[str, Any] | None = None, *, field: str | None = None):
+        super().__init__(template, params)
+        self.field = field
 
 
 def rate(conn: Connection, project_id: int) -> float:
@@ -46,23 +52,26 @@ def mark(conn: Connection, *, project_id: int, item_id: str, expect: str, actor:
     (good | bad). With `seeded_text`, a new version carrying that text (e.g. the latest with an error
     seeded into it) is stored first and becomes the calibration version."""
     if expect not in EXPECTATIONS:
-        raise CalibrationError(f"expect must be one of {', '.join(EXPECTATIONS)}, not '{expect}'")
+        raise CalibrationError(N_("expect must be one of {choices}, not '{value}'"),
+                               {"choices": ", ".join(EXPECTATIONS), "value": expect}, field="expect")
     item = item_store.lock_item(conn, item_id=item_id)
     if item is None or item.project_id != project_id:
-        raise CalibrationError(f"item {item_id} does not exist in this project")
+        raise CalibrationError(N_("item {item_id} does not exist in this project"), {"item_id": item_id})
     if item.state not in MARKABLE:
-        raise CalibrationError(f"item {item_id} is '{item.state}': only items in review or escalated can become "
-                               "calibration items (accepted and excluded items are final)")
+        raise CalibrationError(N_("item {item_id} is '{state}': only items in review or escalated can become "
+                                  "calibration items (accepted and excluded items are final)"),
+                               {"item_id": item_id, "state": item.state})
     versions = rationale_store.versions_of(conn, item_id=item_id)
     if not versions:
-        raise CalibrationError(f"item {item_id} has no rationale version to calibrate with")
+        raise CalibrationError(N_("item {item_id} has no rationale version to calibrate with"), {"item_id": item_id})
     chosen: RationaleVersion | None = versions[-1] if version is None else next(
         (v for v in versions if v.version == version), None)
     if chosen is None:
-        raise CalibrationError(f"item {item_id} has no version {version} (it has 1 to {versions[-1].version})")
+        raise CalibrationError(N_("item {item_id} has no version {version} (it has 1 to {last})"),
+                               {"item_id": item_id, "version": version, "last": versions[-1].version}, field="version")
     if seeded_text is not None:
         if not seeded_text.strip():
-            raise CalibrationError("the seeded text is empty")
+            raise CalibrationError(N_("the seeded text is empty"), field="seeded_text")
         # the seeded text is a version of its own: its steps and final answer are parsed from it
         seeded_id = hashlib.sha256(f"{chosen.id}:seeded:{versions[-1].version + 1}".encode()).hexdigest()[:32]
         chosen = rationale_store.add_version(conn, NewVersion(
@@ -78,7 +87,7 @@ def mark(conn: Connection, *, project_id: int, item_id: str, expect: str, actor:
 def unmark(conn: Connection, *, project_id: int, item_id: str, actor: str) -> None:
     """Withdraw a calibration item: it returns to review as any other item (its reviews stay)."""
     if not probes.remove_probe(conn, project_id=project_id, item_id=item_id):
-        raise CalibrationError(f"item {item_id} is not a calibration item of this project")
+        raise CalibrationError(N_("item {item_id} is not a calibration item of this project"), {"item_id": item_id})
     item_store.transition_item(conn, item_id=item_id, expected=ItemState.CALIBRATION, target=ItemState.IN_REVIEW,
                                actor=actor, detail={"calibration": "withdrawn"})
 

@@ -43,9 +43,9 @@ def _apply(conn: Connection, principal: Principal, body: CalibrationBody) -> dic
         return stage.mark(conn, project_id=principal.project_id, item_id=body.item_id, expect=body.expect,
                           actor=principal.actor, version=body.version, note=body.note, seeded_text=body.seeded_text)
     except stage.CalibrationError as exc:
-        if "has no version" in str(exc) or "seeded text" in str(exc):
-            raise ReviewError("version" if "version" in str(exc) else "seeded_text", str(exc)) from None
-        raise StaleStateError(str(exc)) from None
+        if exc.field is not None:
+            raise ReviewError(exc.field, exc.template, exc.params) from None
+        raise StaleStateError(exc.template, exc.params) from None
 
 
 @router.get(PREFIX)
@@ -72,7 +72,7 @@ def withdraw_calibration(item_id: str, principal: AdminUser, request: Request) -
         try:
             stage.unmark(conn, project_id=principal.project_id, item_id=item_id, actor=principal.actor)
         except stage.CalibrationError as exc:
-            raise NotFoundError(str(exc)) from None
+            raise NotFoundError(exc.template, exc.params) from None
     return {"item_id": item_id, "state": "in_review"}
 
 
