@@ -123,6 +123,10 @@ def test_a_chinese_reviewer_scores_comments_and_submits_keyboard_only_then_works
     expect(page.locator("#version-2 .changes summary")).to_have_text("与 v1 的差异")
     expect(page.locator("#events")).to_contain_text("review.submitted")  # event codes stay codes
     page.screenshot(path=str(artifacts / "browser" / "item-zh.png"), full_page=True)
+    page.goto(f"{site.url}/dashboard")
+    expect(page.locator("h1")).to_contain_text("进度")
+    expect(page.locator("#by-state")).to_contain_text("审核中")
+    page.screenshot(path=str(artifacts / "browser" / "dashboard-zh.png"), full_page=True)
 
     # --- the same reviewer in English ------------------------------------------------------------------------
     with site.engine.begin() as conn:
@@ -151,4 +155,8 @@ def test_a_chinese_reviewer_scores_comments_and_submits_keyboard_only_then_works
     expect(page.locator("h1")).to_have_text(f"Item {second}")
     expect(page.locator("#version-2 .review-row")).to_contain_text("Medical correctness 5")
     page.screenshot(path=str(artifacts / "browser" / "item-en.png"), full_page=True)
+    page.goto(f"{site.url}/dashboard")
+    expect(page.locator("h1")).to_contain_text("Progress")
+    expect(page.locator("#by-state")).to_contain_text("in review")
+    page.screenshot(path=str(artifacts / "browser" / "dashboard-en.png"), full_page=True)
     context.close()

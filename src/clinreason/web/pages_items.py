@@ -80,7 +80,7 @@ def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
             evidence = dashboard_context(conn, principal.project_id, translate=_,
                                          language=request_language(request))
     return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine,
-                                            "evidence": evidence})
+                                            "evidence": evidence, "label": views.label})
 
 
 @router.get("/adjudicate")
