@@ -10,13 +10,15 @@ from collections import Counter
 import pytest
 from web import factories
 
+from clinreason.store import privacy as privacy_store
 from clinreason.web import auth
 
 PAGES = {  # path -> who looks at it
     "/login": None, "/review": "rita", "/items/{item}": "adam", "/dashboard": "adam", "/adjudicate": "adam",
     "/admin": "adam", "/admin/users": "adam", "/admin/projects": "adam", "/admin/rubric": "adam",
-    "/admin/import": "adam",
+    "/admin/import": "adam", "/admin/privacy": "adam", "/admin/privacy/{held}": "adam",
 }
+MRN_QUESTION = "MRN 00456789. A 45-year-old man has chest pain. Which is the most likely diagnosis?"
 REPORT: dict[str, dict[str, dict[str, int]]] = {}
 
 
@@ -35,6 +37,14 @@ def test_every_page_has_no_critical_or_serious_axe_violation(browser, site, arti
     with site.engine.begin() as conn:
         item_id, _rid = factories.make_item(conn, project_id=site.project["id"])
         factories.make_item(conn, project_id=site.project["id"])
+        held_id, _rid = factories.make_item(conn, project_id=site.project["id"], state="held", question=MRN_QUESTION)
+        start = MRN_QUESTION.index("00456789")
+        privacy_store.add_hold(conn, project_id=site.project["id"], item_id=held_id, kind="draft", gate="block",
+                               status="held", resume_state="imported", endpoint="https://api.example.com/v1",
+                               actor="worker", findings=[{
+                                   "segment": "question", "type": "MEDICAL_RECORD_NUMBER", "start": start,
+                                   "end": start + 8, "score": 0.9, "recognizer": "mrn", "why": "MRN before a number",
+                                   "digest": "0" * 16, "preview": "0000****"}])
         for name, role in (("rita", "reviewer"), ("adam", "admin")):
             uid = factories.make_user(conn, username=name, role=role)["id"]
             auth.set_language(conn, user_id=uid, language=lang)
@@ -50,7 +60,8 @@ def test_every_page_has_no_critical_or_serious_axe_violation(browser, site, arti
                 _sign_in(page, site.url, who)
             contexts[who] = page
         page = contexts[who]
-        page.goto(site.url + path.replace("{item}", item_id))
+        page.goto(site.url + path.replace("{item}", item_id).replace("{held}", held_id))
+        assert page.locator("h1").count() >= 1, path  # the page itself, not an error page
         page.wait_for_load_state("networkidle")
         assert page.locator("html").get_attribute("lang") == ("zh-Hans" if lang == "zh" else "en"), path
         results = axe.run(page)
