@@ -32,6 +32,11 @@ def browser():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but playwright is not installed (pip install -e '.[dev]')")
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    from playwright.sync_api import expect
+
+    # assertions wait up to 15 s, not Playwright's 5 s: a page that renders in 0.2 s alone can take seconds
+    # on a 2-core machine running other work; a real failure still fails, only later
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield chromium

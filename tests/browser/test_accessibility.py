@@ -22,14 +22,6 @@ MRN_QUESTION = "MRN 00456789. A 45-year-old man has chest pain. Which is the mos
 REPORT: dict[str, dict[str, dict[str, int]]] = {}
 
 
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#username", username)
-    page.fill("#password", factories.PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_has_no_critical_or_serious_axe_violation(browser, site, artifacts, lang):
     from axe_playwright_python.sync_playwright import Axe
@@ -57,7 +49,7 @@ def test_every_page_has_no_critical_or_serious_axe_violation(browser, site, arti
             ctx = browser.new_context(locale="zh-CN" if lang == "zh" else "en-US", viewport={"width": 1280, "height": 900})
             page = ctx.new_page()
             if who:
-                _sign_in(page, site.url, who)
+                factories.browser_sign_in(page, site.url, who)
             contexts[who] = page
         page = contexts[who]
         page.goto(site.url + path.replace("{item}", item_id).replace("{held}", held_id))

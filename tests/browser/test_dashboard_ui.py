@@ -11,11 +11,7 @@ def test_dashboard_screenshot_on_realistic_reviews(browser, site, artifacts):
     with site.engine.begin() as conn:
         factories.make_user(conn, username="chief", role="admin")
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
-    page.goto(f"{site.url}/login")
-    page.fill("#username", "chief")
-    page.fill("#password", factories.PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    factories.browser_sign_in(page, site.url, "chief")
     page.goto(f"{site.url}/dashboard")
     page.wait_for_selector("#evidence svg")
     assert page.locator("#evidence svg").count() >= 4

@@ -12,11 +12,7 @@ EVIL = ('<script>alert("xss-script")</script> <img src=x onerror=alert("xss-img"
 
 
 def _login(page, site, username):
-    page.goto(f"{site.url}/login")
-    page.fill("#username", username)
-    page.fill("#password", factories.PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    factories.browser_sign_in(page, site.url, username)
 
 
 def test_reviewer_scores_with_the_keyboard_edits_and_submits_then_a_second_reviewer_and_an_admin_follow(

@@ -50,11 +50,7 @@ def test_a_chinese_reviewer_scores_comments_and_submits_keyboard_only_then_works
     (artifacts / "browser").mkdir(exist_ok=True)
     context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1100})
     page = context.new_page()
-    page.goto(f"{site.url}/login")
-    page.fill("#username", "li")
-    page.fill("#password", factories.PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    factories.browser_sign_in(page, site.url, "li")
 
     # --- in Chinese: her own setting wins over the browser's English -------------------------------------
     expect(page.locator("html")).to_have_attribute("lang", "zh-Hans")

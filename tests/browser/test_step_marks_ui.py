@@ -21,11 +21,7 @@ RATIONALE = ("Step 1: Crushing chest pain for 40 minutes suggests **acute corona
 
 
 def _login(page, site, username):
-    page.goto(f"{site.url}/login")
-    page.fill("#username", username)
-    page.fill("#password", factories.PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    factories.browser_sign_in(page, site.url, username)
 
 
 def _mode(page):

@@ -20,7 +20,14 @@ import httpx
 import pytest
 
 from clinreason.domain.lifecycle import replay
-from clinreason.testing.helpers import cli, cli_env, fake_server_process, read_request_log, write_synthetic_bank
+from clinreason.testing.helpers import (
+    api_client,
+    cli,
+    cli_env,
+    fake_server_process,
+    read_request_log,
+    write_synthetic_bank,
+)
 
 N, MAX_STRIKES = 30, 3
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 4}
@@ -87,8 +94,7 @@ def served(tmp_path):
 
 
 def _login(base: str, name: str) -> httpx.Client:
-    token = httpx.post(f"{base}/api/login", json={"username": name, "password": PASSWORD}).json()["token"]
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return api_client(base, name, PASSWORD)
 
 
 def test_thirty_items_through_the_whole_loop(served):

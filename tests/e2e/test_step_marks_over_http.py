@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from clinreason.testing.helpers import (
+    api_client,
     cli,
     cli_env,
     fake_server_process,
@@ -58,8 +59,7 @@ def served(tmp_path):
 
 
 def _login(base: str, name: str) -> httpx.Client:
-    token = httpx.post(f"{base}/api/login", json={"username": name, "password": PASSWORD}).json()["token"]
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return api_client(base, name, PASSWORD)
 
 
 def _next(client: httpx.Client, deadline: float) -> dict | None:

@@ -127,3 +127,33 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+
+
+def review_form(token: str, verdict: str, scores: dict[str, int] = SCORES, **extra: str) -> dict[str, str]:
+    """The review screen's form fields for a plain HTTP post: the verdict, every score, and `extra` fields."""
+    data = {"csrf_token": token, "verdict": verdict, "seconds_spent": "42"}
+    data.update({f"score.{k}": str(v) for k, v in scores.items()})
+    data.update(extra)
+    return data
+
+
+def start_review(client, seed, **item) -> tuple[str, str, str, str, str]:
+    """Reviewer alice signs in in the browser and takes a new item (made with `item`'s fields) from the
+    review screen: (item_id, rationale_id, assignment_id, csrf_token, the review page's html)."""
+    seed.user("alice")
+    item_id, rid = seed.item(**item)
+    browser_login(client, "alice")
+    token = csrf_of(client.get("/review").text)
+    page = client.post("/review/next", data={"csrf_token": token}, follow_redirects=True)
+    assert 'id="review-form"' in page.text
+    aid = page.text.split('data-assignment="', 1)[1].split('"', 1)[0]
+    return item_id, rid, aid, token, page.text
+
+
+def browser_sign_in(page, base: str, username: str, password: str = PASSWORD) -> None:
+    """Sign in on /login in a Playwright page, as a person types it (Enter submits)."""
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")

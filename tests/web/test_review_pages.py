@@ -5,25 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from clinreason.store.tables import review_drafts, reviews
-from web.factories import SCORES, browser_login, csrf_of
+from web.factories import SCORES, review_form, start_review
 
-
-def _form(token, verdict, scores=SCORES, **extra):
-    data = {"csrf_token": token, "verdict": verdict, "seconds_spent": "42"}
-    data.update({f"score.{k}": str(v) for k, v in scores.items()})
-    data.update(extra)
-    return data
+_form = review_form
 
 
 def _start(client, seed, **item):
-    seed.user("alice")
-    item_id, rid = seed.item(**item)
-    browser_login(client, "alice")
-    token = csrf_of(client.get("/review").text)
-    page = client.post("/review/next", data={"csrf_token": token}, follow_redirects=True)
-    assert 'id="review-form"' in page.text
-    aid = page.text.split('data-assignment="', 1)[1].split('"', 1)[0]
-    return item_id, aid, token, page.text
+    item_id, _rid, aid, token, html = start_review(client, seed, **item)
+    return item_id, aid, token, html
 
 
 def test_review_screen_shows_question_gold_answer_rationale_checks_and_rubric(client, seed):

@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 
 from clinreason.store.tables import review_drafts, reviews
 from clinreason.web.pages_review import form_steps, form_to_body
-from web.factories import SCORES, browser_login, csrf_of
+from web.factories import SCORES, browser_login, csrf_of, review_form, start_review
 
 TEXT = ("Step 1: chest pain in a 60-year-old suggests acute coronary syndrome.\n"
         "Step 2: aspirin 75 mg is given first.\n"
@@ -19,21 +19,9 @@ TEXT = ("Step 1: chest pain in a 60-year-old suggests acute coronary syndrome.\n
 NOTE = "The loading dose is 300 mg chewed."
 
 
-def _form(token, verdict, **extra):
-    data = {"csrf_token": token, "verdict": verdict, "seconds_spent": "42"}
-    data.update({f"score.{k}": str(v) for k, v in SCORES.items()})
-    data.update(extra)
-    return data
+_form = review_form
 
-
-def _start(client, seed, **item):
-    seed.user("alice")
-    item_id, rid = seed.item(**item)
-    browser_login(client, "alice")
-    token = csrf_of(client.get("/review").text)
-    page = client.post("/review/next", data={"csrf_token": token}, follow_redirects=True)
-    aid = page.text.split('data-assignment="', 1)[1].split('"', 1)[0]
-    return item_id, rid, aid, token, page.text
+_start = start_review
 
 
 def _error_mark(n=2, **fields):

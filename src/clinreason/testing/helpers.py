@@ -115,6 +115,14 @@ def wait_until_serving(url: str, proc: subprocess.Popen, *, timeout: float = 60.
             time.sleep(0.05)
 
 
+def api_client(base: str, username: str, password: str) -> Any:
+    """An `httpx.Client` for `base` signed in as `username` (POST /api/login; its bearer token on every request)."""
+    import httpx
+
+    token = httpx.post(f"{base}/api/login", json={"username": username, "password": password}).json()["token"]
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
 def serve_process(env: dict[str, str], cwd: Path, *, port: int, extra: list[str] | None = None,
                   log: Path | None = None) -> subprocess.Popen:
     """`clinreason serve` as a real process on 127.0.0.1:`port` (stdout and stderr to `log`)."""
