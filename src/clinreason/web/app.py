@@ -22,6 +22,7 @@ from starlette.routing import Match, Route
 from clinreason.config import Settings
 from clinreason.stages.review import AssignmentClosed, AssignmentNotFound, NotYourAssignment, ReviewError
 from clinreason.store import db
+from clinreason.store.db import database_unavailable
 from clinreason.store.common import NotFoundError, StaleStateError
 from clinreason.store.projects import require_project
 from clinreason.web import (
@@ -126,21 +127,6 @@ def allowed_methods(request: Request) -> list[str]:
             methods |= set(route.methods or ())
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """The database is down, unreachable or busy past its timeout (an answer worth retrying), as opposed to
-    a broken query or schema (a bug: 500)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig).lower()
-    return any(sign in text for sign in ("database is locked", "database is busy", "could not connect",
-                                         "connection refused", "server closed the connection", "connection timed out",
-                                         "the database system is", "terminating connection"))
 
 
 def _error_response(request: Request, status: int, exc: BaseException, *, message: str | None = None,
