@@ -132,9 +132,11 @@ def test_worker_survives_a_restart_and_a_stop_of_the_database_mid_drafting(clust
     log = tmp_path / "requests.jsonl"
     at_fault: list[dict] = []
     with fake_server_process(log=log, latency=0.25) as base_url:
-        worker = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "run", "--concurrency", str(concurrency),
-                                   "--poll", "0.2"], env=process_env(url, base_url), cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        worker_log = tmp_path / "worker.log"
+        with worker_log.open("w") as err_file:
+            worker = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "run", "--concurrency",
+                                       str(concurrency), "--poll", "0.2"], env=process_env(url, base_url),
+                                      cwd=tmp_path, stdout=subprocess.PIPE, stderr=err_file, text=True)
         try:
             alive = lambda: worker.poll() is None  # noqa: E731
             for share, fault in ((0.2, cluster.restart), (0.5, lambda: cluster.stop_for(DOWN_SECONDS))):
@@ -146,9 +148,12 @@ def test_worker_survives_a_restart_and_a_stop_of_the_database_mid_drafting(clust
             _wait_for(lambda: _count(engine, waiting) == 0, timeout=300, alive=alive,
                       what="every item drafted and screened after the faults")
             assert worker.poll() is None, "the worker ended by itself"
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n--- the worker's log:\n{worker_log.read_text()[-3000:]}") from None
         finally:
             worker.send_signal(signal.SIGTERM)
-            out, err = worker.communicate(timeout=120)
+            worker.communicate(timeout=120)
+    err = worker_log.read_text()
     assert worker.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert all(f["in_flight"] for f in at_fault), f"a fault landed while nothing was being drafted: {at_fault}"

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def database_unavailable(exc: BaseException) -> bool:
     once it answers again), as opposed to a broken query or schema (a bug)."""
     if isinstance(exc, PoolTimeout):
         return True
-    if not isinstance(exc, OperationalError):
+    if not isinstance(exc, (OperationalError, InterfaceError)):  # InterfaceError: "the connection is closed"
         return False
     if exc.connection_invalidated:
         return True
