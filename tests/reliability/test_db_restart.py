@@ -140,8 +140,9 @@ def test_worker_survives_a_restart_and_a_stop_of_the_database_mid_drafting(clust
         try:
             alive = lambda: worker.poll() is None  # noqa: E731
             for share, fault in ((0.2, cluster.restart), (0.5, lambda: cluster.stop_for(DOWN_SECONDS))):
-                _wait_for(lambda: (_count(engine, drafted) or 0) >= share * n, timeout=300, alive=alive,
-                          what=f"{share:.0%} of the items drafted")
+                # a round drafts a batch, then screens it: wait until requests are in flight again
+                _wait_for(lambda: (_count(engine, drafted) or 0) >= share * n and (_count(engine, in_flight) or 0) > 0,
+                          timeout=300, alive=alive, what=f"{share:.0%} of the items drafted, and more in flight")
                 at_fault.append({"drafted": _count(engine, drafted), "in_flight": _count(engine, in_flight)})
                 engine.dispose()
                 fault()
