@@ -33,7 +33,8 @@ class WorkerReport:
     screened: int = 0
     to_review: int = 0
     requests: int = 0
-    #: times the database stopped answering in the middle of a round (the worker paused and carried on)
+    #: rounds the database cut short (it stopped answering where no stage waits for it: screening); the
+    #: drafting stages wait for it themselves, logging each attempt, and are not counted here
     outages: int = 0
     #: stopped (SIGTERM) while the database was not answering: received results wait in the journal
     stopped_during_outage: bool = False
