@@ -5,7 +5,7 @@ once) and a stop of a few seconds (20 s under `make soak`), each in the middle o
   process survives both, pauses while the database is down and carries on by itself; afterwards every
   item is drafted once and screened once, none is lost, and no paid request is sent twice (what arrived
   while the database was down waited in the worker's journal).
-- `clinreason serve` while 10 reviewers submit over HTTP (half with bearer tokens, half signed in through
+- `clinreason serve` (with its in-process worker) while 10 reviewers submit over HTTP (half with bearer tokens, half signed in through
   the login form with the session cookie and its CSRF token, fetching the HTML review page too): every
   answer is a success or a 503 with Retry-After — never a 500 or a traceback in the server's log —, the
   server recovers by itself, and every review is stored exactly once.
@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -301,7 +302,10 @@ def test_serve_answers_503_while_the_database_is_down_and_recovers_by_itself(clu
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     done = threading.Event()
-    server = serve_process(env, tmp_path, port=port, extra=["--no-worker"], log=log)
+    # with its in-process worker (polling for drafts to screen) so that the outage meets that loop too
+    services = ExitStack()
+    llm = services.enter_context(fake_server_process(log=tmp_path / "requests.jsonl"))
+    server = serve_process(process_env(url, llm), tmp_path, port=port, extra=["--worker"], log=log)
     reviewers: list[Reviewer] = []
     try:
         wait_until_serving(f"{base}/openapi.json", server)
@@ -323,6 +327,7 @@ def test_serve_answers_503_while_the_database_is_down_and_recovers_by_itself(clu
         done.set()
         server.terminate()
         server.wait(timeout=60)
+        services.close()
     errors = [e for r in reviewers for e in r.errors]
     assert errors == [], errors[:10]
     assert all(f["reviews_acknowledged"] < n_items for f in at_fault), f"a fault landed after the work: {at_fault}"
@@ -352,7 +357,7 @@ def test_serve_answers_503_while_the_database_is_down_and_recovers_by_itself(clu
     assert len(stored) == n_items == n_events == n_decisions
     assert stored == acknowledged | closed_after_503
     record_figures("db-restart-serve-postgresql", {
-        "command": "clinreason serve --no-worker, 10 reviewers (PostgreSQL restarted, then stopped and started)",
+        "command": "clinreason serve --worker, 10 reviewers (PostgreSQL restarted, then stopped and started)",
         "backend": "postgresql", "runs": 1, "faults": cluster.faults, "at_fault": at_fault, "items": n_items,
         "reviewers": n_reviewers, "browser_session_reviewers": sum(r.browser for r in reviewers),
         "requests": sum(answers.values()), "answers": {str(k): v for k, v in sorted(answers.items())},
