@@ -212,6 +212,11 @@ def run(
     r = asyncio.run(go())
     typer.echo(f"worker stopped: drafted {r.drafted}, regenerated {r.regenerated}, screened {r.screened}, "
                f"sent to review {r.to_review}, failed {r.failed}")
+    if r.outages:
+        typer.echo(f"{r.outages} round(s) were cut short by the database not answering; the worker paused and "
+                   "carried on when it was back", err=True)
+    for line in r.log:
+        typer.echo(line, err=True)
 
 
 @verbs.command("retry-failed")

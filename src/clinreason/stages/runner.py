@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,7 @@ from clinreason.store.journal import NoJournal, ResponseJournal, open_journal, r
 from clinreason.store.projects import latest_rubric
 from clinreason.store.rationales import NewVersion, PreparedVersion
 
+_T = TypeVar("_T")
 DRAFT, REGENERATE = "draft", "regenerate"
 #: How long the writer lets results gather before storing them while requests are in flight. No slot
 #: waits for the database, so a longer wait costs nothing but a little memory; fewer, larger
@@ -394,8 +395,8 @@ class _StageRun:
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_batches())
         try:
-            self.report.recovered = await asyncio.to_thread(_start_run, self.engine, self.journal,
-                                                            project_id=self.project["id"], worker=self.worker)
+            self.report.recovered = await self._db("storing what dead runs received", _start_run, self.engine,
+                                                   self.journal, project_id=self.project["id"], worker=self.worker)
             await self._feed()
             if self.active:
                 await asyncio.gather(*self.active, return_exceptions=False)
@@ -424,9 +425,9 @@ class _StageRun:
 
     async def _claim(self, room: int) -> int:
         held_before = self.report.held
-        jobs = await asyncio.to_thread(_build_jobs, self.engine, project=self.project, pc=self.pc, kind=self.kind,
-                                       worker=self.worker, limit=room, model_id=self.backend.model_id,
-                                       structured=self.structured, report=self.report)
+        jobs = await self._db("claiming items", _build_jobs, self.engine, project=self.project, pc=self.pc,
+                              kind=self.kind, worker=self.worker, limit=room, model_id=self.backend.model_id,
+                              structured=self.structured, report=self.report)
         claimed = len(jobs) + self.report.held - held_before  # a held item was claimed, and is done with
         self.report.claimed += claimed
         self.unanswered += len(jobs)
@@ -447,7 +448,7 @@ class _StageRun:
         try:
             async with self.slots:
                 if self.stop.is_set():  # stopping: hand the claim back untouched instead of starting a request
-                    await asyncio.to_thread(_give_back, self.engine, job.item.id, self.worker)
+                    await self._db("handing a claim back", _give_back, self.engine, job.item.id, self.worker)
                     return
                 stored = self._hand_over(await _answer(job, self.backend, self.report))
         finally:
@@ -475,16 +476,21 @@ class _StageRun:
             batch = await self._next_batch()
             segments = self.journal.seal()  # hold exactly this batch's journal entries
             try:
-                await asyncio.to_thread(_persist, self.engine, project_id=self.project["id"],
-                                        outcomes=[outcome for outcome, _ in batch], worker=self.worker,
-                                        report=self.report)
-            except Exception as exc:  # a database outage: the segment stays for recovery; every job hears of it
+                await self._db("storing results", _persist, self.engine, project_id=self.project["id"],
+                               outcomes=[outcome for outcome, _ in batch], worker=self.worker, report=self.report)
+            except Exception as exc:  # stopped during an outage, or a bug: the segment stays for recovery
                 _settle(batch, exc)
                 continue
             self.journal.discard(segments)
             _settle(batch, None)
             if self.on_progress:
                 self.on_progress(self.report)
+
+    async def _db(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """`fn` on a thread; while the database is not answering (a restart, an outage), again with backoff:
+        the run pauses — no new claims, received results wait in the journal, requests in flight finish —
+        and carries on when it is back (`store.db.while_unavailable`; a stopping run gives up instead)."""
+        return await db.while_unavailable(lambda: asyncio.to_thread(fn, *args, **kwargs), what=what, stop=self.stop)
 
     async def _next_batch(self) -> list[tuple[Outcome, asyncio.Future]]:
         """What arrived by the end of the batch window (or until nothing is in flight any more)."""

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
 import threading
 from collections import deque
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -41,7 +50,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, json_serializer=_json_dumps, pool_pre_ping=True)
+    # pool_pre_ping: a pooled connection that a database restart cut is noticed at checkout and replaced
+    # (a disconnect seen mid-query invalidates the whole pool: SQLAlchemy's default), so the first request
+    # after a restart works instead of failing on a dead socket. connect_timeout bounds how long a
+    # connection attempt to an unreachable host waits before it is reported as unavailable.
+    connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+    return create_engine(url, echo=echo, json_serializer=_json_dumps, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -184,3 +198,80 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     back on any exception."""
     with write_coordinator(engine), engine.begin() as conn:
         yield conn
+
+
+# --- the database going away ------------------------------------------------------------------------
+
+#: what a driver says when the server is down, restarting, unreachable or cut the connection
+_UNAVAILABLE_SIGNS = ("database is locked", "database is busy", "could not connect", "connection refused",
+                      "server closed the connection", "connection timed out", "the database system is",
+                      "terminating connection", "connection is closed", "connection failed", "connection is lost",
+                      "no connection to the server", "consuming input failed", "sending query failed")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is down, restarting, unreachable or busy past its timeout (an error worth retrying
+    once it answers again), as opposed to a broken query or schema (a bug)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, (OperationalError, InterfaceError)):  # InterfaceError: "the connection is closed"
+        return False
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower()
+    return any(sign in message for sign in _UNAVAILABLE_SIGNS)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits a random time up to min(cap, first * 2**n),
+    so that many workers coming back after a restart do not all knock at the same instant."""
+
+    first: float = 0.25
+    cap: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(self.first / 2, min(self.cap, self.first * 2 ** attempt))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+async def while_unavailable(call: Callable[[], Awaitable[T]], *, what: str, stop: asyncio.Event | None = None,
+                            backoff: Backoff = DEFAULT_BACKOFF) -> T:
+    """`await call()`, again and again with backoff for as long as it fails because the database is not
+    answering (`database_unavailable`); any other error is raised at once. `call` must be safe to repeat:
+    a transaction that failed was rolled back, and one whose COMMIT went through unacknowledged is met
+    by the compare-and-set and unique keys of what it wrote. When `stop` is set the last error is raised
+    instead of waiting for the database (a stopping worker does not hang on an outage)."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not database_unavailable(exc) or (stop is not None and stop.is_set()):
+                raise
+            wait = backoff.delay(attempt)
+            attempt += 1
+            log.warning("%s: the database is not answering (%s); attempt %d again in %.1f s", what,
+                        error_summary(exc), attempt + 1, wait)
+            if stop is None:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            except TimeoutError:
+                continue
+            raise exc
+
+
+def error_summary(exc: BaseException) -> str:
+    """The first line of what the driver said (for a log line)."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (raises what the driver raises when it does not answer)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -23,6 +24,7 @@ from clinreason.config import Settings
 from clinreason.stages.review import AssignmentClosed, AssignmentNotFound, NotYourAssignment, ReviewError
 from clinreason.store import db
 from clinreason.store.common import NotFoundError, StaleStateError
+from clinreason.store.db import database_unavailable, error_summary
 from clinreason.store.projects import require_project
 from clinreason.web import (
     api_adjudicate,
@@ -47,6 +49,7 @@ from clinreason.web.proxies import TrustedProxyHeaders
 from clinreason.web.views import NotFound
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
 
@@ -128,21 +131,6 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """The database is down, unreachable or busy past its timeout (an answer worth retrying), as opposed to
-    a broken query or schema (a bug: 500)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig).lower()
-    return any(sign in text for sign in ("database is locked", "database is busy", "could not connect",
-                                         "connection refused", "server closed the connection", "connection timed out",
-                                         "the database system is", "terminating connection"))
-
-
 def _error_response(request: Request, status: int, exc: BaseException, *, message: str | None = None,
                     field: str | None = None, headers: dict[str, str] | None = None) -> Response:
     """`exc` in the request's language (its marked template and values, or its message looked up as it is;
@@ -221,10 +209,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def _database_down(request: Request, exc: Exception) -> Response:
         if not database_unavailable(exc):
             raise exc  # a bug, not an outage: the server's 500 (logged with its traceback)
+        # one line, no traceback: an outage is the operator's news, not a bug (the pool reconnects by itself)
+        log.warning("%s %s: 503, the database is not answering (%s)", request.method, request.url.path,
+                    error_summary(exc))
         message = i18n.gettext(DATABASE_DOWN)
         headers = {"Retry-After": str(RETRY_DATABASE_SECONDS)}
         if is_api(request):
