@@ -182,3 +182,48 @@ def test_the_session_retries_what_the_native_backend_retries_and_fails_the_rest_
         [answer] = _post_all(server, rows[:1], max_attempts=3)
     assert len(server.requests) == 3 and "after 3 attempts" in answer["error"]
     assert ray_rows.http_postprocess({**rows[0], "http_response": answer})["error"].startswith("LLM request failed")
+
+
+# -- the processors' configs (Ray's own pydantic models; built, not run: vLLM needs GPUs) -------------------
+
+def _require_ray():
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but ray is not importable: the dev extra installs ray[data] for the Ray engine's tests")
+        pytest.skip("ray is not installed (pip install 'clinreason[cluster]'): the Ray engine's tests need it")
+
+
+def test_the_vllm_processor_config_loads_the_configured_model_and_keeps_failed_rows():
+    _require_ray()
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    from clinreason.stages.ray_engine import vllm_processor_config
+
+    pc = ProjectConfig()
+    pc.generate.ray_engine, pc.generate.ray_model_path = "vllm", "/models/qwen2.5-7b-instruct"
+    pc.generate.ray_vllm_replicas, pc.generate.ray_batch_size = 4, 32
+    pc.generate.ray_vllm_engine_kwargs = {"max_model_len": 8192, "enable_prefix_caching": True}
+    config = vllm_processor_config(plan_from_config(pc, api_key=None))
+    assert isinstance(config, vLLMEngineProcessorConfig)
+    assert config.model_source == "/models/qwen2.5-7b-instruct"
+    assert {k: config.engine_kwargs[k] for k in ("tensor_parallel_size", "max_model_len", "enable_prefix_caching")} \
+        == {"tensor_parallel_size": 1, "max_model_len": 8192, "enable_prefix_caching": True}
+    assert (config.batch_size, config.concurrency) == (32, 4)
+    assert config.should_continue_on_error  # a failed row becomes a failed item, not a failed run
+
+
+def test_the_http_processor_config_points_at_the_endpoint_with_a_fixed_pool_and_our_session():
+    _require_ray()
+    from clinreason.stages.ray_engine import http_processor_config
+
+    pc = ProjectConfig()
+    pc.llm.base_url, pc.llm.model = "http://gpu-1:8000/v1", "qwen"
+    plan = plan_from_config(pc, api_key="sk-hidden-3", concurrency=64)
+    config = http_processor_config(plan, plan.base_urls[0])
+    assert config.url == "http://gpu-1:8000/v1/chat/completions"
+    assert (config.batch_size, config.concurrency, config.max_retries) == (16, (4, 4), 0)
+    assert isinstance(config.session_factory, ray_rows.EndpointSessionFactory)
+    assert "sk-hidden-3" not in config.model_dump_json() and not config.headers  # the key is not in Ray's config
