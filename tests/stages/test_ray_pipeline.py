@@ -117,3 +117,41 @@ def test_a_row_answered_400_fails_its_item_with_the_reason_and_the_rest_are_draf
     assert len(failed) == 1 and len(drafted) == 19
     assert "(case 7)" in failed[0].question
     assert "HTTP 400" in failed[0].fail_reason and "too long for the model" in failed[0].fail_reason
+
+
+ANSWER = ("1. The presentation and the key findings point to one diagnosis.\n"
+          "2. Option A, B, C, D and E are weighed; only one fits every finding.\nFinal answer: {label}")
+
+
+def test_regenerate_on_ray_writes_the_next_version_guided_by_the_failed_check(local_ray, tmp_path):
+    import asyncio
+
+    from clinreason.llm.fake_backend import gold_answer_in
+    from clinreason.stages.screen import run_screening
+
+    engine, project, pc = _setup(tmp_path, 10, seed=9)
+    wrong = {"now": True}
+
+    def responder(request):
+        gold = gold_answer_in(request["messages"]) or "A"
+        return ANSWER.format(label=next(label for label in "ABCD" if label != gold) if wrong["now"] else gold)
+
+    with FakeOpenAIServer.running_in_thread(responder=responder) as server:
+        _configure(pc, server, concurrency=8)
+        plan = plan_from_config(pc, api_key=None)
+        assert run_ray_stage(engine, project=project, pc=pc, plan=plan, kind="draft").stored == 10
+        asyncio.run(run_screening(engine, project=project, pc=pc))  # wrong answers: back for regeneration
+        with engine.connect() as conn:
+            assert Counter(conn.execute(select(items.c.state)).scalars()) == {"regenerating": 10}
+        wrong["now"] = False
+        report = run_ray_stage(engine, project=project, pc=pc, plan=plan, kind="regenerate")
+        regeneration_requests = server.requests[10:]
+    assert (report.stored, report.requests) == (10, 10)
+    assert all(r["idempotency_key"].endswith(":v2") for r in regeneration_requests)
+    prompt = " ".join(m["content"] for m in regeneration_requests[0]["messages"])
+    assert "Automatic checks that failed:" in prompt and "- answer_matches_gold:" in prompt  # guided by the check
+    with engine.connect() as conn:
+        second = conn.execute(select(rationales.c.origin, rationales.c.parent_version, rationales.c.params)
+                              .where(rationales.c.version == 2)).all()
+    assert len(second) == 10
+    assert all(r.origin == "regenerated" and r.parent_version == 1 and r.params["kind"] == "regenerate" for r in second)
