@@ -62,16 +62,19 @@ def _configure(pc: ProjectConfig, server: FakeOpenAIServer, **llm) -> None:
 
 def test_two_hundred_items_make_two_hundred_versions_from_two_hundred_requests(local_ray, tmp_path):
     engine, project, pc = _setup(tmp_path, 200)
-    with FakeOpenAIServer.running_in_thread() as server:
+    with FakeOpenAIServer.running_in_thread() as server, FakeOpenAIServer.running_in_thread() as second:
         _configure(pc, server, concurrency=32, prices={"fake-model": [1.0, 2.0]})
+        pc.generate.ray_base_urls = [second.base_url]  # two endpoints: the items are dealt between them
         report = run_ray_stage(engine, project=project, pc=pc, plan=plan_from_config(pc, api_key="sk-test"),
                                kind="draft")
-        asked = list(server.requests)
+        assert (len(server.requests), len(second.requests)) == (100, 100)
+        asked = server.requests + second.requests
+        pc.generate.ray_base_urls = []
         # the same questions in another project: identical requests, served from the cache
         engine, other, pc2 = _setup(tmp_path, 200, name="other", engine=engine)
         _configure(pc2, server)
         again = run_ray_stage(engine, project=other, pc=pc2, plan=plan_from_config(pc2, api_key=None), kind="draft")
-        assert len(server.requests) == 200  # not one more request
+        assert len(server.requests) + len(second.requests) == 200  # not one more request
     assert (report.claimed, report.stored, report.failed, report.requests) == (200, 200, 0, 200)
     assert (again.stored, again.cached, again.requests) == (200, 200, 0)
     keys = Counter(r["idempotency_key"] for r in asked)

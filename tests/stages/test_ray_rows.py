@@ -227,3 +227,13 @@ def test_the_http_processor_config_points_at_the_endpoint_with_a_fixed_pool_and_
     assert (config.batch_size, config.concurrency, config.max_retries) == (16, (4, 4), 0)
     assert isinstance(config.session_factory, ray_rows.EndpointSessionFactory)
     assert "sk-hidden-3" not in config.model_dump_json() and not config.headers  # the key is not in Ray's config
+
+
+def test_without_ray_the_engine_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from clinreason.stages.ray_engine import RayUnavailable, import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(RayUnavailable, match=r"pip install 'clinreason\[cluster\]'"):
+        import_ray()
