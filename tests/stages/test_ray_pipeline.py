@@ -113,7 +113,7 @@ def test_a_row_answered_400_fails_its_item_with_the_reason_and_the_rest_are_draf
         report = run_ray_stage(engine, project=project, pc=pc, plan=plan_from_config(pc, api_key=None), kind="draft")
         statuses = Counter(r["status"] for r in server.requests)
     assert statuses == {200: 19, 400: 1}  # a 400 is not asked again
-    assert (report.stored, report.failed) == (19, 1)
+    assert (report.stored, report.failed) == (19, 1) and report.errors == {"http 400": 1}
     with engine.connect() as conn:
         failed = conn.execute(select(items.c.question, items.c.fail_reason).where(items.c.state == "failed")).all()
         drafted = conn.execute(select(items.c.id).where(items.c.state == "screening")).all()

@@ -32,6 +32,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -210,6 +211,14 @@ def connect(ray: Any, *, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+def _error_kind(error: str) -> str:
+    """How the run report counts a failed request, as the native runner does: `http <status>`, else the kind."""
+    status = re.search(r"answered HTTP (\d{3})", error)
+    if status:
+        return f"http {status.group(1)}"
+    return "error body" if "answered with an error" in error else "no answer"
+
+
 class _RayRun:
     def __init__(self, engine: Engine, *, project: dict[str, Any], pc: ProjectConfig, plan: RayPlan, kind: str,
                  limit: int | None, worker: str, stop: threading.Event, structured: str | None,
@@ -275,7 +284,7 @@ class _RayRun:
                     outcome = outcome_of(result, job, model=self.plan.model, prices=self.plan.prices)
                     self.report.requests += 1  # answered; one that Ray had not answered when the run ended is not counted
                     if outcome.error:
-                        self.report.errors["ray: " + outcome.error.split(":", 1)[0]] += 1
+                        self.report.errors[_error_kind(outcome.error)] += 1
                     self.journal.append(runner._journal_entry(outcome, self.project["id"]))
                     outcomes.append(outcome)
                 segments = self.journal.seal()
