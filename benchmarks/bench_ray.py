@@ -1,6 +1,7 @@
 """Drafting on Ray Data (`generate --engine ray`) against the native runner, in the same run.
 
-    python benchmarks/bench_ray.py [--items 2000] [--concurrency 64] [--latency 0.2] [--num-cpus N] [--json]
+    python benchmarks/bench_ray.py [--items 2000] [--concurrency 64] [--latency 0.2] [--num-cpus N] [--batch-size 16]
+                                   [--json]
 
 One fake OpenAI-compatible server (its own process, fixed latency) answers both engines; each drafts the same
 bank into a fresh SQLite database of its own (so neither is served from the other's cache). The native runner
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--batch-size", type=int, default=ProjectConfig().generate.ray_batch_size,
+                        help="[generate] ray_batch_size: rows per Ray batch")
     args = parser.parse_args()
     if importlib.util.find_spec("ray") is None:
         report.note("bench_ray: skipped, ray is not installed (pip install 'clinreason[cluster]')")
@@ -88,6 +91,7 @@ def main() -> None:
             try:
                 engine2, project2, pc2 = _fresh(tmp, "ray", bank)
                 pc2.llm.base_url, pc2.llm.model, pc2.llm.concurrency = url, "fake-model", args.concurrency
+                pc2.generate.ray_batch_size = args.batch_size
                 ray_report = run_ray_stage(engine2, project=project2, pc=pc2, plan=plan_from_config(pc2, api_key=None),
                                            kind=DRAFT, journal_dir=tmp / "ray-journal")
             finally:
@@ -97,7 +101,8 @@ def main() -> None:
     ceiling = args.concurrency / args.latency
     report.note(f"{args.items} items, {args.concurrency} in flight, {args.latency * 1000:.0f} ms server latency, "
                 f"ceiling {ceiling:.0f}/s; native {native_report.wall_seconds:.1f} s, "
-                f"Ray {ray_report.wall_seconds:.1f} s (+ {init_seconds:.1f} s ray.init, num_cpus={args.num_cpus}), "
+                f"Ray {ray_report.wall_seconds:.1f} s (+ {init_seconds:.1f} s ray.init, num_cpus={args.num_cpus}, "
+                f"batches of {args.batch_size}), "
                 f"driver CPU native {native_report.cpu_seconds:.1f} s / Ray {ray_report.cpu_seconds:.1f} s")
     report.figure("native_items_per_s", value=native_rate, limit=ceiling, higher_is_better=True, unit="item/s")
     report.figure("ray_items_per_s_vs_native", value=ray_rate, limit=native_rate, higher_is_better=True,
