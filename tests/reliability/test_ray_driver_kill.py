@@ -1,7 +1,7 @@
 """`generate --engine ray`: the driver SIGKILLed mid-run and started again loses nothing and drafts no
 item twice; what it asks again is bounded by the wave it had handed to Ray.
 
-The driver runs as a real process (`python -m clinreason.cli`) joining this module's local Ray through
+On SQLite and PostgreSQL (the `database` fixture of this folder). The driver runs as a real process (`python -m clinreason.cli`) joining this module's local Ray through
 `--ray-address`, against the fake server in a process of its own. Skips when Ray is not installed, except
 under CI=true."""
 
@@ -37,8 +37,8 @@ def ray_address():
     ray.shutdown()
 
 
-def _stored(db) -> int:
-    engine = create_engine(f"sqlite:///{db}")
+def _stored(url: str) -> int:
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(rationales)).scalar_one()
@@ -46,30 +46,37 @@ def _stored(db) -> int:
         engine.dispose()
 
 
-def test_a_killed_driver_loses_nothing_and_drafts_nothing_twice(ray_address, tmp_path):
-    db, n, wave = tmp_path / "c.db", 150, 50
+def test_a_killed_driver_loses_nothing_and_drafts_nothing_twice(ray_address, database, tmp_path):
+    _, db_url = database
+    n, wave = 150, 50
+    state = tmp_path / "state"  # where a server database's journal lives (XDG_STATE_HOME)
+
+    def env_for(base_url):
+        return {**cli_env(tmp_path / "unused.db", base_url, RAY_USAGE_STATS_ENABLED="0", XDG_STATE_HOME=str(state)),
+                "CLINREASON_DB": db_url}
+
     (tmp_path / "clinreason.toml").write_text(f"[llm]\nconcurrency = 16\n\n[generate]\nray_wave = {wave}\n")
-    assert cli(["init"], cli_env(db, None), tmp_path).returncode == 0
+    assert cli(["init"], env_for(None), tmp_path).returncode == 0
     write_synthetic_bank(tmp_path / "bank.jsonl", n)
-    assert cli(["import", "bank.jsonl"], cli_env(db, None), tmp_path).returncode == 0
+    assert cli(["import", "bank.jsonl"], env_for(None), tmp_path).returncode == 0
     log = tmp_path / "requests.jsonl"
     with fake_server_process(log=log, latency=0.5) as url:
-        env = cli_env(db, url, RAY_USAGE_STATS_ENABLED="0")
+        env = env_for(url)
         command = [sys.executable, "-m", "clinreason.cli", "generate", "--engine", "ray", "--ray-address", ray_address]
         driver = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 240
         # killed inside the second wave: its first answers stored, the others in Ray's hands
-        while _stored(db) <= wave and driver.poll() is None and time.monotonic() < deadline:
+        while _stored(db_url) <= wave and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # waiting for progress to kill into, not for an outcome
         assert driver.poll() is None, "the driver ended before it could be killed: " + driver.stderr.read().decode()[-2000:]
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        at_kill = _stored(db)
+        at_kill = _stored(db_url)
         assert 0 < at_kill < n
         final = subprocess.run([*command, "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
         assert final.returncode == 0, final.stderr[-3000:]
     report = json.loads(final.stdout)
-    status = json.loads(cli(["status", "--json"], cli_env(db, None), tmp_path).stdout)
+    status = json.loads(cli(["status", "--json"], env_for(None), tmp_path).stdout)
     assert status["items"] == n and status["rationales"] == n  # 0 lost, 0 duplicate versions
     assert status["by_state"]["screening"] == n
     per_key = Counter(r["idempotency_key"] for r in read_request_log(log) if r["path"].endswith("/chat/completions"))
@@ -79,4 +86,4 @@ def test_a_killed_driver_loses_nothing_and_drafts_nothing_twice(ray_address, tmp
     assert repeated <= wave, f"{repeated} requests sent twice; the killed driver had at most {wave} in Ray's hands"
     assert report["stored"] + report["recovered"] + at_kill >= n
     print(f"stored before the kill {at_kill}, recovered from the journal {report['recovered']}, asked twice {repeated}")
-    assert not list((tmp_path / "c.db.responses").glob("*.jsonl"))
+    assert not list(tmp_path.rglob("*.responses/*.jsonl")) and not list(state.rglob("*.jsonl"))  # all stored
