@@ -116,6 +116,21 @@ class GenerateConfig(BaseModel):
     max_auto_retries: int = Field(2, ge=0)
     #: how long a worker's claim on an item lasts before another worker may take it over
     claim_seconds: int = Field(900, ge=5)
+    #: `generate --engine ray` (stages/ray_engine.py): "http" asks the OpenAI-compatible endpoint(s) through
+    #: Ray Data's HTTP request processor; "vllm" runs the model inside the Ray cluster (GPU nodes, vllm installed)
+    ray_engine: Literal["http", "vllm"] = "http"
+    #: the model vLLM loads with ray_engine = "vllm": a local path or a Hugging Face id the cluster can reach
+    ray_model_path: str | None = None
+    #: extra endpoints for ray_engine = "http" besides [llm] base_url (each `http://host:port/v1`); the items are
+    #: dealt round-robin, one HTTP processor per endpoint
+    ray_base_urls: list[str] = Field(default_factory=list)
+    #: rows per Ray batch (the unit Ray schedules); its requests go out at once
+    ray_batch_size: int = Field(16, ge=1)
+    #: items claimed per Ray Data run: one dataset is executed per wave, so the claims of a long run stay fresh
+    ray_wave: int = Field(4096, ge=1)
+    #: vllm: engine replicas (each one GPU at tensor_parallel_size 1), and their engine_kwargs
+    ray_vllm_replicas: int = Field(1, ge=1)
+    ray_vllm_engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class ScreenConfig(BaseModel):
@@ -297,6 +312,12 @@ _TOML_NOTES: dict[str, str] = {
     "generate.use_reference_explanation": "ground drafts on the bank's own explanation when it has one",
     "generate.max_auto_retries": "regenerations after a failed blocking check before experts see it",
     "generate.claim_seconds": "a worker's claim on an item lasts this long before another may take it over",
+    "generate.ray_engine": "generate --engine ray: http (the [llm] endpoint via Ray Data) | vllm (ray_model_path on GPUs)",
+    "generate.ray_base_urls": "more OpenAI-compatible endpoints for --engine ray, besides [llm] base_url",
+    "generate.ray_batch_size": "--engine ray: rows per Ray batch; a batch's requests go out together",
+    "generate.ray_wave": "--engine ray: items claimed per Ray Data run",
+    "generate.ray_model_path": "--engine ray with ray_engine = \"vllm\": the model (path or HF id) vLLM loads",
+    "generate.ray_vllm_replicas": "--engine ray with vllm: engine replicas (one GPU each at tensor_parallel_size 1)",
     "screen.blocking": "checks whose failure sends a draft back for automatic regeneration",
     "screen.compare_reference": "compare drafts with the bank's own explanation where there is one",
     "screen.judge": "an LLM judge pre-scores each rubric dimension (a hint for experts)",

@@ -14,6 +14,13 @@ from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
 
 verbs = typer.Typer()
 
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="native: this process's async runner | ray: a Ray Data pipeline ([generate] ray_engine: the "
+                     "endpoint via HTTP, or vLLM on the cluster's GPUs; needs the `cluster` extra)")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", envvar="RAY_ADDRESS",
+    help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else a local Ray on this machine's CPUs)")]
+
 
 def _stop_event_on_signals(loop, stop) -> None:
     import signal
@@ -46,7 +53,30 @@ class _LLMProgress:
             self.progress.stop()
 
 
-def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, project, config, json_out: bool) -> None:
+def _run_on_ray(kind: str, limit: int | None, concurrency: int | None, ray_address: str | None, ctx, proj,
+                progress: _LLMProgress):
+    """`--engine ray`: the stage as a Ray Data pipeline (stages/ray_engine.py). Returns (report, model id)."""
+    import signal
+    import threading
+
+    from clinreason.stages.ray_engine import RayUnavailable, import_ray, plan_from_config, run_ray_stage
+
+    pc = ctx.settings.project_config
+    try:
+        import_ray()
+        plan = plan_from_config(pc, api_key=ctx.settings.llm_api_key, concurrency=concurrency)
+    except (RayUnavailable, ValueError) as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    report = run_ray_stage(ctx.engine, project=proj, pc=pc, plan=plan, kind=kind, limit=limit,
+                           ray_address=ray_address, stop=stop, on_progress=progress)
+    return report, plan.model
+
+
+def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, project, config, json_out: bool,
+                  engine: str = "native", ray_address: str | None = None) -> None:
     import asyncio
 
     from clinreason.llm.base import LLMError
@@ -54,6 +84,8 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
     from clinreason.store import projects as store_projects
     from clinreason.store import work
 
+    if engine not in ("native", "ray"):
+        _fail(f"--engine must be native or ray, not {engine!r}")
     ctx = _context(db, project, config)
     pc = ctx.settings.project_config
     conc = concurrency or pc.llm.concurrency
@@ -61,11 +93,19 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
         proj = store_projects.require_project(conn, name=ctx.project)
         waiting = work.count_waiting(conn, project_id=proj["id"],
                                      states=["imported", "generating"] if kind == "draft" else ["regenerating"])
+    total = min(waiting, limit) if limit is not None else waiting
+    if engine == "ray":
+        progress = _LLMProgress(total, "drafting on Ray" if kind == "draft" else "regenerating on Ray")
+        try:
+            report, model_id = _run_on_ray(kind, limit, concurrency, ray_address, ctx, proj, progress)
+        finally:
+            progress.close()
+        _print_llm_report(kind, report, model_id, json_out)
+        return
     try:
         backend = llm_backend(ctx.settings, conc)
     except LLMError as exc:
         _fail(str(exc))
-    total = min(waiting, limit) if limit is not None else waiting
     progress = _LLMProgress(total, "drafting" if kind == "draft" else "regenerating")
 
     async def go():
@@ -81,11 +121,15 @@ def _run_llm_verb(kind: str, limit: int | None, concurrency: int | None, db, pro
         report = asyncio.run(go())
     finally:
         progress.close()
+    _print_llm_report(kind, report, backend.model_id, json_out)
+
+
+def _print_llm_report(kind: str, report, model_id: str, json_out: bool) -> None:
     if json_out:
-        typer.echo(json.dumps({**report.to_dict(), "model": backend.model_id}, indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "model": model_id}, indent=2))
         return
     verb = "drafted" if kind == "draft" else "regenerated"
-    typer.echo(f"{verb} {report.stored} rationale(s) with {backend.model_id} in {report.wall_seconds:.1f} s "
+    typer.echo(f"{verb} {report.stored} rationale(s) with {model_id} in {report.wall_seconds:.1f} s "
                f"({report.requests} requests, {report.cached} served from cache)"
                + (f"; {report.failed} item(s) failed (see `clinreason status`)" if report.failed else ""))
     if report.held:
@@ -104,11 +148,12 @@ def generate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Draft at most N items")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default: [llm] concurrency)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run report as JSON")] = False,
+    engine: EngineOpt = "native", ray_address: RayAddressOpt = None,
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Draft a rationale for every imported item (or --limit N). Resumable: stop it at any moment
     and run it again; nothing is lost and no version is drafted twice."""
-    _run_llm_verb("draft", limit, concurrency, db, project, config, json_out)
+    _run_llm_verb("draft", limit, concurrency, db, project, config, json_out, engine, ray_address)
 
 
 @verbs.command()
@@ -116,11 +161,12 @@ def regenerate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Regenerate at most N items")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run report as JSON")] = False,
+    engine: EngineOpt = "native", ray_address: RayAddressOpt = None,
     db: DbOpt = None, project: ProjectOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Guided regeneration of every item waiting for it: the prompt carries the previous version, the
     failing rubric dimensions with scores, the reviewers' comments and the failed checks."""
-    _run_llm_verb("regenerate", limit, concurrency, db, project, config, json_out)
+    _run_llm_verb("regenerate", limit, concurrency, db, project, config, json_out, engine, ray_address)
 
 
 @verbs.command()
