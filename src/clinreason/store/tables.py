@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 metadata = MetaData(
@@ -75,6 +76,11 @@ items = Table(
     UniqueConstraint("project_id", "content_hash"),
     Index(None, "project_id", "state"),
 )
+# the review queue (migration 0010): in-review items oldest first, overall and within one specialty
+# (matched without case), read in index order a window at a time instead of sorted on every lease
+Index("ix_items_queue_order", items.c.project_id, items.c.state, items.c.created_at, items.c.id)
+Index("ix_items_queue_specialty", items.c.project_id, items.c.state, func.lower(items.c.specialty),
+      items.c.created_at, items.c.id)
 
 item_sources = Table(
     "item_sources",
@@ -206,6 +212,7 @@ calibration = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "project_id", "created_at"),  # the queue's probe lookup on every lease (migration 0010)
 )
 
 events = Table(
