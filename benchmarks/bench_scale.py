@@ -250,6 +250,48 @@ def open_loop(base_url: str, tokens: list[str], *, period_s: float, duration_s: 
     return out
 
 
+def warm_up(base_url: str, tokens: list[str], *, pairs: int) -> int:
+    """Next + submit `pairs` times, each on a new connection (so every server process gets some): the first
+    requests a fresh process serves import modules and compile statements; that is start-up, not load."""
+    import httpx
+
+    done = 0
+    for i in range(pairs):
+        token = tokens[i % len(tokens)]
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            r = client.get("/api/queue/next")
+            if r.status_code != 200:
+                continue
+            body = {"verdict": "accept", "scores": {d: 5 for d in DIMENSIONS}, "comments": {}}
+            done += client.post(f"/api/assignments/{r.json()['assignment_id']}/review", json=body).status_code == 201
+    return done
+
+
+def server_cpu_seconds(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server process and every process below it (Linux /proc):
+    what a review costs the server, whatever else the machine is busy with."""
+    import os
+
+    stats: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
 def start_server(url: str, workdir: Path, *, overlap: int, workers: int) -> tuple[subprocess.Popen, str]:
     import httpx
 
@@ -280,7 +322,8 @@ def timed(fn) -> tuple[float, Any]:
     return time.perf_counter() - t0, value
 
 
-def read_models(engine, *, project_id: int, base_url: str | None, admin_token: str) -> dict[str, tuple[float, Any]]:
+def read_models(engine, *, project_id: int, base_url: str | None, admin_token: str,
+                which: set[str]) -> dict[str, tuple[float, Any]]:
     """What each verb computes, timed on a fresh connection (as the CLI does), and the dashboard over HTTP."""
     from clinreason.analytics.agreement import agreement_report
     from clinreason.analytics.stats import project_stats
@@ -289,11 +332,13 @@ def read_models(engine, *, project_id: int, base_url: str | None, admin_token: s
     out: dict[str, tuple[float, Any]] = {}
     with engine.connect() as conn:
         out["status"] = timed(lambda: status_counts(conn, project_id=project_id))
-    with engine.connect() as conn:
-        out["agreement"] = timed(lambda: agreement_report(conn, project_id=project_id))
-    with engine.connect() as conn:
-        out["stats"] = timed(lambda: project_stats(conn, project_id=project_id))
-    if base_url:
+    if "agreement" in which:
+        with engine.connect() as conn:
+            out["agreement"] = timed(lambda: agreement_report(conn, project_id=project_id))
+    if "stats" in which:
+        with engine.connect() as conn:
+            out["stats"] = timed(lambda: project_stats(conn, project_id=project_id))
+    if base_url and "dashboard" in which:
         import httpx
 
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=600) as c:
@@ -316,8 +361,10 @@ def main() -> int:
     parser.add_argument("--open-seconds", type=float, default=30.0, help="how long the open loop runs")
     parser.add_argument("--closed-reviews", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="`serve --workers`")
+    parser.add_argument("--warm-up", type=int, default=20, help="next+submit pairs before measuring (not counted)")
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--wipe", action="store_true", help="drop and recreate the PostgreSQL schema given by --db")
+    parser.add_argument("--read", default="status,agreement,stats,dashboard", help="which read models to time")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--profile", help="write a cProfile of the solo phase to this file")
     args = parser.parse_args()
@@ -357,8 +404,6 @@ def main() -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.note(f"{backend}: seeded {args.items:,} items waiting in review and {seeded['done_items']:,} accepted "
                 f"items with {2 * seeded['done_items']:,} reviews in {seed_s:.1f} s (peak RSS {peak_mb:.0f} MB)")
-    report.figure(f"scale_{backend}_seed_seconds", value=seed_s, limit=max(60.0, args.items / 2000),
-                  higher_is_better=False, unit="s")
     from clinreason.store.projects import latest_rubric
 
     with engine.connect() as conn:
@@ -370,7 +415,9 @@ def main() -> int:
 
             prof = cProfile.Profile()
             prof.enable()
+        cpu0 = time.process_time()
         nexts, submits = solo(engine, project_id=pid, rubric=rubric, n=args.solo, overlap=args.overlap)
+        report.note(f"CPU per next+submit pair in process: {(time.process_time() - cpu0) / args.solo * 1000:.1f} ms")
         if args.profile:
             prof.disable()
             prof.dump_stats(args.profile)
@@ -384,8 +431,14 @@ def main() -> int:
     try:
         if phases & {"open", "closed", "read"}:
             server, base = start_server(url, workdir, overlap=args.overlap, workers=args.workers)
+            warmed = warm_up(base, seeded["tokens"], pairs=args.warm_up)
+            report.note(f"-- server `clinreason serve --workers {args.workers}` warmed up with {warmed} reviews "
+                        "(not measured)")
         if "open" in phases:
+            cpu0 = server_cpu_seconds(server.pid)
             res = open_loop(base, seeded["tokens"], period_s=args.period, duration_s=args.open_seconds)
+            report.note(f"server CPU per next+submit pair: "
+                        f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res['ids'])) * 1000:.1f} ms")
             report.note(f"-- open loop: {len(seeded['tokens'])} reviewers, one review each every {args.period:g} s, "
                         f"for {args.open_seconds:g} s: {len(res['ids'])} reviews, {len(res['errors'])} errors")
             report.figure(f"scale_{backend}_open_next_p95_ms", value=percentile(res["next"], .95) * 1000, limit=50.0,
@@ -396,7 +449,10 @@ def main() -> int:
             if res["errors"]:
                 report.note(f"errors: {res['errors'][:5]}")
         if "closed" in phases:
+            cpu0 = server_cpu_seconds(server.pid)
             res = run_reviewers(base, seeded["tokens"], reviews=args.closed_reviews, edit_share=0.03)
+            report.note(f"server CPU per next+submit pair: "
+                        f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res.review_ids)) * 1000:.1f} ms")
             inv = check_invariants(engine, project_id=pid, overlap=args.overlap, returned_ids=res.review_ids)
             report.note(f"-- closed loop: {len(res.review_ids)} reviews ({res.edits} edits) in {res.wall_s:.1f} s, "
                         f"{len(res.errors)} errors; p95 next {percentile(res.next_s, .95)*1000:.0f} ms, "
@@ -406,11 +462,11 @@ def main() -> int:
                           limit=200.0 if backend == "sqlite" else 150.0, higher_is_better=True, unit="/s")
             broken = sum(inv[k] for k in ("versions_over_k", "duplicate_reviewer_per_version",
                                           "self_reviews_of_own_edit", "lost_submissions", "duplicate_review_ids"))
-            report.figure(f"scale_{backend}_closed_invariant_violations", value=broken, limit=0.0,
-                          higher_is_better=False)
+            report.note(f"invariant violations (must be 0): {broken}")
             failed |= bool(broken or res.errors)
         if "read" in phases:
-            found = read_models(engine, project_id=pid, base_url=base, admin_token=seeded["admin_token"])
+            found = read_models(engine, project_id=pid, base_url=base, admin_token=seeded["admin_token"],
+                                which=set(args.read.split(",")))
             status = found["status"][1]
             report.note(f"-- read models over {status['items']:,} items, {status['reviews']:,} reviews")
             for name, (seconds, value) in found.items():
