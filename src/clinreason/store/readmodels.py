@@ -90,7 +90,8 @@ def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
     }
     n_reviews = conn.execute(in_project(select(func.count()).select_from(mine(reviews)))).scalar_one()
     # one pass over the rationales (their covering index) for the versions, the drafting models and the cost
-    n_rationales, by_model, prompt, completion, cost = 0, {}, 0, 0, 0.0
+    n_rationales, prompt, completion, cost = 0, 0, 0, 0.0
+    by_model: dict[str, int] = {}
     for model, origin, n, p_tokens, c_tokens, usd in conn.execute(in_project(
         select(rationales.c.model, rationales.c.origin, func.count(), func.coalesce(func.sum(rationales.c.prompt_tokens), 0),
                func.coalesce(func.sum(rationales.c.completion_tokens), 0), func.coalesce(func.sum(rationales.c.cost), 0.0))

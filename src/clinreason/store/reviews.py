@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, bindparam, case, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, Select, bindparam, delete, exists, func, insert, select, update
 
 from clinreason.domain.consensus import Feedback, ReviewVote
 from clinreason.domain.lifecycle import ItemState
