@@ -54,48 +54,54 @@ def item_history(conn: Connection, *, project_id: int, item_id: str) -> dict[str
     }
 
 
+def _sole_project(conn: Connection, *, project_id: int, n_items: int) -> bool:
+    """Whether this project holds every item of the database: then every rationale and review is its own
+    (each belongs to an item) and the counts need no join back to `items`."""
+    return int(conn.execute(select(func.count()).select_from(items)).scalar_one()) == n_items
+
+
 def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
-    """The numbers `clinreason status --json` and GET /api/status print."""
+    """The numbers `clinreason status --json` and GET /api/status print. Every figure is an SQL aggregate
+    read from an index (migration 0010: ix_rationales_model_origin_tokens, ix_item_sources_source_item_id,
+    ix_items_flagged); in a database of one project, without joining rationales and reviews to items."""
     by_state = {s.value: 0 for s in S}
     for state, n in conn.execute(
         select(items.c.state, func.count()).where(items.c.project_id == project_id).group_by(items.c.state)
     ):
         by_state[state] = n
     n_items = sum(by_state.values())
+    sole = _sole_project(conn, project_id=project_id, n_items=n_items)
+
+    def mine(table: Any) -> Any:
+        """`table` (one with an item_id) limited to this project's items, or as it is in a one-project database."""
+        return table if sole else table.join(items, items.c.id == table.c.item_id)
+
+    def in_project(query: Any) -> Any:
+        return query if sole else query.where(items.c.project_id == project_id)
+
     by_source = {
         src: n
-        for src, n in conn.execute(
+        for src, n in conn.execute(in_project(
             select(item_sources.c.source, func.count(func.distinct(item_sources.c.item_id)))
-            .join(items, items.c.id == item_sources.c.item_id)
-            .where(items.c.project_id == project_id)
+            .select_from(mine(item_sources))
             .group_by(item_sources.c.source)
             .order_by(item_sources.c.source)
-        )
+        ))
     }
-    rat_q = select(func.count()).select_from(rationales.join(items, items.c.id == rationales.c.item_id)).where(
-        items.c.project_id == project_id)
-    n_rationales = conn.execute(rat_q).scalar_one()
-    n_reviews = conn.execute(
-        select(func.count()).select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-        .where(items.c.project_id == project_id)
-    ).scalar_one()
-    by_model = {
-        (model or "unknown"): n
-        for model, n in conn.execute(
-            select(rationales.c.model, func.count())
-            .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
-            .where(items.c.project_id == project_id, rationales.c.origin.in_(["generated", "regenerated"]))
-            .group_by(rationales.c.model)
-            .order_by(rationales.c.model)
-        )
-    }
-    tokens = conn.execute(
-        select(func.coalesce(func.sum(rationales.c.prompt_tokens), 0),
-               func.coalesce(func.sum(rationales.c.completion_tokens), 0),
-               func.coalesce(func.sum(rationales.c.cost), 0.0))
-        .select_from(rationales.join(items, items.c.id == rationales.c.item_id))
-        .where(items.c.project_id == project_id)
-    ).one()
+    n_reviews = conn.execute(in_project(select(func.count()).select_from(mine(reviews)))).scalar_one()
+    # one pass over the rationales (their covering index) for the versions, the drafting models and the cost
+    n_rationales, prompt, completion, cost = 0, 0, 0, 0.0
+    by_model: dict[str, int] = {}
+    for model, origin, n, p_tokens, c_tokens, usd in conn.execute(in_project(
+        select(rationales.c.model, rationales.c.origin, func.count(), func.coalesce(func.sum(rationales.c.prompt_tokens), 0),
+               func.coalesce(func.sum(rationales.c.completion_tokens), 0), func.coalesce(func.sum(rationales.c.cost), 0.0))
+        .select_from(mine(rationales)).group_by(rationales.c.model, rationales.c.origin)
+    )):
+        n_rationales += int(n)
+        prompt, completion, cost = prompt + int(p_tokens), completion + int(c_tokens), cost + float(usd)
+        if origin in ("generated", "regenerated"):
+            by_model[model or "unknown"] = by_model.get(model or "unknown", 0) + int(n)
+    by_model = dict(sorted(by_model.items()))
     flagged = conn.execute(
         select(func.count()).where(items.c.project_id == project_id, items.c.flag_reason.is_not(None))
     ).scalar_one()
@@ -120,8 +126,8 @@ def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
         "held": by_state[S.HELD.value],  # items the privacy gate holds (nothing about them was sent)
         "privacy": hold_counts(conn, project_id=project_id),
         "progress": round(done / n_items, 4) if n_items else 0.0,
-        "tokens": {"prompt": int(tokens[0]), "completion": int(tokens[1])},
-        "cost_usd": round(float(tokens[2]), 6),
+        "tokens": {"prompt": int(prompt), "completion": int(completion)},
+        "cost_usd": round(float(cost), 6),
     }
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, bindparam, case, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, Select, bindparam, delete, exists, func, insert, select, update
 
 from clinreason.domain.consensus import Feedback, ReviewVote
 from clinreason.domain.lifecycle import ItemState
@@ -70,7 +70,7 @@ def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     rows = conn.execute(
         select(assignments.c.id, assignments.c.item_id)
         .where(assignments.c.status == "open", assignments.c.expires_at <= at,
-               assignments.c.item_id.in_(select(items.c.id).where(items.c.project_id == project_id)))
+               exists().where(items.c.id == assignments.c.item_id, items.c.project_id == project_id))
         .with_for_update(skip_locked=True, key_share=True)
     ).all()
     if not rows:
@@ -85,9 +85,9 @@ def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
 
 @lru_cache(maxsize=2)
 def _candidate_statement(one: bool) -> Select[Any]:
-    """The candidate query, built once with bind parameters (a cached statement hits SQLAlchemy's compiled
-    cache). It looks at one window of the project's in-review items, best first (specialty rank, then
-    oldest), so its cost follows the window, not the queue; `one` re-checks a single rationale id."""
+    """Which of some in-review items' current versions this reviewer may take: among the items listed in
+    `item_ids` (a window of the queue), or (`one`) the single version `rationale_id`. Built once with bind
+    parameters, so it hits SQLAlchemy's compiled cache."""
     at: Any = bindparam("now")
     me: Any = bindparam("reviewer_id")
     later = rationales.alias("later")
@@ -97,48 +97,95 @@ def _candidate_statement(one: bool) -> Select[Any]:
     held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
                           assignments.c.status.in_(["open", "submitted", "released"]))
     reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
-    rank = case((items.c.specialty.is_(None), 1),
-                (func.lower(items.c.specialty).in_(bindparam("wanted", expanding=True)), 0), else_=2)
-    window = select(items.c.id, items.c.created_at, rank.label("rank")).where(
-        items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
-    if one:
-        window = window.where(items.c.id == select(rationales.c.item_id).where(
-            rationales.c.id == bindparam("rationale_id")).scalar_subquery())
-    else:
-        window = window.order_by(rank, items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
-    win = window.subquery("win")
     query = (
         select(rationales.c.id, rationales.c.item_id, rationales.c.version)
-        .select_from(win.join(rationales, rationales.c.item_id == win.c.id))
         .where(~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
                rationales.c.author != bindparam("author"), ~held, ~reviewed,
                done.scalar_subquery() + live.scalar_subquery() < bindparam("overlap"))
-        .order_by(win.c.rank, win.c.created_at, win.c.id).limit(bindparam("limit"))
     )
     if one:
-        query = query.where(rationales.c.id == bindparam("rationale_id"))
-    return query
+        return query.join(items, items.c.id == rationales.c.item_id).where(
+            rationales.c.id == bindparam("rationale_id"), items.c.project_id == bindparam("project_id"),
+            items.c.state == REVIEWABLE_STATE)
+    return query.where(rationales.c.item_id.in_(bindparam("item_ids", expanding=True)))
+
+
+#: the queue's three specialty ranks, best first: the reviewer's specialties, items without one, the rest
+_WANTED, _UNSET, _OTHER = "wanted", "unset", "other"
+
+
+@lru_cache(maxsize=4)
+def _window_statement(stream: str) -> Select[Any]:
+    """One window of the project's in-review items of one specialty rank, oldest first, read in the order
+    of an index (ix_items_queue_specialty for one specialty and for none, ix_items_queue_order for the
+    rest), so a window costs its size, not the size of the queue."""
+    spec = func.lower(items.c.specialty)
+    query = select(items.c.id, items.c.created_at).where(items.c.project_id == bindparam("project_id"),
+                                                         items.c.state == REVIEWABLE_STATE)
+    if stream == _WANTED:
+        query = query.where(spec == bindparam("specialty"))
+    elif stream == _UNSET:
+        query = query.where(spec.is_(None))
+    elif stream == _OTHER:
+        query = query.where(spec.is_not(None))
+    else:  # the rest, when the reviewer has specialties
+        query = query.where(spec.is_not(None), spec.not_in(bindparam("wanted", expanding=True)))
+    return query.order_by(items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
+
+
+def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
+                      ) -> tuple[list[tuple[Any, Candidate]], Any]:
+    """The candidates of the first window of this stream that has any, as ((created_at, item id), Candidate)
+    in queue order, and the key of the window's last item when the stream may go on after it (None when the
+    stream ended). Windows grow (64, 128, 256 ...) until one has a candidate or the stream ends."""
+    skip, window = 0, 64
+    while True:
+        rows = conn.execute(_window_statement(stream), {**params, "skip": skip, "window": window}).all()
+        if not rows:
+            return [], None
+        key = {r.id: (r.created_at, r.id) for r in rows}
+        found = conn.execute(_candidate_statement(False), {**params, "item_ids": list(key)}).all()
+        full = len(rows) == window
+        if found:
+            return (sorted(((key[r.item_id], Candidate(r.id, r.item_id, r.version)) for r in found),
+                           key=lambda pair: pair[0]),
+                    (rows[-1].created_at, rows[-1].id) if full else None)
+        if not full:
+            return [], None
+        skip, window = skip + window, window * 2
 
 
 def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: str, specialties: tuple[str, ...],
                overlap: int, at: datetime, limit: int, rationale_id: str | None = None) -> list[Candidate]:
     """Versions this reviewer may take now, best first: the current version of an in-review item with
-    fewer than `overlap` reviews + live leases, not written, held, given back or reviewed by them.
-    Windows of growing size are scanned in order until one has a candidate."""
+    fewer than `overlap` reviews + live leases, not written, held, given back or reviewed by them. Best is
+    the reviewer's specialty (matched without case), then items without a specialty, then the rest; within
+    each, the oldest item first (created_at, then id). At most `limit`, from the first window that has any."""
+    wanted = sorted({s.strip().lower() for s in specialties if s.strip()})
     params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id,
-              "overlap": overlap, "limit": limit,
-              "wanted": [s.strip().lower() for s in specialties if s.strip()]}
+              "overlap": overlap, "wanted": wanted}
     if rationale_id is not None:
         rows = conn.execute(_candidate_statement(True), {**params, "rationale_id": rationale_id}).all()
         return [Candidate(r.id, r.item_id, r.version) for r in rows]
-    total = conn.execute(select(func.count()).select_from(items).where(
-        items.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)).scalar_one()
-    skip, window = 0, 64
-    while skip < total:
-        found = conn.execute(_candidate_statement(False), {**params, "skip": skip, "window": window}).all()
+    ranks: list[list[tuple[str, dict[str, Any]]]] = [
+        [(_WANTED, {"specialty": s}) for s in wanted],
+        [(_UNSET, {})],
+        [("rest" if wanted else _OTHER, {})],
+    ]
+    for streams in ranks:
+        found: list[tuple[Any, Candidate]] = []
+        horizons = []
+        for stream, extra in streams:
+            cands, horizon = _first_candidates(conn, stream, {**params, **extra})
+            found += cands
+            if horizon is not None:
+                horizons.append(horizon)
         if found:
-            return [Candidate(r.id, r.item_id, r.version) for r in found]
-        skip, window = skip + window, window * 2
+            # specialties are disjoint streams: merge them in queue order, up to where every stream was read
+            # (a stream read only to an earlier point may hide better candidates after it)
+            cutoff = min(horizons) if len(streams) > 1 and horizons else None
+            ordered = sorted(found, key=lambda pair: pair[0])
+            return [cand for key, cand in ordered if cutoff is None or key <= cutoff][:limit]
     return []
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 metadata = MetaData(
@@ -75,6 +76,14 @@ items = Table(
     UniqueConstraint("project_id", "content_hash"),
     Index(None, "project_id", "state"),
 )
+# the review queue (migration 0010): in-review items oldest first, overall and within one specialty
+# (matched without case), read in index order a window at a time instead of sorted on every lease
+Index("ix_items_queue_order", items.c.project_id, items.c.state, items.c.created_at, items.c.id)
+Index("ix_items_queue_specialty", items.c.project_id, items.c.state, func.lower(items.c.specialty),
+      items.c.created_at, items.c.id)
+# `status` counts the flagged items from this partial index, not a scan of every item (migration 0010)
+Index("ix_items_flagged", items.c.project_id, sqlite_where=items.c.flag_reason.is_not(None),
+      postgresql_where=items.c.flag_reason.is_not(None))
 
 item_sources = Table(
     "item_sources",
@@ -89,6 +98,7 @@ item_sources = Table(
     Column("imported_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("item_id", "source", "file", "record"),
     Index(None, "source"),
+    Index(None, "source", "item_id"),  # items per source, read from the index alone (migration 0010)
 )
 
 users = Table(
@@ -132,6 +142,9 @@ rationales = Table(
     Column("fingerprint", BigInteger),  # 64-bit simhash (signed) of the text, for near-duplicate screening
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("item_id", "version"),
+    # versions, drafting models, tokens and cost per project, read from the index alone (migration 0010)
+    Index("ix_rationales_model_origin_tokens", "model", "origin", "prompt_tokens", "completion_tokens", "cost",
+          "item_id"),
 )
 
 checks = Table(
@@ -206,6 +219,7 @@ calibration = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "project_id", "created_at"),  # the queue's probe lookup on every lease (migration 0010)
 )
 
 events = Table(
