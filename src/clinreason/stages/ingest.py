@@ -51,7 +51,7 @@ from clinreason.store import ingest as store
 from clinreason.store.decisions import add_event, add_events
 from clinreason.store.projects import latest_rubric, require_project
 
-BATCH = 1000
+BATCH = 5000
 _SKIP_NAMES = {"readme", "source", "license", "licence", "license.upstream"}
 #: the gold-answer positions are checked (one holding none of them is warned about) from this many records
 POSITION_CHECK_RECORDS = 100
