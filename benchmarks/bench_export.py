@@ -189,6 +189,12 @@ ANCHOR_CHUNK = 31_247
 PAPER_SIZE = 31_247
 
 
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_child(fmt: str, db_path: Path, out: Path | str) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, fmt, str(db_path), str(out)], capture_output=True,
                           text=True, cwd=REPO)
@@ -224,7 +230,7 @@ def main() -> None:
             counts = build_database(db_path, size)
             report.note(f"\n{size:,} items: generated {counts['rationales']:,} versions, {counts['reviews']:,} "
                         f"reviews in {time.perf_counter() - t0:.1f} s ({db_path.stat().st_size / 2**20:.0f} MB "
-                        "SQLite file)")
+                        f"SQLite file); this process's peak RSS so far {_peak_mb():.0f} MB")
             first = size == PAPER_SIZE  # the three formats together; any other size: each format alone
             formats = (args.formats31k if first else args.formats1m).split(",")
             report.note(f"{'format':<8} {'seconds':>8} {'anchor s':>9} {'items/s':>9} {'peak RSS':>10} "
