@@ -80,8 +80,8 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
     columns = ", ".join(quote(n) for n in names)
     if dialect.name == "postgresql":
-        with conn.connection.dbapi_connection.cursor() as cur, \
-                cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+        raw: Any = conn.connection.dbapi_connection  # psycopg's own connection, in the caller's transaction
+        with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(values(row))
         return

@@ -68,7 +68,7 @@ def _load(text: str) -> Any:
 
 @lru_cache(maxsize=None)
 def _row_type(fields: str) -> Any:
-    return namedtuple("ExportRow", fields)  # type: ignore[misc]
+    return namedtuple("ExportRow", fields)
 
 
 def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
