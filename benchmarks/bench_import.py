@@ -42,10 +42,10 @@ engine = db.make_engine(dbfile); db.upgrade(engine)  # a path, or a PostgreSQL U
 pc = ProjectConfig()
 with engine.begin() as conn:
     store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}), rubric=pc.rubric)
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 s = import_path(engine, project="default", path=Path(path), fmt=fmt)
-dt = time.perf_counter() - t
-print(json.dumps({"added": s.added, "records": s.records, "seconds": dt,
+dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+print(json.dumps({"added": s.added, "records": s.records, "seconds": dt, "cpu_seconds": cpu,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -75,7 +75,8 @@ def bench(label: str, path: Path, fmt: str, target: str, report: Report) -> dict
     result = run(_CHILD, str(path), fmt, target)
     rate = result["added"] / result["seconds"]
     report.note(f"{label:32s} {result['added']:>8,d} items  {result['seconds']:7.2f} s  {rate:9,.0f} items/s  "
-                f"peak {result['peak_rss_mb']:6.1f} MB")
+                f"peak {result['peak_rss_mb']:6.1f} MB  (this process's CPU {result['cpu_seconds']:.2f} s: "
+                f"{result['added'] / result['cpu_seconds']:,.0f} items per CPU second)")
     return {**result, "rate": rate}
 
 
