@@ -33,6 +33,10 @@ def detect_language(text: str) -> str:
     return "zh" if cjk and cjk * 5 >= latin else "en"
 
 
+#: the hashed form of an item's content (json.dumps with these arguments, built once instead of per call)
+_HASH_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
 def content_hash(question: str, options: dict[str, str], answer_labels: list[str], answer_text: str | None) -> str:
     """SHA-256 of the normalised content; the same question always hashes the same."""
     payload = {
@@ -41,7 +45,7 @@ def content_hash(question: str, options: dict[str, str], answer_labels: list[str
         "a": sorted(answer_labels),
         "t": normalise_text(answer_text) if answer_text else None,
     }
-    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    blob = _HASH_JSON(payload)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

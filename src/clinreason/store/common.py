@@ -72,10 +72,19 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
                   if p is not None]
     quote = dialect.identifier_preparer.quote
 
+    # the same object in the same column (the batch's one timestamp) is converted once
+    last: dict[int, tuple[Any, Any]] = {}
+
     def values(row: dict[str, Any]) -> list[Any]:
         out = [row[n] for n in names]
         for i, process in processors:
-            out[i] = process(out[i])  # None too: a JSON column stores JSON null, as insert() does
+            value = out[i]
+            seen = last.get(i)
+            if seen is not None and seen[0] is value:
+                out[i] = seen[1]
+                continue
+            out[i] = process(value)  # None too: a JSON column stores JSON null, as insert() does
+            last[i] = (value, out[i])
         return out
 
     columns = ", ".join(quote(n) for n in names)
