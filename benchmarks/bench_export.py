@@ -1,14 +1,18 @@
 """Export at scale: seconds and peak memory of `clinreason export` for 31,247 items (the size of the
 paper's dataset) to jsonl, parquet and hf, and for 1,000,000 items to jsonl and parquet.
 
-    python benchmarks/bench_export.py [--sizes 31247,1000000] [--formats31k jsonl,parquet,hf]
-                                      [--formats1m jsonl,parquet] [--workdir DIR]
+    python benchmarks/bench_export.py [--sizes 31247[,1000000]] [--formats31k jsonl,parquet,hf]
+                                      [--formats1m jsonl,parquet] [--workdir DIR] [--json]
 
 Each database is a temporary SQLite file filled with synthetic review data by executemany (items with a
 source and licence, 1–3 rationale versions, two or three reviews per version, a decision). Each export
-runs in a fresh Python process, which reports its own peak RSS (ru_maxrss); beside every figure the
-benchmark prints its baseline: the peak RSS of a process that only imports what the export imports, and
-for the large run the ratio of peak memory at 1M items to that at 31k items (flat memory: close to 1).
+runs in a fresh Python process, which reports its own seconds and peak RSS (ru_maxrss), dataset card
+included. Beside it, measured in the same run, the anchor: another fresh process reads the same rows into
+Python lists first (untimed, a chunk of 31,247 rows at a time, so memory stays bounded at 1M) and times
+only writing them with the same writers and libraries (json, pyarrow, datasets) — what an export would
+cost if reading the database were free. Figures: the three 31k exports together (limit 3.5 s) and against
+1.5x their anchors; at every larger size, each format against 1.5x its anchor and its peak RSS (limit
+500 MB). The default is --sizes 31247; seeding the 1M database takes minutes, so it is an option.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import Report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DIMS = ["correctness", "reasoning", "sufficiency", "terminology", "clinical_value"]
@@ -123,9 +130,69 @@ engine = db.make_engine(path)
 t0 = time.perf_counter()
 s = run_export(engine, project="default", out=Path(out), opts=ExportOptions(fmt=fmt),
                licenses={"medqa": "MIT", "cmexam": "research use only"})
-print(json.dumps({"seconds": time.perf_counter() - t0, "rows": s.total,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds, peak = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# the card's share: its numbers computed once more, alone (the same queries and analytics write_card runs)
+from clinreason.stages.export.card import card_numbers
+from clinreason.stages.export.stage import read_snapshot
+from clinreason.store import projects
+with read_snapshot(engine) as conn:
+    proj = projects.require_project(conn, name="default")
+    t0 = time.perf_counter()
+    card_numbers(conn, project=proj, rubric_body=projects.latest_rubric(conn, project_id=proj["id"]))
+    card = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "rows": s.total, "peak_mb": peak, "card_seconds": card}))
 """
+
+#: the anchor: the export's rows already in lists (read untimed, CHUNK at a time), written by the same sink
+ANCHOR = """
+import json, sys, tempfile, time
+from collections import Counter
+from pathlib import Path
+from clinreason.analytics.scan import rubric_dimensions
+from clinreason.store import db
+from clinreason.store import projects as store_projects
+from clinreason.stages.export import ExportOptions, read_snapshot
+from clinreason.stages.export.formats import open_sink
+from clinreason.stages.export.stage import _Reader
+fmt, path, out, chunk = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+out.mkdir()
+opts = ExportOptions(fmt=fmt)
+engine = db.make_engine(path)
+timed, rows = 0.0, 0
+with read_snapshot(engine) as conn, tempfile.TemporaryDirectory() as tmp:
+    proj = store_projects.require_project(conn, name="default")
+    rubric = store_projects.latest_rubric(conn, project_id=proj["id"])
+    dims, _ = rubric_dimensions(rubric)
+    reader = _Reader(conn, proj, dims, opts, {"medqa": "MIT", "cmexam": "research use only"})
+    sink = open_sink(fmt, out, Path(tmp), ("data",), dims, opts, step_labels=Counter(), rubric_body=rubric,
+                     project="default")
+    stream, buf = reader.rows(), []
+    while True:
+        buf.clear()
+        for row in stream:
+            buf.append(row)
+            if len(buf) >= chunk:
+                break
+        if not buf:
+            break
+        t0 = time.perf_counter()
+        for row in buf:
+            sink.write("data", row)
+        timed += time.perf_counter() - t0
+        rows += len(buf)
+    t0 = time.perf_counter()
+    sink.close()
+    timed += time.perf_counter() - t0
+print(json.dumps({"seconds": timed, "rows": rows}))
+"""
+ANCHOR_CHUNK = 31_247
+PAPER_SIZE = 31_247
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(fmt: str, db_path: Path, out: Path | str) -> dict:
@@ -136,9 +203,18 @@ def run_child(fmt: str, db_path: Path, out: Path | str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_anchor(fmt: str, db_path: Path, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", ANCHOR, fmt, str(db_path), str(out), str(ANCHOR_CHUNK)],
+                          capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    report = Report.from_argv()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="31247,1000000")
+    parser.add_argument("--sizes", default="31247", help="item counts, comma-separated (e.g. 31247,1000000)")
     parser.add_argument("--formats31k", default="jsonl,parquet,hf")
     parser.add_argument("--formats1m", default="jsonl,parquet")
     parser.add_argument("--workdir", default=None, help="where the databases and exports go (default: a temp dir)")
@@ -147,26 +223,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-export-", dir=args.workdir) as tmp:
         work = Path(tmp)
         baselines = {fmt: run_child(fmt, work / "none.db", "-")["peak_mb"] for fmt in ("jsonl", "parquet", "hf")}
-        print("baseline peak RSS (imports only): " + ", ".join(f"{k} {v:.0f} MB" for k, v in baselines.items()))
-        first_peak: dict[str, float] = {}
+        report.note("baseline peak RSS (imports only): " + ", ".join(f"{k} {v:.0f} MB" for k, v in baselines.items()))
         for size in sizes:
             db_path = work / f"items{size}.db"
             t0 = time.perf_counter()
             counts = build_database(db_path, size)
-            print(f"\n{size:,} items: generated {counts['rationales']:,} versions, {counts['reviews']:,} reviews in "
-                  f"{time.perf_counter() - t0:.1f} s ({db_path.stat().st_size / 2**20:.0f} MB SQLite file)")
-            formats = (args.formats31k if size == sizes[0] else args.formats1m).split(",")
-            print(f"{'format':<8} {'seconds':>8} {'items/s':>9} {'peak RSS':>10} {'over baseline':>14} {'vs first size':>14}")
+            report.note(f"\n{size:,} items: generated {counts['rationales']:,} versions, {counts['reviews']:,} "
+                        f"reviews in {time.perf_counter() - t0:.1f} s ({db_path.stat().st_size / 2**20:.0f} MB "
+                        f"SQLite file); this process's peak RSS so far {_peak_mb():.0f} MB")
+            first = size == PAPER_SIZE  # the three formats together; any other size: each format alone
+            formats = (args.formats31k if first else args.formats1m).split(",")
+            report.note(f"{'format':<8} {'seconds':>8} {'anchor s':>9} {'items/s':>9} {'peak RSS':>10} "
+                        f"{'over baseline':>14}")
+            total = anchor_total = card_total = 0.0
             for fmt in formats:
                 r = run_child(fmt, db_path, work / f"out-{size}-{fmt}")
-                first_peak.setdefault(fmt, r["peak_mb"])
-                ratio = r["peak_mb"] / first_peak[fmt]
-                print(f"{fmt:<8} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9.0f} {r['peak_mb']:>7.0f} MB "
-                      f"{r['peak_mb'] - baselines[fmt]:>+11.0f} MB {ratio:>13.2f}x")
-                assert r["rows"] == size, r
+                a = run_anchor(fmt, db_path, work / f"anchor-{size}-{fmt}")
+                assert r["rows"] == size == a["rows"], (r, a)
+                total += r["seconds"]
+                anchor_total += a["seconds"]
+                card_total += r["card_seconds"]
+                report.note(f"{fmt:<8} {r['seconds']:>8.2f} {a['seconds']:>9.2f} {r['rows'] / r['seconds']:>9.0f} "
+                            f"{r['peak_mb']:>7.0f} MB {r['peak_mb'] - baselines[fmt]:>+11.0f} MB   (of which the "
+                            f"dataset card's numbers ~{r['card_seconds']:.2f} s)")
+                if not first:
+                    report.figure(f"export_{size}_{fmt}_seconds_vs_1.5x_anchor", value=r["seconds"],
+                                  limit=1.5 * a["seconds"], higher_is_better=False, unit="s")
+                    report.figure(f"export_{size}_{fmt}_peak_rss_mb", value=r["peak_mb"], limit=500,
+                                  higher_is_better=False, unit="MB")
+                for p in work.glob(f"*-{size}-{fmt}"):
+                    subprocess.run(["rm", "-rf", str(p)], check=True)
+            if first:
+                label = "_".join(formats)
+                report.figure(f"export_{size}_{label}_seconds", value=total, limit=3.5, higher_is_better=False,
+                              unit="s")
+                report.figure(f"export_{size}_{label}_seconds_vs_1.5x_anchor", value=total,
+                              limit=1.5 * anchor_total, higher_is_better=False, unit="s")
+                report.figure(f"export_{size}_{label}_seconds_without_card_vs_1.5x_anchor",
+                              value=total - card_total, limit=1.5 * anchor_total, higher_is_better=False, unit="s")
             db_path.unlink()
-            for p in work.glob(f"out-{size}-*"):
-                subprocess.run(["rm", "-rf", str(p)], check=True)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,13 @@ from clinreason.store import ingest as store
 from clinreason.store.decisions import add_event, add_events
 from clinreason.store.projects import latest_rubric, require_project
 
-BATCH = 1000
+BATCH = 5000
 _SKIP_NAMES = {"readme", "source", "license", "licence", "license.upstream"}
 #: the gold-answer positions are checked (one holding none of them is warned about) from this many records
 POSITION_CHECK_RECORDS = 100
 PREVIEW_ITEMS = 3
+#: every item.imported event's `after`: one object, so a batch's events serialise it once (never mutated)
+_IMPORTED = {"state": ItemState.IMPORTED.value}
 
 
 class ImportAborted(RuntimeError):
@@ -404,7 +406,7 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
         if run.writer is not None:
             run.writer.added[it.id] = it.state
         events.append({"project_id": run.project_id, "item_id": it.id, "kind": "item.imported", "actor": run.actor,
-                       "after": {"state": ItemState.IMPORTED.value},
+                       "after": _IMPORTED,
                        "detail": {"source": src.source, "file": src.file, "record": src.record}})
         if flagged:
             summary.flagged += 1

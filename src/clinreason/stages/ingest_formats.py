@@ -182,9 +182,16 @@ def _unstorable(value: Any, where: str) -> tuple[str, str] | None:
 def check_storable(item: Item, rec: RawRecord, file: str) -> None:
     """RecordError when a field holds what the database cannot: NUL, a lone surrogate, or a value wider
     than its column."""
-    for where, value in (("question", item.question), ("options", item.options), ("answer_text", item.answer_text),
-                         ("explanation", item.reference_explanation), ("context", item.context),
-                         ("specialty", item.specialty), ("language", item.language), ("metadata", item.metadata)):
+    flat = [item.question, item.answer_text, item.reference_explanation, item.context, item.specialty,
+            item.language, *item.options, *item.options.values()]
+    if _UNSTORABLE.search("".join(t for t in flat if isinstance(t, str))) is None \
+            and all(isinstance(t, str) or t is None for t in flat):
+        fields: tuple[tuple[str, Any], ...] = (("metadata", item.metadata),)  # the rest is clean text: one search
+    else:
+        fields = (("question", item.question), ("options", item.options), ("answer_text", item.answer_text),
+                  ("explanation", item.reference_explanation), ("context", item.context),
+                  ("specialty", item.specialty), ("language", item.language), ("metadata", item.metadata))
+    for where, value in fields:
         found = _unstorable(value, where)
         if found:
             name, char = found

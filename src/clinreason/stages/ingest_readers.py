@@ -95,10 +95,8 @@ class RawRecord:
 
 def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json object hook that keeps duplicate keys visible instead of silently keeping the last."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        return DupDict(pairs)
-    return dict(pairs)
+    plain = dict(pairs)
+    return DupDict(pairs) if len(plain) != len(pairs) else plain
 
 
 class DupDict(dict):
@@ -109,6 +107,10 @@ class DupDict(dict):
 
 
 # --- line and table readers -----------------------------------------------------------------------
+
+#: one decoder for every line (json.loads with a hook builds a new one per call)
+_LINE_DECODER = json.JSONDecoder(object_pairs_hook=pairs_hook)
+
 
 def read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord | RecordError]:
     number = 0
@@ -131,7 +133,9 @@ def read_json_lines(path: Path, progress: Progress | None) -> Iterator[RawRecord
                                   f"NUL at column {text.index(chr(0)) + 1}", f"line {line_no}")
                 continue
             try:
-                obj = json.loads(text, object_pairs_hook=pairs_hook)
+                # json.loads itself only for a line with a BOM (its error message names the BOM)
+                obj = json.loads(text, object_pairs_hook=pairs_hook) if text.startswith("\ufeff") \
+                    else _LINE_DECODER.decode(text)
             except json.JSONDecodeError as exc:
                 yield RecordError(display_name(path), number, "(line)", f"one complete JSON object per line ({exc.msg})",
                                   text.strip()[:40], f"line {line_no}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, Table
 
@@ -57,3 +57,53 @@ def upsert(conn: Connection, table: Table, *, keys: list[str], values: dict[str,
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET update."""
     stmt = dialect_insert(conn, table).values(**values)
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows (every one with the same keys) in the caller's transaction: one COPY on PostgreSQL,
+    one executemany of a prepared INSERT on SQLite. Values pass through each column's own bind processor
+    (JSON serialiser, SQLite's datetime format), so what is stored is what `insert(table)` would store,
+    without SQLAlchemy compiling parameters row by row."""
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = conn.dialect
+    processors = [(i, p) for i, p in enumerate(table.c[n].type._cached_bind_processor(dialect) for n in names)
+                  if p is not None]
+    quote = dialect.identifier_preparer.quote
+
+    # the same object in the same column (the batch's one timestamp) is converted once
+    last: dict[int, tuple[Any, Any]] = {}
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        out = [row[n] for n in names]
+        for i, process in processors:
+            value = out[i]
+            seen = last.get(i)
+            if seen is not None and seen[0] is value:
+                out[i] = seen[1]
+                continue
+            out[i] = process(value)  # None too: a JSON column stores JSON null, as insert() does
+            last[i] = (value, out[i])
+        return out
+
+    columns = ", ".join(quote(n) for n in names)
+    if dialect.name == "postgresql":
+        raw: Any = conn.connection.dbapi_connection  # psycopg's own connection, in the caller's transaction
+        with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(values(row))
+        return
+    marks = ", ".join("?" for _ in names)
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})",
+                         [tuple(values(row)) for row in rows])
+
+
+def select_in(conn: Connection, sql: str, keys: list[str]) -> Sequence[Any]:
+    """Run `sql`, whose one placeholder `{keys}` stands for a set of text keys, with `keys` bound as a single
+    parameter (PostgreSQL: an array; SQLite: a JSON array read by json_each) - one plan, however many keys."""
+    if conn.dialect.name == "postgresql":
+        return conn.exec_driver_sql(sql.format(keys="SELECT unnest(%s::text[])"), (list(keys),)).all()
+    import json
+
+    return conn.exec_driver_sql(sql.format(keys="SELECT value FROM json_each(?)"), (json.dumps(list(keys)),)).all()

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, RowMapping, insert, select
 
 from clinreason.domain.records import Decision, Event
-from clinreason.store.common import now
+from clinreason.store.common import bulk_insert, now
 from clinreason.store.tables import decisions, events, items
 
 
@@ -32,8 +32,7 @@ def add_events(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
     """Bulk append (used by import): each row has the add_event keywords."""
     ts = now()
     batch = [{"item_id": None, "before": None, "after": None, "detail": {}, "at": ts, **r} for r in rows]
-    if batch:
-        conn.execute(insert(events), batch)
+    bulk_insert(conn, events, batch)
 
 
 def item_events(conn: Connection, *, item_id: str) -> list[Event]:

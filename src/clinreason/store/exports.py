@@ -4,11 +4,15 @@ millions of them)."""
 
 from __future__ import annotations
 
+import json
+from collections import namedtuple
+from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Connection, Row, exists, func, select
 
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
+from clinreason.store.common import select_in
+from clinreason.store.tables import decisions, item_sources, items, rationales
 
 
 def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], source: str | None, light: bool,
@@ -28,33 +32,69 @@ def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], sourc
     yield from conn.execute(stmt.execution_options(yield_per=chunk_size))
 
 
+def _decoded(conn: Connection, sql: str, keys: Sequence[str], fields: str, json_fields: str) -> list[Any]:
+    """`sql` run for `keys` (bound as one parameter), as named tuples of `fields`; the `json_fields` among
+    them decoded (SQLite hands JSON back as text, psycopg already decoded). One decoder, no per-value layer."""
+    row_type = _row_type(fields)
+    rows = select_in(conn, sql, list(keys))
+    if conn.dialect.name == "postgresql" or not json_fields:
+        return [row_type._make(r) for r in rows]
+    names = fields.split()
+    at = [names.index(f) for f in json_fields.split()]
+    decode = _load
+    out = []
+    for r in rows:
+        values = list(r)
+        for i in at:
+            if values[i] is not None:
+                values[i] = decode(values[i])
+        out.append(row_type._make(values))
+    return out
+
+
+_RAW = json.JSONDecoder().raw_decode
+
+
+def _load(text: str) -> Any:
+    """json.loads, without its whitespace scans for the compact JSON the store writes (anything else: loads)."""
+    try:
+        value, end = _RAW(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _row_type(fields: str) -> Any:
+    return namedtuple("ExportRow", fields)
+
+
 def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
-    return conn.execute(select(item_sources.c.item_id, item_sources.c.source, item_sources.c.subject,
-                               item_sources.c.license).where(item_sources.c.item_id.in_(item_ids))
-                        .order_by(item_sources.c.item_id, item_sources.c.id)).all()
+    return _decoded(conn, "SELECT item_id, source, subject, license FROM item_sources WHERE item_id IN ({keys}) "
+                          "ORDER BY item_id, id", item_ids, "item_id source subject license", "")
 
 
 def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
-    return conn.execute(select(rationales.c.id, rationales.c.item_id, rationales.c.version, rationales.c.origin,
-                               rationales.c.author, rationales.c.model, rationales.c.prompt_hash,
-                               rationales.c.params, rationales.c.seed, rationales.c.parent_version)
-                        .where(rationales.c.item_id.in_(item_ids))
-                        .order_by(rationales.c.item_id, rationales.c.version)).all()
+    return _decoded(conn, "SELECT id, item_id, version, origin, author, model, prompt_hash, params, seed, "
+                          "parent_version FROM rationales WHERE item_id IN ({keys}) ORDER BY item_id, version",
+                    item_ids, "id item_id version origin author model prompt_hash params seed parent_version",
+                    "params")
 
 
 def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
     """The versions' reviews: scores, verdict, step marks (the `steps` JSON, None where none), comments, seconds
     spent and edited text, by reviewer."""
-    return conn.execute(select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, reviews.c.scores,
-                               reviews.c.id, reviews.c.steps, reviews.c.comments, reviews.c.seconds_spent,
-                               reviews.c.edited_text)
-                        .where(reviews.c.rationale_id.in_(rationale_ids))
-                        .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)).all()
+    return _decoded(conn, "SELECT rationale_id, reviewer_id, verdict, scores, id, steps, comments, seconds_spent, "
+                          "edited_text FROM reviews WHERE rationale_id IN ({keys}) ORDER BY rationale_id, reviewer_id",
+                    rationale_ids, "rationale_id reviewer_id verdict scores id steps comments seconds_spent "
+                                   "edited_text", "scores steps comments")
 
 
 def version_texts(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
-    return conn.execute(select(rationales.c.id, rationales.c.steps, rationales.c.final_answer, rationales.c.text)
-                        .where(rationales.c.id.in_(rationale_ids))).all()
+    return _decoded(conn, "SELECT id, steps, final_answer, text FROM rationales WHERE id IN ({keys})",
+                    rationale_ids, "id steps final_answer text", "steps final_answer")
 
 
 def drafting_provenance(conn: Connection, *, project_id: int) -> Sequence[Any]:

@@ -1,17 +1,18 @@
 """What an import writes: new item rows and the source references of every record read.
 
 The caller owns the transaction (an import is all or nothing); every function works on one batch of
-records with a bounded number of statements, whatever the batch size."""
+records with a bounded number of statements, whatever the batch size: existence is asked with the batch's
+keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one executemany (SQLite)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy import Connection
 
 from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
-from clinreason.store.common import now
+from clinreason.store.common import bulk_insert, now, select_in
 from clinreason.store.tables import item_sources, items
 
 
@@ -19,18 +20,18 @@ def existing_item_ids(conn: Connection, *, item_ids: list[str]) -> set[str]:
     """Which of these item ids are stored already (in any project)."""
     if not item_ids:
         return set()
-    return set(conn.execute(select(items.c.id).where(items.c.id.in_(item_ids))).scalars())
+    return {row[0] for row in select_in(conn, "SELECT id FROM items WHERE id IN ({keys})", item_ids)}
 
 
 def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
               flag_reasons: dict[str, str] | None = None) -> None:
-    """Insert freshly imported items (one multi-row INSERT). Each carries its id, content hash and state;
+    """Insert freshly imported items (one bulk insert). Each carries its id, content hash and state;
     `flag_reasons` maps an item id to why it was flagged on arrival."""
     if not new:
         return
     ts = now()
     flag_reasons = flag_reasons or {}
-    conn.execute(insert(items), [
+    bulk_insert(conn, items, [
         {"id": it.id, "project_id": project_id, "content_hash": it.content_hash, "question": it.question,
          "options": [[k, v] for k, v in it.options.items()], "answer_labels": it.answer_labels,
          "answer_text": it.answer_text, "language": it.language, "specialty": it.specialty,
@@ -45,11 +46,9 @@ def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]]) -> l
     listed twice is stored once. Returns the item id of every reference added, in order."""
     if not refs:
         return []
-    keys = {(item_id, s.source, s.file, s.record) for item_id, s in refs}
-    stored = {tuple(row) for row in conn.execute(
-        select(item_sources.c.item_id, item_sources.c.source, item_sources.c.file, item_sources.c.record)
-        .where(tuple_(item_sources.c.item_id, item_sources.c.source, item_sources.c.file,
-                      item_sources.c.record).in_(list(keys))))}
+    stored = {tuple(row) for row in select_in(
+        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})",
+        list({item_id for item_id, _ in refs}))}
     ts = now()
     fresh: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for item_id, s in refs:
@@ -57,6 +56,5 @@ def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]]) -> l
         if key not in stored and key not in fresh:
             fresh[key] = {"item_id": item_id, "source": s.source, "subject": s.subject, "file": s.file,
                           "record": s.record, "license": s.license, "imported_at": ts}
-    if fresh:
-        conn.execute(insert(item_sources), list(fresh.values()))
+    bulk_insert(conn, item_sources, list(fresh.values()))
     return [row["item_id"] for row in fresh.values()]

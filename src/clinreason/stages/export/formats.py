@@ -247,8 +247,11 @@ class ParquetSink:
         import pyarrow as pa
 
         if self.buffers[split]:
-            self.writers[split].write_table(pa.Table.from_pylist(self.buffers[split], schema=self.schema))
+            self._write_table(split, pa.Table.from_pylist(self.buffers[split], schema=self.schema))
             self.buffers[split] = []
+
+    def _write_table(self, split: str, table: Any) -> None:
+        self.writers[split].write_table(table)
 
     def close(self) -> list[str]:
         for split, writer in self.writers.items():
@@ -258,25 +261,38 @@ class ParquetSink:
 
 
 class HFSink(ParquetSink):
-    """Parquet into a scratch folder, then a `datasets` folder (save_to_disk) with typed features."""
+    """Arrow record batches streamed into a scratch folder (one IPC stream per split, in the features' own
+    schema), then a `datasets` folder (save_to_disk) with typed features."""
 
     def __init__(self, out: Path, tmp: Path, names: tuple[str, ...], dims: list[str], with_history: bool):
+        import datasets
+        import pyarrow as pa
+
         self.out, self.tmp, self.split_names = out, tmp, names
-        super().__init__(tmp, names, dims, with_history)
+        self.schema = arrow_schema(dims, with_history)
+        self.with_history = with_history
+        self.features = datasets.Features.from_arrow_schema(self.schema)
+        self.paths = {n: safe_path(tmp, f"{n}.arrow") for n in names}
+        self.files = {n: pa.OSFile(str(p), "wb") for n, p in self.paths.items()}
+        self.writers = {n: pa.ipc.new_stream(self.files[n], self.features.arrow_schema) for n in names}
+        self.buffers = {n: [] for n in names}
+
+    def _write_table(self, split: str, table: Any) -> None:
+        self.writers[split].write_table(table.cast(self.features.arrow_schema))
 
     def close(self) -> list[str]:
         import datasets
-        import pyarrow.parquet as pq
 
-        super().close()
-        features = datasets.Features.from_arrow_schema(self.schema)
+        for split, writer in self.writers.items():
+            self._flush(split)
+            writer.close()
+            self.files[split].close()
+        features = self.features
         bars = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()
         try:
             loaded = {}
-            for name, path in self.paths.items():
-                arrow = self.tmp / f"{name}.arrow"
-                _parquet_to_arrow_stream(pq.ParquetFile(str(path)), arrow, features.arrow_schema)
+            for name, arrow in self.paths.items():
                 loaded[name] = datasets.Dataset.from_file(str(arrow), info=datasets.DatasetInfo(features=features))
             _drop_links(self.out, ["state.json", "dataset_info.json", "dataset_dict.json", *self.split_names,
                                    *(p.name for p in self.out.glob("data-*.arrow"))])
@@ -308,14 +324,6 @@ def _drop_links(folder: Path, names: list[str]) -> None:
             for inner in path.iterdir():
                 if inner.is_symlink():
                     inner.unlink()
-
-
-def _parquet_to_arrow_stream(pf, path: Path, schema) -> None:
-    import pyarrow as pa
-
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for i in range(pf.num_row_groups):
-            writer.write_table(pf.read_row_group(i).cast(schema))
 
 
 def _stable_fingerprint(folder: Path) -> None:
