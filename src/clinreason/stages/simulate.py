@@ -577,7 +577,7 @@ def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: i
         tallies.setdefault(person.name, StepTally(person.sensitivity, person.specificity))
     with engine.connect() as conn:
         outcome = readmodels.simulation_outcome(conn, project_id=pid)
-        stored_reviews = [r for item_id in outcome.versions for r in readmodels.item_reviews(conn, item_id=item_id)]
+        stored_reviews = readmodels.project_reviews(conn, project_id=pid)
     result.reviews = outcome.reviews
     result.expert_seconds = outcome.expert_seconds
     result.versions = sum(len(v) for v in outcome.versions.values())
