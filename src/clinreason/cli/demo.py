@@ -27,12 +27,16 @@ def simulate(
     p_fix_blind: Annotated[float, typer.Option("--p-fix-blind", help="blind: chance a wrong step is fixed by the rewrite")] = 0.5,
     p_break: Annotated[float, typer.Option("--p-break", help="chance a rewritten correct step becomes wrong (blind: every step is rewritten)")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+    db: Annotated[Optional[str], typer.Option("--db", help="With --keep: write the simulated project into this database (SQLite path or URL, PostgreSQL URL), which must be empty, instead of a scratch file")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the simulated project in --db, to look at it with `clinreason serve`/`export --db URL --project simulation`")] = False,
+    project: Annotated[str, typer.Option("--project", help="With --keep: the simulated project's name")] = "simulation",
 ) -> None:
     """Review-allocation simulator: synthetic items with a hidden true quality and seeded wrong steps,
     synthetic reviewers who mark steps with their own sensitivity, and the real assignment, consensus,
     regeneration-round and adjudication code on a scratch database. Compare --regeneration targeted and
-    blind on one seed (benchmarks/bench_steps.py runs both side by side)."""
-    from clinreason.stages.simulate import POLICIES, REGENERATION_MODES, StepModel, run_simulation
+    blind on one seed (benchmarks/bench_steps.py runs both side by side). With --db URL --keep the
+    simulated project is written into that (empty) database and kept there."""
+    from clinreason.stages.simulate import POLICIES, REGENERATION_MODES, StepModel, TargetNotEmpty, run_simulation
 
     if policy not in POLICIES:
         _fail(f"--policy must be one of {', '.join(POLICIES)}", 2)
@@ -41,10 +45,20 @@ def simulate(
     for flag, value in (("--p-fix", p_fix), ("--p-fix-blind", p_fix_blind), ("--p-break", p_break)):
         if not 0.0 <= value <= 1.0:
             _fail(f"{flag} must be a probability between 0 and 1, got {value}", 2)
+    if keep != (db is not None):
+        _fail("--db and --keep go together: --db URL --keep writes the simulated project into that empty database "
+              "and keeps it (without them the simulation runs on a scratch database that is thrown away)", 2)
+    if items_n < 1 or reviewers < 1:
+        _fail("--items and --reviewers must be at least 1", 2)
     model = StepModel(regeneration=regeneration, p_fix=p_fix, p_fix_blind=p_fix_blind, p_break=p_break)
-    result = run_simulation(policy=policy, n_items=items_n, n_reviewers=reviewers, seed=seed, signal_strength=signal,
-                            steps=model)
+    try:
+        result = run_simulation(policy=policy, n_items=items_n, n_reviewers=reviewers, seed=seed,
+                                signal_strength=signal, steps=model, db_url=db, project=project)
+    except TargetNotEmpty as exc:
+        _fail(str(exc), 2)
     out = result.to_dict()
+    if db is not None:
+        out["kept"] = {"db": db, "project": project}
     if json_out:
         typer.echo(json.dumps(out, indent=2))
         return
@@ -57,6 +71,9 @@ def simulate(
                f"{out['rounds_per_item']} versions per item; wrong steps: {steps['seeded_wrong_steps']} seeded, "
                f"{steps['wrong_steps_left_in_accepted']} left in accepted versions, found by reviewers at "
                f"sensitivity {steps['sensitivity']}")
+    if db is not None:
+        typer.echo(f"kept in {db} as project '{project}': clinreason serve --db {db} --project {project}, "
+                   f"clinreason export OUT --db {db} --project {project}")
 
 
 @verbs.command()

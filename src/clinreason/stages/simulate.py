@@ -49,7 +49,8 @@ from __future__ import annotations
 import random
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,19 +354,31 @@ def _config(policy: str, overrides: dict[str, Any] | None = None) -> dict[str, A
     return pc.model_dump(mode="json", exclude={"rubric"})
 
 
-def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: Truth, origin: str) -> str:
+def _version(world: _World, *, item: Item, version: int, truth: Truth, origin: str) -> tuple[NewVersion, list[Check]]:
+    """A simulated version and its screening results, not stored yet (the random draws happen here, in
+    the same order whether one version is stored or five thousand at once)."""
     rid = f"{world.rng.getrandbits(128):032x}"  # from the seed: the audit draw hashes it
-    rationale_store.add_version(conn, NewVersion(
+    new = NewVersion(
         item=item, origin=Origin(origin), author="model:simulated", text="\n".join((*truth.steps, "Answer: A")),
         parsed={"steps": list(truth.steps), "final_answer": ["A"]}, version=version, model="simulated",
-        rationale_id=rid))
+        rationale_id=rid)
     world.truth[rid] = truth
     good = world.good(truth)
     checks_ok = good if world.signal_agrees() else not good
     judge_ok = good if world.signal_agrees() else not good
-    rationale_store.add_checks(conn, [Check(rid, "answer_matches_gold", checks_ok, detail="simulated"),
-                                      Check(rid, "judge:correctness", judge_ok, detail="simulated")])
-    return rid
+    return new, [Check(rid, "answer_matches_gold", checks_ok, detail="simulated"),
+                 Check(rid, "judge:correctness", judge_ok, detail="simulated")]
+
+
+def _store_versions(conn: Connection, prepared: list[tuple[NewVersion, list[Check]]]) -> list[str]:
+    """Store versions and their checks, two INSERTs however many; returns their ids."""
+    born = rationale_store.add_versions(conn, [new for new, _ in prepared])
+    rationale_store.add_checks(conn, [check for _, checks in prepared for check in checks])
+    return [v.id for v in born]
+
+
+def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: Truth, origin: str) -> str:
+    return _store_versions(conn, [_version(world, item=item, version=version, truth=truth, origin=origin)])[0]
 
 
 def database_name(policy: str, seed: int, regeneration: str = "targeted") -> str:
@@ -373,17 +386,27 @@ def database_name(policy: str, seed: int, regeneration: str = "targeted") -> str
     return f"sim-{policy}-{seed}.db" if regeneration == "targeted" else f"sim-{policy}-{seed}-{regeneration}.db"
 
 
+class TargetNotEmpty(ValueError):
+    """`db_url` names a database that already holds tables: the simulator writes only into an empty one."""
+
+
 def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int = 0, signal_strength: float = 0.8,
                    workdir: Path | None = None, review: dict[str, Any] | None = None,
                    channel: Callable[..., Any] | None = None, steps: StepModel | None = None,
-                   people: list[SimReviewer] | None = None) -> SimResult:
+                   people: list[SimReviewer] | None = None, db_url: str | None = None,
+                   project: str = "simulation") -> SimResult:
     """Simulate one policy. `review`: project review settings to override (e.g. accept_risk). `channel`:
     how the simulated reviewers reach the system, `(engine, project_id, rubric_body, overlap) -> object`
     with `take(reviewer)` and `submit(reviewer, lease, body)` (default: the review stage, in process;
     a test passes one that goes through the HTTP API). `steps`: regeneration mode and its probabilities
     (default: targeted, p_fix 0.8, p_break 0.1). `people`: the reviewer profiles (default: cycle through
     DEFAULT_REVIEWERS). The first drafts depend on the seed only, so runs that differ in `steps` start
-    from the same items."""
+    from the same items.
+
+    `db_url`: write the simulated project (named `project`) into this database and keep it there (a SQLite
+    path or URL, a PostgreSQL URL), with the database's ordinary settings, instead of a scratch file that is
+    tuned for speed (no fsync) and thrown away; the database must be empty (else TargetNotEmpty, and
+    nothing is written)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
     model = steps or StepModel()
@@ -392,13 +415,29 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
     world = _World(rubric, rng, signal_strength, model)
     pool = tuple(people) if people else DEFAULT_REVIEWERS
     chosen = [pool[i % len(pool)] for i in range(n_reviewers)]
-    tmp = tempfile.TemporaryDirectory() if workdir is None else None
-    folder = Path(tmp.name) if tmp else Path(str(workdir))
-    folder.mkdir(parents=True, exist_ok=True)
-    engine = dbm.make_engine(str(folder / database_name(policy, seed, model.regeneration)))
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if db_url is not None:
+        engine = dbm.make_engine(db_url)
+        try:
+            tables = dbm.existing_tables(engine)
+        except Exception:
+            engine.dispose()
+            raise
+        if tables:
+            engine.dispose()
+            raise TargetNotEmpty(f"the database {engine.url.render_as_string(hide_password=True)} is not empty "
+                                 f"({len(tables)} tables: {', '.join(tables[:4])}{', ...' if len(tables) > 4 else ''}); "
+                                 "the simulator writes its project only into an empty database: give a new "
+                                 "SQLite file or an empty PostgreSQL database")
+    else:
+        tmp = tempfile.TemporaryDirectory() if workdir is None else None
+        folder = Path(tmp.name) if tmp else Path(str(workdir))
+        folder.mkdir(parents=True, exist_ok=True)
+        engine = dbm.make_engine(str(folder / database_name(policy, seed, model.regeneration)))
+        dbm.tune_for_scratch(engine)  # a file thrown away (or only read back by a test): no fsync
     try:
         return _simulate(engine, policy=policy, n_items=n_items, people=chosen, world=world, rng=rng, seed=seed,
-                         review=review, channel_factory=channel)
+                         review=review, channel_factory=channel, project=project)
     finally:
         engine.dispose()
         if tmp:
@@ -406,17 +445,32 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
 
 
 class DirectReviews:
-    """Reviewers reach the review stage in process, one transaction per lease and per submission."""
+    """Reviewers reach the review stage in process: one transaction per lease and per submission, or, inside
+    `batch()`, one transaction for a whole round (the simulated reviewers act one after another, so a round
+    in one transaction sees and decides exactly what it would in many; it only saves the commits)."""
 
     def __init__(self, engine: Engine, project_id: int, rubric_body: dict[str, Any], overlap: int):
         self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
+        self._round: Connection | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with dbm.transaction(self.engine) as conn:
+            self._round = conn
+            try:
+                yield
+            finally:
+                self._round = None
+
+    def _unit(self) -> AbstractContextManager[Connection]:
+        return nullcontext(self._round) if self._round is not None else dbm.transaction(self.engine)
 
     def take(self, reviewer: Reviewer) -> Lease | None:
-        with dbm.transaction(self.engine) as conn:
+        with self._unit() as conn:
             return assign_next_review(conn, project_id=self.project_id, reviewer=reviewer, overlap=self.overlap)
 
     def submit(self, reviewer: Reviewer, lease: Lease, body: dict[str, Any]) -> None:
-        with dbm.transaction(self.engine) as conn:
+        with self._unit() as conn:
             submit_review(conn, project_id=self.project_id, assignment_id=lease.assignment_id, reviewer=reviewer,
                           body=body, rubric_body=self.rubric_body, overlap=self.overlap)
 
@@ -429,14 +483,14 @@ def _marked_steps(conn: Connection, rationale_id: str) -> set[int]:
 
 def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimReviewer], world: _World,
               rng: random.Random, seed: int, queue: int = 200, review: dict[str, Any] | None = None,
-              channel_factory: Callable[..., Any] | None = None) -> SimResult:
+              channel_factory: Callable[..., Any] | None = None, project: str = "simulation") -> SimResult:
     dbm.upgrade(engine)
     rubric_body = world.rubric.to_dict()
     profiles: dict[str, SimReviewer] = {}  # username -> who they are
     with dbm.transaction(engine) as conn:
-        project, _ = projects.ensure_project(conn, name="simulation", config=_config(policy, review),
+        project_row, _ = projects.ensure_project(conn, name=project, config=_config(policy, review),
                                              rubric=rubric_body)
-        pid = project["id"]
+        pid = project_row["id"]
         reviewers = []
         for i, person in enumerate(people):
             name = f"{person.name}-{i}"
@@ -447,26 +501,35 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
                          id=f"sim{n:06d}", content_hash=f"sim{n:06d}".ljust(64, "0"), state="screening")
                  for n in range(n_items)]
         ingest.add_items(conn, project_id=pid, new=fresh)
-        waiting_drafts: deque[tuple[str, str]] = deque()  # (item, its first version), in order
-        for stored in item_store.project_items(conn, project_id=pid):
-            waiting_drafts.append((stored.id, _new_version(conn, world, item=stored, version=1,
-                                                           truth=world.draft(), origin="generated")))
+        stored_items = item_store.project_items(conn, project_id=pid)
+        first = _store_versions(conn, [_version(world, item=stored, version=1, truth=world.draft(),
+                                                origin="generated") for stored in stored_items])
+        waiting_drafts: deque[tuple[str, str]] = deque(  # (item, its first version), in order
+            zip((stored.id for stored in stored_items), first, strict=True))
+        dbm.refresh_statistics(conn)
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
+    batch: Callable[[], AbstractContextManager[Any]] = getattr(channel, "batch", nullcontext)
+    submitted, analyzed_at = 0, 64  # planner statistics are refreshed each time the reviews double
     while True:
         with dbm.transaction(engine) as conn:
             _release_drafts(conn, pid, waiting_drafts, queue=queue)
         progressed = False
         order = list(reviewers)
         rng.shuffle(order)
-        for reviewer, person in order:
-            lease = channel.take(reviewer)
-            if lease is None:
-                continue
-            channel.submit(reviewer, lease, world.review(person, world.truth[lease.rationale_id]))
-            progressed = True
+        with batch():
+            for reviewer, person in order:
+                lease = channel.take(reviewer)
+                if lease is None:
+                    continue
+                channel.submit(reviewer, lease, world.review(person, world.truth[lease.rationale_id]))
+                submitted += 1
+                progressed = True
         # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
         with dbm.transaction(engine) as conn:
+            if submitted >= analyzed_at:
+                dbm.refresh_statistics(conn)
+                analyzed_at *= 2
             waiting = item_store.project_items(conn, project_id=pid, states=["regenerating", "escalated"])
             for item in waiting:
                 if item.state == "regenerating":  # the simulated LLM: targeted or blind regeneration
@@ -514,7 +577,7 @@ def _measure(engine: Engine, pid: int, policy: str, n_items: int, n_reviewers: i
         tallies.setdefault(person.name, StepTally(person.sensitivity, person.specificity))
     with engine.connect() as conn:
         outcome = readmodels.simulation_outcome(conn, project_id=pid)
-        stored_reviews = [r for item_id in outcome.versions for r in readmodels.item_reviews(conn, item_id=item_id)]
+        stored_reviews = readmodels.project_reviews(conn, project_id=pid)
     result.reviews = outcome.reviews
     result.expert_seconds = outcome.expert_seconds
     result.versions = sum(len(v) for v in outcome.versions.values())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -80,6 +80,33 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
+
+
+def tune_for_scratch(engine: Engine) -> None:
+    """A throw-away SQLite file (the simulator's): no fsync at all (synchronous=OFF; a crash may corrupt
+    it, which costs nothing but a rerun) and a 64 MiB page cache. Never for a database anyone keeps.
+    Register before the engine's first connection."""
+    if not is_sqlite(engine):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=OFF")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.close()
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """Let the query planner see the tables' current shape (ANALYZE). Without statistics SQLite guesses,
+    and for the review-candidate query it guesses an index on (reviewer_id, status), a scan of every lease
+    the reviewer ever held per candidate, instead of the one on (rationale_id, status)."""
+    conn.exec_driver_sql("ANALYZE")
+
+
+def existing_tables(engine: Engine) -> list[str]:
+    """The names of the tables already in the database (none: an empty database)."""
+    return sorted(inspect(engine).get_table_names())
 
 
 def _alembic_config(connection: Connection) -> Any:

@@ -36,6 +36,16 @@ def item_reviews(conn: Connection, *, item_id: str) -> list[Review]:
     return [review_from_row(r) for r in rows]
 
 
+def project_reviews(conn: Connection, *, project_id: int) -> list[Review]:
+    """Every review in the project (one query), by item then oldest first, with reviewer name and version."""
+    rows = conn.execute(
+        select(reviews, users.c.username.label("reviewer"), rationales.c.version)
+        .join(users, users.c.id == reviews.c.reviewer_id).join(rationales, rationales.c.id == reviews.c.rationale_id)
+        .join(items, items.c.id == reviews.c.item_id).where(items.c.project_id == project_id)
+        .order_by(reviews.c.item_id, reviews.c.created_at, reviews.c.id)).mappings()
+    return [review_from_row(r) for r in rows]
+
+
 def item_history(conn: Connection, *, project_id: int, item_id: str) -> dict[str, Any] | None:
     """An item's whole story: the Item, its sources, versions (oldest first), checks, reviews, the
     Decision (or None) and every Event."""
