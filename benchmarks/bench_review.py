@@ -237,6 +237,24 @@ def summary_lines(result: LoadResult, invariants: dict[str, int]) -> list[str]:
 
 # --- the benchmark ---------------------------------------------------------------------------------
 
+def open_database(parser: argparse.ArgumentParser, url: str, *, wipe: bool):
+    """The benchmark's engine on `url`. A PostgreSQL database is only used with --wipe: its public schema is
+    dropped and recreated first (a benchmark's figures need an empty database)."""
+    from sqlalchemy import create_engine, text
+
+    from clinreason.store import db
+
+    if url.startswith("postgres"):
+        if not wipe:
+            parser.error("--db on PostgreSQL needs --wipe (the schema is dropped and recreated)")
+        admin = create_engine(db.normalise_url(url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        admin.dispose()
+    return db.make_engine(url)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -255,7 +273,6 @@ def main() -> int:
     parser.add_argument("--wipe", action="store_true", help="drop and recreate the PostgreSQL schema given by --db")
     args = parser.parse_args()
 
-    from sqlalchemy import create_engine, text
 
     from clinreason.config import ProjectConfig
     from clinreason.store import db
@@ -263,15 +280,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="clinreason-bench-review-"))
     url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-    if url.startswith("postgres"):
-        if not args.wipe:
-            parser.error("--db on PostgreSQL needs --wipe (the schema is dropped and recreated)")
-        wipe = create_engine(db.normalise_url(url), isolation_level="AUTOCOMMIT")
-        with wipe.connect() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        wipe.dispose()
-    engine = db.make_engine(url)
+    engine = open_database(parser, url, wipe=args.wipe)
     db.upgrade(engine)
     pc = ProjectConfig()
     pc.review.overlap = args.overlap

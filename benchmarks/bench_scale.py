@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import Report  # noqa: E402
-from bench_review import DIMENSIONS, _free_port, check_invariants, percentile, run_reviewers  # noqa: E402
+from bench_review import DIMENSIONS, _free_port, check_invariants, open_database, percentile, run_reviewers  # noqa: E402
 
 SPECIALTIES = ("cardiology", "neurology", None)
 STAMP = datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC)
@@ -371,7 +371,6 @@ def main() -> int:
     phases = set(args.phases.split(","))
     reviews = 2 * args.items if args.reviews is None else args.reviews
 
-    from sqlalchemy import create_engine, text
 
     from clinreason.config import ProjectConfig
     from clinreason.store import db
@@ -380,15 +379,7 @@ def main() -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="clinreason-bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     url = args.db or f"sqlite:///{workdir / 'scale.db'}"
-    if url.startswith("postgres"):
-        if not args.wipe:
-            parser.error("--db on PostgreSQL needs --wipe (the schema is dropped and recreated)")
-        wipe = create_engine(db.normalise_url(url), isolation_level="AUTOCOMMIT")
-        with wipe.connect() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        wipe.dispose()
-    engine = db.make_engine(url)
+    engine = open_database(parser, url, wipe=args.wipe)
     backend = engine.dialect.name
     db.upgrade(engine)
     pc = ProjectConfig()
