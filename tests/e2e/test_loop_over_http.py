@@ -10,9 +10,6 @@ max_strikes; each item's event log replays to its final state."""
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -26,6 +23,7 @@ from clinreason.testing.helpers import (
     cli_env,
     fake_server_process,
     read_request_log,
+    serving,
     write_synthetic_bank,
 )
 
@@ -54,12 +52,6 @@ def script(idx: int, version: int, who: str) -> dict:
     return {"verdict": "accept", "scores": GOOD, "comments": {}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path):
     db = tmp_path / "loop.db"
@@ -74,23 +66,10 @@ def served(tmp_path):
         out = cli(["users", "add", name, "--role", role, "--password-stdin"], env, tmp_path, input=PASSWORD + "\n")
         assert out.returncode == 0, out.stderr
     log = tmp_path / "llm.jsonl"
-    port = _free_port()
-    with fake_server_process(log=log, latency=0.01) as url:
-        proc = subprocess.Popen([sys.executable, "-m", "clinreason.cli", "serve", "--port", str(port), "--worker"],
-                                env=cli_env(db, url), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp_path / "serve.log", "w"))
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        try:
-            yield base, log, tmp_path
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with fake_server_process(log=log, latency=0.01) as url, \
+            serving(cli_env(db, url), tmp_path, extra=["--worker"], log=tmp_path / "serve.log", ready="/login",
+                    stop_timeout=30) as (base, _):
+        yield base, log, tmp_path
 
 
 def _login(base: str, name: str) -> httpx.Client:

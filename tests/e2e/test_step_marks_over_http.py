@@ -22,10 +22,8 @@ from clinreason.testing.helpers import (
     cli,
     cli_env,
     fake_server_process,
-    free_port,
     read_request_log,
-    serve_process,
-    wait_until_serving,
+    serving,
     write_synthetic_bank,
 )
 
@@ -46,16 +44,10 @@ def served(tmp_path):
         out = cli(["users", "add", name, "--role", role, "--password-stdin"], env, tmp_path, input=PASSWORD + "\n")
         assert out.returncode == 0, out.stderr
     log = tmp_path / "llm.jsonl"
-    port = free_port()
-    with fake_server_process(log=log, latency=0.01) as url:
-        proc = serve_process(cli_env(db, url), tmp_path, port=port, extra=["--worker"], log=tmp_path / "serve.log")
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_serving(f"{base}/login", proc)
-            yield base, log, tmp_path, env
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with fake_server_process(log=log, latency=0.01) as url, \
+            serving(cli_env(db, url), tmp_path, extra=["--worker"], log=tmp_path / "serve.log", ready="/login",
+                    stop_timeout=30) as (base, _):
+        yield base, log, tmp_path, env
 
 
 def _login(base: str, name: str) -> httpx.Client:

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -40,10 +39,8 @@ from clinreason.store.tables import assignments, checks, decisions, events, item
 from clinreason.testing.helpers import (
     cli,
     fake_server_process,
-    free_port,
     read_request_log,
-    serve_process,
-    wait_until_serving,
+    serving,
     write_synthetic_bank,
 )
 
@@ -298,36 +295,29 @@ def test_serve_answers_503_while_the_database_is_down_and_recovers_by_itself(clu
                 factories.make_item(conn, project_id=project["id"])
     finally:
         engine.dispose()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     done = threading.Event()
-    # with its in-process worker (polling for drafts to screen) so that the outage meets that loop too
-    services = ExitStack()
-    llm = services.enter_context(fake_server_process(log=tmp_path / "requests.jsonl"))
-    server = serve_process(process_env(url, llm), tmp_path, port=port, extra=["--worker"], log=log)
     reviewers: list[Reviewer] = []
-    try:
-        wait_until_serving(f"{base}/openapi.json", server)
-        reviewers = [Reviewer(u["username"], u["password"], base, browser=i % 2 == 1, done=done)
-                     for i, u in enumerate(users)]
-        for r in reviewers:
-            r.start()
-        acked = lambda: sum(len(r.reviewed) for r in reviewers)  # noqa: E731
-        at_fault = []
-        for share, fault in ((0.25, cluster.restart), (0.5, lambda: cluster.stop_for(DOWN_SECONDS))):
-            _wait_for(lambda: acked() >= share * n_items or not any(r.is_alive() for r in reviewers), timeout=300,
-                      what=f"{share:.0%} of the reviews", alive=lambda: server.poll() is None)
-            at_fault.append({"reviews_acknowledged": acked()})
-            fault()
-        for r in reviewers:
-            r.join(timeout=300)
-        assert server.poll() is None, "the server ended"
-    finally:
-        done.set()
-        server.terminate()
-        server.wait(timeout=60)
-        services.close()
+    # with its in-process worker (polling for drafts to screen) so that the outage meets that loop too
+    with fake_server_process(log=tmp_path / "requests.jsonl") as llm, \
+            serving(process_env(url, llm), tmp_path, extra=["--worker"], log=log) as (base, server):
+        try:
+            reviewers = [Reviewer(u["username"], u["password"], base, browser=i % 2 == 1, done=done)
+                         for i, u in enumerate(users)]
+            for r in reviewers:
+                r.start()
+            acked = lambda: sum(len(r.reviewed) for r in reviewers)  # noqa: E731
+            at_fault = []
+            for share, fault in ((0.25, cluster.restart), (0.5, lambda: cluster.stop_for(DOWN_SECONDS))):
+                _wait_for(lambda: acked() >= share * n_items or not any(r.is_alive() for r in reviewers),
+                          timeout=300, what=f"{share:.0%} of the reviews", alive=lambda: server.poll() is None)
+                at_fault.append({"reviews_acknowledged": acked()})
+                fault()
+            for r in reviewers:
+                r.join(timeout=300)
+            assert server.poll() is None, "the server ended"
+        finally:
+            done.set()
     errors = [e for r in reviewers for e in r.errors]
     assert errors == [], errors[:10]
     assert all(f["reviews_acknowledged"] < n_items for f in at_fault), f"a fault landed after the work: {at_fault}"

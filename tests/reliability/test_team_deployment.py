@@ -27,10 +27,8 @@ from clinreason.store.tables import assignments, checks, decisions, events, item
 from clinreason.testing.helpers import (
     cli,
     fake_server_process,
-    free_port,
     read_request_log,
-    serve_process,
-    wait_until_serving,
+    serving,
     write_synthetic_bank,
 )
 
@@ -107,7 +105,6 @@ def test_two_workers_and_a_multi_process_web_server_take_every_item_to_accepted(
 
     engine = reader(own_pg_url)
     log = tmp_path / "requests.jsonl"
-    port = free_port()
     done = threading.Event()
     started = time.monotonic()
     with fake_server_process(log=log, latency=0.02) as base_url:
@@ -115,32 +112,28 @@ def test_two_workers_and_a_multi_process_web_server_take_every_item_to_accepted(
         workers = [subprocess.Popen([sys.executable, "-m", "clinreason.cli", "run", "--concurrency", "8", "--poll",
                                      "0.2"], env=wenv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for _ in range(2)]
-        server = serve_process(env, tmp_path, port=port, extra=["--workers", str(WEB_PROCESSES)],
-                               log=tmp_path / "serve.log")
         reviewers: list[Reviewer] = []
-        try:
-            wait_until_serving(f"http://127.0.0.1:{port}/openapi.json", server)
-            assert len(_children(server.pid)) >= WEB_PROCESSES, "serve --workers 3 runs three web processes"
-            reviewers = [Reviewer(name, f"http://127.0.0.1:{port}", browser=i % 2 == 1, done=done)
-                         for i, name in enumerate(names)]
-            for r in reviewers:
-                r.start()
-            deadline = time.monotonic() + sized(240, 1800)
-            while time.monotonic() < deadline and all(r.is_alive() for r in reviewers):
-                with engine.connect() as conn:
-                    accepted = conn.execute(select(func.count()).where(items.c.state == "accepted")).scalar_one()
-                if accepted == n:
-                    break
-                time.sleep(0.2)
-        finally:
-            done.set()
-            for r in reviewers:
-                r.join(timeout=60)
-            for w in workers:
-                w.send_signal(signal.SIGTERM)  # graceful: what is in flight finishes and is stored
-            outs = [w.communicate(timeout=120) for w in workers]
-            server.terminate()
-            server.wait(timeout=60)
+        with serving(env, tmp_path, extra=["--workers", str(WEB_PROCESSES)], log=tmp_path / "serve.log") as (base,
+                                                                                                           server):
+            try:
+                assert len(_children(server.pid)) >= WEB_PROCESSES, "serve --workers 3 runs three web processes"
+                reviewers = [Reviewer(name, base, browser=i % 2 == 1, done=done) for i, name in enumerate(names)]
+                for r in reviewers:
+                    r.start()
+                deadline = time.monotonic() + sized(240, 1800)
+                while time.monotonic() < deadline and all(r.is_alive() for r in reviewers):
+                    with engine.connect() as conn:
+                        accepted = conn.execute(select(func.count()).where(items.c.state == "accepted")).scalar_one()
+                    if accepted == n:
+                        break
+                    time.sleep(0.2)
+            finally:
+                done.set()
+                for r in reviewers:
+                    r.join(timeout=60)
+                for w in workers:
+                    w.send_signal(signal.SIGTERM)  # graceful: what is in flight finishes and is stored
+                outs = [w.communicate(timeout=120) for w in workers]
     elapsed = time.monotonic() - started
     assert [r.error for r in reviewers if r.error] == []
     assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in outs]

@@ -85,10 +85,7 @@ async def run_worker(engine: Engine, *, project: dict[str, Any], pc: ProjectConf
         if did == 0:
             if once:
                 break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
-            except TimeoutError:
-                pass
+            await db.pause(stop, poll_seconds)
     return report
 
 

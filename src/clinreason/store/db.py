@@ -284,12 +284,18 @@ async def while_unavailable(call: Callable[[], Awaitable[T]], *, what: str, stop
                         error_summary(exc), attempt + 1, wait)
             if stop is None:
                 await asyncio.sleep(wait)
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-            except TimeoutError:
-                continue
-            raise exc
+            elif await pause(stop, wait):
+                raise exc
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds`, or less if `stop` is set meanwhile; whether it was set (a stopping loop ends at once
+    instead of sleeping out its poll interval or backoff)."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def error_summary(exc: BaseException) -> str:

@@ -134,3 +134,23 @@ def serve_process(env: dict[str, str], cwd: Path, *, port: int, extra: list[str]
     finally:
         if log:
             out.close()
+
+
+@contextmanager
+def serving(env: dict[str, str], cwd: Path, *, extra: list[str] | None = None, log: Path | None = None,
+            ready: str = "/openapi.json", stop_timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`clinreason serve` on a free port, waited for until `ready` answers; yields (base URL, process) and
+    stops it (SIGTERM, then SIGKILL after `stop_timeout`) however the block ends."""
+    port = free_port()
+    proc = serve_process(env, cwd, port=port, extra=extra, log=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{base}{ready}", proc)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

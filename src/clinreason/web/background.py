@@ -31,10 +31,11 @@ class BackgroundWorker:
 
     def _main(self) -> None:
         from clinreason.stages.worker import run_worker
+        from clinreason.store import db as store_db
         from clinreason.store.projects import require_project
 
         async def go() -> None:
-            self._stop = asyncio.Event()
+            self._stop = stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
             self._ready.set()
             with self.ctx.engine.connect() as conn:
@@ -48,10 +49,7 @@ class BackgroundWorker:
                                          poll_seconds=self.poll_seconds, stop=self._stop)
                     except Exception:  # a database hiccup must not kill the worker for good
                         log.exception("worker round failed; retrying in %s s", self.poll_seconds)
-                        try:
-                            await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
-                        except TimeoutError:
-                            pass
+                        await store_db.pause(stop, self.poll_seconds)
             finally:
                 await self.backend.aclose()
                 if self.judge is not None:
