@@ -91,3 +91,34 @@ def test_the_agreement_report_is_the_previous_one_but_for_the_pair_intervals(sca
             wide += (hi - lo) > 1.6 * width + 0.05
     assert wide <= len(pairs_after)  # no systematic widening
     assert _pairs(new, min_overlap=5, resamples=200, seed=7) == _pairs(new, min_overlap=5, resamples=200, seed=7)
+
+
+def test_the_evidence_fit_is_the_previous_one(engine, project, scans):
+    from clinreason.analytics import reliability
+    from clinreason.domain.allocation import EvidenceModel, Rates, borderline, leniency_offsets, says_pass
+    from clinreason.domain.reliability import estimate
+    from clinreason.domain.rubric import rubric_from_dict
+    from clinreason.store import calibration as probes
+    from clinreason.store import decisions as decision_store
+    from clinreason.store import reviews as review_store
+
+    pid = project["id"]
+    with engine.connect() as conn:  # the previous fit_evidence, as it was
+        rubric = rubric_from_dict(latest_rubric(conn, project_id=pid))
+        by_version: dict = {}
+        for rationale_id, vote in review_store.project_votes(conn, project_id=pid):
+            if vote.verdict != "flag_question" and not borderline(rubric, vote):
+                by_version.setdefault(rationale_id, []).append(vote)
+        offsets = leniency_offsets(by_version)
+        labels = [(rid, v.reviewer, says_pass(rubric, v, offsets.get(v.reviewer, 0.0)))
+                  for rid, votes in by_version.items() for v in votes]
+        known = {d.rationale_id: True for d in decision_store.project_decisions(conn, project_id=pid,
+                                                                                kind="adjudication")
+                 if d.rationale_id is not None}
+        known.update(probes.truths(conn, project_id=pid))
+        labels += reliability._signal_labels(conn, pid, {rid for rid, _, _ in labels})
+        fit = estimate(labels, known=known, max_iter=50, tol=1e-4)
+        before = EvidenceModel(prevalence=fit.prevalence, offsets=offsets,
+                               sources={r: Rates(rel.sensitivity, rel.specificity) for r, rel in fit.reviewers.items()})
+        after = reliability.fit_evidence(conn, pid)
+    assert after == before and after.sources

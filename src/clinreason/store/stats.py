@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, 
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
+from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
 
 #: the decision kinds that accept an item (an exclusion does not)
 ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.ADJUDICATION.value)
@@ -108,6 +108,16 @@ def rated_review_rows(conn: Connection, *, project_id: int, batch: int = STREAM_
     result = conn.execute(stmt.execution_options(yield_per=batch))
     for part in result.partitions():
         yield from part
+
+
+def project_vote_rows(conn: Connection, *, project_id: int) -> list[tuple[str, str, str, str]]:
+    """(rationale id, username, verdict, scores as stored JSON text) of every review of the project: what
+    `reviews.project_votes` reads, from the same query and so in the same order, without decoding the
+    scores row by row (identical texts are decoded once by the caller)."""
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
+        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
+        .where(items.c.project_id == project_id))]
 
 
 def decode_json(raw: Any) -> Any:
