@@ -114,10 +114,11 @@ def project_vote_rows(conn: Connection, *, project_id: int) -> list[tuple[str, s
     """(rationale id, username, verdict, scores as stored JSON text) of every review of the project: what
     `reviews.project_votes` reads, from the same query and so in the same order, without decoding the
     scores row by row (identical texts are decoded once by the caller)."""
-    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+    result = conn.execute(
         select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
         .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
-        .where(items.c.project_id == project_id))]
+        .where(items.c.project_id == project_id))
+    return [tuple(r) for part in result.partitions(STREAM_ROWS) for r in part]  # type: ignore[misc]
 
 
 def decode_json(raw: Any) -> Any:
