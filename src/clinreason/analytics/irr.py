@@ -286,7 +286,7 @@ def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 20
             denom = a2 + b2 - 2.0 * a1 * b1 / n
             kappa = np.where(denom > 0, 1.0 - (a2 + b2 - 2.0 * ab) / denom, np.nan)
         finite = np.isfinite(kappa)
-        whole = finite.all(axis=0)
+        whole = np.asarray(finite.all(axis=0))
         bounds = np.percentile(kappa[:, whole], [tail, 100.0 - tail], axis=0) if whole.any() else np.zeros((2, 0))
         position = np.cumsum(whole) - 1  # column of each fully finite row in `bounds`
         for r in range(len(block)):

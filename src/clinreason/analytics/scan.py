@@ -15,7 +15,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Connection
@@ -118,7 +118,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     pair of score rows; the counts are expanded into the same `ReviewScan` at the end. Sums of floats
     (leniency, seconds) are still added review by review, in the same order as before."""
     dims, scale = rubric_dimensions(rubric_body)
-    k, v = len(dims), len(scale)
+    k = len(dims)
     index = {s: i for i, s in enumerate(scale)}
     salt = project_salt(conn, project_id)
     tallies: dict[int, ReviewerTally] = {}

@@ -93,7 +93,7 @@ def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS
                           decided_rationale_id=row.accepted_id, step_verdicts=_step_verdicts(row.steps))
 
 
-def rated_review_rows(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS) -> Iterator[tuple]:
+def rated_review_rows(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS) -> Iterator[tuple[Any, ...]]:
     """What `rated_reviews` reads, as plain tuples (rationale id, reviewer id, verdict, scores, seconds spent,
     steps, decision kind, accepted version id) in the same order, with the two JSON columns as their stored
     text (decode them with `decode_json`): identical texts repeat a lot and are then decoded once."""
@@ -118,7 +118,7 @@ def project_vote_rows(conn: Connection, *, project_id: int) -> list[tuple[str, s
         select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
         .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
         .where(items.c.project_id == project_id))
-    return [tuple(r) for part in result.partitions(STREAM_ROWS) for r in part]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3]) for part in result.partitions(STREAM_ROWS) for r in part]
 
 
 def decode_json(raw: Any) -> Any:
