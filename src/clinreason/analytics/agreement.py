@@ -5,6 +5,11 @@ enough overlap, Fleiss' κ on verdicts, percent agreement — each with a percen
 Krippendorff's α (nominal) on ok/error over the steps two reviewers or more judged, and the share of
 flagged steps a second reviewer flagged too (`analytics.step_agreement`).
 
+The pairwise κ intervals (one per reviewer pair and dimension, `pair_resamples` draws each) come from one
+Poisson bootstrap over all the pairs' confusion tables (`irr.quadratic_kappa_bootstrap_rows`): each unit
+weighted by a Poisson(1) draw, one random stream from the seed, so they stay reproducible and cost the same
+for 1,225 pairs at a million units as for ten; every other interval is the multinomial unit bootstrap.
+
 The unit is the rationale version (rationales.id): each version is rated by the reviewers assigned to it.
 What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
 """
