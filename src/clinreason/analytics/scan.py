@@ -28,6 +28,7 @@ from clinreason.store.common import NotFoundError
 from clinreason.store.projects import get_project_by_id
 
 VERDICTS = ("accept", "edit", "regenerate", "flag_question")
+NO_VERDICT = 7  # the code of a verdict outside VERDICTS in a version's shape
 STREAM_ROWS = stats_store.STREAM_ROWS
 
 
@@ -126,20 +127,22 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         tallies[user.id] = ReviewerTally(id=user.id, username=user.username, role=user.role,
                                          specialties=list(user.specialties),
                                          pseudonym=pseudonym(salt, user.username))
-    verdict_index = {name: i for i, name in enumerate(VERDICTS)}
-    cells_of: dict[Any, tuple[int | None, ...]] = {}
+    verdict_code = {name: i for i, name in enumerate(VERDICTS)}  # any other verdict: NO_VERDICT
+    # a review's score row (scale indices, None where a dimension is not scored) is interned as an id
+    cell_ids: dict[tuple[int | None, ...], int] = {}
+    id_of: dict[Any, int] = {}  # stored scores text -> id of its score row
 
-    def cells(raw: Any) -> tuple[int | None, ...]:
-        found = cells_of.get(raw)
+    def cells(raw: Any) -> int:
+        found = id_of.get(raw)
         if found is None:
             scores = stats_store.decode_json(raw) or {}
-            out = []
+            row = []
             for name in dims:
                 value = scores.get(name)
-                out.append(index.get(value) if type(value) is int else None)
-            found = tuple(out)
-            if len(cells_of) < 200_000:
-                cells_of[raw] = found
+                row.append(index.get(value) if type(value) is int else None)
+            found = cell_ids.setdefault(tuple(row), len(cell_ids))
+            if len(id_of) < 200_000:
+                id_of[raw] = found
         return found
 
     marks_of: dict[Any, tuple[tuple[int, str], ...]] = {}
@@ -154,72 +157,75 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                 marks_of[raw] = found
         return found
 
-    shapes: Counter = Counter()  # (cells, verdict) of each review of a version -> versions of that shape
-    shape_info: dict[tuple, tuple[float | None, ...]] = {}  # shape -> each review's leniency (None: none)
-    # reviewer pairs within a version (a < b) and their score rows, as ids into `cell_ids`
+    # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
+    shapes: Counter[tuple[int, ...]] = Counter()
+    lenient_of: dict[tuple[int, ...], tuple[float | None, ...]] = {}  # shape -> each review's leniency
+    rows_by_id: list[tuple[int | None, ...]] = []
+    # reviewer pairs within a version (a < b) and the ids of their score rows
     pair_a, pair_b, pair_ca, pair_cb = array("q"), array("q"), array("q"), array("q")
-    cell_ids: dict[tuple[int | None, ...], int] = {}
     step_units: Counter[tuple[int, int]] = Counter()
     total_reviews, total_seconds = 0, 0.0
-    unit_cells: list[tuple[int | None, ...]] = []
+    unit_key: list[int] = []
     unit_rows: list[tuple] = []
     unit_marks: list[tuple[tuple[int, str], ...]] = []
     current: Any = None
 
     def close_unit() -> None:
         nonlocal total_reviews, total_seconds
-        shape = tuple(zip(unit_cells, (verdict_index.get(r[1]) for r in unit_rows)))
+        shape = tuple(unit_key)
         shapes[shape] += 1
-        lenient = shape_info.get(shape)
+        lenient = lenient_of.get(shape)
         if lenient is None:
-            lenient = shape_info[shape] = _leniencies(unit_cells)
+            if len(rows_by_id) < len(cell_ids):
+                rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
+            lenient = lenient_of[shape] = _leniencies([rows_by_id[x >> 3] for x in shape])
         n = len(unit_rows)
         if n > 1:
-            ids = [cell_ids.setdefault(c, len(cell_ids)) for c in unit_cells]
             for a in range(n):
-                ra, ca = unit_rows[a][0], ids[a]
+                ra, ca = unit_rows[a][0], unit_key[a] >> 3
                 for b in range(a + 1, n):
                     pair_a.append(ra)
                     pair_b.append(unit_rows[b][0])
                     pair_ca.append(ca)
-                    pair_cb.append(ids[b])
+                    pair_cb.append(unit_key[b] >> 3)
         if any(unit_marks):
             step_units.update(step_judgments(unit_marks))
         unit_seconds = 0.0  # summed per version, then added: the same float additions as before
-        for r, (reviewer_id, verdict, seconds, kind, decided, rationale_id) in enumerate(unit_rows):
+        r = 0
+        for reviewer_id, verdict, seconds, kind, decided, rationale_id in unit_rows:
             t = tallies.get(reviewer_id)
-            if t is None:
-                continue
-            t.reviews += 1
-            total_reviews += 1
-            t.accepts += verdict == "accept"
-            if seconds is not None:
-                t.seconds[float(seconds)] += 1
-                unit_seconds += float(seconds)
-            mine = lenient[r]
-            if mine is not None:
-                t.leniency_sum += mine
-                t.leniency_units += 1
-            if kind in ("adjudication", "excluded"):
-                kept = kind == "adjudication" and decided == rationale_id
-                t.adjudicated += 1
-                t.adjudicator_agreed += (verdict == "accept") == kept
+            if t is not None:
+                t.reviews += 1
+                total_reviews += 1
+                t.accepts += verdict == "accept"
+                if seconds is not None:
+                    t.seconds[float(seconds)] += 1
+                    unit_seconds += float(seconds)
+                mine = lenient[r]
+                if mine is not None:
+                    t.leniency_sum += mine
+                    t.leniency_units += 1
+                if kind in ("adjudication", "excluded"):
+                    kept = kind == "adjudication" and decided == rationale_id
+                    t.adjudicated += 1
+                    t.adjudicator_agreed += (verdict == "accept") == kept
+            r += 1
         total_seconds += unit_seconds
 
     for row in stats_store.rated_review_rows(conn, project_id=project_id, batch=STREAM_ROWS):
         rationale_id = row[0]
         if rationale_id != current and unit_rows:
             close_unit()
-            unit_cells, unit_rows, unit_marks = [], [], []
+            unit_key, unit_rows, unit_marks = [], [], []
         current = rationale_id
-        unit_cells.append(cells(row[3]))
+        unit_key.append(cells(row[3]) << 3 | verdict_code.get(row[2], NO_VERDICT))
         unit_marks.append(marks(row[5]))
         unit_rows.append((row[1], row[2], row[4], row[6], row[7], rationale_id))
     if unit_rows:
         close_unit()
     pairs = (np.frombuffer(pair_a, dtype=np.int64), np.frombuffer(pair_b, dtype=np.int64),
              np.frombuffer(pair_ca, dtype=np.int64), np.frombuffer(pair_cb, dtype=np.int64))
-    table = np.array([[-1 if c is None else c for c in cells] for cells in cell_ids], dtype=np.int64).reshape(-1, k)
+    table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
     return _expand(dims=dims, scale=scale, shapes=shapes, pairs=pairs, cell_table=table, tallies=tallies,
                    step_units=step_units, total_reviews=total_reviews, total_seconds=total_seconds)
 
@@ -238,6 +244,11 @@ def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
     return tuple(out)
 
 
+def cell_ids_of_table(table: np.ndarray) -> list[tuple[int | None, ...]]:
+    """The interned score rows back as tuples (None where a dimension is not scored), by id."""
+    return [tuple(None if c < 0 else int(c) for c in row) for row in table.tolist()]
+
+
 def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
             pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray,
             tallies: dict[int, ReviewerTally], step_units: Counter, total_reviews: int,
@@ -249,12 +260,14 @@ def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
     hist = [[0] * v for _ in dims]
     ratings = [0] * k
     overall_len = k * (v - 1) + 1
+    rows_by_id = list(cell_ids_of_table(cell_table))
     for shape, times in shapes.items():
+        grid = [rows_by_id[x >> 3] for x in shape]
         for d in range(k):
             vec = [0] * v
             n = 0
-            for cells, _ in shape:
-                c = cells[d]
+            for row in grid:
+                c = row[d]
                 if c is not None:
                     vec[c] += 1
                     n += 1
@@ -265,16 +278,16 @@ def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
                 dim_patterns[d][tuple(vec)] += times
         sums = [0] * overall_len
         complete = False
-        for cells, _ in shape:
-            if None not in cells:
-                sums[sum(cast(tuple[int, ...], cells))] += 1
+        for row in grid:
+            if None not in row:
+                sums[sum(cast(tuple[int, ...], row))] += 1
                 complete = True
         if complete:
             overall[tuple(sums)] += times
         vvec = [0] * len(VERDICTS)
-        for _, i in shape:
-            if i is not None:
-                vvec[i] += 1
+        for x in shape:
+            if x & 7 != NO_VERDICT:
+                vvec[x & 7] += 1
         verdicts[tuple(vvec)] += times
     confusion: dict[tuple[int, int], np.ndarray] = {}
     ra, rb, ca, cb = pairs
