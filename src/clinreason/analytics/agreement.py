@@ -5,6 +5,11 @@ enough overlap, Fleiss' κ on verdicts, percent agreement — each with a percen
 Krippendorff's α (nominal) on ok/error over the steps two reviewers or more judged, and the share of
 flagged steps a second reviewer flagged too (`analytics.step_agreement`).
 
+The pairwise κ intervals (one per reviewer pair and dimension, `pair_resamples` draws each) come from one
+Poisson bootstrap over all the pairs' confusion tables (`irr.quadratic_kappa_bootstrap_rows`): each unit
+weighted by a Poisson(1) draw, one random stream from the seed, so they stay reproducible and cost the same
+for 1,225 pairs at a million units as for ten; every other interval is the multinomial unit bootstrap.
+
 The unit is the rationale version (rationales.id): each version is rated by the reviewers assigned to it.
 What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
 """
@@ -77,23 +82,29 @@ def _verdict_block(counter: Counter, *, resamples: int, seed: int) -> dict[str, 
 
 
 def _pairs(scan: ReviewScan, *, min_overlap: int, resamples: int, seed: int) -> list[dict[str, Any]]:
-    """Cohen's weighted κ for every reviewer pair sharing at least `min_overlap` versions."""
-    out = []
-    v = len(scan.scale)
-    quadratic = lambda w: irr.kappa_from_confusion(w.reshape(w.shape[:-1] + (v, v)), "quadratic")  # noqa: E731
+    """Cohen's weighted κ for every reviewer pair sharing at least `min_overlap` versions: the estimates
+    for every pair and dimension in one array operation, their 95 % CIs by one Poisson bootstrap over all
+    the tables (`irr.quadratic_kappa_bootstrap_rows`, one random stream from `seed`)."""
+    k = len(scan.dimensions)
+    chosen = []
     for (ra, rb), conf in sorted(scan.pair_confusion.items()):
         shared = int(conf.sum(axis=(1, 2)).max()) if conf.size else 0
-        if shared < min_overlap:
-            continue
+        if shared >= min_overlap:
+            chosen.append((ra, rb, shared, conf))
+    if not chosen:
+        return []
+    cube = np.stack([conf for _, _, _, conf in chosen])  # (pairs, dims, V, V)
+    quad = np.asarray(irr.kappa_from_confusion(cube, "quadratic")).reshape(len(chosen), k)
+    lin = np.asarray(irr.kappa_from_confusion(cube, "linear")).reshape(len(chosen), k)
+    cis = irr.quadratic_kappa_bootstrap_rows(cube.reshape((-1,) + cube.shape[2:]), resamples=resamples, seed=seed)
+    units = cube.sum(axis=(2, 3))
+    out = []
+    for p, (ra, rb, shared, _) in enumerate(chosen):
         names = [scan.reviewers[r].pseudonym if r in scan.reviewers else str(r) for r in (ra, rb)]
-        flat = conf.reshape(len(scan.dimensions), v * v).astype(np.float64)
-        cis = irr.bootstrap_ci_rows(flat, quadratic, resamples=resamples, seed=seed)
-        quad = np.atleast_1d(irr.kappa_from_confusion(conf, "quadratic"))
-        lin = np.atleast_1d(irr.kappa_from_confusion(conf, "linear"))
         dims: dict[str, Any] = {}
         for d, name in enumerate(scan.dimensions):
-            dims[name] = {"kappa_quadratic": _num(float(quad[d])), "kappa_linear": _num(float(lin[d])),
-                          "ci95": cis[d], "units": int(conf[d].sum())}
+            dims[name] = {"kappa_quadratic": _num(float(quad[p, d])), "kappa_linear": _num(float(lin[p, d])),
+                          "ci95": cis[p * k + d], "units": int(units[p, d])}
         out.append({"raters": names, "units": shared, "dimensions": dims})
     return out
 

@@ -234,7 +234,8 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     rubric = rubric_from_dict(rubric_body)
     scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
-    stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds)
+    status = status_counts(conn, project_id=project_id)
+    stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds, status=status)
     reviewers = with_reliability(conn, project_id, reviewer_table(scan))
     series = progress_series(conn, project_id)
     distributions = {name: dict(zip([str(s) for s in scan.scale], map(int, scan.histograms[d])))
@@ -247,7 +248,7 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     no_data = t(N_("no data yet"))
     hist = stats["rounds"]["histogram"]
     return {
-        "status": status_counts(conn, project_id=project_id),
+        "status": status,
         "agreement": agreement,
         "stats": stats,
         "reviewers": reviewers,

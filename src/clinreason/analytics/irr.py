@@ -256,6 +256,52 @@ def bootstrap_ci_rows(weights: np.ndarray, statistic: Callable[[np.ndarray], np.
     return out
 
 
+def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 200, seed: int = 0,
+                                   level: float = 0.95, chunk: int = 512) -> list[list[float] | None]:
+    """Percentile CIs of Cohen's quadratic-weighted κ for many confusion tables (R, V, V) at once — the
+    reviewer pairs × rubric dimensions — by the Poisson bootstrap: each unit of a table is weighted by an
+    independent Poisson(1) draw, so each cell count is drawn as Poisson(its observed count). κ does not change
+    when a table is scaled, so this is the usual large-sample stand-in for resampling a table's units with
+    replacement; it needs one draw per non-empty cell (not one per unit) and one random stream (`seed`) for
+    every table, taken in row order. κ of each draw is worked out from the table's moments
+    (N, Σ i, Σ i², Σ j, Σ j², Σ ij). A table of fewer than two units gets None, as `bootstrap_ci_rows` gives."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    rows, v = conf.shape[0], conf.shape[-1]
+    flat = conf.reshape(rows, v * v)
+    units = flat.sum(axis=1)
+    out: list[list[float] | None] = [None] * rows
+    if resamples < 1 or rows == 0:
+        return out
+    i, j = np.divmod(np.arange(v * v, dtype=np.float64), v)
+    features = np.stack([np.ones(v * v), i, i * i, j, j * j, i * j], axis=1)  # (V², 6)
+    rng = np.random.default_rng(seed)
+    tail = (1.0 - level) / 2.0 * 100.0
+    for start in range(0, rows, chunk):
+        block = flat[start:start + chunk]
+        cols = np.flatnonzero(block.sum(axis=0) > 0)
+        draws = rng.poisson(block[:, cols], size=(resamples,) + (len(block), len(cols))).astype(np.float64)
+        m = draws @ features[cols]  # (B, rows, 6)
+        n, a1, a2, b1, b2, ab = (m[..., c] for c in range(6))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = a2 + b2 - 2.0 * a1 * b1 / n
+            kappa = np.where(denom > 0, 1.0 - (a2 + b2 - 2.0 * ab) / denom, np.nan)
+        finite = np.isfinite(kappa)
+        whole = np.asarray(finite.all(axis=0))
+        bounds = np.percentile(kappa[:, whole], [tail, 100.0 - tail], axis=0) if whole.any() else np.zeros((2, 0))
+        position = np.cumsum(whole) - 1  # column of each fully finite row in `bounds`
+        for r in range(len(block)):
+            if units[start + r] < 2:
+                continue
+            if whole[r]:
+                out[start + r] = [float(bounds[0, position[r]]), float(bounds[1, position[r]])]
+                continue
+            col = kappa[finite[:, r], r]
+            if col.size:
+                lo, hi = np.percentile(col, [tail, 100.0 - tail])
+                out[start + r] = [float(lo), float(hi)]
+    return out
+
+
 def _multinomial_rows(rng: np.random.Generator, weights: np.ndarray, resamples: int) -> np.ndarray:
     """Multinomial draws (B, R, P) of weights.sum(1) units with probabilities weights / sum, as a chain of
     conditional binomials over the categories in use (vectorised over resamples and rows)."""

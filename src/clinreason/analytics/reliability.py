@@ -15,6 +15,7 @@ from clinreason.store import calibration as probes
 from clinreason.store import decisions as decision_store
 from clinreason.store import projects
 from clinreason.store import reviews as review_store
+from clinreason.store import stats as stats_store
 
 # (database, project) -> (reviews counted at the fit, the fitted model)
 _EVIDENCE_CACHE: dict[tuple[str, int], tuple[int, EvidenceModel]] = {}
@@ -32,14 +33,30 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
     the reviewed versions; versions an adjudicator accepted, and calibration versions, are known truths."""
     rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
     by_version: dict[str, list[ReviewVote]] = {}
-    for rationale_id, vote in review_store.project_votes(conn, project_id=project_id):
-        if vote.verdict != "flag_question" and not borderline(rubric, vote):
+    scores_of: dict[str, dict[str, Any]] = {}  # stored text -> the scores, decoded once (never mutated)
+    skip: dict[tuple[str, str], bool] = {}  # (verdict, text) -> flag_question or borderline
+    for rationale_id, reviewer, verdict, raw in stats_store.project_vote_rows(conn, project_id=project_id):
+        scores = scores_of.get(raw)
+        if scores is None:
+            scores = scores_of[raw] = dict(stats_store.decode_json(raw) or {})
+        vote = ReviewVote(reviewer, verdict, scores)
+        left_out = skip.get((verdict, raw))
+        if left_out is None:
+            left_out = skip[(verdict, raw)] = verdict == "flag_question" or borderline(rubric, vote)
+        if not left_out:
             by_version.setdefault(rationale_id, []).append(vote)
     if not by_version:
         return EvidenceModel()
     offsets = leniency_offsets(by_version)
-    labels = [(rid, v.reviewer, says_pass(rubric, v, offsets.get(v.reviewer, 0.0)))
-              for rid, votes in by_version.items() for v in votes]
+    said: dict[tuple[str, str, int], bool] = {}  # (reviewer, verdict, id of the scores) -> says_pass
+    labels = []
+    for rid, votes in by_version.items():
+        for v in votes:
+            key = (v.reviewer, v.verdict, id(v.scores))
+            found = said.get(key)
+            if found is None:
+                found = said[key] = says_pass(rubric, v, offsets.get(v.reviewer, 0.0))
+            labels.append((rid, v.reviewer, found))
     known = {d.rationale_id: True for d in decision_store.project_decisions(conn, project_id=project_id,
                                                                             kind="adjudication")
              if d.rationale_id is not None}

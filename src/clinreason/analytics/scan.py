@@ -11,10 +11,11 @@ when the next one starts.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Connection
@@ -25,9 +26,9 @@ from clinreason.store import accounts
 from clinreason.store import stats as stats_store
 from clinreason.store.common import NotFoundError
 from clinreason.store.projects import get_project_by_id
-from clinreason.store.stats import RatedReview
 
 VERDICTS = ("accept", "edit", "regenerate", "flag_question")
+NO_VERDICT = 7  # the code of a verdict outside VERDICTS in a version's shape
 STREAM_ROWS = stats_store.STREAM_ROWS
 
 
@@ -110,23 +111,15 @@ def rubric_dimensions(rubric_body: dict[str, Any]) -> tuple[list[str], list[int]
     return rubric.names, list(range(rubric.scale_min, rubric.scale_max + 1))
 
 
-def _units(conn: Connection, project_id: int) -> Iterator[list[RatedReview]]:
-    """The project's reviews grouped by version: they arrive ordered by rationale id."""
-    unit: list[RatedReview] = []
-    current = None
-    for review in stats_store.rated_reviews(conn, project_id=project_id, batch=STREAM_ROWS):
-        if review.rationale_id != current and unit:
-            yield unit
-            unit = []
-        current = review.rationale_id
-        unit.append(review)
-    if unit:
-        yield unit
-
-
 def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, Any]) -> ReviewScan:
+    """One pass over the project's reviews. The per-row work is cut to dictionary look-ups: a review's
+    scores (and step marks) are decoded once per distinct stored text, the reviewer-independent part of a
+    version (its score patterns, overall sums, verdicts, score histogram, the leniency of each review) is
+    worked out once per distinct shape of version and counted, and reviewer pairs are counted per distinct
+    pair of score rows; the counts are expanded into the same `ReviewScan` at the end. Sums of floats
+    (leniency, seconds) are still added review by review, in the same order as before."""
     dims, scale = rubric_dimensions(rubric_body)
-    k, v = len(dims), len(scale)
+    k = len(dims)
     index = {s: i for i, s in enumerate(scale)}
     salt = project_salt(conn, project_id)
     tallies: dict[int, ReviewerTally] = {}
@@ -134,70 +127,185 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         tallies[user.id] = ReviewerTally(id=user.id, username=user.username, role=user.role,
                                          specialties=list(user.specialties),
                                          pseudonym=pseudonym(salt, user.username))
+    verdict_code = {name: i for i, name in enumerate(VERDICTS)}  # any other verdict: NO_VERDICT
+    # a review's score row (scale indices, None where a dimension is not scored) is interned as an id
+    cell_ids: dict[tuple[int | None, ...], int] = {}
+    id_of: dict[Any, int] = {}  # stored scores text -> id of its score row
+
+    def cells(raw: Any) -> int:
+        found = id_of.get(raw)
+        if found is None:
+            scores = stats_store.decode_json(raw) or {}
+            row = []
+            for name in dims:
+                value = scores.get(name)
+                row.append(index.get(value) if type(value) is int else None)
+            found = cell_ids.setdefault(tuple(row), len(cell_ids))
+            if len(id_of) < 200_000:
+                id_of[raw] = found
+        return found
+
+    marks_of: dict[Any, tuple[tuple[int, str], ...]] = {}
+
+    def marks(raw: Any) -> tuple[tuple[int, str], ...]:
+        if raw is None:
+            return ()
+        found = marks_of.get(raw)
+        if found is None:
+            found = stats_store.step_verdicts(stats_store.decode_json(raw))
+            if len(marks_of) < 200_000:
+                marks_of[raw] = found
+        return found
+
+    # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
+    shapes: Counter[tuple[int, ...]] = Counter()
+    lenient_of: dict[tuple[int, ...], tuple[float | None, ...]] = {}  # shape -> each review's leniency
+    rows_by_id: list[tuple[int | None, ...]] = []
+    # reviewer pairs within a version (a < b) and the ids of their score rows
+    pair_a, pair_b, pair_ca, pair_cb = array("q"), array("q"), array("q"), array("q")
+    step_units: Counter[tuple[int, int]] = Counter()
+    total_reviews, total_seconds = 0, 0.0
+    unit_key: list[int] = []
+    unit_rows: list[tuple] = []
+    unit_marks: list[tuple[tuple[int, str], ...]] = []
+    current: Any = None
+
+    def close_unit() -> None:
+        nonlocal total_reviews, total_seconds
+        shape = tuple(unit_key)
+        shapes[shape] += 1
+        lenient = lenient_of.get(shape)
+        if lenient is None:
+            if len(rows_by_id) < len(cell_ids):
+                rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
+            lenient = lenient_of[shape] = _leniencies([rows_by_id[x >> 3] for x in shape])
+        n = len(unit_rows)
+        if n > 1:
+            for a in range(n):
+                ra, ca = unit_rows[a][0], unit_key[a] >> 3
+                for b in range(a + 1, n):
+                    pair_a.append(ra)
+                    pair_b.append(unit_rows[b][0])
+                    pair_ca.append(ca)
+                    pair_cb.append(unit_key[b] >> 3)
+        if any(unit_marks):
+            step_units.update(step_judgments(unit_marks))
+        unit_seconds = 0.0  # summed per version, then added: the same float additions as before
+        r = 0
+        for reviewer_id, verdict, seconds, kind, decided, rationale_id in unit_rows:
+            t = tallies.get(reviewer_id)
+            if t is not None:
+                t.reviews += 1
+                total_reviews += 1
+                t.accepts += verdict == "accept"
+                if seconds is not None:
+                    t.seconds[float(seconds)] += 1
+                    unit_seconds += float(seconds)
+                mine = lenient[r]
+                if mine is not None:
+                    t.leniency_sum += mine
+                    t.leniency_units += 1
+                if kind in ("adjudication", "excluded"):
+                    kept = kind == "adjudication" and decided == rationale_id
+                    t.adjudicated += 1
+                    t.adjudicator_agreed += (verdict == "accept") == kept
+            r += 1
+        total_seconds += unit_seconds
+
+    for row in stats_store.rated_review_rows(conn, project_id=project_id, batch=STREAM_ROWS):
+        rationale_id = row[0]
+        if rationale_id != current and unit_rows:
+            close_unit()
+            unit_key, unit_rows, unit_marks = [], [], []
+        current = rationale_id
+        unit_key.append(cells(row[3]) << 3 | verdict_code.get(row[2], NO_VERDICT))
+        unit_marks.append(marks(row[5]))
+        unit_rows.append((row[1], row[2], row[4], row[6], row[7], rationale_id))
+    if unit_rows:
+        close_unit()
+    pairs = (np.frombuffer(pair_a, dtype=np.int64), np.frombuffer(pair_b, dtype=np.int64),
+             np.frombuffer(pair_ca, dtype=np.int64), np.frombuffer(pair_cb, dtype=np.int64))
+    table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
+    return _expand(dims=dims, scale=scale, shapes=shapes, pairs=pairs, cell_table=table, tallies=tallies,
+                   step_units=step_units, total_reviews=total_reviews, total_seconds=total_seconds)
+
+
+def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
+    """Each review's mean score minus the mean of the other reviews' means (on scale indices), None where
+    the review, or every other review, scored nothing."""
+    means = []
+    for cells in grid:
+        given = [c for c in cells if c is not None]
+        means.append(sum(given) / len(given) if given else None)
+    out: list[float | None] = []
+    for r, mine in enumerate(means):
+        peers = [m for j, m in enumerate(means) if j != r and m is not None]
+        out.append(mine - sum(peers) / len(peers) if mine is not None and peers else None)
+    return tuple(out)
+
+
+def cell_ids_of_table(table: np.ndarray) -> list[tuple[int | None, ...]]:
+    """The interned score rows back as tuples (None where a dimension is not scored), by id."""
+    return [tuple(None if c < 0 else int(c) for c in row) for row in table.tolist()]
+
+
+def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
+            pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray,
+            tallies: dict[int, ReviewerTally], step_units: Counter, total_reviews: int,
+            total_seconds: float) -> ReviewScan:
+    k, v = len(dims), len(scale)
     dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in dims]
     overall: Counter[tuple[int, ...]] = Counter()
     verdicts: Counter[tuple[int, ...]] = Counter()
-    pairs: Counter[tuple[int, int, int, int, int]] = Counter()
     hist = [[0] * v for _ in dims]
     ratings = [0] * k
     overall_len = k * (v - 1) + 1
-    total_reviews, total_seconds = 0, 0.0
-    step_units: Counter[tuple[int, int]] = Counter()
-    verdict_index = {name: i for i, name in enumerate(VERDICTS)}
-    for unit in _units(conn, project_id):
-        # the unit's scores as one row of scale indices per reviewer (None where a dimension is not scored)
-        grid = []
-        for row in unit:
-            scores = row.scores
-            cells = []
-            for name in dims:
-                value = scores.get(name)
-                cells.append(index.get(value) if type(value) is int else None)
-            grid.append(cells)
+    rows_by_id = list(cell_ids_of_table(cell_table))
+    for shape, times in shapes.items():
+        grid = [rows_by_id[x >> 3] for x in shape]
         for d in range(k):
             vec = [0] * v
             n = 0
-            for cells in grid:
-                c = cells[d]
+            for row in grid:
+                c = row[d]
                 if c is not None:
                     vec[c] += 1
-                    hist[d][c] += 1
                     n += 1
             if n:
-                ratings[d] += n
-                dim_patterns[d][tuple(vec)] += 1
+                for c, m in enumerate(vec):
+                    hist[d][c] += m * times
+                ratings[d] += n * times
+                dim_patterns[d][tuple(vec)] += times
         sums = [0] * overall_len
         complete = False
-        for cells in grid:
-            if None not in cells:
-                sums[sum(cast(list[int], cells))] += 1
+        for row in grid:
+            if None not in row:
+                sums[sum(cast(tuple[int, ...], row))] += 1
                 complete = True
         if complete:
-            overall[tuple(sums)] += 1
+            overall[tuple(sums)] += times
         vvec = [0] * len(VERDICTS)
-        for row in unit:
-            i = verdict_index.get(row.verdict)
-            if i is not None:
-                vvec[i] += 1
-        verdicts[tuple(vvec)] += 1
-        for a in range(len(unit)):
-            ga = grid[a]
-            for b in range(a + 1, len(unit)):
-                gb = grid[b]
-                ra, rb = unit[a].reviewer_id, unit[b].reviewer_id  # ordered by reviewer id: ra < rb
-                for d in range(k):
-                    x, y = ga[d], gb[d]
-                    if x is not None and y is not None:
-                        pairs[(ra, rb, d, x, y)] += 1
-        step_units.update(step_judgments(row.step_verdicts for row in unit))
-        n_rev, secs = _reviewer_tallies(tallies, unit, grid)
-        total_reviews += n_rev
-        total_seconds += secs
+        for x in shape:
+            if x & 7 != NO_VERDICT:
+                vvec[x & 7] += 1
+        verdicts[tuple(vvec)] += times
     confusion: dict[tuple[int, int], np.ndarray] = {}
-    for (ra, rb, d, x, y), n in sorted(pairs.items()):
-        if (ra, rb) not in confusion:
-            confusion[(ra, rb)] = np.zeros((k, v, v), dtype=np.int64)
-        confusion[(ra, rb)][d, x, y] = n
+    ra, rb, ca, cb = pairs
+    if len(ra):
+        base = int(rb.max()) + 1
+        uniq, pidx = np.unique(ra * base + rb, return_inverse=True)
+        pair_ids = [(int(c) // base, int(c) % base) for c in uniq]
+        ga, gb = cell_table[ca], cell_table[cb]
+        ok = (ga >= 0) & (gb >= 0)
+        flat = ((pidx.reshape(-1, 1) * k + np.arange(k)[None, :]) * v + ga) * v + gb
+        cube = np.bincount(flat[ok], minlength=len(pair_ids) * k * v * v).astype(np.int64).reshape(
+            len(pair_ids), k, v, v)
+        seen = ok.any(axis=1)
+        present = np.zeros(len(pair_ids), dtype=bool)
+        present[pidx[seen]] = True
+        for i, pair in enumerate(pair_ids):
+            if present[i]:
+                confusion[pair] = cube[i].copy()
     return ReviewScan(dimensions=dims, scale=scale, dim_patterns=dim_patterns, overall_patterns=overall,
                       verdict_patterns=verdicts, pair_confusion=confusion,
                       histograms=np.array(hist, dtype=np.int64).reshape(k, v),
@@ -205,32 +313,3 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                       total_reviews=total_reviews, total_seconds=total_seconds, step_units=step_units)
 
 
-def _reviewer_tallies(tallies: dict[int, ReviewerTally], unit: list[RatedReview], grid: list[list[int | None]]
-                      ) -> tuple[int, float]:
-    means = []
-    for cells in grid:
-        given = [c for c in cells if c is not None]
-        means.append(sum(given) / len(given) if given else None)  # on scale indices: differences are the same
-    reviews_seen, seconds = 0, 0.0
-    for r, row in enumerate(unit):
-        t = tallies.get(row.reviewer_id)
-        if t is None:
-            continue
-        t.reviews += 1
-        reviews_seen += 1
-        t.accepts += row.verdict == "accept"
-        if row.seconds_spent is not None:
-            t.seconds[float(row.seconds_spent)] += 1
-            seconds += float(row.seconds_spent)
-        mine = means[r]
-        if mine is not None:
-            peers = [m for j, m in enumerate(means) if j != r and m is not None]
-            if peers:
-                t.leniency_sum += mine - sum(peers) / len(peers)
-                t.leniency_units += 1
-        if row.decision_kind in ("adjudication", "excluded"):
-            # the adjudicator kept this version (accepted it) or not; the reviewer agreed if their verdict matched
-            kept = row.decision_kind == "adjudication" and row.decided_rationale_id == row.rationale_id
-            t.adjudicated += 1
-            t.adjudicator_agreed += (row.verdict == "accept") == kept
-    return reviews_seen, seconds

@@ -71,9 +71,12 @@ def with_reliability(conn: Connection, project_id: int, rows: list[dict[str, Any
     return rows
 
 
-def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | None = None) -> dict[str, Any]:
-    """Project-level numbers, all by SQL aggregates (constant memory at any size)."""
-    status = status_counts(conn, project_id=project_id)
+def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | None = None,
+                  status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Project-level numbers, all by SQL aggregates (constant memory at any size). Pass `status` (what
+    `status_counts` returned on this connection) to reuse it."""
+    if status is None:
+        status = status_counts(conn, project_id=project_id)
     accepted = stats_store.accepted_count(conn, project_id=project_id)
     rounds_hist = stats_store.accepted_rounds(conn, project_id=project_id)
     total_rounds = sum(r * n for r, n in rounds_hist.items())

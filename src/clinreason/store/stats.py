@@ -4,15 +4,16 @@ is an SQL aggregate returned as small typed rows. The computation lives in `clin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, FromClause, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, cast, func, select
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews
+from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
 
 #: the decision kinds that accept an item (an exclusion does not)
 ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.ADJUDICATION.value)
@@ -90,6 +91,44 @@ def rated_reviews(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS
         yield RatedReview(rationale_id=row.rationale_id, reviewer_id=row.reviewer_id, verdict=row.verdict,
                           scores=row.scores or {}, seconds_spent=row.seconds_spent, decision_kind=row.kind,
                           decided_rationale_id=row.accepted_id, step_verdicts=_step_verdicts(row.steps))
+
+
+def rated_review_rows(conn: Connection, *, project_id: int, batch: int = STREAM_ROWS) -> Iterator[tuple[Any, ...]]:
+    """What `rated_reviews` reads, as plain tuples (rationale id, reviewer id, verdict, scores, seconds spent,
+    steps, decision kind, accepted version id) in the same order, with the two JSON columns as their stored
+    text (decode them with `decode_json`): identical texts repeat a lot and are then decoded once."""
+    stmt = (
+        select(reviews.c.rationale_id, reviews.c.reviewer_id, reviews.c.verdict, cast(reviews.c.scores, Text),
+               reviews.c.seconds_spent, cast(reviews.c.steps, Text), decisions.c.kind, decisions.c.rationale_id)
+        .select_from(reviews.join(items, items.c.id == reviews.c.item_id)
+                     .outerjoin(decisions, decisions.c.item_id == reviews.c.item_id))
+        .where(items.c.project_id == project_id)
+        .order_by(reviews.c.rationale_id, reviews.c.reviewer_id)
+    )
+    result = conn.execute(stmt.execution_options(yield_per=batch))
+    for part in result.partitions():
+        yield from part
+
+
+def project_vote_rows(conn: Connection, *, project_id: int) -> list[tuple[str, str, str, str]]:
+    """(rationale id, username, verdict, scores as stored JSON text) of every review of the project: what
+    `reviews.project_votes` reads, from the same query and so in the same order, without decoding the
+    scores row by row (identical texts are decoded once by the caller)."""
+    result = conn.execute(
+        select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
+        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
+        .where(items.c.project_id == project_id))
+    return [(r[0], r[1], r[2], r[3]) for part in result.partitions(STREAM_ROWS) for r in part]
+
+
+def decode_json(raw: Any) -> Any:
+    """A JSON column read as text (None stays None)."""
+    return None if raw is None else json.loads(raw)
+
+
+def step_verdicts(stored: Any) -> tuple[tuple[int, str], ...]:
+    """(step, verdict) of a review's stored marks, by step (see `RatedReview.step_verdicts`)."""
+    return _step_verdicts(stored)
 
 
 def _step_verdicts(stored: Any) -> tuple[tuple[int, str], ...]:

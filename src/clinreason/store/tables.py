@@ -194,6 +194,7 @@ reviews = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("steps", JSON),  # the reviewer's step marks (domain/steps.StepMark.to_dict), null when none
     UniqueConstraint("rationale_id", "reviewer_id"),
+    Index(None, "item_id", "rationale_id"),  # reviews and rounds per item, from the index alone (migration 0011)
 )
 
 decisions = Table(

@@ -1,0 +1,62 @@
+"""Migration 0011 (issue #16, the read models) upgrades a database that already holds a reviewed project:
+the index is there afterwards, the reports read the same, and `clinreason migrate-db` copies the upgraded
+database as before."""
+
+from __future__ import annotations
+
+import json
+
+from analytics import reviewdata
+from sqlalchemy import inspect
+from typer.testing import CliRunner
+
+from clinreason.analytics.agreement import agreement_report
+from clinreason.analytics.stats import project_stats
+from clinreason.cli import app
+from clinreason.config import ProjectConfig
+from clinreason.store import db as dbm
+from clinreason.store import projects as store_projects
+
+
+def _reports(engine, pid):
+    with engine.connect() as conn:
+        return agreement_report(conn, project_id=pid, resamples=100, min_overlap=3), project_stats(conn, project_id=pid)
+
+
+def test_an_0010_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
+    path = tmp_path / "at0010.db"
+    engine = dbm.make_engine(f"sqlite:///{path}")
+    dbm.upgrade(engine, "0010")
+    pc = ProjectConfig()
+    with engine.begin() as conn:
+        project, _ = store_projects.ensure_project(conn, name="default", rubric=pc.rubric,
+                                                   config=pc.model_dump(mode="json", exclude={"rubric"}))
+    reviewdata.build(engine, project["id"], n_items=80, seed=11, step_judge_rate=0.5)
+    assert "ix_reviews_item_id_rationale_id" not in {i["name"] for i in inspect(engine).get_indexes("reviews")}
+    before = _reports(engine, project["id"])
+
+    dbm.upgrade(engine)
+    assert dbm.current_revision(engine) == "0011" == dbm.head_revision()
+    assert "ix_reviews_item_id_rationale_id" in {i["name"] for i in inspect(engine).get_indexes("reviews")}
+    assert _reports(engine, project["id"]) == before
+    engine.dispose()
+
+    copy = tmp_path / "copy.db"
+    result = CliRunner().invoke(app, ["migrate-db", "--from", str(path), "--to", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)
+    copied = dbm.make_engine(f"sqlite:///{copy}")
+    assert "ix_reviews_item_id_rationale_id" in {i["name"] for i in inspect(copied).get_indexes("reviews")}
+    assert _reports(copied, project["id"]) == before
+    copied.dispose()
+
+
+def test_a_downgrade_to_0010_drops_the_index(tmp_path):
+    engine = dbm.make_engine(f"sqlite:///{tmp_path / 'db.db'}")
+    dbm.upgrade(engine)
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(dbm._alembic_config(conn), "0010")
+    assert "ix_reviews_item_id_rationale_id" not in {i["name"] for i in inspect(engine).get_indexes("reviews")}
+    engine.dispose()
