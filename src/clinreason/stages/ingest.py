@@ -431,7 +431,8 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
     else:
         store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons)
         # source references: keep those not already stored (idempotent re-import adds none)
-        summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(conn, refs=refs))
+        summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(
+            conn, refs=refs, new_item_ids=new_items))
         add_events(conn, events)
     if run.writer is not None:
         run.writer.write(conn, [(p.raw, p.item) for p in pending])
