@@ -90,7 +90,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 def bind_processor(conn: Connection, table: Table, name: str) -> Callable[[Any], Any] | None:
     """The function that turns a Python value of column `name` into what the driver is given (None: the
     value as it is), in the dialect at hand: what `insert(table)` would apply."""
-    return table.c[name].type._cached_bind_processor(conn.dialect)  # type: ignore[no-any-return]
+    return table.c[name].type._cached_bind_processor(conn.dialect)
 
 
 def bind_value(conn: Connection, table: Table, name: str, value: Any) -> Any:

@@ -6,13 +6,15 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 
 from __future__ import annotations
 
-from typing import Any, Container
+from json.encoder import encode_basestring
+from typing import Any, Callable, Container
 
 from sqlalchemy import Connection
 
 from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
 from clinreason.store.common import bind_value, insert_rows, json_serializer, now, select_in
+from clinreason.store.db import _json_dumps as _COMPACT
 from clinreason.store.tables import item_sources, items
 
 
@@ -40,12 +42,31 @@ def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
     ts = bind_value(conn, items, "created_at", now())
     dumps = json_serializer(conn)
     flag = (flag_reasons or {}).get
+    answers: dict[tuple[str, ...], str] = {}  # a batch's answers are a few label sets: each serialised once
+    empty = dumps({})
+
+    def answer_json(labels: list[str]) -> str:
+        key = tuple(labels)
+        text = answers.get(key)
+        if text is None:
+            text = answers[key] = dumps(labels)
+        return text
+
     insert_rows(conn, items, _ITEM_COLUMNS, [
-        (it.id, project_id, it.content_hash, it.question, dumps([[k, v] for k, v in it.options.items()]),
-         dumps(it.answer_labels), it.answer_text, it.language, it.specialty, it.context,
-         it.reference_explanation, dumps(it.metadata), it.state, 0, 0,
-         flag(it.id), ts, ts)
+        (it.id, project_id, it.content_hash, it.question, _options_json(dumps, it.options),
+         answer_json(it.answer_labels), it.answer_text, it.language, it.specialty, it.context,
+         it.reference_explanation, empty if type(it.metadata) is dict and not it.metadata else dumps(it.metadata),
+         it.state, 0, 0, flag(it.id), ts, ts)
         for it in new])
+
+
+def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
+    """`dumps([[label, text], ...])`: for text labels and texts written directly (what the engine's compact
+    serialiser writes, ensure_ascii off: each string as `encode_basestring` quotes it), else by `dumps`."""
+    if dumps is not _COMPACT or not all(type(k) is str and type(v) is str for k, v in options.items()):
+        return dumps([[k, v] for k, v in options.items()])
+    quote = encode_basestring
+    return "[" + ",".join(f"[{quote(k)},{quote(v)}]" for k, v in options.items()) + "]"
 
 
 def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_item_ids: Container[str] = ()
