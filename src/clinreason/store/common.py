@@ -84,7 +84,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             last[i] = (value, out[i])
         return out
 
-    insert_rows(conn, table, names, (values(row) for row in rows))
+    insert_rows(conn, table, names, [tuple(values(row)) for row in rows])
 
 
 def bind_processor(conn: Connection, table: Table, name: str) -> Callable[[Any], Any] | None:
@@ -127,7 +127,7 @@ def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: Iter
                 write(row)
         return
     marks = ", ".join("?" for _ in names)
-    batch = rows if isinstance(rows, list) else list(rows)
+    batch = [row if type(row) is tuple else tuple(row) for row in rows]  # the driver takes tuples
     if batch:
         conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", batch)
 
