@@ -58,6 +58,7 @@ POSITION_CHECK_RECORDS = 100
 PREVIEW_ITEMS = 3
 #: every item.imported event's `after`: one object, so a batch's events serialise it once (never mutated)
 _IMPORTED = {"state": ItemState.IMPORTED.value}
+_IMPORTED_STATE, _ESCALATED_STATE = ItemState.IMPORTED.value, ItemState.ESCALATED.value
 
 
 class ImportAborted(RuntimeError):
@@ -378,60 +379,71 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
     summary = run.summary
     if not pending:
         return
+    project = run.project
     for p in pending:
-        p.item.content_hash = p.item.compute_hash()
-        p.item.id = item_id(run.project, p.item.content_hash)
-        _count_positions(summary, p.item)
+        it = p.item
+        it.content_hash = it.compute_hash()
+        it.id = item_id(project, it.content_hash)
+        _count_positions(summary, it)
     ids = list({p.item.id for p in pending})
     existing = store.existing_item_ids(conn, item_ids=ids) | (run.seen & set(ids))
     new_items: dict[str, Item] = {}
     flag_reasons: dict[str, str] = {}
     events: list[dict[str, Any]] = []
     refs = []
+    imported, escalated = _IMPORTED_STATE, _ESCALATED_STATE
+    project_id, actor, writer = run.project_id, run.actor, run.writer
+    by_source, by_specialty = summary.by_source, summary.by_specialty
+    added = duplicates = flagged_count = 0
     for p in pending:
         it = p.item
         src = it.sources[0]
         refs.append((it.id, src))
         if it.id in existing or it.id in new_items:
-            summary.duplicates += 1
+            duplicates += 1
             continue
-        flagged = not it.has_gold_answer
-        state = ItemState.IMPORTED
+        flagged = not (it.answer_labels or it.answer_text)  # Item.has_gold_answer
         if flagged:
             check_transition(ItemState.IMPORTED, ItemState.ESCALATED)
-            state = ItemState.ESCALATED
+            it.state = escalated
             flag_reasons[it.id] = "no gold answer in the source record"
-        it.state = state.value
+        else:
+            it.state = imported
         new_items[it.id] = it
-        if run.writer is not None:
-            run.writer.added[it.id] = it.state
-        events.append({"project_id": run.project_id, "item_id": it.id, "kind": "item.imported", "actor": run.actor,
+        if writer is not None:
+            writer.added[it.id] = it.state
+        events.append({"project_id": project_id, "item_id": it.id, "kind": "item.imported", "actor": actor,
                        "after": _IMPORTED,
                        "detail": {"source": src.source, "file": src.file, "record": src.record}})
         if flagged:
-            summary.flagged += 1
-            events.append({"project_id": run.project_id, "item_id": it.id, "kind": "item.transition",
-                           "actor": run.actor, "before": {"state": "imported"}, "after": {"state": "escalated"},
+            flagged_count += 1
+            events.append({"project_id": project_id, "item_id": it.id, "kind": "item.transition",
+                           "actor": actor, "before": {"state": "imported"}, "after": {"state": "escalated"},
                            "detail": {"reason": "no gold answer: flagged question, sent to adjudication"}})
-        summary.added += 1
-        summary.by_source[src.source] += 1
+        added += 1
+        by_source[src.source] += 1
         if it.specialty:
-            summary.by_specialty[it.specialty] += 1
+            by_specialty[it.specialty] += 1
+    summary.duplicates += duplicates
+    summary.flagged += flagged_count
+    summary.added += added
     for p in pending:
-        if len(summary.preview) < PREVIEW_ITEMS:
-            if p.item.id in new_items and isinstance(p.raw.annotations, Annotations) and p.raw.annotations.drafts \
-                    and p.item.state == ItemState.IMPORTED.value:
-                p.item.state = ItemState.SCREENING.value  # where the import moves an item that brings drafts
-                summary.preview.append(_preview(p))
-                p.item.state = ItemState.IMPORTED.value
-            else:
-                summary.preview.append(_preview(p))
+        if len(summary.preview) >= PREVIEW_ITEMS:
+            break
+        if p.item.id in new_items and isinstance(p.raw.annotations, Annotations) and p.raw.annotations.drafts \
+                and p.item.state == ItemState.IMPORTED.value:
+            p.item.state = ItemState.SCREENING.value  # where the import moves an item that brings drafts
+            summary.preview.append(_preview(p))
+            p.item.state = ItemState.IMPORTED.value
+        else:
+            summary.preview.append(_preview(p))
     if run.dry_run:
         run.seen.update(new_items)
     else:
         store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons)
         # source references: keep those not already stored (idempotent re-import adds none)
-        summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(conn, refs=refs))
+        summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(
+            conn, refs=refs, new_item_ids=new_items))
         add_events(conn, events)
     if run.writer is not None:
         run.writer.write(conn, [(p.raw, p.item) for p in pending])

@@ -32,6 +32,8 @@ from clinreason.stages.ingest_readers import DupDict, FileFormatError, RawRecord
 COLUMN_FIELDS = ("question", "options", "answer", "answer_text", "explanation", "specialty", "context", "language",
                  "id")
 MAPPABLE_FIELDS = (*COLUMN_FIELDS, "option_text", "option_label", "rationale")
+#: the columns a record read without `--map` uses (the rest is kept as metadata)
+_DEFAULT_USED = frozenset((*COLUMN_FIELDS, "options"))
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
@@ -169,6 +171,8 @@ def convert_mapped(rec: RawRecord, file: str, mapping: dict[str, str], answer_ba
     f = rec.fields
 
     def col(field: str, required: bool = False) -> Any:
+        if not mapping and field in f:  # the default field names: the column is there, read it
+            return f[field]
         name = mapping.get(field, field)
         if name.startswith("^"):
             found, value = enclosing_value(rec, name)
@@ -207,7 +211,7 @@ def convert_mapped(rec: RawRecord, file: str, mapping: dict[str, str], answer_ba
         answer_text = text_value(rec, file, answer_field, raw_answer, required=False)
     language = col("language")
     language = language.strip() if isinstance(language, str) and language.strip() else detect_language(question)
-    used = {mapping.get(k, k) for k in COLUMN_FIELDS} | set(opt_spec.split(","))
+    used = _DEFAULT_USED if not mapping else {mapping.get(k, k) for k in COLUMN_FIELDS} | set(opt_spec.split(","))
     meta = {str(k): plain(v) for k, v in f.items() if k not in used}
     ext_id = col("id")
     if ext_id is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, Table
 
@@ -67,10 +67,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     names = list(rows[0])
-    dialect = conn.dialect
-    processors = [(i, p) for i, p in enumerate(table.c[n].type._cached_bind_processor(dialect) for n in names)
-                  if p is not None]
-    quote = dialect.identifier_preparer.quote
+    processors = [(i, p) for i, p in enumerate(bind_processor(conn, table, n) for n in names) if p is not None]
 
     # the same object in the same column (the batch's one timestamp) is converted once
     last: dict[int, tuple[Any, Any]] = {}
@@ -87,16 +84,52 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             last[i] = (value, out[i])
         return out
 
+    insert_rows(conn, table, names, [tuple(values(row)) for row in rows])
+
+
+def bind_processor(conn: Connection, table: Table, name: str) -> Callable[[Any], Any] | None:
+    """The function that turns a Python value of column `name` into what the driver is given (None: the
+    value as it is), in the dialect at hand: what `insert(table)` would apply."""
+    return table.c[name].type._cached_bind_processor(conn.dialect)
+
+
+def bind_value(conn: Connection, table: Table, name: str, value: Any) -> Any:
+    """One value of column `name` as the driver is given it (a batch's one timestamp, converted once)."""
+    process = bind_processor(conn, table, name)
+    return value if process is None else process(value)
+
+
+def json_serializer(conn: Connection) -> Callable[[Any], str]:
+    """The engine's JSON serialiser: what a JSON column's bind processor stores for a value other than None
+    (a value serialised with it can be given to `insert_rows` as it is)."""
+    dumps = getattr(conn.dialect, "_json_serializer", None)
+    if dumps is None:
+        import json
+
+        return json.dumps
+    return dumps  # type: ignore[no-any-return]
+
+
+def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows given as value sequences in the order of `names`, each value already in the driver's form
+    (see `bind_value`, `json_serializer`), in the caller's transaction: one COPY on PostgreSQL, one
+    executemany of a prepared INSERT on SQLite."""
+    if isinstance(rows, list) and not rows:
+        return
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in names)
     if dialect.name == "postgresql":
         raw: Any = conn.connection.dbapi_connection  # psycopg's own connection, in the caller's transaction
         with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+            write = copy.write_row
             for row in rows:
-                copy.write_row(values(row))
+                write(row)
         return
     marks = ", ".join("?" for _ in names)
-    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})",
-                         [tuple(values(row)) for row in rows])
+    batch = [row if type(row) is tuple else tuple(row) for row in rows]  # the driver takes tuples
+    if batch:
+        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", batch)
 
 
 def select_in(conn: Connection, sql: str, keys: list[str]) -> Sequence[Any]:

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, RowMapping, insert, select
 
 from clinreason.domain.records import Decision, Event
-from clinreason.store.common import bulk_insert, now
+from clinreason.store.common import bind_processor, bind_value, insert_rows, json_serializer, now
 from clinreason.store.tables import decisions, events, items
 
 
@@ -28,11 +28,29 @@ def add_event(conn: Connection, *, project_id: int, kind: str, actor: str, item_
                                        before=before, after=after, detail=detail or {}, at=now()))
 
 
+_EVENT_COLUMNS = ("project_id", "item_id", "kind", "actor", "before", "after", "detail", "at")
+
+
 def add_events(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
-    """Bulk append (used by import): each row has the add_event keywords."""
-    ts = now()
-    batch = [{"item_id": None, "before": None, "after": None, "detail": {}, "at": ts, **r} for r in rows]
-    bulk_insert(conn, events, batch)
+    """Bulk append (used by import): each row has the add_event keywords. One bulk insert; what is stored
+    is what add_event stores (None in before/after: JSON null)."""
+    ts = bind_value(conn, events, "at", now())
+    process = bind_processor(conn, events, "after")  # before, after and detail: the same JSON type
+    dumps = json_serializer(conn)
+    assert process is not None
+    # a batch's events share a few before/after objects (the import's one {"state": ...}): serialised once
+    shared: dict[int, tuple[Any, Any]] = {}
+
+    def state(value: Any) -> Any:
+        hit = shared.get(id(value))
+        if hit is None or hit[0] is not value:
+            hit = shared[id(value)] = (value, process(value))
+        return hit[1]
+
+    insert_rows(conn, events, _EVENT_COLUMNS, [
+        (r["project_id"], r.get("item_id"), r["kind"], r["actor"], state(r.get("before")), state(r.get("after")),
+         dumps(detail) if isinstance(detail := r.get("detail", {}), dict) else process(detail), ts)
+        for r in rows])
 
 
 def item_events(conn: Connection, *, item_id: str) -> list[Event]:

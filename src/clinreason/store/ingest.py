@@ -6,13 +6,15 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 
 from __future__ import annotations
 
-from typing import Any
+from json.encoder import encode_basestring
+from typing import Any, Callable, Container
 
 from sqlalchemy import Connection
 
 from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
-from clinreason.store.common import bulk_insert, now, select_in
+from clinreason.store.common import bind_value, insert_rows, json_serializer, now, select_in
+from clinreason.store.db import _json_dumps as _COMPACT
 from clinreason.store.tables import item_sources, items
 
 
@@ -23,38 +25,67 @@ def existing_item_ids(conn: Connection, *, item_ids: list[str]) -> set[str]:
     return {row[0] for row in select_in(conn, "SELECT id FROM items WHERE id IN ({keys})", item_ids)}
 
 
+_ITEM_COLUMNS = ("id", "project_id", "content_hash", "question", "options", "answer_labels", "answer_text",
+                 "language", "specialty", "context", "reference_explanation", "meta", "state", "strikes",
+                 "auto_retries", "flag_reason", "created_at", "updated_at")
+_SOURCE_COLUMNS = ("item_id", "source", "subject", "file", "record", "license", "imported_at")
+
+
 def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
               flag_reasons: dict[str, str] | None = None) -> None:
     """Insert freshly imported items (one bulk insert). Each carries its id, content hash and state;
     `flag_reasons` maps an item id to why it was flagged on arrival."""
     if not new:
         return
-    ts = now()
-    flag_reasons = flag_reasons or {}
-    bulk_insert(conn, items, [
-        {"id": it.id, "project_id": project_id, "content_hash": it.content_hash, "question": it.question,
-         "options": [[k, v] for k, v in it.options.items()], "answer_labels": it.answer_labels,
-         "answer_text": it.answer_text, "language": it.language, "specialty": it.specialty,
-         "context": it.context, "reference_explanation": it.reference_explanation, "meta": it.metadata,
-         "state": it.state, "strikes": 0, "auto_retries": 0, "flag_reason": flag_reasons.get(it.id),
-         "created_at": ts, "updated_at": ts}
+    # the values go to the driver in its own form: the JSON columns serialised with the engine's serialiser
+    # (what their bind processor does), the batch's one timestamp converted once
+    ts = bind_value(conn, items, "created_at", now())
+    dumps = json_serializer(conn)
+    flag = (flag_reasons or {}).get
+    answers: dict[tuple[str, ...], str] = {}  # a batch's answers are a few label sets: each serialised once
+    empty = dumps({})
+
+    def answer_json(labels: list[str]) -> str:
+        key = tuple(labels)
+        text = answers.get(key)
+        if text is None:
+            text = answers[key] = dumps(labels)
+        return text
+
+    insert_rows(conn, items, _ITEM_COLUMNS, [
+        (it.id, project_id, it.content_hash, it.question, _options_json(dumps, it.options),
+         answer_json(it.answer_labels), it.answer_text, it.language, it.specialty, it.context,
+         it.reference_explanation, empty if type(it.metadata) is dict and not it.metadata else dumps(it.metadata),
+         it.state, 0, 0, flag(it.id), ts, ts)
         for it in new])
 
 
-def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]]) -> list[str]:
+def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
+    """`dumps([[label, text], ...])`: for text labels and texts written directly (what the engine's compact
+    serialiser writes, ensure_ascii off: each string as `encode_basestring` quotes it), else by `dumps`."""
+    if dumps is not _COMPACT or not all(type(k) is str and type(v) is str for k, v in options.items()):
+        return dumps([[k, v] for k, v in options.items()])
+    quote = encode_basestring
+    return "[" + ",".join(f"[{quote(k)},{quote(v)}]" for k, v in options.items()) + "]"
+
+
+def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_item_ids: Container[str] = ()
+                    ) -> list[str]:
     """Store the (item id, source reference) pairs not stored yet — a re-import adds none, a reference
-    listed twice is stored once. Returns the item id of every reference added, in order."""
+    listed twice is stored once. Returns the item id of every reference added, in order. `new_item_ids`:
+    items this transaction has just added, which can have no stored reference (they are not looked up)."""
     if not refs:
         return []
+    asked = list({item_id for item_id, _ in refs if item_id not in new_item_ids})
     stored = {tuple(row) for row in select_in(
-        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})",
-        list({item_id for item_id, _ in refs}))}
-    ts = now()
-    fresh: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})", asked)} \
+        if asked else set()
+    ts = bind_value(conn, item_sources, "imported_at", now())
+    fresh: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
     for item_id, s in refs:
         key = (item_id, s.source, s.file, s.record)
-        if key not in stored and key not in fresh:
-            fresh[key] = {"item_id": item_id, "source": s.source, "subject": s.subject, "file": s.file,
-                          "record": s.record, "license": s.license, "imported_at": ts}
-    bulk_insert(conn, item_sources, list(fresh.values()))
-    return [row["item_id"] for row in fresh.values()]
+        if key not in fresh and key not in stored:
+            fresh[key] = (item_id, s.source, s.subject, s.file, s.record, s.license, ts)
+    rows = list(fresh.values())
+    insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
+    return [row[0] for row in rows]
