@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import string
-from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from ingest.refusals import import_or_refusal
 
-from clinreason.stages.ingest import ImportAborted, import_path
 from clinreason.stages.ingest_json import parse_structure
-from clinreason.store.tables import events, item_sources, items, rationales, reviews, users
 
 
 def fuzz(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def _counts(engine) -> tuple[int, ...]:
-    with engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (items, item_sources, events, rationales, reviews, users))
-
-
-def import_or_refusal(engine, path: Path, fmt: str, **kw):
-    before = _counts(engine)
-    try:
-        summary = import_path(engine, project="default", path=path, fmt=fmt, **kw)
-    except ImportAborted as exc:
-        message = str(exc)
-        assert message and "\n" not in message and "Traceback" not in message, message
-        assert path.name in message, f"the refusal does not name the file: {message}"
-        if re.search(r": record \d+", message):
-            assert re.search(r": record \d+.*: field '[^']*'", message), f"record named but not the field: {message}"
-        assert _counts(engine) == before, "a refused import wrote something"
-        return None
-    if kw.get("dry_run"):
-        assert _counts(engine) == before, "a dry run wrote something"
-    else:
-        assert _counts(engine)[0] == before[0] + summary.added
-    return summary
 
 
 texts = st.one_of(st.text(max_size=10), st.sampled_from(

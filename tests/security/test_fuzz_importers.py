@@ -14,15 +14,15 @@ import json
 import re
 import string
 import zipfile
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from ingest.refusals import import_or_refusal, row_counts
+from sqlalchemy import select
 
 from clinreason.stages.ingest import ImportAborted, import_path
-from clinreason.store.tables import events, item_sources, items
+from clinreason.store.tables import item_sources, items
 
 
 def fuzz(examples: int) -> settings:
@@ -57,31 +57,6 @@ lines = st.one_of(records.map(json.dumps), near_valid.map(json.dumps), st.text(m
                   st.sampled_from(["[" * 5000, '{"question": "\\ud800?", "options": ["a", "b"], "answer": "A"}',
                                    '{"question": "q", "options": ["a", "b"], "answer": "A", "language": "' + "x" * 40
                                    + '"}', '{"question": "q\\u0000", "options": ["a", "b"], "answer": "A"}']))
-
-
-def _counts(engine) -> tuple[int, int, int]:
-    with engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one() for t in (items, item_sources,
-                                                                                                 events))
-
-
-def import_or_refusal(engine, path: Path, fmt: str, **kw):
-    """Import `path`; on a refusal check that the message is one clean line naming the file (and, for a
-    bad record, the record and its field) and that nothing was written. Any other exception fails."""
-    before = _counts(engine)
-    try:
-        summary = import_path(engine, project="default", path=path, fmt=fmt, **kw)
-    except ImportAborted as exc:
-        message = str(exc)
-        assert message and "\n" not in message and "Traceback" not in message, message
-        assert path.name in message, f"the refusal does not name the file: {message}"
-        if re.search(r": record \d+", message):
-            assert re.search(r": record \d+.*: field '[^']*'", message), f"record named but not the field: {message}"
-        assert _counts(engine) == before, "a refused import wrote something"
-        return None
-    after = _counts(engine)
-    assert after[0] == before[0] + summary.added
-    return summary
 
 
 @fuzz(120)
@@ -331,12 +306,12 @@ def test_a_file_that_is_not_utf8_is_refused_as_such(engine, project, tmp_path, l
     path = tmp_path / f"bank_{layout}_test{_SUFFIX[layout]}"
     path.write_bytes(_ENCODINGS[encoding](_SAMPLE[layout]))
     for fmt in (layout, "auto"):
-        before = _counts(engine)
+        before = row_counts(engine)
         with pytest.raises(ImportAborted) as caught:
             import_path(engine, project="default", path=path, fmt=fmt)
         message = str(caught.value)
         assert path.name in message and "not UTF-8" in message and "\n" not in message, (fmt, message)
-        assert _counts(engine) == before
+        assert row_counts(engine) == before
 
 
 @fuzz(40)
@@ -349,13 +324,13 @@ def test_random_bytes_are_refused_as_not_utf8(tmp_path_factory, engine, project,
         pass
     path = tmp_path_factory.mktemp("fuzz") / f"bank{_SUFFIX[layout]}"
     path.write_bytes(_SAMPLE[layout].encode("utf-8")[:20] + blob)
-    before = _counts(engine)
+    before = row_counts(engine)
     for fmt in (layout, "auto"):
         with pytest.raises(ImportAborted) as caught:
             import_path(engine, project="default", path=path, fmt=fmt)
         message = str(caught.value)
         assert path.name in message and "not UTF-8" in message and "\n" not in message, (fmt, message)
-    assert _counts(engine) == before
+    assert row_counts(engine) == before
 
 
 def test_a_folder_names_the_file_that_is_not_utf8_among_the_skipped(engine, project, tmp_path):
@@ -381,10 +356,10 @@ def test_a_file_name_that_is_not_utf8_is_stored_readably(engine, project, tmp_pa
 def test_a_source_or_licence_the_database_cannot_hold_is_refused(engine, project, tmp_path, kw, expected):
     path = tmp_path / "bank.jsonl"
     path.write_text(_SAMPLE["jsonl"], encoding="utf-8")
-    before = _counts(engine)
+    before = row_counts(engine)
     with pytest.raises(ImportAborted, match=re.escape(expected)):
         import_path(engine, project="default", path=path, fmt="jsonl", **kw)
-    assert _counts(engine) == before
+    assert row_counts(engine) == before
     long_name = tmp_path / ("b" * 150 + ".jsonl")  # a source taken from the file name is cut to fit instead
     long_name.write_text(_SAMPLE["jsonl"], encoding="utf-8")
     assert import_or_refusal(engine, long_name, "jsonl").added == 1
