@@ -22,6 +22,9 @@ A record written by `clinreason export --format argilla|labelstudio` carries a `
 entry: the item exactly as stored and the version's lineage (number, parent, origin, author, model,
 steps), and the anonymised reviewer behind each annotator id; with it the item and its versions come
 back as they were. Nothing here touches the database.
+
+This module holds what both readers share (the records they produce, which question is what, clinreason's
+provenance, reading a JSON file); the readers are stages/ingest_argilla.py and stages/ingest_labelstudio.py.
 """
 
 from __future__ import annotations
@@ -30,18 +33,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from clinreason.domain.records import Origin, Verdict
-from clinreason.domain.rubric import Rubric, default_rubric
+from clinreason.domain.rubric import Rubric
 from clinreason.domain.steps import StepMark
 from clinreason.stages.ingest_readers import (
     FileFormatError,
-    Progress,
-    RawRecord,
     RecordError,
-    display_name,
-    is_argilla_folder,
     pairs_hook,
 )
 
@@ -148,7 +147,7 @@ def question_role(name: str, kind: str, *, question_map: dict[str, str], rubric:
     return "ignored", None
 
 
-class _Responses:
+class Responses:
     """Collects one record's answers annotator by annotator, then checks them against the rubric."""
 
     def __init__(self, file: str, rec_number: int, locator: str, rubric: Rubric):
@@ -217,7 +216,7 @@ class _Responses:
 
 # --- clinreason's own provenance ----------------------------------------------------------------------
 
-def _provenance(value: Any, error: Any) -> dict[str, Any] | None:
+def provenance(value: Any, error: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -230,7 +229,7 @@ def _provenance(value: Any, error: Any) -> dict[str, Any] | None:
     return value
 
 
-def _exact_fields(prov: dict[str, Any], error: Any) -> dict[str, Any]:
+def exact_fields(prov: dict[str, Any], error: Any) -> dict[str, Any]:
     """The item as stored, under the default field names of a mapped layout."""
     item = prov["item"]
     options = item.get("options") or []
@@ -249,7 +248,7 @@ def _int_or_none(value: Any, where: str, error: Any) -> int | None:
     return value
 
 
-def _exact_draft(prov: dict[str, Any], text: Any, where: str, error: Any) -> ImportedDraft:
+def exact_draft(prov: dict[str, Any], text: Any, where: str, error: Any) -> ImportedDraft:
     version = prov.get("version") or {}
     if not isinstance(version, dict):
         raise error(f"{PROVENANCE_KEY}.version", "an object", version)
@@ -282,7 +281,7 @@ def _exact_draft(prov: dict[str, Any], text: Any, where: str, error: Any) -> Imp
         steps=steps, final_answer=final if steps is not None else None)
 
 
-def _review_extras(prov: dict[str, Any] | None, reviews: list[ImportedReview], error: Any) -> None:
+def review_extras(prov: dict[str, Any] | None, reviews: list[ImportedReview], error: Any) -> None:
     """Step marks, seconds and edited text of a clinreason export's reviews (held in its provenance)."""
     extra = (prov or {}).get("reviews") or {}
     if not isinstance(extra, dict):
@@ -303,14 +302,14 @@ def _review_extras(prov: dict[str, Any] | None, reviews: list[ImportedReview], e
             review.edited_text = more["edited_text"]
 
 
-def _reviewer_names(prov: dict[str, Any] | None) -> dict[str, str]:
+def reviewer_names(prov: dict[str, Any] | None) -> dict[str, str]:
     names = (prov or {}).get("reviewers") or {}
     return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
 
 
-# --- the readers -----------------------------------------------------------------------------------
+# --- reading the files -------------------------------------------------------------------------------
 
-def _load_json(path: Path, file: str, what: str) -> Any:
+def load_json(path: Path, file: str, what: str) -> Any:
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=pairs_hook)
     except FileNotFoundError:
@@ -325,246 +324,3 @@ def _load_json(path: Path, file: str, what: str) -> Any:
         raise FileFormatError(f"{file}: {path.name}: JSON nested too deeply to read") from None
     except OSError as exc:
         raise FileFormatError(f"{file}: cannot read {path.name} ({exc.strerror or exc})") from None
-
-
-def read_annotated(path: Path, fmt: str, *, rationale: str, question_map: dict[str, str], rubric: Rubric | None,
-                   progress: Progress | None = None) -> Iterator[RawRecord | RecordError]:
-    rubric = rubric or default_rubric()
-    check_question_map(question_map, rubric, display_name(path))
-    if fmt == "argilla":
-        yield from read_argilla(path, rationale=rationale, question_map=question_map, rubric=rubric)
-    else:
-        yield from read_labelstudio(path, rationale=rationale, question_map=question_map, rubric=rubric,
-                                    progress=progress)
-
-
-_ARGILLA_KINDS = {"rating": "rating", "text": "text", "label_selection": "label"}
-
-
-def read_argilla(folder: Path, *, rationale: str, question_map: dict[str, str], rubric: Rubric
-                 ) -> Iterator[RawRecord | RecordError]:
-    file = display_name(folder)
-    if not is_argilla_folder(folder):
-        raise FileFormatError(f"{file}: not an Argilla dataset folder (Argilla's Dataset.to_disk writes "
-                              ".argilla/settings.json, .argilla/dataset.json and records.json)")
-    settings = _load_json(folder / ".argilla" / "settings.json", file, "the dataset's settings")
-    records = _load_json(folder / "records.json", file, "the records, written by Dataset.to_disk with records")
-    if not isinstance(settings, dict) or not isinstance(records, list):
-        raise FileFormatError(f"{file}: expected .argilla/settings.json to hold an object and records.json a list "
-                              "of records")
-    kinds: dict[str, str] = {}
-    for q in settings.get("questions") or []:
-        if isinstance(q, dict) and isinstance(q.get("name"), str):
-            qtype = (q.get("settings") or {}).get("type") if isinstance(q.get("settings"), dict) else None
-            kinds[q["name"]] = _ARGILLA_KINDS.get(str(qtype), "other")
-    roles = {name: question_role(name, kind, question_map=question_map, rubric=rubric, rationale=rationale,
-                                 file=file, where=".argilla/settings.json")
-             for name, kind in kinds.items()}
-    for number, record in enumerate(records, 1):
-        rid = record.get("id") if isinstance(record, dict) else None
-        locator = f"id {rid}" if isinstance(rid, str) and rid else f"record {number}"
-
-        def error(where: str, expected: str, got: Any = None, _n: int = number, _loc: str = locator) -> RecordError:
-            return RecordError(file, _n, where, expected, got, _loc)
-
-        if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
-            yield error("(record)", "an Argilla record: an object with fields", record)
-            continue
-        try:
-            yield _argilla_record(record, number, locator, error, file=file, roles=roles, rationale=rationale,
-                                  question_map=question_map, rubric=rubric)
-        except RecordError as exc:
-            yield exc
-
-
-def _argilla_record(record: dict[str, Any], number: int, locator: str, error: Any, *, file: str,
-                    roles: dict[str, tuple[str, str | None]], rationale: str, question_map: dict[str, str],
-                    rubric: Rubric) -> RawRecord:
-    metadata = record.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise error("metadata", "an object", metadata)
-    metadata = dict(metadata)
-    prov = _provenance(metadata.pop(PROVENANCE_KEY, None), error)
-    fields = {**metadata, **record["fields"]}
-    text = fields.pop(rationale, None)
-    notes = Annotations(tool="argilla", exact=prov is not None)
-    if prov is not None:
-        fields = _exact_fields(prov, error)
-        notes.drafts.append(_exact_draft(prov, text, f"fields.{rationale}", error))
-    else:
-        if isinstance(record.get("id"), str) and "id" not in fields:
-            fields["id"] = record["id"]
-        if isinstance(text, str) and text.strip():
-            notes.drafts.append(ImportedDraft(text=text, where=f"fields.{rationale}", author="import:argilla"))
-        suggestions = record.get("suggestions") or {}
-        suggestion = suggestions.get(rationale) if isinstance(suggestions, dict) else None
-        if isinstance(suggestion, dict) and isinstance(suggestion.get("value"), str) and suggestion["value"].strip():
-            agent = suggestion.get("agent") if isinstance(suggestion.get("agent"), str) and suggestion["agent"] \
-                else None
-            notes.drafts.append(ImportedDraft(text=suggestion["value"], where=f"suggestions.{rationale}", model=agent,
-                                              author=f"model:{agent}" if agent else "import:argilla"))
-    names = _reviewer_names(prov)
-    collected = _Responses(file, number, locator, rubric)
-    responses = record.get("responses") or {}
-    if not isinstance(responses, dict):
-        raise error("responses", "an object of question -> [{value, user_id}]", responses)
-    for question, answers in responses.items():
-        if not isinstance(answers, list):
-            raise error(f"responses.{question}", "a list of {value, user_id}", answers)
-        role, dim = roles.get(question) or question_role(
-            question, _guess_kind(answers), question_map=question_map, rubric=rubric, rationale=rationale,
-            file=file, where=f"record {number} ({locator}): field 'responses.{question}'")
-        if role in ("ignored", "rationale"):
-            notes.ignored.add(question)
-            continue
-        for k, answer in enumerate(answers):
-            where = f"responses.{question}[{k}]"
-            if not isinstance(answer, dict) or not answer.get("user_id"):
-                raise error(where, "an object with value and user_id", answer)
-            user = str(answer["user_id"])
-            collected.add(user, names.get(user, user), role, dim, answer.get("value"), where, question)
-    notes.reviews = collected.finish()
-    _review_extras(prov, notes.reviews, error)
-    if notes.reviews and not notes.drafts:
-        raise error("responses", f"a rationale to review: responses need the field or suggestion '{rationale}' "
-                    "(--map rationale=NAME)")
-    return RawRecord(number, locator, fields, annotations=notes)
-
-
-def _guess_kind(answers: list[Any]) -> str:
-    values = [a.get("value") for a in answers if isinstance(a, dict)]
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "rating"
-    if values and all(isinstance(v, str) for v in values):
-        return "text"
-    return "other"
-
-
-_LS_KINDS = {"rating": "rating", "textarea": "text", "choices": "label"}
-
-
-def read_labelstudio(path: Path, *, rationale: str, question_map: dict[str, str], rubric: Rubric,
-                     progress: Progress | None = None) -> Iterator[RawRecord | RecordError]:
-    file = display_name(path)
-    if path.is_dir():
-        raise FileFormatError(f"{file}: a Label Studio export is one JSON file (Export → JSON), not a folder")
-    tasks = _load_json(path, file, "a Label Studio JSON export")
-    if progress:
-        progress(path.stat().st_size)
-    if not isinstance(tasks, list):
-        raise FileFormatError(f"{file}: a Label Studio JSON export is a list of tasks, got "
-                              f"{type(tasks).__name__}")
-    for number, task in enumerate(tasks, 1):
-        tid = task.get("id") if isinstance(task, dict) else None
-        locator = f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) and str(tid) \
-            else f"record {number}"
-
-        def error(where: str, expected: str, got: Any = None, _n: int = number, _loc: str = locator) -> RecordError:
-            return RecordError(file, _n, where, expected, got, _loc)
-
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            yield error("(task)", "a Label Studio task: an object with data", task)
-            continue
-        try:
-            yield _labelstudio_task(task, number, locator, error, file=file, rationale=rationale,
-                                    question_map=question_map, rubric=rubric)
-        except RecordError as exc:
-            yield exc
-
-
-def _ls_user(value: Any) -> tuple[str, str] | None:
-    """(id, name) of an annotation's completed_by: an id, or an object with id and email."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, str)) and str(value).strip():
-        return str(value), str(value)
-    if isinstance(value, dict) and value.get("id") is not None:
-        return str(value["id"]), str(value.get("email") or value["id"])
-    return None
-
-
-def _ls_value(kind: str, value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    if kind == "rating":
-        return value.get("rating")
-    if kind == "text":
-        text = value.get("text")
-        return "\n".join(str(t) for t in text) if isinstance(text, list) else text
-    if kind == "label":
-        return value.get("choices")
-    return None
-
-
-def _labelstudio_task(task: dict[str, Any], number: int, locator: str, error: Any, *, file: str, rationale: str,
-                      question_map: dict[str, str], rubric: Rubric) -> RawRecord:
-    meta = task.get("meta") or {}
-    prov = _provenance(meta.get(PROVENANCE_KEY), error) if isinstance(meta, dict) else None
-    fields = dict(task["data"])
-    text = fields.pop(rationale, None)
-    notes = Annotations(tool="labelstudio", exact=prov is not None)
-    if prov is not None:
-        fields = _exact_fields(prov, error)
-        notes.drafts.append(_exact_draft(prov, text, f"data.{rationale}", error))
-    else:
-        if task.get("id") is not None and "id" not in fields:
-            fields["id"] = task["id"]
-        if isinstance(text, str) and text.strip():
-            notes.drafts.append(ImportedDraft(text=text, where=f"data.{rationale}", author="import:labelstudio"))
-    predictions = task.get("predictions") or []
-    if not isinstance(predictions, list):
-        raise error("predictions", "a list of predictions", predictions)
-    for k, prediction in enumerate(predictions if prov is None else []):
-        if not isinstance(prediction, dict):
-            raise error(f"predictions[{k}]", "an object with model_version and result", prediction)
-        model = prediction.get("model_version")
-        model = str(model) if model not in (None, "") else None
-        for j, result in enumerate(prediction.get("result") or []):
-            if isinstance(result, dict) and result.get("from_name") == rationale:
-                value = _ls_value("text", result.get("value"))
-                if isinstance(value, str) and value.strip():
-                    notes.drafts.append(ImportedDraft(text=value, where=f"predictions[{k}].result[{j}]", model=model,
-                                                      author=f"model:{model}" if model else "import:labelstudio"))
-    names = _reviewer_names(prov)
-    collected = _Responses(file, number, locator, rubric)
-    annotations = task.get("annotations") or []
-    if not isinstance(annotations, list):
-        raise error("annotations", "a list of annotations", annotations)
-    for k, annotation in enumerate(annotations):
-        where = f"annotations[{k}]"
-        if not isinstance(annotation, dict):
-            raise error(where, "an object with completed_by and result", annotation)
-        if annotation.get("was_cancelled"):
-            continue
-        user = _ls_user(annotation.get("completed_by"))
-        if user is None:
-            raise error(f"{where}.completed_by", "the annotator's id", annotation.get("completed_by"))
-        uid, name = user
-        if uid in collected.by_user:
-            raise error(f"{where}.completed_by", "one annotation per annotator", uid)
-        review = collected.review(uid, names.get(uid, name))
-        lead = annotation.get("lead_time")
-        if isinstance(lead, (int, float)) and not isinstance(lead, bool) and math.isfinite(lead) and lead >= 0:
-            review.seconds = float(lead)
-        results = annotation.get("result") or []
-        if not isinstance(results, list):
-            raise error(f"{where}.result", "a list of results", results)
-        for j, result in enumerate(results):
-            rwhere = f"{where}.result[{j}]"
-            if not isinstance(result, dict) or not isinstance(result.get("from_name"), str):
-                raise error(rwhere, "an object with from_name, type and value", result)
-            kind = _LS_KINDS.get(str(result.get("type")), "other")
-            role, dim = question_role(result["from_name"], kind, question_map=question_map, rubric=rubric,
-                                      rationale=rationale, file=file,
-                                      where=f"record {number} ({locator}): field '{rwhere}'")
-            if role in ("ignored", "rationale"):
-                notes.ignored.add(result["from_name"])
-                continue
-            collected.add(uid, review.name, role, dim, _ls_value(kind, result.get("value")), rwhere,
-                          result["from_name"])
-    notes.reviews = collected.finish()
-    _review_extras(prov, notes.reviews, error)
-    if notes.reviews and not notes.drafts:
-        raise error("annotations", f"a rationale to review: annotations need data.{rationale} or a prediction for "
-                    f"'{rationale}' (--map rationale=NAME)")
-    return RawRecord(number, locator, fields, annotations=notes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from clinreason.domain.items import Item, SourceRef, detect_language
+from clinreason.domain.rubric import Rubric, default_rubric
 from clinreason.stages.ingest_fields import (
     PairList,
     answer_labels,
@@ -270,10 +271,8 @@ def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, s
     elif fmt == "hf":
         raw_iter = read_hf(path)
     elif fmt in ANNOTATION_FORMATS:
-        from clinreason.stages.ingest_annotated import read_annotated
-
-        raw_iter = read_annotated(path, fmt, rationale=mapping.get("rationale", "rationale"),
-                                  question_map=opts.question_map, rubric=opts.rubric, progress=progress)
+        raw_iter = _read_annotated(path, fmt, rationale=mapping.get("rationale", "rationale"),
+                                   question_map=opts.question_map, rubric=opts.rubric, progress=progress)
     else:
         raise FileFormatError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
 
@@ -298,3 +297,21 @@ def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, s
             continue
         item.sources = [SourceRef(source=src, file=file, record=str(raw.number), subject=subject, license=lic)]
         yield raw, item
+
+
+def _read_annotated(path: Path, fmt: str, *, rationale: str, question_map: dict[str, str], rubric: Rubric | None,
+                    progress: Progress | None) -> Iterator[RawRecord | RecordError]:
+    """An annotation tool's export (argilla, labelstudio), its question map checked against the rubric first."""
+    from clinreason.stages.ingest_annotated import check_question_map
+
+    rubric = rubric or default_rubric()
+    check_question_map(question_map, rubric, display_name(path))
+    if fmt == "argilla":
+        from clinreason.stages.ingest_argilla import read_argilla
+
+        yield from read_argilla(path, rationale=rationale, question_map=question_map, rubric=rubric)
+    else:
+        from clinreason.stages.ingest_labelstudio import read_labelstudio
+
+        yield from read_labelstudio(path, rationale=rationale, question_map=question_map, rubric=rubric,
+                                    progress=progress)
