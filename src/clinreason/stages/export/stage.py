@@ -120,7 +120,7 @@ class _Memo(dict):
     final answers, parameters, comments); bounded, so memory stays flat at any size. Values handed out are
     shared between rows: nothing downstream modifies a row."""
 
-    LIMIT = 20_000
+    LIMIT = 5_000
     LONGEST = 400
 
     def __init__(self, decode: Any):
