@@ -58,7 +58,9 @@ def _select_in(conn: Connection, sql: str, keys: Sequence[str]) -> Sequence[Any]
     raw = _sqlite(conn)
     if raw is None:
         return select_in(conn, sql, list(keys))
-    return raw.execute(sql.format(keys="SELECT value FROM json_each(?)"), (json.dumps(list(keys)),)).fetchall()
+    rows: list[Any] = raw.execute(sql.format(keys="SELECT value FROM json_each(?)"),
+                                  (json.dumps(list(keys)),)).fetchall()
+    return rows
 
 
 def json_text(conn: Connection) -> bool:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -170,7 +170,7 @@ class _Reader:
         dimension has one (None otherwise)."""
         scores = (exports.load_json(raw) if self.text and raw is not None else raw) or {}
         values = tuple(_int_or_none(scores.get(d)) for d in self.dims)
-        return dict(zip(self.dims, values)), (None if None in values else values)
+        return dict(zip(self.dims, values)), (None if None in values else cast(tuple[int, ...], values))
 
     def rows(self, *, light: bool = False, all_texts: bool = False) -> Iterator[dict[str, Any]]:
         for chunk in _chunks(_item_stream(self.conn, self.project["id"], self.opts, light), self.opts.chunk_size):
@@ -244,7 +244,7 @@ class _Reader:
     def _means(self, revs: list[dict[str, Any]], complete: list[tuple[int, ...] | None]) -> dict[str, float | None]:
         if complete and None not in complete:  # every review scored every dimension
             n = len(complete)
-            return dict(zip(self.dims, [sum(col) / n for col in zip(*complete)]))  # type: ignore[arg-type]
+            return dict(zip(self.dims, [sum(col) / n for col in zip(*complete)]))
         mean: dict[str, float | None] = {}
         for d in self.dims:
             vals = [r["scores"][d] for r in revs if r["scores"][d] is not None]
