@@ -12,7 +12,8 @@ Python lists first (untimed, a chunk of 31,247 rows at a time, so memory stays b
 only writing them with the same writers and libraries (json, pyarrow, datasets) — what an export would
 cost if reading the database were free. Figures: the three 31k exports together (limit 3.5 s) and against
 1.5x their anchors; at every larger size, each format against 1.5x its anchor and its peak RSS (limit
-500 MB). The default is --sizes 31247; seeding the 1M database takes minutes, so it is an option.
+500 MB). The default is --sizes 31247; seeding the 1M database takes minutes, so it is an option. Each line
+also prints the CPU seconds of the export, its anchor and the card (wall time is noisy on a shared machine).
 """
 
 from __future__ import annotations
