@@ -12,7 +12,8 @@ Python lists first (untimed, a chunk of 31,247 rows at a time, so memory stays b
 only writing them with the same writers and libraries (json, pyarrow, datasets) — what an export would
 cost if reading the database were free. Figures: the three 31k exports together (limit 3.5 s) and against
 1.5x their anchors; at every larger size, each format against 1.5x its anchor and its peak RSS (limit
-500 MB). The default is --sizes 31247; seeding the 1M database takes minutes, so it is an option.
+500 MB). The default is --sizes 31247; seeding the 1M database takes minutes, so it is an option. Each line
+also prints the CPU seconds of the export, its anchor and the card (wall time is noisy on a shared machine).
 """
 
 from __future__ import annotations
@@ -127,20 +128,22 @@ if out == "-":
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     sys.exit(0)
 engine = db.make_engine(path)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 s = run_export(engine, project="default", out=Path(out), opts=ExportOptions(fmt=fmt),
                licenses={"medqa": "MIT", "cmexam": "research use only"})
 seconds, peak = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+cpu = time.process_time() - c0
 # the card's share: its numbers computed once more, alone (the same queries and analytics write_card runs)
 from clinreason.stages.export.card import card_numbers
 from clinreason.stages.export.stage import read_snapshot
 from clinreason.store import projects
 with read_snapshot(engine) as conn:
     proj = projects.require_project(conn, name="default")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     card_numbers(conn, project=proj, rubric_body=projects.latest_rubric(conn, project_id=proj["id"]))
-    card = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "rows": s.total, "peak_mb": peak, "card_seconds": card}))
+    card, card_cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": s.total, "peak_mb": peak, "card_seconds": card,
+                  "card_cpu": card_cpu}))
 """
 
 #: the anchor: the export's rows already in lists (read untimed, CHUNK at a time), written by the same sink
@@ -158,7 +161,7 @@ fmt, path, out, chunk = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.arg
 out.mkdir()
 opts = ExportOptions(fmt=fmt)
 engine = db.make_engine(path)
-timed, rows = 0.0, 0
+timed, cpu, rows = 0.0, 0.0, 0
 with read_snapshot(engine) as conn, tempfile.TemporaryDirectory() as tmp:
     proj = store_projects.require_project(conn, name="default")
     rubric = store_projects.latest_rubric(conn, project_id=proj["id"])
@@ -175,15 +178,17 @@ with read_snapshot(engine) as conn, tempfile.TemporaryDirectory() as tmp:
                 break
         if not buf:
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for row in buf:
             sink.write("data", row)
         timed += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         rows += len(buf)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sink.close()
     timed += time.perf_counter() - t0
-print(json.dumps({"seconds": timed, "rows": rows}))
+    cpu += time.process_time() - c0
+print(json.dumps({"seconds": timed, "cpu": cpu, "rows": rows}))
 """
 ANCHOR_CHUNK = 31_247
 PAPER_SIZE = 31_247
@@ -234,7 +239,7 @@ def main() -> None:
             first = size == PAPER_SIZE  # the three formats together; any other size: each format alone
             formats = (args.formats31k if first else args.formats1m).split(",")
             report.note(f"{'format':<8} {'seconds':>8} {'anchor s':>9} {'items/s':>9} {'peak RSS':>10} "
-                        f"{'over baseline':>14}")
+                        f"{'over baseline':>14}   CPU seconds (export / anchor / card), for a loaded machine")
             total = anchor_total = card_total = 0.0
             for fmt in formats:
                 r = run_child(fmt, db_path, work / f"out-{size}-{fmt}")
@@ -245,7 +250,8 @@ def main() -> None:
                 card_total += r["card_seconds"]
                 report.note(f"{fmt:<8} {r['seconds']:>8.2f} {a['seconds']:>9.2f} {r['rows'] / r['seconds']:>9.0f} "
                             f"{r['peak_mb']:>7.0f} MB {r['peak_mb'] - baselines[fmt]:>+11.0f} MB   (of which the "
-                            f"dataset card's numbers ~{r['card_seconds']:.2f} s)")
+                            f"dataset card's numbers ~{r['card_seconds']:.2f} s)   cpu {r['cpu']:.2f} / "
+                            f"{a['cpu']:.2f} / {r['card_cpu']:.2f}")
                 if not first:
                     report.figure(f"export_{size}_{fmt}_seconds_vs_1.5x_anchor", value=r["seconds"],
                                   limit=1.5 * a["seconds"], higher_is_better=False, unit="s")

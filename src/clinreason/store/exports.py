@@ -1,61 +1,77 @@
-"""The export's read model: accepted items streamed in order, and per chunk their sources, versions'
-provenance, review scores (with step marks) and texts. Rows are light named tuples (an export streams
-millions of them)."""
+"""The export's read model: accepted items streamed in order, and per chunk their sources, versions
+(provenance and texts) and reviews (scores, step marks). Rows are plain tuples, JSON columns as the driver
+hands them back (an export streams millions of them; the export stage decodes what it uses, once)."""
 
 from __future__ import annotations
 
 import json
-from collections import namedtuple
-from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Connection, Row, exists, func, select
+from sqlalchemy import Connection, Text, exists, func, select, type_coerce
 
 from clinreason.store.common import select_in
 from clinreason.store.tables import decisions, item_sources, items, rationales
 
 
 def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], source: str | None, light: bool,
-                   chunk_size: int) -> Iterator[Row[Any]]:
-    """Accepted items decided by one of `kinds`, ordered by id, with their decision's kind and version
-    (`light`: only id and specialty besides)."""
+                   chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """Accepted items decided by one of `kinds`, ordered by id, as tuples: (id, specialty, decision kind,
+    accepted rationale id) and, unless `light`, (question, context, options, answer labels, answer text,
+    language) — options and answer labels as stored (see `json_text`)."""
     cols: list[Any] = [items.c.id, items.c.specialty, decisions.c.kind, decisions.c.rationale_id]
     if not light:
-        cols += [items.c.question, items.c.context, items.c.options, items.c.answer_labels, items.c.answer_text,
-                 items.c.language]
+        cols += [items.c.question, items.c.context, type_coerce(items.c.options, Text),
+                 type_coerce(items.c.answer_labels, Text), items.c.answer_text, items.c.language]
     stmt = (select(*cols).select_from(items.join(decisions, decisions.c.item_id == items.c.id))
             .where(items.c.project_id == project_id, items.c.state == "accepted", decisions.c.kind.in_(kinds),
                    decisions.c.rationale_id.is_not(None)).order_by(items.c.id))
     if source:
         stmt = stmt.where(exists(select(item_sources.c.id).where(item_sources.c.item_id == items.c.id,
                                                                  item_sources.c.source == source)))
-    yield from conn.execute(stmt.execution_options(yield_per=chunk_size))
+    raw = _sqlite(conn)
+    if raw is None:  # PostgreSQL: a server-side cursor
+        yield from conn.execute(stmt.execution_options(yield_per=chunk_size))
+        return
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = raw.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup or ()])
+    try:
+        while batch := cursor.fetchmany(chunk_size):
+            yield from batch
+    finally:
+        cursor.close()
 
 
-def _decoded(conn: Connection, sql: str, keys: Sequence[str], fields: str, json_fields: str) -> list[Any]:
-    """`sql` run for `keys` (bound as one parameter), as named tuples of `fields`; the `json_fields` among
-    them decoded (SQLite hands JSON back as text, psycopg already decoded). One decoder, no per-value layer."""
-    row_type = _row_type(fields)
-    rows = select_in(conn, sql, list(keys))
-    if conn.dialect.name == "postgresql" or not json_fields:
-        return [row_type._make(r) for r in rows]
-    names = fields.split()
-    at = [names.index(f) for f in json_fields.split()]
-    decode = _load
-    out = []
-    for r in rows:
-        values = list(r)
-        for i in at:
-            if values[i] is not None:
-                values[i] = decode(values[i])
-        out.append(row_type._make(values))
-    return out
+def _sqlite(conn: Connection) -> Any:
+    """The sqlite3 connection under `conn`, inside the transaction `conn` began (so reads through it see the
+    same snapshot); None on other databases. Reading through it skips SQLAlchemy's per-row layer."""
+    if conn.dialect.name != "sqlite":
+        return None
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.dbapi_connection
+
+
+def _select_in(conn: Connection, sql: str, keys: Sequence[str]) -> Sequence[Any]:
+    """`sql` with its `{keys}` placeholder bound to `keys` (select_in), rows as the driver gives them."""
+    if not keys:
+        return []
+    raw = _sqlite(conn)
+    if raw is None:
+        return select_in(conn, sql, list(keys))
+    rows: list[Any] = raw.execute(sql.format(keys="SELECT value FROM json_each(?)"),
+                                  (json.dumps(list(keys)),)).fetchall()
+    return rows
+
+
+def json_text(conn: Connection) -> bool:
+    """Whether JSON columns come back as their text (SQLite) rather than decoded by the driver (psycopg)."""
+    return conn.dialect.name != "postgresql"
 
 
 _RAW = json.JSONDecoder().raw_decode
 
 
-def _load(text: str) -> Any:
+def load_json(text: str) -> Any:
     """json.loads, without its whitespace scans for the compact JSON the store writes (anything else: loads)."""
     try:
         value, end = _RAW(text)
@@ -66,35 +82,38 @@ def _load(text: str) -> Any:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
-def _row_type(fields: str) -> Any:
-    return namedtuple("ExportRow", fields)
-
-
 def sources_of(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
-    return _decoded(conn, "SELECT item_id, source, subject, license FROM item_sources WHERE item_id IN ({keys}) "
-                          "ORDER BY item_id, id", item_ids, "item_id source subject license", "")
+    """(item id, source, subject, licence) of the items' sources, by item id and import order."""
+    return _select_in(conn, "SELECT item_id, source, subject, license FROM item_sources WHERE item_id IN ({keys}) "
+                         "ORDER BY item_id, id", item_ids)
 
 
-def version_provenance(conn: Connection, *, item_ids: Sequence[str]) -> Sequence[Any]:
-    return _decoded(conn, "SELECT id, item_id, version, origin, author, model, prompt_hash, params, seed, "
-                          "parent_version FROM rationales WHERE item_id IN ({keys}) ORDER BY item_id, version",
-                    item_ids, "id item_id version origin author model prompt_hash params seed parent_version",
-                    "params")
+#: the columns `versions_of` returns, in order
+VERSION_FIELDS = ("id", "item_id", "version", "origin", "author", "model", "prompt_hash", "params", "seed",
+                  "parent_version", "steps", "final_answer", "text")
 
 
-def review_scores(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
-    """The versions' reviews: scores, verdict, step marks (the `steps` JSON, None where none), comments, seconds
-    spent and edited text, by reviewer."""
-    return _decoded(conn, "SELECT rationale_id, reviewer_id, verdict, scores, id, steps, comments, seconds_spent, "
-                          "edited_text FROM reviews WHERE rationale_id IN ({keys}) ORDER BY rationale_id, reviewer_id",
-                    rationale_ids, "rationale_id reviewer_id verdict scores id steps comments seconds_spent "
-                                   "edited_text", "scores steps comments")
+def versions_of(conn: Connection, *, item_ids: Sequence[str], texts: bool) -> Sequence[Any]:
+    """The items' rationale versions by item id and version: VERSION_FIELDS (params, steps and final answer as
+    stored, see `json_text`); without `texts`, steps, final answer and text are None."""
+    body = "steps, final_answer, text" if texts else "NULL, NULL, NULL"
+    return _select_in(conn, "SELECT id, item_id, version, origin, author, model, prompt_hash, params, seed, "
+                         f"parent_version, {body} FROM rationales WHERE item_id IN ({{keys}}) "
+                         "ORDER BY item_id, version", item_ids)
 
 
-def version_texts(conn: Connection, *, rationale_ids: Sequence[str]) -> Sequence[Any]:
-    return _decoded(conn, "SELECT id, steps, final_answer, text FROM rationales WHERE id IN ({keys})",
-                    rationale_ids, "id steps final_answer text", "steps final_answer")
+#: the columns `review_scores` returns, in order
+REVIEW_FIELDS = ("rationale_id", "reviewer_id", "verdict", "scores", "id", "steps", "comments", "seconds_spent",
+                 "edited_text")
+
+
+def review_scores(conn: Connection, *, rationale_ids: Sequence[str], notes: bool = True) -> Sequence[Any]:
+    """The versions' reviews by rationale id and reviewer: REVIEW_FIELDS — scores, verdict, step marks (the
+    `steps` JSON, None where none) and, with `notes`, comments, seconds spent and edited text (else None)
+    (JSON as stored, see `json_text`)."""
+    extra = "comments, seconds_spent, edited_text" if notes else "NULL, NULL, NULL"
+    return _select_in(conn, f"SELECT rationale_id, reviewer_id, verdict, scores, id, steps, {extra} FROM reviews "
+                            "WHERE rationale_id IN ({keys}) ORDER BY rationale_id, reviewer_id", rationale_ids)
 
 
 def drafting_provenance(conn: Connection, *, project_id: int) -> Sequence[Any]:

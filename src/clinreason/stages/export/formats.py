@@ -24,9 +24,13 @@ ROW_GROUP = 5000
 ROLES = ("system", "user", "assistant")
 
 
+#: json.dumps(..., ensure_ascii=False, separators=(",", ":")), built once (rows hold no cycles: nothing to check)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def dumps(record: dict[str, Any]) -> str:
     """One JSON line: keys in the order the row was built, UTF-8 as is, no spaces."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _encode(record) + "\n"
 
 
 # --- chat formats -----------------------------------------------------------------------------------
@@ -212,7 +216,10 @@ class JsonlSink:
 
     def write(self, split: str, row: dict[str, Any]) -> int:
         records = self.encode(row)
-        self.files[split].writelines(dumps(r) for r in records)
+        if len(records) == 1:
+            self.files[split].write(_encode(records[0]) + "\n")
+        else:
+            self.files[split].writelines(dumps(r) for r in records)
         return len(records)
 
     def close(self) -> list[str]:
@@ -235,7 +242,7 @@ class ParquetSink:
         self.buffers: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
 
     def write(self, split: str, row: dict[str, Any]) -> int:
-        if not self.with_history:
+        if not self.with_history and "history" in row:
             row = {k: v for k, v in row.items() if k != "history"}
         buf = self.buffers[split]
         buf.append(row)
@@ -350,7 +357,8 @@ def open_sink(fmt: str, out: Path, tmp: Path, names: tuple[str, ...], dims: list
         return sink_class(out, rubric, project=project)
     if fmt == "jsonl":
         strip = not opts.with_history
-        return JsonlSink(out, names, lambda row: [{k: v for k, v in row.items() if not (strip and k == "history")}])
+        return JsonlSink(out, names, lambda row: [{k: v for k, v in row.items() if k != "history"}
+                                                  if strip and "history" in row else row])
     if fmt == "sft":
         return JsonlSink(out, names, lambda row: [sft_record(row)])
     if fmt == "dpo":
