@@ -2,7 +2,7 @@
 paper's dataset) to jsonl, parquet and hf, and for 1,000,000 items to jsonl and parquet.
 
     python benchmarks/bench_export.py [--sizes 31247[,1000000]] [--formats31k jsonl,parquet,hf]
-                                      [--formats1m jsonl,parquet] [--workdir DIR] [--json]
+                                      [--formats1m jsonl,parquet] [--workdir DIR] [--seeded DIR] [--json]
 
 Each database is a temporary SQLite file filled with synthetic review data by executemany (items with a
 source and licence, 1–3 rationale versions, two or three reviews per version, a decision). Each export
@@ -135,7 +135,7 @@ seconds, peak = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SEL
 cpu = time.process_time() - c0
 # the card's share: its numbers computed once more, alone (the same queries and analytics write_card runs)
 from clinreason.stages.export.card import card_numbers
-from clinreason.stages.export.stage import read_snapshot
+from clinreason.store.db import read_snapshot
 from clinreason.store import projects
 with read_snapshot(engine) as conn:
     proj = projects.require_project(conn, name="default")
@@ -154,7 +154,8 @@ from pathlib import Path
 from clinreason.analytics.scan import rubric_dimensions
 from clinreason.store import db
 from clinreason.store import projects as store_projects
-from clinreason.stages.export import ExportOptions, read_snapshot
+from clinreason.stages.export import ExportOptions
+from clinreason.store.db import read_snapshot
 from clinreason.stages.export.formats import open_sink
 from clinreason.stages.export.stage import _Reader
 fmt, path, out, chunk = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
@@ -223,6 +224,9 @@ def main() -> None:
     parser.add_argument("--formats31k", default="jsonl,parquet,hf")
     parser.add_argument("--formats1m", default="jsonl,parquet")
     parser.add_argument("--workdir", default=None, help="where the databases and exports go (default: a temp dir)")
+    parser.add_argument("--seeded", default=None,
+                        help="keep the seeded databases in this folder and reuse them on the next run (seeding 1M "
+                             "items takes minutes)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-export-", dir=args.workdir) as tmp:
@@ -230,12 +234,23 @@ def main() -> None:
         baselines = {fmt: run_child(fmt, work / "none.db", "-")["peak_mb"] for fmt in ("jsonl", "parquet", "hf")}
         report.note("baseline peak RSS (imports only): " + ", ".join(f"{k} {v:.0f} MB" for k, v in baselines.items()))
         for size in sizes:
-            db_path = work / f"items{size}.db"
-            t0 = time.perf_counter()
-            counts = build_database(db_path, size)
-            report.note(f"\n{size:,} items: generated {counts['rationales']:,} versions, {counts['reviews']:,} "
-                        f"reviews in {time.perf_counter() - t0:.1f} s ({db_path.stat().st_size / 2**20:.0f} MB "
-                        f"SQLite file); this process's peak RSS so far {_peak_mb():.0f} MB")
+            db_path, t0 = work / f"items{size}.db", time.perf_counter()
+            kept = Path(args.seeded) / f"items{size}.db" if args.seeded else None
+            if kept is not None and kept.with_suffix(".json").exists():
+                db_path, counts = kept, json.loads(kept.with_suffix(".json").read_text())
+                report.note(f"\n{size:,} items: reusing {kept} ({counts['rationales']:,} versions, "
+                            f"{counts['reviews']:,} reviews)")
+            else:
+                if kept is not None:
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    kept.unlink(missing_ok=True)
+                    db_path = kept
+                counts = build_database(db_path, size)
+                if kept is not None:
+                    kept.with_suffix(".json").write_text(json.dumps(counts))
+                report.note(f"\n{size:,} items: generated {counts['rationales']:,} versions, {counts['reviews']:,} "
+                            f"reviews in {time.perf_counter() - t0:.1f} s ({db_path.stat().st_size / 2**20:.0f} MB "
+                            f"SQLite file); this process's peak RSS so far {_peak_mb():.0f} MB")
             first = size == PAPER_SIZE  # the three formats together; any other size: each format alone
             formats = (args.formats31k if first else args.formats1m).split(",")
             report.note(f"{'format':<8} {'seconds':>8} {'anchor s':>9} {'items/s':>9} {'peak RSS':>10} "

@@ -200,7 +200,7 @@ def test_bad_splits_are_refused(text):
 def test_the_export_reads_a_snapshot_and_does_not_block_writers(engine, built):
     from sqlalchemy import func, select, update
 
-    from clinreason.stages.export import read_snapshot
+    from clinreason.store.db import read_snapshot
     from clinreason.store.tables import items
 
     with read_snapshot(engine) as conn:

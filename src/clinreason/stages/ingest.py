@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -250,7 +249,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         summary.rejects_path = str(rejects_file)
     progress = progress_factory(planned) if progress_factory else None
     try:
-        with (db.transaction(engine) if not dry_run else _read_only(engine)) as conn:
+        with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn:
             proj = require_project(conn, name=project)
             run = _Run(proj["id"], project, actor, dry_run, summary)
             for index, (file_path, file_fmt) in enumerate(planned):
@@ -305,22 +304,6 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         if progress:
             progress.close()
     return summary
-
-
-@contextmanager
-def _read_only(engine: Engine) -> Iterator[Connection]:
-    """A dry run's connection: it only reads, so on SQLite it takes no write lock (a deferred transaction on
-    an engine of its own; the application engine begins every transaction IMMEDIATE)."""
-    if not db.is_sqlite(engine):
-        with engine.connect() as conn:
-            yield conn
-        return
-    reader = db.snapshot_engine(engine)
-    try:
-        with reader.connect() as conn:
-            yield conn
-    finally:
-        reader.dispose()
 
 
 def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:

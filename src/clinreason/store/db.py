@@ -164,6 +164,24 @@ def snapshot_engine(engine: Engine) -> Engine:
     return reader
 
 
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """One consistent read-only view that never blocks writers (an export, a dry-run import): on
+    PostgreSQL a REPEATABLE READ read-only transaction; on SQLite (WAL) a deferred transaction on a
+    connection of its own (the application engine begins every transaction IMMEDIATE, which would take the
+    write lock)."""
+    if not is_sqlite(engine):
+        with engine.connect() as conn:
+            yield conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        return
+    reader = snapshot_engine(engine)
+    try:
+        with reader.connect() as conn:
+            yield conn
+    finally:
+        reader.dispose()
+
+
 class FairLock:
     """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
     again and again, which starves others: multi-second tails under load)."""

@@ -23,13 +23,12 @@ from clinreason.stages.export.stage import (
     id_hash,
     parse_splits,
     prepare_folder,
-    read_snapshot,
     run_export,
     split_names,
 )
 
 __all__ = [
     "FORMATS", "MANIFEST", "SPLIT_NAMES", "SYSTEM_PROMPTS", "ExportError", "ExportOptions", "ExportSummary",
-    "Splitter", "id_hash", "parse_splits", "prepare_folder", "read_snapshot", "run_export", "safe_path",
+    "Splitter", "id_hash", "parse_splits", "prepare_folder", "run_export", "safe_path",
     "split_names",
 ]

@@ -22,7 +22,6 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -415,23 +414,6 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
 
 # --- the stage --------------------------------------------------------------------------------------
 
-@contextmanager
-def read_snapshot(engine: Engine) -> Iterator[Connection]:
-    """One consistent read-only view for the whole export that never blocks writers: on PostgreSQL a
-    REPEATABLE READ read-only transaction; on SQLite (WAL) a deferred transaction on a connection of its
-    own (the application engine begins every transaction IMMEDIATE, which would hold the write lock)."""
-    if engine.dialect.name != "sqlite":
-        with engine.connect() as conn:
-            yield conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        return
-    reader = store_db.snapshot_engine(engine)
-    try:
-        with reader.connect() as conn:
-            yield conn
-    finally:
-        reader.dispose()
-
-
 def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                licenses: dict[str, str] | None = None, card: bool = True) -> ExportSummary:
     if opts.fmt not in FORMATS:
@@ -445,7 +427,7 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
                                                    "source": opts.source, "splits": list(opts.splits or [])})
     names = split_names(opts.splits)
-    with read_snapshot(engine) as conn:
+    with store_db.read_snapshot(engine) as conn:
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
         dims, _ = rubric_dimensions(rubric_body)
