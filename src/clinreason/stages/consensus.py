@@ -37,18 +37,17 @@ from clinreason.domain.consensus import (
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
-from clinreason.domain.records import Item
-from clinreason.domain.rubric import rubric_from_dict
-from clinreason.stages.settings import review_config
+from clinreason.domain.records import Item, RationaleVersion
+from clinreason.domain.rubric import Rubric
+from clinreason.stages.settings import review_policy, review_settings
 from clinreason.store import decisions as decision_store
 from clinreason.store import items as item_store
-from clinreason.store import projects
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
 
 
 def project_policy(conn: Connection, project_id: int) -> Policy:
-    return review_config(conn, project_id).policy()
+    return review_policy(conn, project_id)
 
 
 def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
@@ -91,8 +90,9 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
 
 
 def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: str,
-             policy: Policy | None = None) -> ConsensusDecision:
-    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
+             policy: Policy | None = None, rubric: Rubric | None = None) -> ConsensusDecision:
+    if rubric is None:
+        rubric = review_settings(conn, project_id).rubric
     policy = policy or project_policy(conn, project_id)
     votes = votes_for(conn, rationale_id)
     extra = extra_reviewers_requested(conn, rationale_id)
@@ -104,14 +104,19 @@ def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: s
     return apply_step_marks(policy, votes, decision, decision.feedback or merge_feedback(rubric, votes))
 
 
-def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
-    """Apply consensus to the version a review was just stored for (called by review.submit_review)."""
-    item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
+def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,
+                        item: Item | None = None, latest: RationaleVersion | None = None) -> None:
+    """Apply consensus to the version a review was just stored for (called by review.submit_review, which
+    passes the item and its latest version when it holds them as they are now, locked in this transaction)."""
+    if item is None or item.project_id != project_id:
+        item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
     if item is None or item.state != ItemState.IN_REVIEW.value:
         return
-    latest = rationale_store.latest_version(conn, item_id=item_id)
+    if latest is None:
+        latest = rationale_store.latest_version(conn, item_id=item_id)
     assert latest is not None
-    policy = project_policy(conn, project_id)
+    current = review_settings(conn, project_id)
+    policy, rubric = current.policy, current.rubric
     if latest.id != rationale_id:
         # an expert's edit superseded the reviewed version: that round failed, the new version is reviewed
         reviewed = rationale_store.get_version(conn, rationale_id=rationale_id)
@@ -121,7 +126,8 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
             if item_store.item_state(conn, item_id=item_id) == ItemState.IN_REVIEW.value:
                 enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
-    decision = evaluate(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, policy=policy)
+    decision = evaluate(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, policy=policy,
+                        rubric=rubric)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}
     if decision.outcome is Outcome.PENDING:

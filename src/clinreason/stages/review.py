@@ -31,9 +31,10 @@ from sqlalchemy import Connection
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
-from clinreason.domain.rubric import RubricError, rubric_from_dict
+from clinreason.domain.rubric import Rubric, RubricError, rubric_from_dict
 from clinreason.domain.steps import StepMarkError, validate_marks
 from clinreason.stages import calibration, consensus, screen
+from clinreason.stages.settings import ReviewSettings, review_settings
 from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
@@ -124,19 +125,26 @@ def _candidates(conn: Connection, *, project_id: int, reviewer: Reviewer, overla
 
 
 def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int = 2,
-                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60) -> Lease | None:
+                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60,
+                       settings: ReviewSettings | None = None) -> Lease | None:
     """Lease the next rationale version to `reviewer`, or return None when there is nothing for them.
-    A reviewer holding a live lease gets that lease back (one item at a time)."""
+    A reviewer holding a live lease gets that lease back (one item at a time). `settings`: the project's
+    review settings when the caller has just read them (else they are read here)."""
     now = now or store_now()
-    review_store.lock_reviewer(conn, reviewer_id=reviewer.id)
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:  # on SQLite the transaction (BEGIN IMMEDIATE) already serialises every writer
+        review_store.lock_reviewer(conn, reviewer_id=reviewer.id)
     expire_leases(conn, project_id=project_id, now=now)
     held = current_lease(conn, project_id=project_id, reviewer_id=reviewer.id, now=now)
     if held is not None:
         return held
-    probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
-                                  rate=calibration.rate(conn, project_id))
-    if probe is not None:  # a calibration version, leased exactly like any other
-        return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now, lease_minutes=lease_minutes)
+    current = settings or review_settings(conn, project_id)
+    if current.has_probes:  # no calibration item in the project: nothing to draw
+        probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
+                                      rate=current.config.calibration_rate)
+        if probe is not None:  # a calibration version, leased exactly like any other
+            return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now,
+                          lease_minutes=lease_minutes)
     for _round in range(max_rounds):
         # Versions consensus asked one more reviewer for (a disagreement to settle) come first.
         found = [(cand, overlap + extra) for rid, extra in extra_reviewers(conn, project_id=project_id).items()
@@ -146,18 +154,22 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
                                                           overlap=overlap, now=now, limit=25)]
         if not found:
             return None
+        if sqlite:
+            # One writer at a time: the candidates were read in this transaction, under its write lock, and
+            # nothing moved since (the claim and the re-check below would see exactly what was read).
+            return _lease(conn, project_id=project_id, reviewer=reviewer, cand=found[0][0], now=now,
+                          lease_minutes=lease_minutes)
         for cand, slots in found:
             if not item_store.claim_item_row(conn, item_id=cand.item_id, state=REVIEWABLE_STATE):
                 continue  # another reviewer is being assigned this item right now: try the next one
             # Re-check under the lock (PostgreSQL, READ COMMITTED: this statement sees every assignment
-            # committed before it). On SQLite the whole transaction already holds the write lock.
-            if conn.dialect.name != "sqlite" and not _candidates(
-                    conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
-                    rationale_id=cand.id):
+            # committed before it).
+            if not _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
+                               rationale_id=cand.id):
                 continue
             return _lease(conn, project_id=project_id, reviewer=reviewer, cand=cand, now=now,
                           lease_minutes=lease_minutes)
-        # Every candidate was locked by a concurrent assignment (PostgreSQL) or filled meanwhile: look again.
+        # Every candidate was locked by a concurrent assignment or filled meanwhile: look again.
         time.sleep(random.uniform(0.002, 0.01))
     return None
 
@@ -223,11 +235,12 @@ def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict
 
 # --- submitting -----------------------------------------------------------------------------------
 
-def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], original_text: str,
+def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any] | Rubric, original_text: str,
                     n_steps: int | None = None) -> dict[str, Any]:
-    """Check a submission against the project's current rubric and, for step marks, the reviewed version's
-    `n_steps` steps and the rubric's error taxonomy; raise ReviewError naming the field."""
-    rubric = rubric_from_dict(rubric_body)
+    """Check a submission against the project's current rubric (its stored body, or the body parsed) and,
+    for step marks, the reviewed version's `n_steps` steps and the rubric's error taxonomy; raise
+    ReviewError naming the field."""
+    rubric = rubric_body if isinstance(rubric_body, Rubric) else rubric_from_dict(rubric_body)
     verdict = body.get("verdict")
     if verdict not in {v.value for v in Verdict}:
         raise ReviewError("verdict", N_("expected one of {choices}, got {value!r}"),
@@ -288,7 +301,7 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], origin
 
 
 def submit_review(conn: Connection, *, project_id: int, assignment_id: str, reviewer: Reviewer, body: dict[str, Any],
-                  rubric_body: dict[str, Any], overlap: int = 2, now: datetime | None = None) -> dict[str, Any]:
+                  rubric_body: dict[str, Any] | Rubric, overlap: int = 2, now: datetime | None = None) -> dict[str, Any]:
     """Store one immutable review (and, for `edit`, the expert's new version), then apply consensus, in
     the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}."""
     now = now or store_now()
@@ -298,8 +311,9 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     if lease.status == "released":
         raise AssignmentClosed(N_("you gave this assignment back; take the next item instead"))
     item = item_store.lock_item(conn, item_id=lease.item_id)
-    reviewed = rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     latest = rationale_store.latest_version(conn, item_id=lease.item_id)
+    reviewed = latest if latest is not None and latest.id == lease.rationale_id else \
+        rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     assert item is not None and reviewed is not None and latest is not None
     clean = validate_review(body, rubric_body=rubric_body, original_text=reviewed.text, n_steps=len(reviewed.steps))
     probe = item.state == ItemState.CALIBRATION.value  # no slot count, no new version, no consensus
@@ -321,8 +335,10 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
         calibration.record_result(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
                                   actor=reviewer.actor)
     else:
+        # unless an edit added a version, the item and its latest version are as read above (locked)
         consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
-                                      actor=reviewer.actor)
+                                      actor=reviewer.actor, item=item if edited is None else None,
+                                      latest=latest if edited is None else None)
     return {"review_id": review.id, "rationale_id": reviewed.id,
             "new_rationale_id": edited.id if edited else None, "new_version": edited.version if edited else None}
 

@@ -29,7 +29,7 @@ from clinreason.config import ProjectConfig
 from clinreason.domain.items import Item as NewItem
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Item, Origin
-from clinreason.domain.rubric import default_rubric
+from clinreason.domain.rubric import default_rubric, rubric_from_dict
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
@@ -244,6 +244,7 @@ class DirectReviews:
 
     def __init__(self, engine: Engine, project_id: int, rubric_body: dict[str, Any], overlap: int):
         self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
+        self.rubric = rubric_from_dict(rubric_body)  # parsed once: every submission is checked against it
         self._round: Connection | None = None
 
     @contextmanager
@@ -265,7 +266,7 @@ class DirectReviews:
     def submit(self, reviewer: Reviewer, lease: Lease, body: dict[str, Any]) -> None:
         with self._unit() as conn:
             submit_review(conn, project_id=self.project_id, assignment_id=lease.assignment_id, reviewer=reviewer,
-                          body=body, rubric_body=self.rubric_body, overlap=self.overlap)
+                          body=body, rubric_body=self.rubric, overlap=self.overlap)
 
 
 def _marked_steps(conn: Connection, rationale_id: str) -> set[int]:

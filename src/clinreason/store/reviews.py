@@ -53,26 +53,56 @@ def _assignment(row: RowMapping) -> Assignment:
                       project_id=row.get("project_id"))
 
 
+# --- the review path's statements, built once (bind parameters: SQLAlchemy's compiled cache does the rest)
+
+_LOCK_REVIEWER = select(users.c.id).where(users.c.id == bindparam("reviewer_id")).with_for_update(key_share=True)
+_USERNAME = select(users.c.username).where(users.c.id == bindparam("user_id"))
+_EXPIRED = (select(assignments.c.id, assignments.c.item_id)
+            .where(assignments.c.status == "open", assignments.c.expires_at <= bindparam("at"),
+                   exists().where(items.c.id == assignments.c.item_id, items.c.project_id == bindparam("project_id")))
+            .with_for_update(skip_locked=True, key_share=True))
+_CURRENT_LEASE = (select(assignments, rationales.c.version)
+                  .join(items, items.c.id == assignments.c.item_id)
+                  .join(rationales, rationales.c.id == assignments.c.rationale_id)
+                  .where(items.c.project_id == bindparam("project_id"), assignments.c.reviewer_id == bindparam("reviewer_id"),
+                         assignments.c.status == "open", assignments.c.expires_at > bindparam("at"))
+                  .order_by(assignments.c.created_at).limit(1))
+_ADD_ASSIGNMENT = insert(assignments)
+_LOCK_ASSIGNMENT = (select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
+                    .where(assignments.c.id == bindparam("assignment_id")).with_for_update(of=assignments, key_share=True))
+_SUBMITTED = update(assignments).where(assignments.c.id == bindparam("b_assignment_id"))
+_EXTRA_WANTED = (select(extra_reviewer_requests.c.rationale_id, func.count())
+                 .join(items, items.c.id == extra_reviewer_requests.c.item_id)
+                 .where(extra_reviewer_requests.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+                 .group_by(extra_reviewer_requests.c.rationale_id)
+                 .order_by(func.min(extra_reviewer_requests.c.id)))
+_EXTRA_OF = select(func.count()).select_from(extra_reviewer_requests) \
+    .where(extra_reviewer_requests.c.rationale_id == bindparam("rationale_id"))
+_LOAD_DRAFT = select(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
+                                          review_drafts.c.reviewer_id == bindparam("reviewer_id"))
+_DELETE_DRAFT = delete(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
+                                            review_drafts.c.reviewer_id == bindparam("reviewer_id"))
+_ADD_REVIEW = insert(reviews)
+_REVIEWS_OF = (select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
+               .where(reviews.c.rationale_id == bindparam("rationale_id")).order_by(reviews.c.created_at, reviews.c.id))
+_ADD_FEEDBACK = insert(feedback)
+
+
 # --- leases ---------------------------------------------------------------------------------------
 
 def lock_reviewer(conn: Connection, *, reviewer_id: int) -> None:
     """Serialise one reviewer's own requests (NO KEY UPDATE leaves foreign-key checks on the row free)."""
-    conn.execute(select(users.c.id).where(users.c.id == reviewer_id).with_for_update(key_share=True))
+    conn.execute(_LOCK_REVIEWER, {"reviewer_id": reviewer_id})
 
 
 def username(conn: Connection, *, user_id: int) -> str:
-    return str(conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one())
+    return str(conn.execute(_USERNAME, {"user_id": user_id}).scalar_one())
 
 
 def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     """Mark open leases past their expiry as `expired` (their slots are already free: every count
     ignores expired leases). Rows another transaction holds are skipped, never waited for."""
-    rows = conn.execute(
-        select(assignments.c.id, assignments.c.item_id)
-        .where(assignments.c.status == "open", assignments.c.expires_at <= at,
-               exists().where(items.c.id == assignments.c.item_id, items.c.project_id == project_id))
-        .with_for_update(skip_locked=True, key_share=True)
-    ).all()
+    rows = conn.execute(_EXPIRED, {"at": at, "project_id": project_id}).all()
     if not rows:
         return 0
     conn.execute(update(assignments).where(assignments.c.id.in_([r.id for r in rows]),
@@ -191,13 +221,8 @@ def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: s
 
 def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: datetime) -> tuple[Assignment, int] | None:
     """The reviewer's live lease in this project (oldest first) and the leased version's number."""
-    row = conn.execute(
-        select(assignments, rationales.c.version)
-        .join(items, items.c.id == assignments.c.item_id).join(rationales, rationales.c.id == assignments.c.rationale_id)
-        .where(items.c.project_id == project_id, assignments.c.reviewer_id == reviewer_id,
-               assignments.c.status == "open", assignments.c.expires_at > at)
-        .order_by(assignments.c.created_at).limit(1)
-    ).mappings().first()
+    row = conn.execute(_CURRENT_LEASE, {"project_id": project_id, "reviewer_id": reviewer_id, "at": at}
+                       ).mappings().first()
     if row is None:
         return None
     return _assignment(row), int(row["version"])
@@ -205,19 +230,16 @@ def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: da
 
 def add_assignment(conn: Connection, *, project_id: int, assignment_id: str, candidate: Candidate, reviewer_id: int,
                    actor: str, at: datetime, expires_at: datetime) -> None:
-    conn.execute(insert(assignments).values(
-        id=assignment_id, rationale_id=candidate.id, item_id=candidate.item_id, reviewer_id=reviewer_id,
-        status="open", created_at=at, expires_at=expires_at))
+    conn.execute(_ADD_ASSIGNMENT, {"id": assignment_id, "rationale_id": candidate.id, "item_id": candidate.item_id,
+                                   "reviewer_id": reviewer_id, "status": "open", "created_at": at,
+                                   "expires_at": expires_at})
     add_event(conn, project_id=project_id, item_id=candidate.item_id, kind="assignment.created", actor=actor,
               detail={"assignment_id": assignment_id, "rationale_id": candidate.id, "version": candidate.version})
 
 
 def lock_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
     """The assignment (with its item's project id), locked for this transaction."""
-    row = conn.execute(
-        select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
-        .where(assignments.c.id == assignment_id).with_for_update(of=assignments, key_share=True)
-    ).mappings().first()
+    row = conn.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).mappings().first()
     return _assignment(row) if row else None
 
 
@@ -233,7 +255,7 @@ def set_assignment_status(conn: Connection, *, assignment_id: str, status: str, 
     values: dict[str, Any] = {"status": status}
     if status == "submitted":
         values["submitted_at"] = at or now()
-    conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
+    conn.execute(_SUBMITTED, {"b_assignment_id": assignment_id, **values})
 
 
 def taken_slots(conn: Connection, *, rationale_id: str, at: datetime, except_assignment: str | None = None) -> int:
@@ -283,19 +305,12 @@ def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, r
 
 def extra_reviewers_wanted(conn: Connection, *, project_id: int) -> dict[str, int]:
     """Rationale id -> extra reviewers asked for, for versions of items still in review."""
-    rows = conn.execute(
-        select(extra_reviewer_requests.c.rationale_id, func.count())
-        .join(items, items.c.id == extra_reviewer_requests.c.item_id)
-        .where(extra_reviewer_requests.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)
-        .group_by(extra_reviewer_requests.c.rationale_id)
-        .order_by(func.min(extra_reviewer_requests.c.id))
-    ).all()
+    rows = conn.execute(_EXTRA_WANTED, {"project_id": project_id}).all()
     return {rid: int(n) for rid, n in rows}
 
 
 def extra_reviewers_of(conn: Connection, *, rationale_id: str) -> int:
-    return int(conn.execute(select(func.count()).select_from(extra_reviewer_requests)
-                            .where(extra_reviewer_requests.c.rationale_id == rationale_id)).scalar_one())
+    return int(conn.execute(_EXTRA_OF, {"rationale_id": rationale_id}).scalar_one())
 
 
 # --- drafts (autosave) ----------------------------------------------------------------------------
@@ -309,31 +324,28 @@ def save_draft(conn: Connection, *, assignment: Assignment, body: dict[str, Any]
 
 
 def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict[str, Any] | None:
-    row = conn.execute(select(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
-                                                   review_drafts.c.reviewer_id == reviewer_id)).mappings().first()
+    row = conn.execute(_LOAD_DRAFT, {"rationale_id": rationale_id, "reviewer_id": reviewer_id}).mappings().first()
     return dict(row) if row else None
 
 
 def delete_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> None:
-    conn.execute(delete(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
-                                             review_drafts.c.reviewer_id == reviewer_id))
+    conn.execute(_DELETE_DRAFT, {"rationale_id": rationale_id, "reviewer_id": reviewer_id})
 
 
 # --- reviews --------------------------------------------------------------------------------------
 
 def add_review(conn: Connection, review: Review) -> None:
-    conn.execute(insert(reviews).values(
-        id=review.id, rationale_id=review.rationale_id, item_id=review.item_id, assignment_id=review.assignment_id,
-        reviewer_id=review.reviewer_id, verdict=review.verdict, scores=review.scores, comments=review.comments,
-        edited_text=review.edited_text, seconds_spent=review.seconds_spent, rubric_version=review.rubric_version,
-        steps=review.steps or None, created_at=review.created_at or now()))
+    conn.execute(_ADD_REVIEW, {
+        "id": review.id, "rationale_id": review.rationale_id, "item_id": review.item_id,
+        "assignment_id": review.assignment_id, "reviewer_id": review.reviewer_id, "verdict": review.verdict,
+        "scores": review.scores, "comments": review.comments, "edited_text": review.edited_text,
+        "seconds_spent": review.seconds_spent, "rubric_version": review.rubric_version,
+        "steps": review.steps or None, "created_at": review.created_at or now()})
 
 
 def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
     """The version's reviews, oldest first, with the reviewer's username."""
-    rows = conn.execute(
-        select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
-        .where(reviews.c.rationale_id == rationale_id).order_by(reviews.c.created_at, reviews.c.id)).mappings()
+    rows = conn.execute(_REVIEWS_OF, {"rationale_id": rationale_id}).mappings()
     return [review_from_row(r) for r in rows]
 
 
@@ -404,7 +416,7 @@ def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged:
     """The merged feedback consensus computed for a version it sent back."""
     body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts,
             "step_marks": [[who, mark.to_dict()] for who, mark in merged.step_marks]}
-    conn.execute(insert(feedback).values(item_id=item_id, rationale_id=rationale_id, body=body, created_at=now()))
+    conn.execute(_ADD_FEEDBACK, {"item_id": item_id, "rationale_id": rationale_id, "body": body, "created_at": now()})
 
 
 def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
