@@ -151,7 +151,7 @@ def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer,
                  for cand in _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=overlap + extra,
                                          now=now, limit=1, rationale_id=rid)]
         found += [(cand, overlap) for cand in _candidates(conn, project_id=project_id, reviewer=reviewer,
-                                                          overlap=overlap, now=now, limit=25)]
+                                                          overlap=overlap, now=now, limit=1 if sqlite else 25)]
         if not found:
             return None
         if sqlite:
@@ -305,7 +305,11 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     """Store one immutable review (and, for `edit`, the expert's new version), then apply consensus, in
     the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}."""
     now = now or store_now()
-    lease = _lock_assignment(conn, project_id=project_id, assignment_id=assignment_id, reviewer_id=reviewer.id)
+    locked = review_store.lock_assignment_with_draft(conn, assignment_id=assignment_id)
+    _check_owner(locked[0] if locked else None, project_id=project_id, assignment_id=assignment_id,
+                 reviewer_id=reviewer.id)
+    assert locked is not None
+    lease, has_draft = locked
     if lease.status == "submitted":
         raise AssignmentClosed(N_("this review was already submitted; reviews cannot be changed"))
     if lease.status == "released":
@@ -325,7 +329,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
                                {"version": latest.version, "state": item.state})
 
     review = _store_review(conn, project_id=project_id, lease=lease, reviewer=reviewer, reviewed=reviewed,
-                           clean=clean, now=now)
+                           clean=clean, now=now, has_draft=has_draft)
     edited: RationaleVersion | None = None
     if clean["verdict"] == Verdict.EDIT and not probe:
         edited = _store_edit(conn, item=item, reviewed=reviewed, reviewer=reviewer, review=review,
@@ -356,10 +360,13 @@ def _check_still_open(conn: Connection, *, lease: Assignment, reviewed: Rational
 
 
 def _store_review(conn: Connection, *, project_id: int, lease: Assignment, reviewer: Reviewer,
-                  reviewed: RationaleVersion, clean: dict[str, Any], now: datetime) -> Review:
+                  reviewed: RationaleVersion, clean: dict[str, Any], now: datetime, has_draft: bool = True) -> Review:
+    """`has_draft`: whether the reviewer had a draft of the version when the lease was locked (on SQLite,
+    where nothing else writes meanwhile, no draft means none to read or delete)."""
     seconds = clean["seconds_spent"]
+    maybe_draft = has_draft or conn.dialect.name != "sqlite"
     if seconds is None:
-        draft = load_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
+        draft = load_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id) if maybe_draft else None
         seconds = draft["seconds_spent"] if draft and draft["seconds_spent"] else (now - lease.created_at).total_seconds()
     review = Review(id=new_id(), rationale_id=reviewed.id, item_id=lease.item_id, reviewer_id=reviewer.id,
                     verdict=clean["verdict"], scores=clean["scores"], comments=clean["comments"],
@@ -368,7 +375,8 @@ def _store_review(conn: Connection, *, project_id: int, lease: Assignment, revie
                     steps=clean["steps"])
     review_store.add_review(conn, review)
     review_store.set_assignment_status(conn, assignment_id=lease.id, status="submitted", at=now)
-    review_store.delete_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
+    if maybe_draft:
+        review_store.delete_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
     add_event(conn, project_id=project_id, item_id=lease.item_id, kind="review.submitted", actor=reviewer.actor,
               detail={"review_id": review.id, "rationale_id": reviewed.id, "version": reviewed.version,
                       "verdict": clean["verdict"],

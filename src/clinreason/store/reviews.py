@@ -70,6 +70,9 @@ _CURRENT_LEASE = (select(assignments, rationales.c.version)
 _ADD_ASSIGNMENT = insert(assignments)
 _LOCK_ASSIGNMENT = (select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
                     .where(assignments.c.id == bindparam("assignment_id")).with_for_update(of=assignments, key_share=True))
+_LOCK_ASSIGNMENT_DRAFT = _LOCK_ASSIGNMENT.add_columns(
+    exists().where(review_drafts.c.rationale_id == assignments.c.rationale_id,
+                   review_drafts.c.reviewer_id == assignments.c.reviewer_id).label("has_draft"))
 _SUBMITTED = update(assignments).where(assignments.c.id == bindparam("b_assignment_id"))
 _EXTRA_WANTED = (select(extra_reviewer_requests.c.rationale_id, func.count())
                  .join(items, items.c.id == extra_reviewer_requests.c.item_id)
@@ -113,11 +116,9 @@ def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     return len(rows)
 
 
-@lru_cache(maxsize=2)
-def _candidate_statement(one: bool) -> Select[Any]:
-    """Which of some in-review items' current versions this reviewer may take: among the items listed in
-    `item_ids` (a window of the queue), or (`one`) the single version `rationale_id`. Built once with bind
-    parameters, so it hits SQLAlchemy's compiled cache."""
+def _candidate_query() -> Select[Any]:
+    """The current versions of items (joined as `items`) this reviewer may take (bind parameters: now,
+    reviewer_id, author, overlap)."""
     at: Any = bindparam("now")
     me: Any = bindparam("reviewer_id")
     later = rationales.alias("later")
@@ -127,31 +128,33 @@ def _candidate_statement(one: bool) -> Select[Any]:
     held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
                           assignments.c.status.in_(["open", "submitted", "released"]))
     reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
-    query = (
+    return (
         select(rationales.c.id, rationales.c.item_id, rationales.c.version)
+        .join(items, items.c.id == rationales.c.item_id)
         .where(~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
                rationales.c.author != bindparam("author"), ~held, ~reviewed,
                done.scalar_subquery() + live.scalar_subquery() < bindparam("overlap"))
     )
-    if one:
-        return query.join(items, items.c.id == rationales.c.item_id).where(
-            rationales.c.id == bindparam("rationale_id"), items.c.project_id == bindparam("project_id"),
-            items.c.state == REVIEWABLE_STATE)
-    return query.where(rationales.c.item_id.in_(bindparam("item_ids", expanding=True)))
+
+
+@lru_cache(maxsize=1)
+def _one_candidate_statement() -> Select[Any]:
+    """The single version `rationale_id`, if this reviewer may take it. Built once with bind parameters,
+    so it hits SQLAlchemy's compiled cache."""
+    return _candidate_query().where(rationales.c.id == bindparam("rationale_id"),
+                                    items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
 
 
 #: the queue's three specialty ranks, best first: the reviewer's specialties, items without one, the rest
 _WANTED, _UNSET, _OTHER = "wanted", "unset", "other"
 
 
-@lru_cache(maxsize=4)
-def _window_statement(stream: str) -> Select[Any]:
-    """One window of the project's in-review items of one specialty rank, oldest first, read in the order
-    of an index (ix_items_queue_specialty for one specialty and for none, ix_items_queue_order for the
-    rest), so a window costs its size, not the size of the queue."""
-    spec = func.lower(items.c.specialty)
-    query = select(items.c.id, items.c.created_at).where(items.c.project_id == bindparam("project_id"),
-                                                         items.c.state == REVIEWABLE_STATE)
+def _stream(query: Select[Any], table: Any, stream: str) -> Select[Any]:
+    """`query` over `table` (items or an alias) restricted to the project's in-review items of one
+    specialty rank, in queue order (created_at, then id): read in the order of an index
+    (ix_items_queue_specialty for one specialty and for none, ix_items_queue_order for the rest)."""
+    spec = func.lower(table.c.specialty)
+    query = query.where(table.c.project_id == bindparam("project_id"), table.c.state == REVIEWABLE_STATE)
     if stream == _WANTED:
         query = query.where(spec == bindparam("specialty"))
     elif stream == _UNSET:
@@ -160,28 +163,50 @@ def _window_statement(stream: str) -> Select[Any]:
         query = query.where(spec.is_not(None))
     else:  # the rest, when the reviewer has specialties
         query = query.where(spec.is_not(None), spec.not_in(bindparam("wanted", expanding=True)))
-    return query.order_by(items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
+    return query.order_by(table.c.created_at, table.c.id)
+
+
+@lru_cache(maxsize=4)
+def _edge_statement(stream: str) -> Select[Any]:
+    """The stream's item at position `last` (0-based), when it has that many: whether a window ending
+    there was full."""
+    return _stream(select(items.c.created_at, items.c.id), items, stream).limit(1).offset(bindparam("last"))
+
+
+@lru_cache(maxsize=4)
+def _window_statement(stream: str) -> Select[Any]:
+    """In one statement: of one window of the stream (`window` items after the first `skip`), the first
+    `limit` versions this reviewer may take, in queue order, each with its item's created_at, and beside
+    them the key of the window's last item (NULL when the window is not full). Built once per stream
+    with bind parameters, so a window costs its size, not the size of the queue."""
+    w = items.alias("w")
+    window = _stream(select(w.c.id), w, stream).limit(bindparam("window")).offset(bindparam("skip"))
+    edge = _stream(select(w.c.created_at, w.c.id), w, stream).limit(1).offset(bindparam("last")).subquery("edge")
+    return (_candidate_query()
+            .add_columns(items.c.created_at,
+                         select(edge.c.created_at).scalar_subquery().label("last_created"),
+                         select(edge.c.id).scalar_subquery().label("last_id"))
+            .where(rationales.c.item_id.in_(window))
+            .order_by(items.c.created_at, items.c.id).limit(bindparam("limit")))
 
 
 def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
                       ) -> tuple[list[tuple[Any, Candidate]], Any]:
-    """The candidates of the first window of this stream that has any, as ((created_at, item id), Candidate)
-    in queue order, and the key of the window's last item when the stream may go on after it (None when the
-    stream ended). Windows grow (64, 128, 256 ...) until one has a candidate or the stream ends."""
+    """The candidates (at most `limit`) of the first window of this stream that has any, as
+    ((created_at, item id), Candidate) in queue order, and the key of the window's last item when the
+    stream may go on after it (None when the stream ended). Windows grow (64, 128, 256 ...) until one has a
+    candidate or the stream ends."""
     skip, window = 0, 64
     while True:
-        rows = conn.execute(_window_statement(stream), {**params, "skip": skip, "window": window}).all()
-        if not rows:
-            return [], None
-        key = {r.id: (r.created_at, r.id) for r in rows}
-        found = conn.execute(_candidate_statement(False), {**params, "item_ids": list(key)}).all()
-        full = len(rows) == window
+        bounds = {**params, "skip": skip, "window": window, "last": skip + window - 1}
+        found = conn.execute(_window_statement(stream), bounds).all()
         if found:
-            return (sorted(((key[r.item_id], Candidate(r.id, r.item_id, r.version)) for r in found),
+            edge = found[0]
+            return (sorted((((r.created_at, r.item_id), Candidate(r.id, r.item_id, r.version)) for r in found),
                            key=lambda pair: pair[0]),
-                    (rows[-1].created_at, rows[-1].id) if full else None)
-        if not full:
-            return [], None
+                    (edge.last_created, edge.last_id) if edge.last_id is not None else None)
+        if conn.execute(_edge_statement(stream), bounds).first() is None:
+            return [], None  # the window was the stream's last (or it is empty)
         skip, window = skip + window, window * 2
 
 
@@ -192,10 +217,10 @@ def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: s
     the reviewer's specialty (matched without case), then items without a specialty, then the rest; within
     each, the oldest item first (created_at, then id). At most `limit`, from the first window that has any."""
     wanted = sorted({s.strip().lower() for s in specialties if s.strip()})
-    params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id,
+    params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id, "limit": limit,
               "overlap": overlap, "wanted": wanted}
     if rationale_id is not None:
-        rows = conn.execute(_candidate_statement(True), {**params, "rationale_id": rationale_id}).all()
+        rows = conn.execute(_one_candidate_statement(), {**params, "rationale_id": rationale_id}).all()
         return [Candidate(r.id, r.item_id, r.version) for r in rows]
     ranks: list[list[tuple[str, dict[str, Any]]]] = [
         [(_WANTED, {"specialty": s}) for s in wanted],
@@ -241,6 +266,12 @@ def lock_assignment(conn: Connection, *, assignment_id: str) -> Assignment | Non
     """The assignment (with its item's project id), locked for this transaction."""
     row = conn.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).mappings().first()
     return _assignment(row) if row else None
+
+
+def lock_assignment_with_draft(conn: Connection, *, assignment_id: str) -> tuple[Assignment, bool] | None:
+    """`lock_assignment`, and whether its reviewer has a draft of its version (one statement)."""
+    row = conn.execute(_LOCK_ASSIGNMENT_DRAFT, {"assignment_id": assignment_id}).mappings().first()
+    return (_assignment(row), bool(row["has_draft"])) if row else None
 
 
 def get_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
