@@ -14,6 +14,8 @@ item's next state are stored together or not at all. The rules themselves are pu
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -104,11 +106,27 @@ def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: s
     return apply_step_marks(policy, votes, decision, decision.feedback or merge_feedback(rubric, votes))
 
 
-def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str,
-                        item: Item | None = None, latest: RationaleVersion | None = None) -> None:
-    """Apply consensus to the version a review was just stored for (called by review.submit_review, which
-    passes the item and its latest version when it holds them as they are now, locked in this transaction)."""
-    if item is None or item.project_id != project_id:
+_HELD = "clinreason.consensus.held"
+
+
+@contextmanager
+def holding(conn: Connection, *, item: Item, latest: RationaleVersion) -> Iterator[None]:
+    """Within this block, `on_review_submitted` on this connection takes `item` and its `latest` version
+    as given (the caller read and locked them in this transaction and changed neither) instead of reading
+    them again."""
+    conn.info[_HELD] = (item, latest)
+    try:
+        yield
+    finally:
+        conn.info.pop(_HELD, None)
+
+
+def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
+    """Apply consensus to the version a review was just stored for (called by review.submit_review)."""
+    held: tuple[Item, RationaleVersion] | None = conn.info.pop(_HELD, None)
+    item, latest = held if held is not None and held[0].id == item_id and held[0].project_id == project_id \
+        else (None, None)
+    if item is None:
         item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
     if item is None or item.state != ItemState.IN_REVIEW.value:
         return

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -339,10 +340,11 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
         calibration.record_result(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
                                   actor=reviewer.actor)
     else:
-        # unless an edit added a version, the item and its latest version are as read above (locked)
-        consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
-                                      actor=reviewer.actor, item=item if edited is None else None,
-                                      latest=latest if edited is None else None)
+        # unless an edit added a version, the item and its latest version are as read above (locked):
+        # consensus takes them from here instead of reading them again
+        with consensus.holding(conn, item=item, latest=latest) if edited is None else nullcontext():
+            consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
+                                          actor=reviewer.actor)
     return {"review_id": review.id, "rationale_id": reviewed.id,
             "new_rationale_id": edited.id if edited else None, "new_version": edited.version if edited else None}
 
