@@ -14,6 +14,8 @@ item's next state are stored together or not at all. The rules themselves are pu
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -37,18 +39,17 @@ from clinreason.domain.consensus import (
     strike_outcome,
 )
 from clinreason.domain.lifecycle import ItemState
-from clinreason.domain.records import Item
-from clinreason.domain.rubric import rubric_from_dict
-from clinreason.stages.settings import review_config
+from clinreason.domain.records import Item, RationaleVersion
+from clinreason.domain.rubric import Rubric
+from clinreason.stages.settings import review_policy, review_settings
 from clinreason.store import decisions as decision_store
 from clinreason.store import items as item_store
-from clinreason.store import projects
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
 
 
 def project_policy(conn: Connection, project_id: int) -> Policy:
-    return review_config(conn, project_id).policy()
+    return review_policy(conn, project_id)
 
 
 def votes_for(conn: Connection, rationale_id: str) -> list[ReviewVote]:
@@ -91,8 +92,9 @@ def enter_review(conn: Connection, *, project_id: int, item_id: str, rationale_i
 
 
 def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: str,
-             policy: Policy | None = None) -> ConsensusDecision:
-    rubric = rubric_from_dict(projects.latest_rubric(conn, project_id=project_id))
+             policy: Policy | None = None, rubric: Rubric | None = None) -> ConsensusDecision:
+    if rubric is None:
+        rubric = review_settings(conn, project_id).rubric
     policy = policy or project_policy(conn, project_id)
     votes = votes_for(conn, rationale_id)
     extra = extra_reviewers_requested(conn, rationale_id)
@@ -104,14 +106,35 @@ def evaluate(conn: Connection, *, project_id: int, item_id: str, rationale_id: s
     return apply_step_marks(policy, votes, decision, decision.feedback or merge_feedback(rubric, votes))
 
 
+_HELD = "clinreason.consensus.held"
+
+
+@contextmanager
+def holding(conn: Connection, *, item: Item, latest: RationaleVersion) -> Iterator[None]:
+    """Within this block, `on_review_submitted` on this connection takes `item` and its `latest` version
+    as given (the caller read and locked them in this transaction and changed neither) instead of reading
+    them again."""
+    conn.info[_HELD] = (item, latest)
+    try:
+        yield
+    finally:
+        conn.info.pop(_HELD, None)
+
+
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
     """Apply consensus to the version a review was just stored for (called by review.submit_review)."""
-    item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
+    held: tuple[Item, RationaleVersion] | None = conn.info.pop(_HELD, None)
+    item, latest = held if held is not None and held[0].id == item_id and held[0].project_id == project_id \
+        else (None, None)
+    if item is None:
+        item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
     if item is None or item.state != ItemState.IN_REVIEW.value:
         return
-    latest = rationale_store.latest_version(conn, item_id=item_id)
+    if latest is None:
+        latest = rationale_store.latest_version(conn, item_id=item_id)
     assert latest is not None
-    policy = project_policy(conn, project_id)
+    current = review_settings(conn, project_id)
+    policy, rubric = current.policy, current.rubric
     if latest.id != rationale_id:
         # an expert's edit superseded the reviewed version: that round failed, the new version is reviewed
         reviewed = rationale_store.get_version(conn, rationale_id=rationale_id)
@@ -121,7 +144,8 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
             if item_store.item_state(conn, item_id=item_id) == ItemState.IN_REVIEW.value:
                 enter_review(conn, project_id=project_id, item_id=item_id, rationale_id=latest.id, actor=actor)
         return
-    decision = evaluate(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, policy=policy)
+    decision = evaluate(conn, project_id=project_id, item_id=item_id, rationale_id=rationale_id, policy=policy,
+                        rubric=rubric)
     detail = {"rationale_id": rationale_id, "version": latest.version, "outcome": decision.outcome.value,
               "reason": decision.reason}
     if decision.outcome is Outcome.PENDING:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,9 +32,10 @@ from sqlalchemy import Connection
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
-from clinreason.domain.rubric import RubricError, rubric_from_dict
+from clinreason.domain.rubric import Rubric, RubricError, rubric_from_dict
 from clinreason.domain.steps import StepMarkError, validate_marks
 from clinreason.stages import calibration, consensus, screen
+from clinreason.stages.settings import ReviewSettings, review_settings
 from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
@@ -124,40 +126,51 @@ def _candidates(conn: Connection, *, project_id: int, reviewer: Reviewer, overla
 
 
 def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int = 2,
-                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60) -> Lease | None:
+                       lease_minutes: int = 30, now: datetime | None = None, max_rounds: int = 60,
+                       settings: ReviewSettings | None = None) -> Lease | None:
     """Lease the next rationale version to `reviewer`, or return None when there is nothing for them.
-    A reviewer holding a live lease gets that lease back (one item at a time)."""
+    A reviewer holding a live lease gets that lease back (one item at a time). `settings`: the project's
+    review settings when the caller has just read them (else they are read here)."""
     now = now or store_now()
-    review_store.lock_reviewer(conn, reviewer_id=reviewer.id)
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:  # on SQLite the transaction (BEGIN IMMEDIATE) already serialises every writer
+        review_store.lock_reviewer(conn, reviewer_id=reviewer.id)
     expire_leases(conn, project_id=project_id, now=now)
     held = current_lease(conn, project_id=project_id, reviewer_id=reviewer.id, now=now)
     if held is not None:
         return held
-    probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
-                                  rate=calibration.rate(conn, project_id))
-    if probe is not None:  # a calibration version, leased exactly like any other
-        return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now, lease_minutes=lease_minutes)
+    current = settings or review_settings(conn, project_id)
+    if current.has_probes:  # no calibration item in the project: nothing to draw
+        probe = calibration.candidate(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
+                                      rate=current.config.calibration_rate)
+        if probe is not None:  # a calibration version, leased exactly like any other
+            return _lease(conn, project_id=project_id, reviewer=reviewer, cand=probe, now=now,
+                          lease_minutes=lease_minutes)
     for _round in range(max_rounds):
         # Versions consensus asked one more reviewer for (a disagreement to settle) come first.
         found = [(cand, overlap + extra) for rid, extra in extra_reviewers(conn, project_id=project_id).items()
                  for cand in _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=overlap + extra,
                                          now=now, limit=1, rationale_id=rid)]
         found += [(cand, overlap) for cand in _candidates(conn, project_id=project_id, reviewer=reviewer,
-                                                          overlap=overlap, now=now, limit=25)]
+                                                          overlap=overlap, now=now, limit=1 if sqlite else 25)]
         if not found:
             return None
+        if sqlite:
+            # One writer at a time: the candidates were read in this transaction, under its write lock, and
+            # nothing moved since (the claim and the re-check below would see exactly what was read).
+            return _lease(conn, project_id=project_id, reviewer=reviewer, cand=found[0][0], now=now,
+                          lease_minutes=lease_minutes)
         for cand, slots in found:
             if not item_store.claim_item_row(conn, item_id=cand.item_id, state=REVIEWABLE_STATE):
                 continue  # another reviewer is being assigned this item right now: try the next one
             # Re-check under the lock (PostgreSQL, READ COMMITTED: this statement sees every assignment
-            # committed before it). On SQLite the whole transaction already holds the write lock.
-            if conn.dialect.name != "sqlite" and not _candidates(
-                    conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
-                    rationale_id=cand.id):
+            # committed before it).
+            if not _candidates(conn, project_id=project_id, reviewer=reviewer, overlap=slots, now=now, limit=1,
+                               rationale_id=cand.id):
                 continue
             return _lease(conn, project_id=project_id, reviewer=reviewer, cand=cand, now=now,
                           lease_minutes=lease_minutes)
-        # Every candidate was locked by a concurrent assignment (PostgreSQL) or filled meanwhile: look again.
+        # Every candidate was locked by a concurrent assignment or filled meanwhile: look again.
         time.sleep(random.uniform(0.002, 0.01))
     return None
 
@@ -223,11 +236,12 @@ def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict
 
 # --- submitting -----------------------------------------------------------------------------------
 
-def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], original_text: str,
+def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any] | Rubric, original_text: str,
                     n_steps: int | None = None) -> dict[str, Any]:
-    """Check a submission against the project's current rubric and, for step marks, the reviewed version's
-    `n_steps` steps and the rubric's error taxonomy; raise ReviewError naming the field."""
-    rubric = rubric_from_dict(rubric_body)
+    """Check a submission against the project's current rubric (its stored body, or the body parsed) and,
+    for step marks, the reviewed version's `n_steps` steps and the rubric's error taxonomy; raise
+    ReviewError naming the field."""
+    rubric = rubric_body if isinstance(rubric_body, Rubric) else rubric_from_dict(rubric_body)
     verdict = body.get("verdict")
     if verdict not in {v.value for v in Verdict}:
         raise ReviewError("verdict", N_("expected one of {choices}, got {value!r}"),
@@ -288,18 +302,23 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any], origin
 
 
 def submit_review(conn: Connection, *, project_id: int, assignment_id: str, reviewer: Reviewer, body: dict[str, Any],
-                  rubric_body: dict[str, Any], overlap: int = 2, now: datetime | None = None) -> dict[str, Any]:
+                  rubric_body: dict[str, Any] | Rubric, overlap: int = 2, now: datetime | None = None) -> dict[str, Any]:
     """Store one immutable review (and, for `edit`, the expert's new version), then apply consensus, in
     the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}."""
     now = now or store_now()
-    lease = _lock_assignment(conn, project_id=project_id, assignment_id=assignment_id, reviewer_id=reviewer.id)
+    locked = review_store.lock_assignment_with_draft(conn, assignment_id=assignment_id)
+    _check_owner(locked[0] if locked else None, project_id=project_id, assignment_id=assignment_id,
+                 reviewer_id=reviewer.id)
+    assert locked is not None
+    lease, has_draft = locked
     if lease.status == "submitted":
         raise AssignmentClosed(N_("this review was already submitted; reviews cannot be changed"))
     if lease.status == "released":
         raise AssignmentClosed(N_("you gave this assignment back; take the next item instead"))
     item = item_store.lock_item(conn, item_id=lease.item_id)
-    reviewed = rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     latest = rationale_store.latest_version(conn, item_id=lease.item_id)
+    reviewed = latest if latest is not None and latest.id == lease.rationale_id else \
+        rationale_store.get_version(conn, rationale_id=lease.rationale_id)
     assert item is not None and reviewed is not None and latest is not None
     clean = validate_review(body, rubric_body=rubric_body, original_text=reviewed.text, n_steps=len(reviewed.steps))
     probe = item.state == ItemState.CALIBRATION.value  # no slot count, no new version, no consensus
@@ -311,7 +330,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
                                {"version": latest.version, "state": item.state})
 
     review = _store_review(conn, project_id=project_id, lease=lease, reviewer=reviewer, reviewed=reviewed,
-                           clean=clean, now=now)
+                           clean=clean, now=now, has_draft=has_draft)
     edited: RationaleVersion | None = None
     if clean["verdict"] == Verdict.EDIT and not probe:
         edited = _store_edit(conn, item=item, reviewed=reviewed, reviewer=reviewer, review=review,
@@ -321,8 +340,11 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
         calibration.record_result(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
                                   actor=reviewer.actor)
     else:
-        consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
-                                      actor=reviewer.actor)
+        # unless an edit added a version, the item and its latest version are as read above (locked):
+        # consensus takes them from here instead of reading them again
+        with consensus.holding(conn, item=item, latest=latest) if edited is None else nullcontext():
+            consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
+                                          actor=reviewer.actor)
     return {"review_id": review.id, "rationale_id": reviewed.id,
             "new_rationale_id": edited.id if edited else None, "new_version": edited.version if edited else None}
 
@@ -340,10 +362,13 @@ def _check_still_open(conn: Connection, *, lease: Assignment, reviewed: Rational
 
 
 def _store_review(conn: Connection, *, project_id: int, lease: Assignment, reviewer: Reviewer,
-                  reviewed: RationaleVersion, clean: dict[str, Any], now: datetime) -> Review:
+                  reviewed: RationaleVersion, clean: dict[str, Any], now: datetime, has_draft: bool = True) -> Review:
+    """`has_draft`: whether the reviewer had a draft of the version when the lease was locked (on SQLite,
+    where nothing else writes meanwhile, no draft means none to read or delete)."""
     seconds = clean["seconds_spent"]
+    maybe_draft = has_draft or conn.dialect.name != "sqlite"
     if seconds is None:
-        draft = load_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
+        draft = load_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id) if maybe_draft else None
         seconds = draft["seconds_spent"] if draft and draft["seconds_spent"] else (now - lease.created_at).total_seconds()
     review = Review(id=new_id(), rationale_id=reviewed.id, item_id=lease.item_id, reviewer_id=reviewer.id,
                     verdict=clean["verdict"], scores=clean["scores"], comments=clean["comments"],
@@ -352,7 +377,8 @@ def _store_review(conn: Connection, *, project_id: int, lease: Assignment, revie
                     steps=clean["steps"])
     review_store.add_review(conn, review)
     review_store.set_assignment_status(conn, assignment_id=lease.id, status="submitted", at=now)
-    review_store.delete_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
+    if maybe_draft:
+        review_store.delete_draft(conn, rationale_id=reviewed.id, reviewer_id=reviewer.id)
     add_event(conn, project_id=project_id, item_id=lease.item_id, kind="review.submitted", actor=reviewer.actor,
               detail={"review_id": review.id, "rationale_id": reviewed.id, "version": reviewed.version,
                       "verdict": clean["verdict"],

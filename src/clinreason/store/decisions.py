@@ -22,10 +22,14 @@ def _decision(row: RowMapping) -> Decision:
                     id=row["id"])
 
 
+#: built once: every event is the same statement with other parameters (SQLAlchemy's compiled cache)
+_ADD_EVENT = insert(events)
+
+
 def add_event(conn: Connection, *, project_id: int, kind: str, actor: str, item_id: str | None = None,
               before: Any = None, after: Any = None, detail: dict[str, Any] | None = None) -> None:
-    conn.execute(insert(events).values(project_id=project_id, item_id=item_id, kind=kind, actor=actor,
-                                       before=before, after=after, detail=detail or {}, at=now()))
+    conn.execute(_ADD_EVENT, {"project_id": project_id, "item_id": item_id, "kind": kind, "actor": actor,
+                              "before": before, "after": after, "detail": detail or {}, "at": now()})
 
 
 _EVENT_COLUMNS = ("project_id", "item_id", "kind", "actor", "before", "after", "detail", "at")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 
 from clinreason.domain.lifecycle import ItemState, check_transition
 from clinreason.domain.messages import N_
@@ -27,8 +27,18 @@ def item_from_row(row: RowMapping | dict[str, Any]) -> Item:
                 meta=dict(row["meta"] or {}), **fields)
 
 
+# the review path's statements, built once (SQLAlchemy's compiled cache then does the rest)
+_GET_ITEM = select(items).where(items.c.id == bindparam("item_id"), items.c.project_id == bindparam("project_id"))
+_LOCK_ITEM = select(items).where(items.c.id == bindparam("item_id")).with_for_update(key_share=True)
+_CLAIM_ITEM = select(items.c.id).where(items.c.id == bindparam("item_id"), items.c.state == bindparam("state")) \
+    .with_for_update(skip_locked=True, key_share=True)
+#: compare-and-set: SET takes the other parameters' names (state, updated_at, strikes ...)
+_MOVE_ITEM = update(items).where(items.c.id == bindparam("b_item_id"), items.c.state == bindparam("b_expected")) \
+    .returning(items.c.project_id)
+
+
 def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
-    row = conn.execute(select(items).where(items.c.id == item_id, items.c.project_id == project_id)).mappings().first()
+    row = conn.execute(_GET_ITEM, {"item_id": item_id, "project_id": project_id}).mappings().first()
     return item_from_row(row) if row else None
 
 
@@ -42,14 +52,13 @@ def items_by_id(conn: Connection, *, item_ids: list[str]) -> dict[str, Item]:
 
 def lock_item(conn: Connection, *, item_id: str) -> Item | None:
     """The item row, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL)."""
-    row = conn.execute(select(items).where(items.c.id == item_id).with_for_update(key_share=True)).mappings().first()
+    row = conn.execute(_LOCK_ITEM, {"item_id": item_id}).mappings().first()
     return item_from_row(row) if row else None
 
 
 def claim_item_row(conn: Connection, *, item_id: str, state: str) -> bool:
     """Lock the item if it is still in `state`, skipping it when another transaction holds it."""
-    return conn.execute(select(items.c.id).where(items.c.id == item_id, items.c.state == state)
-                        .with_for_update(skip_locked=True, key_share=True)).first() is not None
+    return conn.execute(_CLAIM_ITEM, {"item_id": item_id, "state": state}).first() is not None
 
 
 def item_state(conn: Connection, *, item_id: str) -> str | None:
@@ -94,12 +103,8 @@ def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str
     row moved meanwhile (or does not exist)."""
     reason = check_transition(expected, target)
     expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
-    project_id = conn.execute(
-        update(items)
-        .where(items.c.id == item_id, items.c.state == expected_s)
-        .values(state=target_s, updated_at=now(), **values)
-        .returning(items.c.project_id)
-    ).scalar()
+    project_id = conn.execute(_MOVE_ITEM, {"b_item_id": item_id, "b_expected": expected_s, "state": target_s,
+                                           "updated_at": now(), **values}).scalar()
     if project_id is None:
         row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()
         if row is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
 
 from clinreason.domain.checks import simhash
 from clinreason.domain.rationale_text import ParsedRationale, parse_expert_text, parse_rationale
@@ -138,10 +138,15 @@ def latest_numbers(conn: Connection, *, item_ids: list[str]) -> dict[str, int]:
         .where(rationales.c.item_id.in_(item_ids)).group_by(rationales.c.item_id)).all()}
 
 
+# read on every submission: built once
+_LATEST_VERSION = select(rationales).where(rationales.c.item_id == bindparam("item_id")) \
+    .order_by(rationales.c.version.desc()).limit(1)
+_GET_VERSION = select(rationales).where(rationales.c.id == bindparam("rationale_id"))
+
+
 def latest_version(conn: Connection, *, item_id: str) -> RationaleVersion | None:
     """The item's current version: the highest number."""
-    row = conn.execute(select(rationales).where(rationales.c.item_id == item_id)
-                       .order_by(rationales.c.version.desc()).limit(1)).mappings().first()
+    row = conn.execute(_LATEST_VERSION, {"item_id": item_id}).mappings().first()
     return version_from_row(row) if row else None
 
 
@@ -157,7 +162,7 @@ def latest_versions(conn: Connection, *, item_ids: list[str]) -> dict[str, Ratio
 
 
 def get_version(conn: Connection, *, rationale_id: str) -> RationaleVersion | None:
-    row = conn.execute(select(rationales).where(rationales.c.id == rationale_id)).mappings().first()
+    row = conn.execute(_GET_VERSION, {"rationale_id": rationale_id}).mappings().first()
     return version_from_row(row) if row else None
 
 

@@ -53,26 +53,59 @@ def _assignment(row: RowMapping) -> Assignment:
                       project_id=row.get("project_id"))
 
 
+# --- the review path's statements, built once (bind parameters: SQLAlchemy's compiled cache does the rest)
+
+_LOCK_REVIEWER = select(users.c.id).where(users.c.id == bindparam("reviewer_id")).with_for_update(key_share=True)
+_USERNAME = select(users.c.username).where(users.c.id == bindparam("user_id"))
+_EXPIRED = (select(assignments.c.id, assignments.c.item_id)
+            .where(assignments.c.status == "open", assignments.c.expires_at <= bindparam("at"),
+                   exists().where(items.c.id == assignments.c.item_id, items.c.project_id == bindparam("project_id")))
+            .with_for_update(skip_locked=True, key_share=True))
+_CURRENT_LEASE = (select(assignments, rationales.c.version)
+                  .join(items, items.c.id == assignments.c.item_id)
+                  .join(rationales, rationales.c.id == assignments.c.rationale_id)
+                  .where(items.c.project_id == bindparam("project_id"), assignments.c.reviewer_id == bindparam("reviewer_id"),
+                         assignments.c.status == "open", assignments.c.expires_at > bindparam("at"))
+                  .order_by(assignments.c.created_at).limit(1))
+_ADD_ASSIGNMENT = insert(assignments)
+_LOCK_ASSIGNMENT = (select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
+                    .where(assignments.c.id == bindparam("assignment_id")).with_for_update(of=assignments, key_share=True))
+_LOCK_ASSIGNMENT_DRAFT = _LOCK_ASSIGNMENT.add_columns(
+    exists().where(review_drafts.c.rationale_id == assignments.c.rationale_id,
+                   review_drafts.c.reviewer_id == assignments.c.reviewer_id).label("has_draft"))
+_SUBMITTED = update(assignments).where(assignments.c.id == bindparam("b_assignment_id"))
+_EXTRA_WANTED = (select(extra_reviewer_requests.c.rationale_id, func.count())
+                 .join(items, items.c.id == extra_reviewer_requests.c.item_id)
+                 .where(extra_reviewer_requests.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+                 .group_by(extra_reviewer_requests.c.rationale_id)
+                 .order_by(func.min(extra_reviewer_requests.c.id)))
+_EXTRA_OF = select(func.count()).select_from(extra_reviewer_requests) \
+    .where(extra_reviewer_requests.c.rationale_id == bindparam("rationale_id"))
+_LOAD_DRAFT = select(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
+                                          review_drafts.c.reviewer_id == bindparam("reviewer_id"))
+_DELETE_DRAFT = delete(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
+                                            review_drafts.c.reviewer_id == bindparam("reviewer_id"))
+_ADD_REVIEW = insert(reviews)
+_REVIEWS_OF = (select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
+               .where(reviews.c.rationale_id == bindparam("rationale_id")).order_by(reviews.c.created_at, reviews.c.id))
+_ADD_FEEDBACK = insert(feedback)
+
+
 # --- leases ---------------------------------------------------------------------------------------
 
 def lock_reviewer(conn: Connection, *, reviewer_id: int) -> None:
     """Serialise one reviewer's own requests (NO KEY UPDATE leaves foreign-key checks on the row free)."""
-    conn.execute(select(users.c.id).where(users.c.id == reviewer_id).with_for_update(key_share=True))
+    conn.execute(_LOCK_REVIEWER, {"reviewer_id": reviewer_id})
 
 
 def username(conn: Connection, *, user_id: int) -> str:
-    return str(conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one())
+    return str(conn.execute(_USERNAME, {"user_id": user_id}).scalar_one())
 
 
 def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     """Mark open leases past their expiry as `expired` (their slots are already free: every count
     ignores expired leases). Rows another transaction holds are skipped, never waited for."""
-    rows = conn.execute(
-        select(assignments.c.id, assignments.c.item_id)
-        .where(assignments.c.status == "open", assignments.c.expires_at <= at,
-               exists().where(items.c.id == assignments.c.item_id, items.c.project_id == project_id))
-        .with_for_update(skip_locked=True, key_share=True)
-    ).all()
+    rows = conn.execute(_EXPIRED, {"at": at, "project_id": project_id}).all()
     if not rows:
         return 0
     conn.execute(update(assignments).where(assignments.c.id.in_([r.id for r in rows]),
@@ -83,11 +116,9 @@ def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     return len(rows)
 
 
-@lru_cache(maxsize=2)
-def _candidate_statement(one: bool) -> Select[Any]:
-    """Which of some in-review items' current versions this reviewer may take: among the items listed in
-    `item_ids` (a window of the queue), or (`one`) the single version `rationale_id`. Built once with bind
-    parameters, so it hits SQLAlchemy's compiled cache."""
+def _candidate_query() -> Select[Any]:
+    """The current versions of items (joined as `items`) this reviewer may take (bind parameters: now,
+    reviewer_id, author, overlap)."""
     at: Any = bindparam("now")
     me: Any = bindparam("reviewer_id")
     later = rationales.alias("later")
@@ -97,31 +128,33 @@ def _candidate_statement(one: bool) -> Select[Any]:
     held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
                           assignments.c.status.in_(["open", "submitted", "released"]))
     reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
-    query = (
+    return (
         select(rationales.c.id, rationales.c.item_id, rationales.c.version)
+        .join(items, items.c.id == rationales.c.item_id)
         .where(~exists().where(later.c.item_id == rationales.c.item_id, later.c.version > rationales.c.version),
                rationales.c.author != bindparam("author"), ~held, ~reviewed,
                done.scalar_subquery() + live.scalar_subquery() < bindparam("overlap"))
     )
-    if one:
-        return query.join(items, items.c.id == rationales.c.item_id).where(
-            rationales.c.id == bindparam("rationale_id"), items.c.project_id == bindparam("project_id"),
-            items.c.state == REVIEWABLE_STATE)
-    return query.where(rationales.c.item_id.in_(bindparam("item_ids", expanding=True)))
+
+
+@lru_cache(maxsize=1)
+def _one_candidate_statement() -> Select[Any]:
+    """The single version `rationale_id`, if this reviewer may take it. Built once with bind parameters,
+    so it hits SQLAlchemy's compiled cache."""
+    return _candidate_query().where(rationales.c.id == bindparam("rationale_id"),
+                                    items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
 
 
 #: the queue's three specialty ranks, best first: the reviewer's specialties, items without one, the rest
 _WANTED, _UNSET, _OTHER = "wanted", "unset", "other"
 
 
-@lru_cache(maxsize=4)
-def _window_statement(stream: str) -> Select[Any]:
-    """One window of the project's in-review items of one specialty rank, oldest first, read in the order
-    of an index (ix_items_queue_specialty for one specialty and for none, ix_items_queue_order for the
-    rest), so a window costs its size, not the size of the queue."""
-    spec = func.lower(items.c.specialty)
-    query = select(items.c.id, items.c.created_at).where(items.c.project_id == bindparam("project_id"),
-                                                         items.c.state == REVIEWABLE_STATE)
+def _stream(query: Select[Any], table: Any, stream: str) -> Select[Any]:
+    """`query` over `table` (items or an alias) restricted to the project's in-review items of one
+    specialty rank, in queue order (created_at, then id): read in the order of an index
+    (ix_items_queue_specialty for one specialty and for none, ix_items_queue_order for the rest)."""
+    spec = func.lower(table.c.specialty)
+    query = query.where(table.c.project_id == bindparam("project_id"), table.c.state == REVIEWABLE_STATE)
     if stream == _WANTED:
         query = query.where(spec == bindparam("specialty"))
     elif stream == _UNSET:
@@ -130,28 +163,50 @@ def _window_statement(stream: str) -> Select[Any]:
         query = query.where(spec.is_not(None))
     else:  # the rest, when the reviewer has specialties
         query = query.where(spec.is_not(None), spec.not_in(bindparam("wanted", expanding=True)))
-    return query.order_by(items.c.created_at, items.c.id).limit(bindparam("window")).offset(bindparam("skip"))
+    return query.order_by(table.c.created_at, table.c.id)
+
+
+@lru_cache(maxsize=4)
+def _edge_statement(stream: str) -> Select[Any]:
+    """The stream's item at position `last` (0-based), when it has that many: whether a window ending
+    there was full."""
+    return _stream(select(items.c.created_at, items.c.id), items, stream).limit(1).offset(bindparam("last"))
+
+
+@lru_cache(maxsize=4)
+def _window_statement(stream: str) -> Select[Any]:
+    """In one statement: of one window of the stream (`window` items after the first `skip`), the first
+    `limit` versions this reviewer may take, in queue order, each with its item's created_at, and beside
+    them the key of the window's last item (NULL when the window is not full). Built once per stream
+    with bind parameters, so a window costs its size, not the size of the queue."""
+    w = items.alias("w")
+    window = _stream(select(w.c.id), w, stream).limit(bindparam("window")).offset(bindparam("skip"))
+    edge = _stream(select(w.c.created_at, w.c.id), w, stream).limit(1).offset(bindparam("last")).subquery("edge")
+    return (_candidate_query()
+            .add_columns(items.c.created_at,
+                         select(edge.c.created_at).scalar_subquery().label("last_created"),
+                         select(edge.c.id).scalar_subquery().label("last_id"))
+            .where(rationales.c.item_id.in_(window))
+            .order_by(items.c.created_at, items.c.id).limit(bindparam("limit")))
 
 
 def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
                       ) -> tuple[list[tuple[Any, Candidate]], Any]:
-    """The candidates of the first window of this stream that has any, as ((created_at, item id), Candidate)
-    in queue order, and the key of the window's last item when the stream may go on after it (None when the
-    stream ended). Windows grow (64, 128, 256 ...) until one has a candidate or the stream ends."""
+    """The candidates (at most `limit`) of the first window of this stream that has any, as
+    ((created_at, item id), Candidate) in queue order, and the key of the window's last item when the
+    stream may go on after it (None when the stream ended). Windows grow (64, 128, 256 ...) until one has a
+    candidate or the stream ends."""
     skip, window = 0, 64
     while True:
-        rows = conn.execute(_window_statement(stream), {**params, "skip": skip, "window": window}).all()
-        if not rows:
-            return [], None
-        key = {r.id: (r.created_at, r.id) for r in rows}
-        found = conn.execute(_candidate_statement(False), {**params, "item_ids": list(key)}).all()
-        full = len(rows) == window
+        bounds = {**params, "skip": skip, "window": window, "last": skip + window - 1}
+        found = conn.execute(_window_statement(stream), bounds).all()
         if found:
-            return (sorted(((key[r.item_id], Candidate(r.id, r.item_id, r.version)) for r in found),
+            edge = found[0]
+            return (sorted((((r.created_at, r.item_id), Candidate(r.id, r.item_id, r.version)) for r in found),
                            key=lambda pair: pair[0]),
-                    (rows[-1].created_at, rows[-1].id) if full else None)
-        if not full:
-            return [], None
+                    (edge.last_created, edge.last_id) if edge.last_id is not None else None)
+        if conn.execute(_edge_statement(stream), bounds).first() is None:
+            return [], None  # the window was the stream's last (or it is empty)
         skip, window = skip + window, window * 2
 
 
@@ -162,10 +217,10 @@ def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: s
     the reviewer's specialty (matched without case), then items without a specialty, then the rest; within
     each, the oldest item first (created_at, then id). At most `limit`, from the first window that has any."""
     wanted = sorted({s.strip().lower() for s in specialties if s.strip()})
-    params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id,
+    params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id, "limit": limit,
               "overlap": overlap, "wanted": wanted}
     if rationale_id is not None:
-        rows = conn.execute(_candidate_statement(True), {**params, "rationale_id": rationale_id}).all()
+        rows = conn.execute(_one_candidate_statement(), {**params, "rationale_id": rationale_id}).all()
         return [Candidate(r.id, r.item_id, r.version) for r in rows]
     ranks: list[list[tuple[str, dict[str, Any]]]] = [
         [(_WANTED, {"specialty": s}) for s in wanted],
@@ -191,13 +246,8 @@ def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: s
 
 def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: datetime) -> tuple[Assignment, int] | None:
     """The reviewer's live lease in this project (oldest first) and the leased version's number."""
-    row = conn.execute(
-        select(assignments, rationales.c.version)
-        .join(items, items.c.id == assignments.c.item_id).join(rationales, rationales.c.id == assignments.c.rationale_id)
-        .where(items.c.project_id == project_id, assignments.c.reviewer_id == reviewer_id,
-               assignments.c.status == "open", assignments.c.expires_at > at)
-        .order_by(assignments.c.created_at).limit(1)
-    ).mappings().first()
+    row = conn.execute(_CURRENT_LEASE, {"project_id": project_id, "reviewer_id": reviewer_id, "at": at}
+                       ).mappings().first()
     if row is None:
         return None
     return _assignment(row), int(row["version"])
@@ -205,20 +255,23 @@ def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: da
 
 def add_assignment(conn: Connection, *, project_id: int, assignment_id: str, candidate: Candidate, reviewer_id: int,
                    actor: str, at: datetime, expires_at: datetime) -> None:
-    conn.execute(insert(assignments).values(
-        id=assignment_id, rationale_id=candidate.id, item_id=candidate.item_id, reviewer_id=reviewer_id,
-        status="open", created_at=at, expires_at=expires_at))
+    conn.execute(_ADD_ASSIGNMENT, {"id": assignment_id, "rationale_id": candidate.id, "item_id": candidate.item_id,
+                                   "reviewer_id": reviewer_id, "status": "open", "created_at": at,
+                                   "expires_at": expires_at})
     add_event(conn, project_id=project_id, item_id=candidate.item_id, kind="assignment.created", actor=actor,
               detail={"assignment_id": assignment_id, "rationale_id": candidate.id, "version": candidate.version})
 
 
 def lock_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
     """The assignment (with its item's project id), locked for this transaction."""
-    row = conn.execute(
-        select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
-        .where(assignments.c.id == assignment_id).with_for_update(of=assignments, key_share=True)
-    ).mappings().first()
+    row = conn.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).mappings().first()
     return _assignment(row) if row else None
+
+
+def lock_assignment_with_draft(conn: Connection, *, assignment_id: str) -> tuple[Assignment, bool] | None:
+    """`lock_assignment`, and whether its reviewer has a draft of its version (one statement)."""
+    row = conn.execute(_LOCK_ASSIGNMENT_DRAFT, {"assignment_id": assignment_id}).mappings().first()
+    return (_assignment(row), bool(row["has_draft"])) if row else None
 
 
 def get_assignment(conn: Connection, *, assignment_id: str) -> Assignment | None:
@@ -233,7 +286,7 @@ def set_assignment_status(conn: Connection, *, assignment_id: str, status: str, 
     values: dict[str, Any] = {"status": status}
     if status == "submitted":
         values["submitted_at"] = at or now()
-    conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
+    conn.execute(_SUBMITTED, {"b_assignment_id": assignment_id, **values})
 
 
 def taken_slots(conn: Connection, *, rationale_id: str, at: datetime, except_assignment: str | None = None) -> int:
@@ -283,19 +336,12 @@ def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, r
 
 def extra_reviewers_wanted(conn: Connection, *, project_id: int) -> dict[str, int]:
     """Rationale id -> extra reviewers asked for, for versions of items still in review."""
-    rows = conn.execute(
-        select(extra_reviewer_requests.c.rationale_id, func.count())
-        .join(items, items.c.id == extra_reviewer_requests.c.item_id)
-        .where(extra_reviewer_requests.c.project_id == project_id, items.c.state == REVIEWABLE_STATE)
-        .group_by(extra_reviewer_requests.c.rationale_id)
-        .order_by(func.min(extra_reviewer_requests.c.id))
-    ).all()
+    rows = conn.execute(_EXTRA_WANTED, {"project_id": project_id}).all()
     return {rid: int(n) for rid, n in rows}
 
 
 def extra_reviewers_of(conn: Connection, *, rationale_id: str) -> int:
-    return int(conn.execute(select(func.count()).select_from(extra_reviewer_requests)
-                            .where(extra_reviewer_requests.c.rationale_id == rationale_id)).scalar_one())
+    return int(conn.execute(_EXTRA_OF, {"rationale_id": rationale_id}).scalar_one())
 
 
 # --- drafts (autosave) ----------------------------------------------------------------------------
@@ -309,31 +355,28 @@ def save_draft(conn: Connection, *, assignment: Assignment, body: dict[str, Any]
 
 
 def load_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> dict[str, Any] | None:
-    row = conn.execute(select(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
-                                                   review_drafts.c.reviewer_id == reviewer_id)).mappings().first()
+    row = conn.execute(_LOAD_DRAFT, {"rationale_id": rationale_id, "reviewer_id": reviewer_id}).mappings().first()
     return dict(row) if row else None
 
 
 def delete_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> None:
-    conn.execute(delete(review_drafts).where(review_drafts.c.rationale_id == rationale_id,
-                                             review_drafts.c.reviewer_id == reviewer_id))
+    conn.execute(_DELETE_DRAFT, {"rationale_id": rationale_id, "reviewer_id": reviewer_id})
 
 
 # --- reviews --------------------------------------------------------------------------------------
 
 def add_review(conn: Connection, review: Review) -> None:
-    conn.execute(insert(reviews).values(
-        id=review.id, rationale_id=review.rationale_id, item_id=review.item_id, assignment_id=review.assignment_id,
-        reviewer_id=review.reviewer_id, verdict=review.verdict, scores=review.scores, comments=review.comments,
-        edited_text=review.edited_text, seconds_spent=review.seconds_spent, rubric_version=review.rubric_version,
-        steps=review.steps or None, created_at=review.created_at or now()))
+    conn.execute(_ADD_REVIEW, {
+        "id": review.id, "rationale_id": review.rationale_id, "item_id": review.item_id,
+        "assignment_id": review.assignment_id, "reviewer_id": review.reviewer_id, "verdict": review.verdict,
+        "scores": review.scores, "comments": review.comments, "edited_text": review.edited_text,
+        "seconds_spent": review.seconds_spent, "rubric_version": review.rubric_version,
+        "steps": review.steps or None, "created_at": review.created_at or now()})
 
 
 def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
     """The version's reviews, oldest first, with the reviewer's username."""
-    rows = conn.execute(
-        select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
-        .where(reviews.c.rationale_id == rationale_id).order_by(reviews.c.created_at, reviews.c.id)).mappings()
+    rows = conn.execute(_REVIEWS_OF, {"rationale_id": rationale_id}).mappings()
     return [review_from_row(r) for r in rows]
 
 
@@ -404,7 +447,7 @@ def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged:
     """The merged feedback consensus computed for a version it sent back."""
     body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts,
             "step_marks": [[who, mark.to_dict()] for who, mark in merged.step_marks]}
-    conn.execute(insert(feedback).values(item_id=item_id, rationale_id=rationale_id, body=body, created_at=now()))
+    conn.execute(_ADD_FEEDBACK, {"item_id": item_id, "rationale_id": rationale_id, "body": body, "created_at": now()})
 
 
 def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:

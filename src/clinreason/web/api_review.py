@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from clinreason.config import ReviewConfig
 from clinreason.domain.steps import MAX_CORRECTION_CHARS, MAX_NOTE_CHARS
 from clinreason.stages import review as stage
-from clinreason.store.projects import latest_rubric
+from clinreason.stages.settings import ReviewSettings, review_settings
+from clinreason.store.common import NotFoundError
 from clinreason.web import views
 from clinreason.web.auth import Principal, ReviewerUser
 from clinreason.web.schemas import GIVEN_TEXT, AssignmentOut, errors, when
@@ -88,20 +88,28 @@ class DraftBody(BaseModel):
                                         description="step marks so far (not checked until submitted)")
 
 
+def _settings(conn: Connection, principal: Principal) -> ReviewSettings:
+    """The project's review settings and current rubric (one statement, parsed once per stored text)."""
+    try:
+        return review_settings(conn, principal.project_id)
+    except NotFoundError:
+        views.project_row(conn, principal)  # the project is gone: its own 404
+        raise
+
+
 def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
-    project = views.project_row(conn, principal)
-    cfg = ReviewConfig.from_stored(project["config"])
+    current = _settings(conn, principal)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.assign_next_review(conn, project_id=principal.project_id, reviewer=reviewer,
-                                    overlap=cfg.policy().base_overlap, lease_minutes=cfg.lease_minutes)
+                                    overlap=current.policy.base_overlap, lease_minutes=current.config.lease_minutes,
+                                    settings=current)
 
 
 def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    project = views.project_row(conn, principal)
+    current = _settings(conn, principal)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.submit_review(conn, project_id=principal.project_id, assignment_id=assignment_id, reviewer=reviewer,
-                               body=body, rubric_body=latest_rubric(conn, project_id=principal.project_id),
-                               overlap=ReviewConfig.from_stored(project["config"]).policy().base_overlap)
+                               body=body, rubric_body=current.rubric, overlap=current.policy.base_overlap)
 
 
 NOT_YOURS = "another reviewer's assignment (or you are not a reviewer)"
