@@ -75,7 +75,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+#: the execution option `reading` sets: on SQLite that connection's transactions begin DEFERRED
+READ_ONLY = "clinreason_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A unit of work that only reads (a bearer token's check on every API request): no write turn. On
+    SQLite a deferred transaction, which in WAL mode neither waits for the writer nor holds it up; on
+    PostgreSQL an ordinary transaction. Writing through it is a mistake (on SQLite it may fail with
+    SQLITE_BUSY instead of queueing)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        with conn.begin():
+            yield conn
 
 
 def is_sqlite(engine_or_conn: Engine | Connection) -> bool:

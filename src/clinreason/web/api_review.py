@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from clinreason.domain.steps import MAX_CORRECTION_CHARS, MAX_NOTE_CHARS
 from clinreason.stages import review as stage
 from clinreason.stages.settings import ReviewSettings, review_settings
+from clinreason.store import db as store_db
 from clinreason.store.common import NotFoundError
 from clinreason.web import views
 from clinreason.web.auth import Principal, ReviewerUser
@@ -122,10 +123,14 @@ def queue_next(principal: ReviewerUser, request: Request) -> Any:
     """Lease the next rationale version to review (or get back the one you already hold): the item (with its
     `sources`, and its `reference_explanation` only where `[review] show_reference` lets you see it now), the
     version (with the model's `reasoning` trace, if any), its checks, the rubric and your draft."""
-    with request.app.state.web.transaction() as conn:
+    web = request.app.state.web
+    with web.transaction() as conn:
         lease = lease_next(conn, principal)
-        if lease is None:
-            return Response(status_code=204)
+    if lease is None:
+        return Response(status_code=204)
+    # the payload only reads: built after the lease is committed, outside the write turn (SQLite has one
+    # writer at a time; the other web processes go on writing meanwhile)
+    with store_db.reading(web.engine) as conn:
         return views.assignment_payload(conn, principal, lease.assignment_id)
 
 
@@ -135,7 +140,7 @@ def get_assignment(assignment_id: str, principal: ReviewerUser, request: Request
     """One of your assignments, with the item, the version, its checks, the rubric and your draft (as
     GET /api/queue/next; with `show_reference = "after_submit"` the item's `reference_explanation` is there once
     this review is submitted)."""
-    with request.app.state.web.transaction() as conn:
+    with store_db.reading(request.app.state.web.engine) as conn:
         return views.assignment_payload(conn, principal, assignment_id)
 
 

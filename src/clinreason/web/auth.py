@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from clinreason.domain.accounts import Credential, User
 from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.store import accounts
+from clinreason.store import db as store_db
 from clinreason.store.common import now
 from clinreason.store.decisions import add_event
 from clinreason.web import i18n
@@ -346,9 +347,10 @@ def bearer_token(request: Request) -> str | None:
 def authenticate(request: Request) -> Principal | None:
     web = request.app.state.web
     token = bearer_token(request)
-    with web.transaction() as conn:
-        if token is not None:
+    if token is not None:  # a lookup that writes nothing: no write turn (SQLite has one writer at a time)
+        with store_db.reading(web.engine) as conn:
             return principal_from_token(conn, token)
+    with web.transaction() as conn:
         cookie = request.cookies.get(SESSION_COOKIE)
         session_id = unsign_session(web.auth, cookie) if cookie else None
         return principal_from_session(conn, session_id, web.auth) if session_id else None
