@@ -31,6 +31,7 @@ from clinreason.stages.ingest_formats import (
     ReadOptions,
     read_items,
 )
+from clinreason.stages.ingest_parallel import read_batches, use_reader_process
 from clinreason.stages.ingest_readers import (
     FOLDER_FORMATS,
     TEXT_SUFFIXES,
@@ -269,9 +270,15 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                                   actor=actor, dry_run=dry_run, tally=summary.annotations)
                 else:
                     run.writer = None
-                stream = read_items(file_path, file_fmt, options=options,
-                                    progress=progress.advance if progress else None)
-                for batch in _batches(stream, summary):
+                hashed = run.writer is None and use_reader_process(file_path, file_fmt)
+                if hashed:  # a large file: read, checked and hashed in a second process
+                    batches = _counted(read_batches(file_path, file_fmt, options=options, project=project,
+                                                    batch=BATCH, progress=progress.advance if progress else None),
+                                       summary)
+                else:
+                    batches = _batches(read_items(file_path, file_fmt, options=options,
+                                                  progress=progress.advance if progress else None), summary)
+                for batch in batches:
                     valid: list[_Pending] = []
                     for entry in batch:
                         if isinstance(entry, RecordError):
@@ -289,7 +296,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                 "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
                         else:
                             valid.append(_Pending(item=entry[1], raw=entry[0]))
-                    _write_batch(conn, run, valid)
+                    _write_batch(conn, run, valid, hashed=hashed)
                     if progress:
                         progress.records(len(batch))
             summary.check_positions()
@@ -330,6 +337,12 @@ def _batches(stream: Iterator, summary: ImportSummary) -> Iterator[list]:
         yield batch
 
 
+def _counted(batches: Iterator[list], summary: ImportSummary) -> Iterator[list]:
+    for batch in batches:
+        summary.records += len(batch)
+        yield batch
+
+
 def _count_positions(summary: ImportSummary, it: Item) -> None:
     if not it.options:
         return
@@ -355,7 +368,7 @@ def _preview(p: _Pending) -> dict[str, Any]:
     return out
 
 
-def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
+def _write_batch(conn: Connection, run: _Run, pending: list[_Pending], *, hashed: bool = False) -> None:
     """Insert new items, attach new source references to existing ones, then the drafts and reviews an
     annotation tool's records carry. Existence is asked of the database per batch, so memory stays
     bounded by the batch, not by the file (a dry run, which stores nothing, remembers the ids it met)."""
@@ -365,8 +378,9 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
     project = run.project
     for p in pending:
         it = p.item
-        it.content_hash = it.compute_hash()
-        it.id = item_id(project, it.content_hash)
+        if not hashed:  # (the reader process sets both)
+            it.content_hash = it.compute_hash()
+            it.id = item_id(project, it.content_hash)
         _count_positions(summary, it)
     ids = list({p.item.id for p in pending})
     existing = store.existing_item_ids(conn, item_ids=ids) | (run.seen & set(ids))
