@@ -19,8 +19,18 @@ def small_batches(monkeypatch):
     monkeypatch.setattr(ingest, "BATCH", 7)  # several batches, and duplicates across them
 
 
+_started: list = []
+
+
 def _import(engine, path, *, parallel: bool, monkeypatch, **kw):
     monkeypatch.setattr(ingest_parallel, "PARALLEL_MIN_BYTES", 0 if parallel else 1 << 60)
+    popen = ingest_parallel.subprocess.Popen
+
+    def remember(*a, **k):
+        _started.append(popen(*a, **k))
+        return _started[-1]
+
+    monkeypatch.setattr(ingest_parallel.subprocess, "Popen", remember)
     used = []
     real = ingest_parallel.read_batches
 
@@ -106,6 +116,7 @@ def test_first_bad_record_aborts_with_the_same_error_and_writes_nothing(engine, 
             _import(engine, path, parallel=parallel, monkeypatch=monkeypatch)
         messages.append(str(exc.value))
     assert messages[0] == messages[1] and "bad.jsonl" in messages[0]
+    assert all(proc.poll() is not None for proc in _started), "the refused import's reader process was stopped"
     with engine.connect() as conn:
         assert conn.execute(select(items.c.id)).first() is None
 

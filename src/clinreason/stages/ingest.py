@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from sqlalchemy import Connection, Engine
 
@@ -278,27 +279,28 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                 else:
                     batches = _batches(read_items(file_path, file_fmt, options=options,
                                                   progress=progress.advance if progress else None), summary)
-                for batch in batches:
-                    valid: list[_Pending] = []
-                    for entry in batch:
-                        if isinstance(entry, RecordError):
-                            if not skip_invalid:
-                                raise ImportAborted(str(entry))
-                            summary.rejected += 1
-                            if dry_run:
-                                if len(summary.reject_samples) < PREVIEW_ITEMS:
-                                    summary.reject_samples.append(str(entry))
-                                continue
-                            if rejects_fh is None:
-                                rejects_fh = open(rejects_file, "w", encoding="utf-8")  # noqa: SIM115
-                            rejects_fh.write(json.dumps({
-                                "file": entry.file, "record": entry.record, "locator": entry.locator,
-                                "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
-                        else:
-                            valid.append(_Pending(item=entry[1], raw=entry[0]))
-                    _write_batch(conn, run, valid, hashed=hashed)
-                    if progress:
-                        progress.records(len(batch))
+                with closing(batches):  # a refused import stops a reader process at once
+                    for batch in batches:
+                        valid: list[_Pending] = []
+                        for entry in batch:
+                            if isinstance(entry, RecordError):
+                                if not skip_invalid:
+                                    raise ImportAborted(str(entry))
+                                summary.rejected += 1
+                                if dry_run:
+                                    if len(summary.reject_samples) < PREVIEW_ITEMS:
+                                        summary.reject_samples.append(str(entry))
+                                    continue
+                                if rejects_fh is None:
+                                    rejects_fh = open(rejects_file, "w", encoding="utf-8")  # noqa: SIM115
+                                rejects_fh.write(json.dumps({
+                                    "file": entry.file, "record": entry.record, "locator": entry.locator,
+                                    "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
+                            else:
+                                valid.append(_Pending(item=entry[1], raw=entry[0]))
+                        _write_batch(conn, run, valid, hashed=hashed)
+                        if progress:
+                            progress.records(len(batch))
             summary.check_positions()
             if not dry_run:
                 add_event(conn, project_id=proj["id"], kind="import.completed", actor=actor,
@@ -325,7 +327,7 @@ def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:
     return sniff_delimiter(path)
 
 
-def _batches(stream: Iterator, summary: ImportSummary) -> Iterator[list]:
+def _batches(stream: Iterator, summary: ImportSummary) -> Generator[list, None, None]:
     batch: list = []
     for entry in stream:
         summary.records += 1
@@ -337,10 +339,11 @@ def _batches(stream: Iterator, summary: ImportSummary) -> Iterator[list]:
         yield batch
 
 
-def _counted(batches: Iterator[list], summary: ImportSummary) -> Iterator[list]:
-    for batch in batches:
-        summary.records += len(batch)
-        yield batch
+def _counted(batches: Generator[list, None, None], summary: ImportSummary) -> Generator[list, None, None]:
+    with closing(batches):
+        for batch in batches:
+            summary.records += len(batch)
+            yield batch
 
 
 def _count_positions(summary: ImportSummary, it: Item) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Generator
 
 from clinreason.domain.items import Item, SourceRef, content_hash, item_id
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
@@ -93,6 +94,7 @@ def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str,
 def child_main() -> None:
     """Entry point of the reader process: sys.path, then the arguments, come pickled on stdin; the
     messages go out on what was stdout (stdout itself then points at stderr, so nothing else lands there)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle: it stops this one
     channel = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
     os.dup2(2, 1)
     args = pickle.load(sys.stdin.buffer)
@@ -110,7 +112,7 @@ _BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
 
 
 def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int,
-                 progress: Callable[[int], None] | None) -> Iterator[list[Entry]]:
+                 progress: Callable[[int], None] | None) -> Generator[list[Entry], None, None]:
     """Batches of entries, as `read_items` would give them, each item's content_hash and id already set.
 
     The reader is a fresh interpreter (`python -c`), not a multiprocessing child: nothing of this process
