@@ -14,9 +14,10 @@ from clinreason.stages.ingest import ImportAborted, import_path
 from clinreason.store.tables import events, item_sources, items
 
 
-@pytest.fixture
-def small_batches(monkeypatch):
-    monkeypatch.setattr(ingest, "BATCH", 7)  # several batches, and duplicates across them
+@pytest.fixture(params=[7, 1000])
+def small_batches(request, monkeypatch):
+    # several batches with duplicates across them, or one batch with its duplicates inside
+    monkeypatch.setattr(ingest, "BATCH", request.param)
 
 
 _started: list = []
@@ -48,7 +49,7 @@ def _import(engine, path, *, parallel: bool, monkeypatch, **kw):
 def _bank(path: Path, n: int = 40, *, bad: dict[int, dict] | None = None) -> Path:
     lines = []
     for i in range(n):
-        rec = {"question": f'Q "{i % 30}" \\ 中文 \u2028 x', "options": {"A": f"a{i % 30}", "B": "b\tb", "C": "c"},
+        rec = {"question": f'Q "{i % 30}" \\ 中文 \u2028 x', "options": {"A": f"a{i % 30}" + "  " * (i >= 30), "B": "b\tb", "C": "c"},
                "answer": "ABC"[i % 3] if i % 11 else "", "specialty": ["cardio", "neuro"][i % 2]}
         rec.update((bad or {}).get(i, {}))
         lines.append(json.dumps(rec, ensure_ascii=i % 2 == 0))

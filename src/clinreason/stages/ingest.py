@@ -229,6 +229,8 @@ class _Run:
     summary: ImportSummary
     seen: set[str] = field(default_factory=set)  # a dry run's new item ids (nothing is stored to ask about)
     writer: AnnotationWriter | None = None
+    #: the current batch's options as the store writes them (item id -> text), where the reader process wrote them
+    options_json: dict[str, str] = field(default_factory=dict)
 
 
 def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None,
@@ -274,8 +276,8 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                 hashed = run.writer is None and use_reader_process(file_path, file_fmt)
                 if hashed:  # a large file: read, checked and hashed in a second process
                     batches = _counted(read_batches(file_path, file_fmt, options=options, project=project,
-                                                    batch=BATCH, progress=progress.advance if progress else None),
-                                       summary)
+                                                    batch=BATCH, progress=progress.advance if progress else None,
+                                                    options_json=run.options_json), summary)
                 else:
                     batches = _batches(read_items(file_path, file_fmt, options=options,
                                                   progress=progress.advance if progress else None), summary)
@@ -440,7 +442,8 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending], *, hashed
     if run.dry_run:
         run.seen.update(new_items)
     else:
-        store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons)
+        store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons,
+                        options_json=run.options_json if hashed else None)
         # source references: keep those not already stored (idempotent re-import adds none)
         summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(
             conn, refs=refs, new_item_ids=new_items))

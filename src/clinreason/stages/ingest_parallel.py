@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Generator
 
 from clinreason.domain.items import Item, SourceRef, content_hash, item_id
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
+from clinreason.store.ingest import compact_options_json
 
 #: formats whose reader is a plain function of (file, options): read in a second process when large
 PARALLEL_FORMATS = ("medqa", "medmcqa", "jsonl", "json", "pubmedqa", "mmlu", "csv", "tsv")
@@ -43,15 +44,17 @@ def _pack(raw: RawRecord, it: Item, project: str) -> tuple[Any, ...]:
     return (raw.number, raw.locator, raw.annotations, it.question, it.options, it.answer_labels, it.answer_text,
             it.language, it.specialty, it.context, it.reference_explanation, it.metadata,
             [(s.source, s.file, s.record, s.subject, s.license) for s in it.sources],
-            item_id(project, digest), digest, it.state)
+            item_id(project, digest), digest, it.state, compact_options_json(it.options))
 
 
-def _unpack(t: tuple[Any, ...]) -> tuple[RawRecord, Item]:
+def _unpack(t: tuple[Any, ...], options_json: dict[str, str]) -> tuple[RawRecord, Item]:
     (number, locator, annotations, question, options, labels, answer_text, language, specialty, context,
-     explanation, metadata, sources, id_, digest, state) = t
+     explanation, metadata, sources, id_, digest, state, options_text) = t
     item = Item(question, options, labels, answer_text, language, specialty, context, explanation, metadata,
                 [SourceRef(*s) for s in sources], id_, digest, state)
-    return RawRecord(number, locator, {}, annotations=annotations), item
+    if options_text is not None and id_ not in options_json:  # a batch stores an item's first record
+        options_json[id_] = options_text
+    return RawRecord(number, locator, {}, (), (), annotations), item
 
 
 def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int) -> None:
@@ -112,8 +115,10 @@ _BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
 
 
 def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int,
-                 progress: Callable[[int], None] | None) -> Generator[list[Entry], None, None]:
-    """Batches of entries, as `read_items` would give them, each item's content_hash and id already set.
+                 progress: Callable[[int], None] | None, options_json: dict[str, str]
+                 ) -> Generator[list[Entry], None, None]:
+    """Batches of entries, as `read_items` would give them, each item's content_hash and id already set;
+    `options_json` holds, for the batch just yielded, each item's options as the store writes them.
 
     The reader is a fresh interpreter (`python -c`), not a multiprocessing child: nothing of this process
     (an engine, open connections, the calling script's __main__) is inherited or run again."""
@@ -137,7 +142,8 @@ def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int
             if progress and moved:
                 progress(moved)
             if kind == "batch":
-                yield [e if isinstance(e, RecordError) else _unpack(e) for e in payload]
+                options_json.clear()  # the batch before has been written
+                yield [e if isinstance(e, RecordError) else _unpack(e, options_json) for e in payload]
             elif kind == "end":
                 return
             elif kind == "file_error":
