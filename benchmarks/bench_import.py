@@ -5,6 +5,7 @@
 Measures, each import in a fresh subprocess on a fresh database:
   * the 6,811-question CMExam XLSX (../shared/data/cmexam; skipped with a note if absent)
   * a synthetic JSONL of N items (default 200,000) and one of N/10, to show memory stays flat
+  * the CPU seconds of the importing process and, for a file read in a second process, of that reader
   * with --pg-url (or CLINREASON_TEST_PG_URL), the N-item file into PostgreSQL too (a database of its own,
     `clinreason_bench_import`, created and dropped in that cluster)
 Figures, each beside its limit: items/s into SQLite (limit 20,000) and PostgreSQL (limit 10,000); the
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 _CHILD = r"""
-import resource, sys, time, json
+import os, resource, sys, time, json
 from pathlib import Path
 from clinreason.store import db
 from clinreason.store import projects as store_projects
@@ -42,11 +43,14 @@ engine = db.make_engine(dbfile); db.upgrade(engine)  # a path, or a PostgreSQL U
 pc = ProjectConfig()
 with engine.begin() as conn:
     store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}), rubric=pc.rubric)
-t, cpu = time.perf_counter(), time.process_time()
+t, cpu, kids = time.perf_counter(), time.process_time(), os.times()
 s = import_path(engine, project="default", path=Path(path), fmt=fmt)
-dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+dt, cpu, after = time.perf_counter() - t, time.process_time() - cpu, os.times()
 print(json.dumps({"added": s.added, "records": s.records, "seconds": dt, "cpu_seconds": cpu,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "reader_cpu_seconds": after.children_user + after.children_system - kids.children_user
+                  - kids.children_system,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 _PARSE_ONLY = r"""
@@ -76,7 +80,9 @@ def bench(label: str, path: Path, fmt: str, target: str, report: Report) -> dict
     rate = result["added"] / result["seconds"]
     report.note(f"{label:32s} {result['added']:>8,d} items  {result['seconds']:7.2f} s  {rate:9,.0f} items/s  "
                 f"peak {result['peak_rss_mb']:6.1f} MB  (this process's CPU {result['cpu_seconds']:.2f} s: "
-                f"{result['added'] / result['cpu_seconds']:,.0f} items per CPU second)")
+                f"{result['added'] / result['cpu_seconds']:,.0f} items per CPU second"
+                + (f"; the reader process's CPU {result['reader_cpu_seconds']:.2f} s, peak "
+                   f"{result['reader_peak_rss_mb']:.1f} MB" if result.get("reader_cpu_seconds") else "") + ")")
     return {**result, "rate": rate}
 
 

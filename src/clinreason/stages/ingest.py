@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from sqlalchemy import Connection, Engine
 
@@ -31,6 +32,7 @@ from clinreason.stages.ingest_formats import (
     ReadOptions,
     read_items,
 )
+from clinreason.stages.ingest_parallel import read_batches, use_reader_process
 from clinreason.stages.ingest_readers import (
     FOLDER_FORMATS,
     TEXT_SUFFIXES,
@@ -227,6 +229,8 @@ class _Run:
     summary: ImportSummary
     seen: set[str] = field(default_factory=set)  # a dry run's new item ids (nothing is stored to ask about)
     writer: AnnotationWriter | None = None
+    #: the current batch's options as the store writes them (item id -> text), where the reader process wrote them
+    options_json: dict[str, str] = field(default_factory=dict)
 
 
 def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None,
@@ -269,29 +273,36 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                                   actor=actor, dry_run=dry_run, tally=summary.annotations)
                 else:
                     run.writer = None
-                stream = read_items(file_path, file_fmt, options=options,
-                                    progress=progress.advance if progress else None)
-                for batch in _batches(stream, summary):
-                    valid: list[_Pending] = []
-                    for entry in batch:
-                        if isinstance(entry, RecordError):
-                            if not skip_invalid:
-                                raise ImportAborted(str(entry))
-                            summary.rejected += 1
-                            if dry_run:
-                                if len(summary.reject_samples) < PREVIEW_ITEMS:
-                                    summary.reject_samples.append(str(entry))
-                                continue
-                            if rejects_fh is None:
-                                rejects_fh = open(rejects_file, "w", encoding="utf-8")  # noqa: SIM115
-                            rejects_fh.write(json.dumps({
-                                "file": entry.file, "record": entry.record, "locator": entry.locator,
-                                "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
-                        else:
-                            valid.append(_Pending(item=entry[1], raw=entry[0]))
-                    _write_batch(conn, run, valid)
-                    if progress:
-                        progress.records(len(batch))
+                hashed = run.writer is None and use_reader_process(file_path, file_fmt)
+                if hashed:  # a large file: read, checked and hashed in a second process
+                    batches = _counted(read_batches(file_path, file_fmt, options=options, project=project,
+                                                    batch=BATCH, progress=progress.advance if progress else None,
+                                                    options_json=run.options_json), summary)
+                else:
+                    batches = _batches(read_items(file_path, file_fmt, options=options,
+                                                  progress=progress.advance if progress else None), summary)
+                with closing(batches):  # a refused import stops a reader process at once
+                    for batch in batches:
+                        valid: list[_Pending] = []
+                        for entry in batch:
+                            if isinstance(entry, RecordError):
+                                if not skip_invalid:
+                                    raise ImportAborted(str(entry))
+                                summary.rejected += 1
+                                if dry_run:
+                                    if len(summary.reject_samples) < PREVIEW_ITEMS:
+                                        summary.reject_samples.append(str(entry))
+                                    continue
+                                if rejects_fh is None:
+                                    rejects_fh = open(rejects_file, "w", encoding="utf-8")  # noqa: SIM115
+                                rejects_fh.write(json.dumps({
+                                    "file": entry.file, "record": entry.record, "locator": entry.locator,
+                                    "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
+                            else:
+                                valid.append(_Pending(item=entry[1], raw=entry[0]))
+                        _write_batch(conn, run, valid, hashed=hashed)
+                        if progress:
+                            progress.records(len(batch))
             summary.check_positions()
             if not dry_run:
                 add_event(conn, project_id=proj["id"], kind="import.completed", actor=actor,
@@ -318,7 +329,7 @@ def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:
     return sniff_delimiter(path)
 
 
-def _batches(stream: Iterator, summary: ImportSummary) -> Iterator[list]:
+def _batches(stream: Iterator, summary: ImportSummary) -> Generator[list, None, None]:
     batch: list = []
     for entry in stream:
         summary.records += 1
@@ -328,6 +339,13 @@ def _batches(stream: Iterator, summary: ImportSummary) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def _counted(batches: Generator[list, None, None], summary: ImportSummary) -> Generator[list, None, None]:
+    with closing(batches):
+        for batch in batches:
+            summary.records += len(batch)
+            yield batch
 
 
 def _count_positions(summary: ImportSummary, it: Item) -> None:
@@ -355,7 +373,7 @@ def _preview(p: _Pending) -> dict[str, Any]:
     return out
 
 
-def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
+def _write_batch(conn: Connection, run: _Run, pending: list[_Pending], *, hashed: bool = False) -> None:
     """Insert new items, attach new source references to existing ones, then the drafts and reviews an
     annotation tool's records carry. Existence is asked of the database per batch, so memory stays
     bounded by the batch, not by the file (a dry run, which stores nothing, remembers the ids it met)."""
@@ -365,8 +383,9 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
     project = run.project
     for p in pending:
         it = p.item
-        it.content_hash = it.compute_hash()
-        it.id = item_id(project, it.content_hash)
+        if not hashed:  # (the reader process sets both)
+            it.content_hash = it.compute_hash()
+            it.id = item_id(project, it.content_hash)
         _count_positions(summary, it)
     ids = list({p.item.id for p in pending})
     existing = store.existing_item_ids(conn, item_ids=ids) | (run.seen & set(ids))
@@ -423,7 +442,8 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending]) -> None:
     if run.dry_run:
         run.seen.update(new_items)
     else:
-        store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons)
+        store.add_items(conn, project_id=run.project_id, new=list(new_items.values()), flag_reasons=flag_reasons,
+                        options_json=run.options_json if hashed else None)
         # source references: keep those not already stored (idempotent re-import adds none)
         summary.sources_added += sum(item_id not in new_items for item_id in store.add_new_sources(
             conn, refs=refs, new_item_ids=new_items))

@@ -25,6 +25,10 @@ class RecordError(ValueError):
         got_s = "" if got is None else f", got {_short(got)}"
         super().__init__(f"{file}: {where}: field '{field}': expected {expected}{got_s}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by its fields (the reader process of a large import sends refusals to the writer)
+        return (RecordError, (self.file, self.record, self.field, self.expected, self.got, self.locator))
+
 
 class FileFormatError(ValueError):
     """The file as a whole cannot be read in the requested format."""

@@ -7,7 +7,7 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 from __future__ import annotations
 
 from json.encoder import encode_basestring
-from typing import Any, Callable, Container
+from typing import Any, Callable, Container, Mapping
 
 from sqlalchemy import Connection
 
@@ -32,9 +32,11 @@ _SOURCE_COLUMNS = ("item_id", "source", "subject", "file", "record", "license", 
 
 
 def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
-              flag_reasons: dict[str, str] | None = None) -> None:
+              flag_reasons: dict[str, str] | None = None, options_json: Mapping[str, str] | None = None) -> None:
     """Insert freshly imported items (one bulk insert). Each carries its id, content hash and state;
-    `flag_reasons` maps an item id to why it was flagged on arrival."""
+    `flag_reasons` maps an item id to why it was flagged on arrival. `options_json`: item id -> its options
+    as `compact_options_json` wrote them (the reader process of a large import does), used when the
+    engine's serialiser is the compact one those were written for."""
     if not new:
         return
     # the values go to the driver in its own form: the JSON columns serialised with the engine's serialiser
@@ -52,12 +54,23 @@ def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
             text = answers[key] = dumps(labels)
         return text
 
+    written: Mapping[str, str] = (options_json or {}) if dumps is _COMPACT else {}
+    ready = written.get
+
     insert_rows(conn, items, _ITEM_COLUMNS, [
-        (it.id, project_id, it.content_hash, it.question, _options_json(dumps, it.options),
+        (it.id, project_id, it.content_hash, it.question, ready(it.id) or _options_json(dumps, it.options),
          answer_json(it.answer_labels), it.answer_text, it.language, it.specialty, it.context,
          it.reference_explanation, empty if type(it.metadata) is dict and not it.metadata else dumps(it.metadata),
          it.state, 0, 0, flag(it.id), ts, ts)
         for it in new])
+
+
+def compact_options_json(options: dict[str, str]) -> str | None:
+    """The options column's text as the engine's compact serialiser writes it, when every label and text
+    is a str (None otherwise: `add_items` then serialises them itself)."""
+    if not all(type(k) is str and type(v) is str for k, v in options.items()):
+        return None
+    return _options_json(_COMPACT, options)
 
 
 def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:

@@ -1,0 +1,157 @@
+"""A large file's records read in a second process, so that reading, checking and hashing use one core
+while the importing process writes on the other.
+
+The reader process (a fresh interpreter: it inherits no engine or connection) runs `read_items` exactly as the importing process would, computes each item's content hash and
+id, and sends the entries in batches of `BATCH`, in file order, as plain tuples through a pipe. A pipe
+holds little, so the reader runs at most about a batch ahead of the writer and memory stays bounded by the
+batch. The writer keeps the one transaction and handles every entry as before: a refusal (RecordError)
+arrives at the same place in the stream, and an error about the file as a whole (FileFormatError, or any
+other exception) is raised in the importing process after the batches read before it, as a single-process
+read would raise it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Generator
+
+from clinreason.domain.items import Item, SourceRef, content_hash, item_id
+from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
+from clinreason.store.ingest import compact_options_json
+
+#: formats whose reader is a plain function of (file, options): read in a second process when large
+PARALLEL_FORMATS = ("medqa", "medmcqa", "jsonl", "json", "pubmedqa", "mmlu", "csv", "tsv")
+#: a smaller file is read in the importing process (about 5,000 typical records; a process start costs more)
+PARALLEL_MIN_BYTES = 2 << 20
+
+Entry = Any  # RecordError | tuple[RawRecord, Item]
+
+
+def use_reader_process(path: Path, fmt: str) -> bool:
+    try:
+        return fmt in PARALLEL_FORMATS and path.is_file() and path.stat().st_size >= PARALLEL_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _pack(raw: RawRecord, it: Item, project: str) -> tuple[Any, ...]:
+    digest = content_hash(it.question, it.options, it.answer_labels, it.answer_text)
+    return (raw.number, raw.locator, raw.annotations, it.question, it.options, it.answer_labels, it.answer_text,
+            it.language, it.specialty, it.context, it.reference_explanation, it.metadata,
+            [(s.source, s.file, s.record, s.subject, s.license) for s in it.sources],
+            item_id(project, digest), digest, it.state, compact_options_json(it.options))
+
+
+def _unpack(t: tuple[Any, ...], options_json: dict[str, str]) -> tuple[RawRecord, Item]:
+    (number, locator, annotations, question, options, labels, answer_text, language, specialty, context,
+     explanation, metadata, sources, id_, digest, state, options_text) = t
+    item = Item(question, options, labels, answer_text, language, specialty, context, explanation, metadata,
+                [SourceRef(*s) for s in sources], id_, digest, state)
+    if options_text is not None and id_ not in options_json:  # a batch stores an item's first record
+        options_json[id_] = options_text
+    return RawRecord(number, locator, {}, (), (), annotations), item
+
+
+def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int) -> None:
+    """The reader process: ('batch', entries, bytes read), ..., then ('end', None, bytes) or an error."""
+    moved = [0]
+
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, channel, protocol=pickle.HIGHEST_PROTOCOL)
+        channel.flush()
+
+    def progress(n: int) -> None:
+        moved[0] += n
+
+    try:
+        from clinreason.stages.ingest_formats import read_items
+
+        out: list[Any] = []
+        for entry in read_items(path, fmt, options=options, progress=progress):
+            out.append(entry if isinstance(entry, RecordError) else _pack(entry[0], entry[1], project))
+            if len(out) >= batch:
+                send(("batch", out, moved[0]))
+                out, moved[0] = [], 0
+        if out:
+            send(("batch", out, moved[0]))
+            moved[0] = 0
+        send(("end", None, moved[0]))
+    except BrokenPipeError:  # the importing process stopped reading (it refused the import)
+        return
+    except FileFormatError as exc:  # its subclasses are built from parts: send what it says
+        send(("file_error", str(exc), moved[0]))
+    except Exception as exc:  # noqa: BLE001 - raised again in the importing process
+        try:
+            blob = pickle.dumps(exc)
+            pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        send(("error", exc, moved[0]))
+
+
+def child_main() -> None:
+    """Entry point of the reader process: sys.path, then the arguments, come pickled on stdin; the
+    messages go out on what was stdout (stdout itself then points at stderr, so nothing else lands there)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle: it stops this one
+    channel = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
+    os.dup2(2, 1)
+    args = pickle.load(sys.stdin.buffer)
+    try:
+        _reader(channel, **args)
+    finally:
+        try:
+            channel.close()
+        except BrokenPipeError:
+            pass
+
+
+_BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
+         "from clinreason.stages.ingest_parallel import child_main; child_main()")
+
+
+def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int,
+                 progress: Callable[[int], None] | None, options_json: dict[str, str]
+                 ) -> Generator[list[Entry], None, None]:
+    """Batches of entries, as `read_items` would give them, each item's content_hash and id already set;
+    `options_json` holds, for the batch just yielded, each item's options as the store writes them.
+
+    The reader is a fresh interpreter (`python -c`), not a multiprocessing child: nothing of this process
+    (an engine, open connections, the calling script's __main__) is inherited or run again."""
+    proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            close_fds=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        try:
+            pickle.dump([p for p in sys.path if p], proc.stdin)
+            pickle.dump({"path": path, "fmt": fmt, "options": options, "project": project, "batch": batch},
+                        proc.stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        while True:
+            try:
+                kind, payload, moved = pickle.load(proc.stdout)
+            except EOFError:
+                raise RuntimeError(f"the reader process of {path.name} ended unexpectedly "
+                                   f"(exit code {proc.wait()})") from None
+            if progress and moved:
+                progress(moved)
+            if kind == "batch":
+                options_json.clear()  # the batch before has been written
+                yield [e if isinstance(e, RecordError) else _unpack(e, options_json) for e in payload]
+            elif kind == "end":
+                return
+            elif kind == "file_error":
+                raise FileFormatError(payload)
+            else:
+                raise payload
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
