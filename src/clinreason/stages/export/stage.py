@@ -465,7 +465,7 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     return summary
 
 
-_UNKNOWN_SOURCE = ({"source": "(unknown)", "license": None},)
+_UNKNOWN_SOURCE: tuple[dict[str, Any], ...] = ({"source": "(unknown)", "license": None},)
 
 
 def _count(summary: ExportSummary, row: dict[str, Any], split: str) -> None:
