@@ -23,8 +23,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import groupby, islice
-from operator import itemgetter
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, cast
 
@@ -190,14 +189,19 @@ class _Reader:
         versions: dict[str, list[tuple[Any, ...]]] = {}
         by_rationale: dict[str, list[tuple[Any, ...]]] = {}
         if need_scores:
-            # both queries come back ordered by their key (item id, rationale id): grouped as they come
-            found = exports.versions_of(self.conn, item_ids=ids, texts=not light)
-            versions = {k: list(g) for k, g in groupby(found, _second)}
-            rids = [v[0] for v in found]
+            for v in exports.versions_of(self.conn, item_ids=ids, texts=not light):
+                if v[1] in versions:
+                    versions[v[1]].append(v)
+                else:
+                    versions[v[1]] = [v]
+            rids = [v[0] for vs in versions.values() for v in vs]
             for start in range(0, len(rids), 2000):
-                by_rationale.update((k, list(g)) for k, g in groupby(
-                    exports.review_scores(self.conn, rationale_ids=rids[start:start + 2000], notes=self.annotation),
-                    _first))
+                for r in exports.review_scores(self.conn, rationale_ids=rids[start:start + 2000],
+                                               notes=self.annotation):
+                    if r[0] in by_rationale:
+                        by_rationale[r[0]].append(r)
+                    else:
+                        by_rationale[r[0]] = [r]
         min_score, n_dims = self.opts.min_score, len(self.dims)
         no_sources: list[dict[str, Any]] = []
         for item in chunk:
@@ -306,9 +310,6 @@ class _Reader:
                 for h, v in zip(history, versions):
                     h.update(parent_version=v[9], params=dict(loads[v[7]] or {}), seed=v[8])
         return row
-
-
-_first, _second = itemgetter(0), itemgetter(1)
 
 
 class _Passthrough(dict):
