@@ -282,7 +282,8 @@ def main() -> None:
                               limit=1.5 * anchor_total, higher_is_better=False, unit="s")
                 report.figure(f"export_{size}_{label}_seconds_without_card_vs_1.5x_anchor",
                               value=total - card_total, limit=1.5 * anchor_total, higher_is_better=False, unit="s")
-            db_path.unlink()
+            if kept is None:  # a kept database stays for the next run
+                db_path.unlink()
 
 
 if __name__ == "__main__":

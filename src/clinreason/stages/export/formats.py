@@ -281,11 +281,12 @@ class HFSink(ParquetSink):
         self.features = datasets.Features.from_arrow_schema(self.schema)
         self.paths = {n: safe_path(tmp, f"{n}.arrow") for n in names}
         self.files = {n: pa.OSFile(str(p), "wb") for n, p in self.paths.items()}
-        self.writers = {n: pa.ipc.new_stream(self.files[n], self.features.arrow_schema) for n in names}
+        self.arrow_schema = self.features.arrow_schema  # a property datasets computes afresh on each read
+        self.writers = {n: pa.ipc.new_stream(self.files[n], self.arrow_schema) for n in names}
         self.buffers = {n: [] for n in names}
 
     def _write_table(self, split: str, table: Any) -> None:
-        self.writers[split].write_table(table.cast(self.features.arrow_schema))
+        self.writers[split].write_table(table.cast(self.arrow_schema))
 
     def close(self) -> list[str]:
         import datasets

@@ -243,7 +243,7 @@ class _Reader:
     def _means(self, revs: list[dict[str, Any]], complete: list[tuple[int, ...] | None]) -> dict[str, float | None]:
         if complete and None not in complete:  # every review scored every dimension
             n = len(complete)
-            return dict(zip(self.dims, [sum(col) / n for col in zip(*complete)]))
+            return dict(zip(self.dims, [total / n for total in map(sum, zip(*complete))]))
         mean: dict[str, float | None] = {}
         for d in self.dims:
             vals = [r["scores"][d] for r in revs if r["scores"][d] is not None]
@@ -441,13 +441,17 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
         with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
             sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts, step_labels=summary.step_labels,
                              rubric_body=rubric_body, project=proj["name"])
+            records, write, dpo = summary.records, sink.write, opts.fmt == "dpo"
+            split = names[0]
             for row in reader.rows(all_texts=opts.with_history or opts.fmt in HISTORY_FORMATS):
-                stratum = (row["specialty"] or "", row["source"] or "")
-                split = names[splitter.split_of(stratum, row["id"])] if splitter else names[0]
+                if splitter:
+                    stratum = (row["specialty"] or "", row["source"] or "")
+                    split = names[splitter.split_of(stratum, row["id"])]
                 _count(summary, row, split)
-                written = sink.write(split, row)
-                summary.records[split] = summary.records.get(split, 0) + written
-                summary.pairs += written if opts.fmt == "dpo" else 0
+                written = write(split, row)
+                records[split] = records.get(split, 0) + written
+                if dpo:
+                    summary.pairs += written
             summary.files = sink.close()
         summary.rows = {name: summary.rows.get(name, 0) for name in names}
         summary.records = {name: summary.records.get(name, 0) for name in names}
@@ -462,11 +466,19 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     return summary
 
 
+_UNKNOWN_SOURCE: tuple[dict[str, Any], ...] = ({"source": "(unknown)", "license": None},)
+
+
 def _count(summary: ExportSummary, row: dict[str, Any], split: str) -> None:
     summary.rows[split] = summary.rows.get(split, 0) + 1
-    for s in row["sources"] or [{"source": "(unknown)", "license": None}]:
-        summary.by_source[s["source"]] += 1
-        summary.licenses.setdefault(s["source"], Counter())[s["license"] or "unspecified"] += 1
+    by_source, licenses = summary.by_source, summary.licenses
+    for s in row["sources"] or _UNKNOWN_SOURCE:
+        source = s["source"]
+        by_source[source] += 1
+        counts = licenses.get(source)
+        if counts is None:  # (not setdefault: that builds a Counter per row)
+            counts = licenses[source] = Counter()
+        counts[s["license"] or "unspecified"] += 1
     summary.languages[row["language"]] += 1
     summary.specialties[row["specialty"] or "(none)"] += 1
     summary.consensus[row["consensus"]] += 1
