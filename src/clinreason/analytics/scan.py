@@ -178,7 +178,9 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         if lenient is None:
             if len(rows_by_id) < len(cell_ids):
                 rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
-            lenient = lenient_of[shape] = _leniencies([rows_by_id[x >> 3] for x in shape])
+            lenient = _leniencies([rows_by_id[x >> 3] for x in shape])
+            if len(lenient_of) < 200_000:  # a memo, bounded like the decoded texts
+                lenient_of[shape] = lenient
         n = len(unit_rows)
         if n > 1:
             for a in range(n):
@@ -228,6 +230,10 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
     return _expand(dims=dims, scale=scale, shapes=shapes, pairs=pairs, cell_table=table, tallies=tallies,
                    step_units=step_units, total_reviews=total_reviews, total_seconds=total_seconds)
+
+
+#: reviewer pairs counted at a time (bounds the memory of the pair tables)
+PAIR_CHUNK = 100_000
 
 
 def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
@@ -295,14 +301,20 @@ def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
         base = int(rb.max()) + 1
         uniq, pidx = np.unique(ra * base + rb, return_inverse=True)
         pair_ids = [(int(c) // base, int(c) % base) for c in uniq]
-        ga, gb = cell_table[ca], cell_table[cb]
-        ok = (ga >= 0) & (gb >= 0)
-        flat = ((pidx.reshape(-1, 1) * k + np.arange(k)[None, :]) * v + ga) * v + gb
-        cube = np.bincount(flat[ok], minlength=len(pair_ids) * k * v * v).astype(np.int64).reshape(
-            len(pair_ids), k, v, v)
-        seen = ok.any(axis=1)
+        # counted a chunk of pairs at a time: the index arrays of all pairs at once would be several
+        # hundred MB at a million versions
+        size = len(pair_ids) * k * v * v
+        counts = np.zeros(size, dtype=np.int64)
         present = np.zeros(len(pair_ids), dtype=bool)
-        present[pidx[seen]] = True
+        offsets = np.arange(k)[None, :]
+        for lo in range(0, len(ra), PAIR_CHUNK):
+            chunk = pidx[lo:lo + PAIR_CHUNK]
+            ga, gb = cell_table[ca[lo:lo + PAIR_CHUNK]], cell_table[cb[lo:lo + PAIR_CHUNK]]
+            ok = (ga >= 0) & (gb >= 0)
+            flat = ((chunk.reshape(-1, 1) * k + offsets) * v + ga) * v + gb
+            counts += np.bincount(flat[ok], minlength=size)
+            present[chunk[ok.any(axis=1)]] = True
+        cube = counts.reshape(len(pair_ids), k, v, v)
         for i, pair in enumerate(pair_ids):
             if present[i]:
                 confusion[pair] = cube[i].copy()
