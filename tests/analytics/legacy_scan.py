@@ -1,5 +1,6 @@
 """The review scan as it was before issue #16 (one Python object per review, then per unit): kept, unchanged,
 as the reference the fast `clinreason.analytics.scan` is compared with (tests/analytics/test_fast_paths.py).
+The result types and the small helpers that did not change are imported from it.
 
 One streaming pass over a project's reviews that gathers everything agreement and reviewer statistics
 need, in memory that does not grow with the number of reviews (counts of patterns, of reviewer pairs, of
@@ -13,104 +14,26 @@ when the next one starts.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Iterator, cast
 
 import numpy as np
 from sqlalchemy import Connection
 
+from clinreason.analytics.scan import (
+    VERDICTS,
+    ReviewerTally,
+    ReviewScan,
+    project_salt,
+    pseudonym,
+    rubric_dimensions,
+)
 from clinreason.analytics.step_agreement import step_judgments
-from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import accounts
 from clinreason.store import stats as stats_store
-from clinreason.store.common import NotFoundError
-from clinreason.store.projects import get_project_by_id
 from clinreason.store.stats import RatedReview
 
-VERDICTS = ("accept", "edit", "regenerate", "flag_question")
 STREAM_ROWS = stats_store.STREAM_ROWS
-
-
-def project_salt(conn: Connection, project_id: int) -> str:
-    """Project name + creation instant: stable for the life of the database, unknown outside it."""
-    project = get_project_by_id(conn, project_id=project_id)
-    if project is None:
-        raise NotFoundError(f"project {project_id} does not exist")
-    name, created = project["name"], project["created_at"]
-    if isinstance(created, datetime):
-        created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
-        created = created.strftime("%Y%m%dT%H%M%S.%f")
-    return f"{name}\x00{created}"
-
-
-def pseudonym(salt: str, username: str) -> str:
-    """The anonymised reviewer id published in exports and cards: "R-" + 8 hex characters."""
-    return "R-" + hashlib.sha256(f"clinreason-reviewer\x00{salt}\x00{username}".encode()).hexdigest()[:8]
-
-
-@dataclass
-class ReviewerTally:
-    id: int
-    username: str
-    role: str
-    specialties: list[str]
-    pseudonym: str
-    reviews: int = 0
-    accepts: int = 0
-    #: seconds spent per review -> how many reviews took that long (stored to 0.1 s, so this stays small)
-    seconds: Counter = field(default_factory=Counter)
-    leniency_sum: float = 0.0
-    leniency_units: int = 0
-    adjudicated: int = 0
-    adjudicator_agreed: int = 0
-
-
-@dataclass
-class ReviewScan:
-    """What the pass collects. `dim_patterns[d]` maps a count vector over the scale to its multiplicity."""
-
-    dimensions: list[str]
-    scale: list[int]
-    dim_patterns: list[Counter]
-    overall_patterns: Counter
-    verdict_patterns: Counter
-    pair_confusion: dict[tuple[int, int], np.ndarray]
-    histograms: np.ndarray  # (dims, scale) how often each score was given
-    reviewers: dict[int, ReviewerTally]
-    ratings: list[int]
-    total_reviews: int = 0
-    total_seconds: float = 0.0
-    #: (ok judgments, error judgments) of one step of one version -> how many steps were judged so
-    step_units: Counter = field(default_factory=Counter)
-
-    @property
-    def overall_values(self) -> list[int]:
-        k = len(self.dimensions)
-        return list(range(k * self.scale[0], k * self.scale[-1] + 1))
-
-
-def counter_median(counts: Counter) -> float | None:
-    """The median of a multiset given as value -> multiplicity (as statistics.median would return it)."""
-    total = sum(counts.values())
-    if not total:
-        return None
-    lo_rank, hi_rank = (total - 1) // 2, total // 2
-    seen, lo = 0, None
-    for value in sorted(counts):
-        seen += counts[value]
-        if lo is None and lo_rank < seen:
-            lo = value
-        if hi_rank < seen:
-            return value if lo == value else (lo + value) / 2
-    return lo
-
-
-def rubric_dimensions(rubric_body: dict[str, Any]) -> tuple[list[str], list[int]]:
-    rubric = rubric_from_dict(rubric_body)
-    return rubric.names, list(range(rubric.scale_min, rubric.scale_max + 1))
 
 
 def _units(conn: Connection, project_id: int) -> Iterator[list[RatedReview]]:
