@@ -11,6 +11,7 @@ import pytest
 
 from analytics import legacy_scan, reviewdata
 from clinreason.analytics import irr
+from clinreason.analytics import scan as scan_module
 from clinreason.analytics.agreement import _pairs, report_from_scan
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import reviewer_table
@@ -44,6 +45,24 @@ def test_the_scan_counts_exactly_what_the_previous_one_counted(scans):
     for rid, tally in old.reviewers.items():  # reviews, accepts, seconds, leniency sums, adjudications
         assert vars(new.reviewers[rid]) == vars(tally), rid
     assert reviewer_table(new) == reviewer_table(old)
+
+
+def test_a_scan_folded_in_small_parts_counts_the_same_in_the_same_order(engine, project, scans, monkeypatch):
+    """The scan bounds its memory by folding the versions' shapes every SHAPE_FOLD distinct shapes and
+    counting reviewer pairs PAIR_CHUNK at a time; with both tiny (many folds and chunks) the result is the
+    same, down to the order of the patterns' keys (which the float sums downstream follow)."""
+    _, whole = scans
+    monkeypatch.setattr(scan_module, "SHAPE_FOLD", 7)
+    monkeypatch.setattr(scan_module, "PAIR_CHUNK", 13)
+    with engine.connect() as conn:
+        parts = scan_reviews(conn, project_id=project["id"], rubric_body=latest_rubric(conn, project_id=project["id"]))
+    for name in ("overall_patterns", "verdict_patterns", "step_units"):
+        assert list(getattr(parts, name).items()) == list(getattr(whole, name).items()), name
+    assert [list(c.items()) for c in parts.dim_patterns] == [list(c.items()) for c in whole.dim_patterns]
+    assert np.array_equal(parts.histograms, whole.histograms) and parts.ratings == whole.ratings
+    assert list(parts.pair_confusion) == list(whole.pair_confusion)
+    assert all(np.array_equal(parts.pair_confusion[p], t) for p, t in whole.pair_confusion.items())
+    assert report_from_scan(parts, resamples=300) == report_from_scan(whole, resamples=300)
 
 
 def _old_pairs(scan, *, min_overlap, resamples, seed):

@@ -159,6 +159,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
 
     # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
     shapes: Counter[tuple[int, ...]] = Counter()
+    folded = _Folded(k, len(scale))
     lenient_of: dict[tuple[int, ...], tuple[float | None, ...]] = {}  # shape -> each review's leniency
     rows_by_id: list[tuple[int | None, ...]] = []
     # reviewer pairs within a version (a < b) and the ids of their score rows
@@ -174,10 +175,13 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
         nonlocal total_reviews, total_seconds
         shape = tuple(unit_key)
         shapes[shape] += 1
+        if len(rows_by_id) < len(cell_ids):
+            rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
+        if len(shapes) >= SHAPE_FOLD:  # memory bounded by the distinct shapes, not the versions
+            folded.fold(shapes, rows_by_id)
+            shapes.clear()
         lenient = lenient_of.get(shape)
         if lenient is None:
-            if len(rows_by_id) < len(cell_ids):
-                rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
             lenient = _leniencies([rows_by_id[x >> 3] for x in shape])
             if len(lenient_of) < 200_000:  # a memo, bounded like the decoded texts
                 lenient_of[shape] = lenient
@@ -228,12 +232,15 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     pairs = (np.frombuffer(pair_a, dtype=np.int64), np.frombuffer(pair_b, dtype=np.int64),
              np.frombuffer(pair_ca, dtype=np.int64), np.frombuffer(pair_cb, dtype=np.int64))
     table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
-    return _expand(dims=dims, scale=scale, shapes=shapes, pairs=pairs, cell_table=table, tallies=tallies,
+    folded.fold(shapes, rows_by_id)
+    return _expand(dims=dims, scale=scale, folded=folded, pairs=pairs, cell_table=table, tallies=tallies,
                    step_units=step_units, total_reviews=total_reviews, total_seconds=total_seconds)
 
 
 #: reviewer pairs counted at a time (bounds the memory of the pair tables)
 PAIR_CHUNK = 100_000
+#: distinct version shapes held before they are folded into the counts
+SHAPE_FOLD = 50_000
 
 
 def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
@@ -250,51 +257,61 @@ def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
     return tuple(out)
 
 
-def cell_ids_of_table(table: np.ndarray) -> list[tuple[int | None, ...]]:
-    """The interned score rows back as tuples (None where a dimension is not scored), by id."""
-    return [tuple(None if c < 0 else int(c) for c in row) for row in table.tolist()]
+class _Folded:
+    """What the versions' shapes add up to (score patterns per dimension, overall sums, verdict patterns,
+    histograms, ratings): integer counts, so folding the shapes in several parts gives the same result,
+    keys in the same order, as folding them all at once."""
+
+    def __init__(self, k: int, v: int) -> None:
+        self.k, self.v = k, v
+        self.dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(k)]
+        self.overall: Counter[tuple[int, ...]] = Counter()
+        self.verdicts: Counter[tuple[int, ...]] = Counter()
+        self.hist = [[0] * v for _ in range(k)]
+        self.ratings = [0] * k
+
+    def fold(self, shapes: Counter, rows_by_id: list[tuple[int | None, ...]]) -> None:
+        k, v = self.k, self.v
+        dim_patterns, overall, verdicts, hist, ratings = (self.dim_patterns, self.overall, self.verdicts,
+                                                          self.hist, self.ratings)
+        overall_len = k * (v - 1) + 1
+        for shape, times in shapes.items():
+            grid = [rows_by_id[x >> 3] for x in shape]
+            for d in range(k):
+                vec = [0] * v
+                n = 0
+                for row in grid:
+                    c = row[d]
+                    if c is not None:
+                        vec[c] += 1
+                        n += 1
+                if n:
+                    for c, m in enumerate(vec):
+                        hist[d][c] += m * times
+                    ratings[d] += n * times
+                    dim_patterns[d][tuple(vec)] += times
+            sums = [0] * overall_len
+            complete = False
+            for row in grid:
+                if None not in row:
+                    sums[sum(cast(tuple[int, ...], row))] += 1
+                    complete = True
+            if complete:
+                overall[tuple(sums)] += times
+            vvec = [0] * len(VERDICTS)
+            for x in shape:
+                if x & 7 != NO_VERDICT:
+                    vvec[x & 7] += 1
+            verdicts[tuple(vvec)] += times
 
 
-def _expand(*, dims: list[str], scale: list[int], shapes: Counter,
+def _expand(*, dims: list[str], scale: list[int], folded: _Folded,
             pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray,
             tallies: dict[int, ReviewerTally], step_units: Counter, total_reviews: int,
             total_seconds: float) -> ReviewScan:
     k, v = len(dims), len(scale)
-    dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in dims]
-    overall: Counter[tuple[int, ...]] = Counter()
-    verdicts: Counter[tuple[int, ...]] = Counter()
-    hist = [[0] * v for _ in dims]
-    ratings = [0] * k
-    overall_len = k * (v - 1) + 1
-    rows_by_id = list(cell_ids_of_table(cell_table))
-    for shape, times in shapes.items():
-        grid = [rows_by_id[x >> 3] for x in shape]
-        for d in range(k):
-            vec = [0] * v
-            n = 0
-            for row in grid:
-                c = row[d]
-                if c is not None:
-                    vec[c] += 1
-                    n += 1
-            if n:
-                for c, m in enumerate(vec):
-                    hist[d][c] += m * times
-                ratings[d] += n * times
-                dim_patterns[d][tuple(vec)] += times
-        sums = [0] * overall_len
-        complete = False
-        for row in grid:
-            if None not in row:
-                sums[sum(cast(tuple[int, ...], row))] += 1
-                complete = True
-        if complete:
-            overall[tuple(sums)] += times
-        vvec = [0] * len(VERDICTS)
-        for x in shape:
-            if x & 7 != NO_VERDICT:
-                vvec[x & 7] += 1
-        verdicts[tuple(vvec)] += times
+    dim_patterns, overall, verdicts, hist, ratings = (folded.dim_patterns, folded.overall, folded.verdicts,
+                                                      folded.hist, folded.ratings)
     confusion: dict[tuple[int, int], np.ndarray] = {}
     ra, rb, ca, cb = pairs
     if len(ra):
