@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from clinreason.analytics.reliability import _EVIDENCE_CACHE, evidence_model, fit_evidence  # noqa: F401
 from clinreason.domain.allocation import (
@@ -118,7 +119,12 @@ def holding(conn: Connection, *, item: Item, latest: RationaleVersion) -> Iterat
     try:
         yield
     finally:
-        conn.info.pop(_HELD, None)
+        try:
+            conn.info.pop(_HELD, None)
+        except SQLAlchemyError:
+            # the connection died inside the block (the database restarted): it is discarded with its info,
+            # and the block's own error (database unavailable: a 503) is the one to raise, not this one
+            pass
 
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
