@@ -33,13 +33,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from clinreason.domain.records import Origin, Verdict
 from clinreason.domain.rubric import Rubric
 from clinreason.domain.steps import StepMark
 from clinreason.stages.ingest_readers import (
     FileFormatError,
+    RawRecord,
     RecordError,
     pairs_hook,
 )
@@ -305,6 +306,47 @@ def review_extras(prov: dict[str, Any] | None, reviews: list[ImportedReview], er
 def reviewer_names(prov: dict[str, Any] | None) -> dict[str, str]:
     names = (prov or {}).get("reviewers") or {}
     return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+# --- one record after another --------------------------------------------------------------------------
+
+#: error(where, expected, got) -> the RecordError of the record being read
+ErrorOf = Callable[..., RecordError]
+
+
+def each_record(records: list[Any], *, file: str, kind: str, body: str, locator: Callable[[Any], str | None],
+                read: Callable[[dict[str, Any], int, str, ErrorOf], RawRecord]) -> Iterator[RawRecord | RecordError]:
+    """Each record of an export read by `read(record, number, locator, error)`, or the RecordError that
+    says what is wrong with it (numbered from 1; located by the tool's own id where it has one). A record
+    that is not an object with the object `body` (Argilla's fields, Label Studio's data) is an error."""
+    for number, record in enumerate(records, 1):
+        where = locator(record) if isinstance(record, dict) else None
+        place = where or f"record {number}"
+
+        def error(at: str, expected: str, got: Any = None, _n: int = number, _loc: str = place) -> RecordError:
+            return RecordError(file, _n, at, expected, got, _loc)
+
+        if not isinstance(record, dict) or not isinstance(record.get(body), dict):
+            yield error(f"({kind})", f"{_KIND_NAMES[kind]}: an object with {body}", record)
+            continue
+        try:
+            yield read(record, number, place, error)
+        except RecordError as exc:
+            yield exc
+
+
+_KIND_NAMES = {"record": "an Argilla record", "task": "a Label Studio task"}
+
+
+def finish_record(fields: dict[str, Any], notes: Annotations, collected: Responses, prov: dict[str, Any] | None,
+                  error: ErrorOf, *, number: int, locator: str, answers: str, needs: str) -> RawRecord:
+    """The record with its reviews (and the extras a clinreason export carries); reviews without a drafted
+    rationale to review are an error at `answers`, naming where the rationale was looked for (`needs`)."""
+    notes.reviews = collected.finish()
+    review_extras(prov, notes.reviews, error)
+    if notes.reviews and not notes.drafts:
+        raise error(answers, f"a rationale to review: {answers} need {needs} (--map rationale=NAME)")
+    return RawRecord(number, locator, fields, annotations=notes)
 
 
 # --- reading the files -------------------------------------------------------------------------------

@@ -12,12 +12,13 @@ from clinreason.stages.ingest_annotated import (
     Annotations,
     ImportedDraft,
     Responses,
+    each_record,
     exact_draft,
     exact_fields,
+    finish_record,
     load_json,
     provenance,
     question_role,
-    review_extras,
     reviewer_names,
 )
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError, display_name, is_argilla_folder
@@ -44,21 +45,16 @@ def read_argilla(folder: Path, *, rationale: str, question_map: dict[str, str], 
     roles = {name: question_role(name, kind, question_map=question_map, rubric=rubric, rationale=rationale,
                                  file=file, where=".argilla/settings.json")
              for name, kind in kinds.items()}
-    for number, record in enumerate(records, 1):
-        rid = record.get("id") if isinstance(record, dict) else None
-        locator = f"id {rid}" if isinstance(rid, str) and rid else f"record {number}"
 
-        def error(where: str, expected: str, got: Any = None, _n: int = number, _loc: str = locator) -> RecordError:
-            return RecordError(file, _n, where, expected, got, _loc)
+    def locator(record: dict[str, Any]) -> str | None:
+        rid = record.get("id")
+        return f"id {rid}" if isinstance(rid, str) and rid else None
 
-        if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
-            yield error("(record)", "an Argilla record: an object with fields", record)
-            continue
-        try:
-            yield _argilla_record(record, number, locator, error, file=file, roles=roles, rationale=rationale,
-                                  question_map=question_map, rubric=rubric)
-        except RecordError as exc:
-            yield exc
+    def read(record: dict[str, Any], number: int, where: str, error: Any) -> RawRecord:
+        return _argilla_record(record, number, where, error, file=file, roles=roles, rationale=rationale,
+                               question_map=question_map, rubric=rubric)
+
+    yield from each_record(records, file=file, kind="record", body="fields", locator=locator, read=read)
 
 
 def _argilla_record(record: dict[str, Any], number: int, locator: str, error: Any, *, file: str,
@@ -107,12 +103,8 @@ def _argilla_record(record: dict[str, Any], number: int, locator: str, error: An
                 raise error(where, "an object with value and user_id", answer)
             user = str(answer["user_id"])
             collected.add(user, names.get(user, user), role, dim, answer.get("value"), where, question)
-    notes.reviews = collected.finish()
-    review_extras(prov, notes.reviews, error)
-    if notes.reviews and not notes.drafts:
-        raise error("responses", f"a rationale to review: responses need the field or suggestion '{rationale}' "
-                    "(--map rationale=NAME)")
-    return RawRecord(number, locator, fields, annotations=notes)
+    return finish_record(fields, notes, collected, prov, error, number=number, locator=locator, answers="responses",
+                         needs=f"the field or suggestion '{rationale}'")
 
 
 def _guess_kind(answers: list[Any]) -> str:

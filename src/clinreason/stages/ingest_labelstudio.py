@@ -13,12 +13,13 @@ from clinreason.stages.ingest_annotated import (
     Annotations,
     ImportedDraft,
     Responses,
+    each_record,
     exact_draft,
     exact_fields,
+    finish_record,
     load_json,
     provenance,
     question_role,
-    review_extras,
     reviewer_names,
 )
 from clinreason.stages.ingest_readers import FileFormatError, Progress, RawRecord, RecordError, display_name
@@ -37,22 +38,16 @@ def read_labelstudio(path: Path, *, rationale: str, question_map: dict[str, str]
     if not isinstance(tasks, list):
         raise FileFormatError(f"{file}: a Label Studio JSON export is a list of tasks, got "
                               f"{type(tasks).__name__}")
-    for number, task in enumerate(tasks, 1):
-        tid = task.get("id") if isinstance(task, dict) else None
-        locator = f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) and str(tid) \
-            else f"record {number}"
 
-        def error(where: str, expected: str, got: Any = None, _n: int = number, _loc: str = locator) -> RecordError:
-            return RecordError(file, _n, where, expected, got, _loc)
+    def locator(task: dict[str, Any]) -> str | None:
+        tid = task.get("id")
+        return f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) and str(tid) else None
 
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            yield error("(task)", "a Label Studio task: an object with data", task)
-            continue
-        try:
-            yield _labelstudio_task(task, number, locator, error, file=file, rationale=rationale,
-                                    question_map=question_map, rubric=rubric)
-        except RecordError as exc:
-            yield exc
+    def read(task: dict[str, Any], number: int, where: str, error: Any) -> RawRecord:
+        return _labelstudio_task(task, number, where, error, file=file, rationale=rationale,
+                                 question_map=question_map, rubric=rubric)
+
+    yield from each_record(tasks, file=file, kind="task", body="data", locator=locator, read=read)
 
 
 def _ls_user(value: Any) -> tuple[str, str] | None:
@@ -145,9 +140,5 @@ def _labelstudio_task(task: dict[str, Any], number: int, locator: str, error: An
                 continue
             collected.add(uid, review.name, role, dim, _ls_value(kind, result.get("value")), rwhere,
                           result["from_name"])
-    notes.reviews = collected.finish()
-    review_extras(prov, notes.reviews, error)
-    if notes.reviews and not notes.drafts:
-        raise error("annotations", f"a rationale to review: annotations need data.{rationale} or a prediction for "
-                    f"'{rationale}' (--map rationale=NAME)")
-    return RawRecord(number, locator, fields, annotations=notes)
+    return finish_record(fields, notes, collected, prov, error, number=number, locator=locator,
+                         answers="annotations", needs=f"data.{rationale} or a prediction for '{rationale}'")
