@@ -246,3 +246,24 @@ def test_label_studio_skip_invalid_keeps_the_good_tasks(engine, project, tmp_pat
     assert (s.added, s.rejected) == (1, 2)
     rejected = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
     assert [(r["record"], r["field"]) for r in rejected] == [(1, "annotations[0].result[0]"), (3, "(task)")]
+
+
+def test_a_record_that_is_not_an_object_with_its_fields_is_refused_by_number(engine, project, tmp_path):
+    before = _counts(engine)
+    folder = argilla_folder(tmp_path / "ds", [ARGILLA_RECORDS[0], {"id": "rec-x", "fields": "prompt"}])
+    with pytest.raises(ImportAborted, match=r"ds: record 2 \(id rec-x\): field '\(record\)': expected an Argilla "
+                                            r"record: an object with fields"):
+        _imp(engine, folder, "argilla", **ARGILLA_FLAGS)
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps([LS_TASKS[0], ["data"]]))
+    with pytest.raises(ImportAborted, match=r"ls.json: record 2: field '\(task\)': expected a Label Studio task: an "
+                                            r"object with data"):
+        _imp(engine, path, "labelstudio", question_map={"quality": "correctness"})
+    task = json.loads(json.dumps(LS_TASKS[0]))
+    task["data"].pop("rationale", None)
+    task["predictions"] = []
+    path.write_text(json.dumps([task]))
+    with pytest.raises(ImportAborted, match=r"record 1 \(task 101\): field 'annotations': expected a rationale to "
+                                            r"review: annotations need data.rationale or a prediction for 'rationale'"):
+        _imp(engine, path, "labelstudio")
+    assert _counts(engine) == before
