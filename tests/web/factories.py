@@ -155,5 +155,9 @@ def browser_sign_in(page, base: str, username: str, password: str = PASSWORD) ->
     page.goto(f"{base}/login")
     page.fill("#username", username)
     page.fill("#password", password)
-    page.keyboard.press("Enter")
+    # wait for the form's own navigation (POST, then the redirect) to finish: waiting for "networkidle" alone
+    # can return before the submission starts, and the caller's next goto then races the redirect
+    # (net::ERR_ABORTED on whichever loses)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     page.wait_for_load_state("networkidle")
