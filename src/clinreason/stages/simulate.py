@@ -33,6 +33,7 @@ from clinreason.domain.rubric import default_rubric, rubric_from_dict
 from clinreason.stages import adjudicate
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
+from clinreason.stages.settings import review_settings
 from clinreason.stages.simulate_world import (  # re-exported: the world models' public names
     DEFAULT_REVIEWERS,
     REGENERATION_MODES,
@@ -170,10 +171,6 @@ def _store_versions(conn: Connection, prepared: list[tuple[NewVersion, list[Chec
     return [v.id for v in born]
 
 
-def _new_version(conn: Connection, world: _World, *, item: Item, version: int, truth: Truth, origin: str) -> str:
-    return _store_versions(conn, [_version(world, item=item, version=version, truth=truth, origin=origin)])[0]
-
-
 def database_name(policy: str, seed: int, regeneration: str = "targeted") -> str:
     """The scratch database's file name in `workdir` (blind runs get their own)."""
     return f"sim-{policy}-{seed}.db" if regeneration == "targeted" else f"sim-{policy}-{seed}-{regeneration}.db"
@@ -240,19 +237,28 @@ def run_simulation(*, policy: str, n_items: int, n_reviewers: int = 8, seed: int
 class DirectReviews:
     """Reviewers reach the review stage in process: one transaction per lease and per submission, or, inside
     `batch()`, one transaction for a whole round (the simulated reviewers act one after another, so a round
-    in one transaction sees and decides exactly what it would in many; it only saves the commits)."""
+    in one transaction sees and decides exactly what it would in many; it only saves the commits). The
+    project's review settings are read once: nothing changes them while the simulation runs, so every
+    lease takes them as read instead of reading them again (`assign_next_review(settings=...)`)."""
 
     def __init__(self, engine: Engine, project_id: int, rubric_body: dict[str, Any], overlap: int):
         self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
         self.rubric = rubric_from_dict(rubric_body)  # parsed once: every submission is checked against it
+        with dbm.reading(engine) as conn:
+            self.settings = review_settings(conn, project_id)
         self._round: Connection | None = None
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[Connection]:
+        """One transaction for everything done inside the block; yields its connection (the simulator's own
+        work between the rounds goes through it too)."""
+        if self._round is not None:  # already inside one
+            yield self._round
+            return
         with dbm.transaction(self.engine) as conn:
             self._round = conn
             try:
-                yield
+                yield conn
             finally:
                 self._round = None
 
@@ -261,7 +267,8 @@ class DirectReviews:
 
     def take(self, reviewer: Reviewer) -> Lease | None:
         with self._unit() as conn:
-            return assign_next_review(conn, project_id=self.project_id, reviewer=reviewer, overlap=self.overlap)
+            return assign_next_review(conn, project_id=self.project_id, reviewer=reviewer, overlap=self.overlap,
+                                      settings=self.settings)
 
     def submit(self, reviewer: Reviewer, lease: Lease, body: dict[str, Any]) -> None:
         with self._unit() as conn:
@@ -301,54 +308,97 @@ def _simulate(engine: Engine, *, policy: str, n_items: int, people: list[SimRevi
         waiting_drafts: deque[tuple[str, str]] = deque(  # (item, its first version), in order
             zip((stored.id for stored in stored_items), first, strict=True))
         dbm.refresh_statistics(conn)
+    # item id -> its versions' ids, oldest first: the simulator is the only author of versions (simulated
+    # reviewers accept or send back, never edit), so this is what the store holds
+    versions: dict[str, list[str]] = {stored.id: [rid] for stored, rid in zip(stored_items, first, strict=True)}
     base = 1 if policy == "adaptive" else int(policy.split("-")[1])
     channel = (channel_factory or DirectReviews)(engine, pid, rubric_body, base)
+    # In process, several rounds and the simulator's own work between them share one transaction (nothing
+    # else writes, so each step sees exactly what it would after a commit); another channel (the HTTP API)
+    # commits its own requests, and the simulator's work gets transactions of its own around them.
+    shared = isinstance(channel, DirectReviews)
     batch: Callable[[], AbstractContextManager[Any]] = getattr(channel, "batch", nullcontext)
-    submitted, analyzed_at = 0, 64  # planner statistics are refreshed each time the reviews double
-    while True:
-        with dbm.transaction(engine) as conn:
-            _release_drafts(conn, pid, waiting_drafts, queue=queue)
-        progressed = False
-        order = list(reviewers)
-        rng.shuffle(order)
-        with batch():
-            for reviewer, person in order:
-                lease = channel.take(reviewer)
-                if lease is None:
-                    continue
-                channel.submit(reviewer, lease, world.review(person, world.truth[lease.rationale_id]))
-                submitted += 1
-                progressed = True
-        # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
-        with dbm.transaction(engine) as conn:
-            if submitted >= analyzed_at:
-                dbm.refresh_statistics(conn)
-                analyzed_at *= 2
-            waiting = item_store.project_items(conn, project_id=pid, states=["regenerating", "escalated"])
-            for item in waiting:
-                if item.state == "regenerating":  # the simulated LLM: targeted or blind regeneration
-                    latest = rationale_store.latest_version(conn, item_id=item.id)
-                    assert latest is not None
-                    marked = _marked_steps(conn, latest.id) if world.model.regeneration == "targeted" else set()
-                    rid = _new_version(conn, world, item=item, version=latest.version + 1,
-                                       truth=world.regenerate(world.truth[latest.id], marked), origin="regenerated")
-                    item_store.transition_item(conn, item_id=item.id, expected=ItemState.REGENERATING,
-                                               target=ItemState.SCREENING, actor="sim")
-                    item_store.transition_item(conn, item_id=item.id, expected=ItemState.SCREENING,
-                                               target=ItemState.IN_REVIEW, actor="sim")
-                    enter_review(conn, project_id=pid, item_id=item.id, rationale_id=rid, actor="sim")
-                else:  # a senior adjudicator knows the truth: accept a sound version, else exclude
-                    good = [v.id for v in reversed(rationale_store.versions_of(conn, item_id=item.id))
-                            if world.good(world.truth[v.id])]
-                    if good:
-                        adjudicate.accept_version(conn, project_id=pid, item_id=item.id, rationale_id=good[0],
-                                                  adjudicator="sim-adjudicator")
-                    else:
-                        adjudicate.exclude(conn, project_id=pid, item_id=item.id, adjudicator="sim-adjudicator",
-                                           reason="no sound version")
-        if not progressed and not waiting and not waiting_drafts:
-            break
+    counters = {"submitted": 0, "analyzed_at": 64}  # planner statistics are refreshed each time the reviews double
+    done = False
+    while not done:
+        if shared:
+            with batch() as conn:
+                for _ in range(ROUNDS_PER_TRANSACTION):
+                    done = not _one_round(conn, conn, channel=channel, engine=engine, pid=pid, reviewers=reviewers,
+                                          world=world, rng=rng, waiting_drafts=waiting_drafts, versions=versions,
+                                          queue=queue, counters=counters)
+                    if done:
+                        break
+        else:
+            done = not _one_round(None, None, channel=channel, engine=engine, pid=pid, reviewers=reviewers,
+                                  world=world, rng=rng, waiting_drafts=waiting_drafts, versions=versions,
+                                  queue=queue, counters=counters, batch=batch)
     return _measure(engine, pid, policy, n_items, len(people), seed, world, profiles)
+
+
+#: rounds of reviews that share one transaction when the reviewers work in process (fewer commits)
+ROUNDS_PER_TRANSACTION = 32
+
+
+def _one_round(before: Connection | None, after: Connection | None, *, channel: Any, engine: Engine, pid: int,
+               reviewers: list[tuple[Reviewer, SimReviewer]], world: _World, rng: random.Random,
+               waiting_drafts: deque[tuple[str, str]], versions: dict[str, list[str]], queue: int,
+               counters: dict[str, int], batch: Callable[[], AbstractContextManager[Any]] = nullcontext) -> bool:
+    """One round: drafts top up the queue, every reviewer (in a shuffled order) takes and reviews one version,
+    then the simulated worker regenerates and the adjudicator decides what the round sent them. `before` and
+    `after`: the connection for the drafts' release and for the round's aftermath (None: a transaction of
+    their own each). Returns whether anything is left to do."""
+    with nullcontext(before) if before is not None else dbm.transaction(engine) as conn:
+        _release_drafts(conn, pid, waiting_drafts, queue=queue)
+    progressed = False
+    order = list(reviewers)
+    rng.shuffle(order)
+    with batch():
+        for reviewer, person in order:
+            lease = channel.take(reviewer)
+            if lease is None:
+                continue
+            channel.submit(reviewer, lease, world.review(person, world.truth[lease.rationale_id]))
+            counters["submitted"] += 1
+            progressed = True
+    if not progressed:  # no review, no consensus: nothing was sent to the worker or the adjudicator
+        return bool(waiting_drafts)
+    # the simulated worker regenerates, and the adjudicator decides, as soon as they are asked
+    with nullcontext(after) if after is not None else dbm.transaction(engine) as conn:
+        if counters["submitted"] >= counters["analyzed_at"]:
+            dbm.refresh_statistics(conn)
+            counters["analyzed_at"] *= 2
+        waiting = item_store.project_items(conn, project_id=pid, states=["regenerating", "escalated"])
+        # the new versions first, drawn in queue order and stored together (two INSERTs), then each item's
+        # moves in queue order, as if one after another
+        regenerated: dict[str, tuple[NewVersion, list[Check]]] = {}
+        for item in waiting:
+            if item.state == "regenerating":  # the simulated LLM: targeted or blind regeneration
+                latest = versions[item.id][-1]
+                marked = _marked_steps(conn, latest) if world.model.regeneration == "targeted" else set()
+                regenerated[item.id] = _version(world, item=item, version=len(versions[item.id]) + 1,
+                                                truth=world.regenerate(world.truth[latest], marked),
+                                                origin="regenerated")
+        if regenerated:
+            for item_id, rid in zip(regenerated, _store_versions(conn, list(regenerated.values())), strict=True):
+                versions[item_id].append(rid)
+        for item in waiting:
+            if item.id in regenerated:
+                rid = versions[item.id][-1]
+                item_store.transition_item(conn, item_id=item.id, expected=ItemState.REGENERATING,
+                                           target=ItemState.SCREENING, actor="sim")
+                item_store.transition_item(conn, item_id=item.id, expected=ItemState.SCREENING,
+                                           target=ItemState.IN_REVIEW, actor="sim")
+                enter_review(conn, project_id=pid, item_id=item.id, rationale_id=rid, actor="sim")
+            else:  # a senior adjudicator knows the truth: accept a sound version, else exclude
+                good = [rid for rid in reversed(versions[item.id]) if world.good(world.truth[rid])]
+                if good:
+                    adjudicate.accept_version(conn, project_id=pid, item_id=item.id, rationale_id=good[0],
+                                              adjudicator="sim-adjudicator")
+                else:
+                    adjudicate.exclude(conn, project_id=pid, item_id=item.id, adjudicator="sim-adjudicator",
+                                       reason="no sound version")
+    return True
 
 
 def _release_drafts(conn: Connection, pid: int, waiting: deque[tuple[str, str]], *, queue: int) -> None:
