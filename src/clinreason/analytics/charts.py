@@ -21,7 +21,7 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
-from clinreason.analytics.scan import scan_reviews
+from clinreason.analytics.kept import current_scan
 from clinreason.analytics.stats import process_stats, reviewer_table, with_reliability
 from clinreason.domain.messages import N_
 from clinreason.domain.rubric import rubric_from_dict
@@ -232,7 +232,7 @@ def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500
     t = translate
     rubric_body = latest_rubric(conn, project_id=project_id)
     rubric = rubric_from_dict(rubric_body)
-    scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
+    scan = current_scan(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
     status = status_counts(conn, project_id=project_id)
     stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds, status=status)
