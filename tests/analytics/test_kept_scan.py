@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from analytics import legacy_scan, reviewdata
 from sqlalchemy import insert, select, update
 
+from analytics import legacy_scan, reviewdata
 from clinreason.analytics import kept
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import ReviewScan, scan_reviews

@@ -26,8 +26,8 @@ def agreement(
     reviewers or more marked ok/error): nominal alpha and the share of flagged steps flagged twice."""
     from clinreason.analytics.agreement import DEFAULT_SEED, agreement_report
     from clinreason.analytics.kept import refresh
-    from clinreason.store.db import reading
     from clinreason.store import projects as store_projects
+    from clinreason.store.db import reading
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
@@ -50,9 +50,9 @@ def stats(
     """Reviewer statistics (reviews, median seconds, acceptance rate, leniency, agreement with adjudicators)
     and process statistics (rounds, how items were accepted, LLM cost, expert minutes, by specialty and source)."""
     from clinreason.analytics.kept import refresh
-    from clinreason.store.db import reading
     from clinreason.analytics.stats import project_stats
     from clinreason.store import projects as store_projects
+    from clinreason.store.db import reading
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:

@@ -56,7 +56,10 @@ def save(conn: Connection, *, project_id: int, rubric_key: str, format: int, bod
               "decisions_mark": decisions_mark, "updated_at": now()}
     if expected_revision is None:
         stmt = dialect_insert(conn, scan_states).values(project_id=project_id, revision=1, **values)
-        result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["project_id"]))
+        # RETURNING, not rowcount: what a driver reports for an ON CONFLICT DO NOTHING that did nothing varies
+        inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["project_id"])
+                                .returning(scan_states.c.project_id)).first()
+        return inserted is not None
     else:
         result = conn.execute(update(scan_states)
                               .where(scan_states.c.project_id == project_id,
