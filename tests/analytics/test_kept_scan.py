@@ -6,6 +6,7 @@ writer moved on is handled as a user would expect (rebuilt / not overwritten).""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import zlib
@@ -51,6 +52,14 @@ def assert_same_scan(mine: ReviewScan, full: ReviewScan) -> None:
                      "leniency", "leniency_units", "adjudicated", "adjudicator_agreed"):
             assert getattr(m, name) == getattr(t, name), (rid, name)
         assert m.leniency_sum == pytest.approx(t.leniency_sum, abs=1e-9)
+
+
+def _unpack(text: str) -> dict:
+    return json.loads(zlib.decompress(base64.b64decode(text)))
+
+
+def _pack(body: dict) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(body).encode())).decode()
 
 
 def _reports(conn, pid, scan):
@@ -261,21 +270,21 @@ def test_a_corrupt_state_is_rebuilt(seeded, damage):
     with engine.connect() as conn:
         stored = scanstate.load(conn, project_id=pid)
     assert stored is not None
-    body = json.loads(zlib.decompress(stored.body))
+    body = _unpack(stored.body)
     values: dict = {}
     if damage == "garbage":
-        values["body"] = b"\x00garbage"
+        values["body"] = "garbage!"
     elif damage == "not json":
-        values["body"] = zlib.compress(b"{not json")
+        values["body"] = base64.b64encode(zlib.compress(b"{not json")).decode()
     elif damage == "missing key":
         del body["pairs"]
-        values["body"] = zlib.compress(json.dumps(body).encode())
+        values["body"] = _pack(body)
     elif damage == "wrong counts":
         body["ratings"][0] += 1
-        values["body"] = zlib.compress(json.dumps(body).encode())
+        values["body"] = _pack(body)
     elif damage == "negative":
         body["reviewers"] = body["reviewers"][1:]  # a reviewer's tallies lost: subtracting goes below zero
-        values["body"] = zlib.compress(json.dumps(body).encode())
+        values["body"] = _pack(body)
     else:
         values["format"] = kept.FORMAT + 1
     with engine.begin() as conn:
@@ -283,7 +292,7 @@ def test_a_corrupt_state_is_rebuilt(seeded, damage):
     if damage == "negative":
         # make every version of the lost reviewer's affected: a new review on each
         with engine.begin() as conn:
-            lost = body and json.loads(zlib.decompress(stored.body))["reviewers"][0][0]
+            lost = body and _unpack(stored.body)["reviewers"][0][0]
             theirs = conn.execute(select(reviews.c.rationale_id, reviews.c.item_id)
                                   .where(reviews.c.reviewer_id == lost)).all()
             other = conn.execute(select(users.c.id).where(users.c.username == "judge")).scalar_one()
@@ -326,7 +335,7 @@ def test_the_body_round_trips_and_is_not_pickle(seeded):
     engine, pid = seeded
     found = _refresh(engine, pid)
     blob = kept.encode(found.state)
-    assert json.loads(zlib.decompress(blob))["format"] == kept.FORMAT
+    assert _unpack(blob)["format"] == kept.FORMAT
     back = kept.decode(blob, dims=found.state.raw.dimensions, scale=found.state.raw.scale)
     with engine.connect() as conn:
         from clinreason.analytics.scan import with_reviewers

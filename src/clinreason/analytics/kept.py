@@ -27,6 +27,8 @@ the stored revision is still the one it started from (a concurrent writer's stat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import zlib
@@ -98,6 +100,8 @@ class Update:
     changed: bool
     rebuilt: bool
     rubric_key: str
+    #: False where the schema has no scan_states yet (a database before migration 0012): nothing to save
+    storable: bool = True
 
 
 def rubric_key(rubric_body: dict[str, Any]) -> str:
@@ -181,8 +185,9 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
-def encode(state: KeptState) -> bytes:
-    """The state as zlib-compressed JSON (never pickle: the body is data, read back as data)."""
+def encode(state: KeptState) -> str:
+    """The state as base64 of zlib-compressed JSON (never pickle: the body is data, read back as data; text,
+    so `migrate-db` copies and checks it like any other column)."""
     raw = state.raw
     body = {
         "format": FORMAT, "dimensions": raw.dimensions, "scale": raw.scale,
@@ -199,7 +204,7 @@ def encode(state: KeptState) -> bytes:
                       for t in raw.reviewers.values()],
         "reviews_mark": _marks_out(state.reviews), "decisions_mark": _marks_out(state.decisions),
     }
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+    return base64.b64encode(zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)).decode("ascii")
 
 
 def _counter(pairs: Any, length: int) -> Counter:
@@ -212,11 +217,11 @@ def _counter(pairs: Any, length: int) -> Counter:
     return out
 
 
-def decode(blob: bytes, *, dims: list[str], scale: list[int]) -> KeptState:
+def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
     """The state `encode` wrote, checked against the rubric's dimensions and scale; CorruptState if it does
     not decode or does not add up."""
     try:
-        body = json.loads(zlib.decompress(blob))
+        body = json.loads(zlib.decompress(base64.b64decode(blob.encode("ascii"), validate=True)))
         if body["format"] != FORMAT or body["dimensions"] != dims or body["scale"] != scale:
             raise CorruptState("another format or rubric")
         k, v = len(dims), len(scale)
@@ -257,7 +262,8 @@ def decode(blob: bytes, *, dims: list[str], scale: list[int]) -> KeptState:
                          decisions=_marks_in(body["decisions_mark"]))
     except CorruptState:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, zlib.error, OverflowError, ZeroDivisionError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, zlib.error, binascii.Error, OverflowError,
+            ZeroDivisionError, UnicodeError, AttributeError) as exc:
         raise CorruptState(f"the stored scan state does not decode: {exc}") from exc
 
 
@@ -308,7 +314,8 @@ def bring_up_to_date(conn: Connection, *, project_id: int, rubric_body: dict[str
     body = rubric_body or latest_rubric(conn, project_id=project_id)
     dims, scale = rubric_dimensions(body)
     key = rubric_key(body)
-    stored = None if rebuild else scanstate.load(conn, project_id=project_id)
+    storable = scanstate.available(conn)
+    stored = None if rebuild or not storable else scanstate.load(conn, project_id=project_id)
     base = None if stored is None else stored.revision
     state: KeptState | None = None
     changed = rebuilt = False
@@ -321,11 +328,11 @@ def bring_up_to_date(conn: Connection, *, project_id: int, rubric_body: dict[str
     if state is None:
         state = build(conn, project_id=project_id, dims=dims, scale=scale)
         changed = rebuilt = True
-    if rebuild:  # the stored revision still guards the write
+    if rebuild and storable:  # the stored revision still guards the write
         found = scanstate.load(conn, project_id=project_id)
         base = None if found is None else found.revision
     return Update(scan=with_reviewers(conn, project_id, state.raw), state=state, base_revision=base,
-                  changed=changed, rebuilt=rebuilt, rubric_key=key)
+                  changed=changed, rebuilt=rebuilt, rubric_key=key, storable=storable)
 
 
 def current_scan(conn: Connection, *, project_id: int, rubric_body: dict[str, Any] | None = None) -> ReviewScan:
@@ -337,6 +344,8 @@ def current_scan(conn: Connection, *, project_id: int, rubric_body: dict[str, An
 def save(engine: Engine, *, project_id: int, update: Update) -> bool:
     """Persist an update in a short write transaction of its own, only if the stored revision is still the
     one it started from; True if written."""
+    if not update.storable:
+        return False
     blob = encode(update.state)
     with dbm.transaction(engine) as conn:
         return scanstate.save(conn, project_id=project_id, rubric_key=update.rubric_key, format=FORMAT, body=blob,

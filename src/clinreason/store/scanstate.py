@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, func, select, update
+from sqlalchemy import Connection, Text, cast, func, inspect, select, update
 
 from clinreason.store.common import aware, dialect_insert, now
 from clinreason.store.tables import decisions, items, reviews, scan_states
@@ -26,7 +26,7 @@ class StoredState:
     revision: int
     reviews_mark: datetime | None
     decisions_mark: datetime | None
-    body: bytes
+    body: str  # what analytics.kept.encode wrote
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +38,21 @@ class Arrival:
     created_at: datetime
 
 
+def available(conn: Connection) -> bool:
+    """Whether the schema has `scan_states` (migration 0012): a database not upgraded yet reads by full scans."""
+    return inspect(conn).has_table(scan_states.name)
+
+
 def load(conn: Connection, *, project_id: int) -> StoredState | None:
     row = conn.execute(select(scan_states).where(scan_states.c.project_id == project_id)).first()
     if row is None:
         return None
     return StoredState(project_id=row.project_id, rubric_key=row.rubric_key, format=int(row.format),
                        revision=int(row.revision), reviews_mark=aware(row.reviews_mark),
-                       decisions_mark=aware(row.decisions_mark), body=bytes(row.body))
+                       decisions_mark=aware(row.decisions_mark), body=str(row.body))
 
 
-def save(conn: Connection, *, project_id: int, rubric_key: str, format: int, body: bytes,
+def save(conn: Connection, *, project_id: int, rubric_key: str, format: int, body: str,
          reviews_mark: datetime | None, decisions_mark: datetime | None, expected_revision: int | None) -> bool:
     """Store a state built from revision `expected_revision` (None: from no stored state). Written only if
     the stored revision is still that one (a concurrent writer's newer state is not overwritten); True if

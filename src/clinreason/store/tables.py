@@ -13,7 +13,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -399,6 +398,6 @@ scan_states = Table(
     Column("revision", Integer, nullable=False),  # +1 on every write: the optimistic check
     Column("reviews_mark", DateTime(timezone=True)),  # the newest review included (null: none)
     Column("decisions_mark", DateTime(timezone=True)),  # the newest decision included (null: none)
-    Column("body", LargeBinary, nullable=False),  # zlib-compressed JSON of the counts (never pickle)
+    Column("body", Text, nullable=False),  # the counts: base64 of zlib-compressed JSON (never pickle)
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

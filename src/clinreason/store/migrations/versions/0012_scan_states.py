@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("reviews_mark", sa.DateTime(timezone=True), nullable=True),
         sa.Column("decisions_mark", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], name=op.f("fk_scan_states_project_id_projects")),
         sa.PrimaryKeyConstraint("project_id", name=op.f("pk_scan_states")),
