@@ -36,7 +36,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -200,7 +199,7 @@ def encode(state: KeptState) -> str:
                   for (a, b), cube in sorted(raw.pair_confusion.items())],
         "reviewers": [[t.id, t.reviews, t.accepts, t.leniency_units, t.adjudicated, t.adjudicator_agreed,
                        [[s, n] for s, n in t.seconds.items()],
-                       [[f.numerator, f.denominator, n] for f, n in t.leniency.items()]]
+                       [[p, q, n] for (p, q), n in t.leniency.items()]]
                       for t in raw.reviewers.values()],
         "reviews_mark": _marks_out(state.reviews), "decisions_mark": _marks_out(state.decisions),
     }
@@ -245,7 +244,9 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
                               accepts=int(accepts), leniency_units=int(units), adjudicated=int(adjudicated),
                               adjudicator_agreed=int(agreed))
             t.seconds = Counter({float(s): int(n) for s, n in seconds})
-            t.leniency = Counter({Fraction(int(num), int(den)): int(n) for num, den, n in leniency})
+            t.leniency = Counter({(int(p), int(q)): int(n) for p, q, n in leniency})
+            if any(q <= 0 for _, q in t.leniency):
+                raise CorruptState("a malformed leniency")
             if t.reviews <= 0 or sum(t.leniency.values()) != t.leniency_units or sum(t.seconds.values()) > t.reviews:
                 raise CorruptState("a tally does not add up")
             reviewers[t.id] = t

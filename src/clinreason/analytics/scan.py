@@ -11,6 +11,7 @@ when the next one starts.
 from __future__ import annotations
 
 import hashlib
+import math
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -66,7 +67,7 @@ class ReviewerTally:
     leniency_units: int = 0
     adjudicated: int = 0
     adjudicator_agreed: int = 0
-    #: each review's exact leniency -> how many (leniency_sum is their sum, as a float)
+    #: each review's exact leniency as (numerator, denominator) -> how many (leniency_sum: their sum, a float)
     leniency: Counter = field(default_factory=Counter)
 
 
@@ -123,13 +124,21 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     return with_reviewers(conn, project_id, raw)
 
 
+def exact_sum(parts: Iterable[tuple[int, int, int]]) -> Fraction:
+    """Σ n·p/q over (p, q, n), exactly (numerators added per denominator: the denominators are few)."""
+    by_den: dict[int, int] = {}
+    for p, q, n in parts:
+        by_den[q] = by_den.get(q, 0) + p * n
+    return sum((Fraction(v, q) for q, v in by_den.items()), Fraction(0))
+
+
 def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> ReviewScan:
     """The scan as reports read it: the tallies of the project's users (by id) with their names, roles and
     pseudonyms, the float sums worked out from the exact counts, totals over those users. `raw` is left
     as it is."""
     salt = project_salt(conn, project_id)
     reviewers: dict[int, ReviewerTally] = {}
-    total_reviews, total_seconds = 0, Fraction(0)
+    total_reviews, seconds_parts = 0, list[tuple[int, int, int]]()
     for user in sorted(accounts.list_users(conn), key=lambda u: u.id):
         t = raw.reviewers.get(user.id)
         if t is None or not t.reviews:
@@ -137,15 +146,16 @@ def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> Review
         reviewers[user.id] = ReviewerTally(
             id=user.id, username=user.username, role=user.role, specialties=list(user.specialties),
             pseudonym=pseudonym(salt, user.username), reviews=t.reviews, accepts=t.accepts,
-            seconds=Counter(t.seconds), leniency_sum=float(sum((f * n for f, n in t.leniency.items()), Fraction(0))),
+            seconds=Counter(t.seconds), leniency_sum=float(exact_sum((p, q, n) for (p, q), n in t.leniency.items())),
             leniency_units=t.leniency_units, adjudicated=t.adjudicated, adjudicator_agreed=t.adjudicator_agreed,
             leniency=Counter(t.leniency))
         total_reviews += t.reviews
-        total_seconds += sum((Fraction(x) * n for x, n in t.seconds.items()), Fraction(0))
+        seconds_parts.extend((*x.as_integer_ratio(), n) for x, n in t.seconds.items())
     return ReviewScan(dimensions=raw.dimensions, scale=raw.scale, dim_patterns=raw.dim_patterns,
                       overall_patterns=raw.overall_patterns, verdict_patterns=raw.verdict_patterns,
                       pair_confusion=raw.pair_confusion, histograms=raw.histograms, reviewers=reviewers,
-                      ratings=raw.ratings, total_reviews=total_reviews, total_seconds=float(total_seconds),
+                      ratings=raw.ratings, total_reviews=total_reviews,
+                      total_seconds=float(exact_sum(seconds_parts)),
                       step_units=raw.step_units)
 
 
@@ -203,7 +213,7 @@ def scan_rows(rows: Iterable[Sequence[Any]], *, dims: list[str], scale: list[int
     # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
     shapes: Counter[tuple[int, ...]] = Counter()
     folded = _Folded(k, len(scale))
-    lenient_of: dict[tuple[int, ...], tuple[Fraction | None, ...]] = {}  # shape -> each review's leniency
+    lenient_of: dict[tuple[int, ...], tuple[tuple[int, int] | None, ...]] = {}  # shape -> each review's leniency
     rows_by_id: list[tuple[int | None, ...]] = []
     # reviewer pairs within a version (a < b) and the ids of their score rows
     pair_a, pair_b, pair_ca, pair_cb = array("q"), array("q"), array("q"), array("q")
@@ -279,18 +289,31 @@ PAIR_CHUNK = 100_000
 SHAPE_FOLD = 50_000
 
 
-def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[Fraction | None, ...]:
+def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[tuple[int, int] | None, ...]:
     """Each review's mean score minus the mean of the other reviews' means (on scale indices), None where
-    the review, or every other review, scored nothing: exact fractions, so sums of them add and subtract
-    exactly."""
-    means: list[Fraction | None] = []
+    the review, or every other review, scored nothing: exact, as (numerator, denominator) in lowest terms,
+    so sums of them add and subtract exactly. In integers: with L the lcm of the reviews' counts of scores
+    and A_j = (sum of review j's scores) * L / (its count), review r's leniency among m scoring peers is
+    (m * A_r - sum of the peers' A_j) / (m * L)."""
+    sums, counts = [], []
     for cells in grid:
         given = [c for c in cells if c is not None]
-        means.append(Fraction(sum(given), len(given)) if given else None)
-    out: list[Fraction | None] = []
-    for r, mine in enumerate(means):
-        peers = [m for j, m in enumerate(means) if j != r and m is not None]
-        out.append(mine - sum(peers, Fraction(0)) / len(peers) if mine is not None and peers else None)
+        sums.append(sum(given))
+        counts.append(len(given))
+    scored = [c for c in counts if c]
+    out: list[tuple[int, int] | None] = []
+    if len(scored) < 2:
+        return (None,) * len(grid)
+    lcm = math.lcm(*scored)
+    a = [s * (lcm // c) if c else 0 for s, c in zip(sums, counts)]
+    total, m = sum(a), len(scored) - 1
+    for r, c in enumerate(counts):
+        if not c:
+            out.append(None)
+            continue
+        num, den = m * a[r] - (total - a[r]), m * lcm
+        g = math.gcd(num, den)
+        out.append((num // g, den // g))
     return tuple(out)
 
 
