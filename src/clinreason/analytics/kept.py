@@ -195,15 +195,20 @@ def encode(state: KeptState) -> str:
         "verdicts": [[list(key), n] for key, n in raw.verdict_patterns.items()],
         "steps": [[list(key), n] for key, n in raw.step_units.items()],
         "histograms": raw.histograms.tolist(), "ratings": list(raw.ratings),
-        "pairs": [[a, b, [[int(i), int(cube.flat[i])] for i in np.flatnonzero(cube)]]
-                  for (a, b), cube in sorted(raw.pair_confusion.items())],
+        "pairs": [_pair_out(a, b, cube) for (a, b), cube in sorted(raw.pair_confusion.items())],
         "reviewers": [[t.id, t.reviews, t.accepts, t.leniency_units, t.adjudicated, t.adjudicator_agreed,
                        [[s, n] for s, n in t.seconds.items()],
                        [[p, q, n] for (p, q), n in t.leniency.items()]]
                       for t in raw.reviewers.values()],
         "reviews_mark": _marks_out(state.reviews), "decisions_mark": _marks_out(state.decisions),
     }
-    return base64.b64encode(zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)).decode("ascii")
+    return base64.b64encode(zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)).decode("ascii")
+
+
+def _pair_out(a: int, b: int, cube: np.ndarray) -> list[Any]:
+    flat = cube.reshape(-1)
+    cells = np.flatnonzero(flat)
+    return [int(a), int(b), cells.tolist(), flat[cells].tolist()]
 
 
 def _counter(pairs: Any, length: int) -> Counter:
@@ -231,12 +236,12 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
         if len(ratings) != k:
             raise CorruptState("malformed ratings")
         pairs: dict[tuple[int, int], np.ndarray] = {}
-        for a, b, cells in body["pairs"]:
+        for a, b, cells, counts in body["pairs"]:
             cube = np.zeros(k * v * v, dtype=np.int64)
-            for i, n in cells:
-                if n <= 0:
-                    raise CorruptState("a malformed pair count")
-                cube[int(i)] = int(n)
+            at, n = np.asarray(cells, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+            if at.shape != n.shape or at.ndim != 1 or (n <= 0).any() or (at < 0).any() or len(np.unique(at)) != len(at):
+                raise CorruptState("a malformed pair count")
+            cube[at] = n  # an index out of range raises IndexError
             pairs[(int(a), int(b))] = cube.reshape(k, v, v)
         reviewers: dict[int, ReviewerTally] = {}
         for rid, reviews, accepts, units, adjudicated, agreed, seconds, leniency in body["reviewers"]:
