@@ -197,8 +197,8 @@ def encode(state: KeptState) -> str:
         "histograms": raw.histograms.tolist(), "ratings": list(raw.ratings),
         "pairs": [_pair_out(a, b, cube) for (a, b), cube in sorted(raw.pair_confusion.items())],
         "reviewers": [[t.id, t.reviews, t.accepts, t.leniency_units, t.adjudicated, t.adjudicator_agreed,
-                       [[s, n] for s, n in t.seconds.items()],
-                       [[p, q, n] for (p, q), n in t.leniency.items()]]
+                       [list(t.seconds), list(t.seconds.values())],
+                       [[p for p, _ in t.leniency], [q for _, q in t.leniency], list(t.leniency.values())]]
                       for t in raw.reviewers.values()],
         "reviews_mark": _marks_out(state.reviews), "decisions_mark": _marks_out(state.decisions),
     }
@@ -248,10 +248,16 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
             t = ReviewerTally(id=int(rid), username="", role="", specialties=[], pseudonym="", reviews=int(reviews),
                               accepts=int(accepts), leniency_units=int(units), adjudicated=int(adjudicated),
                               adjudicator_agreed=int(agreed))
-            t.seconds = Counter({float(s): int(n) for s, n in seconds})
-            t.leniency = Counter({(int(p), int(q)): int(n) for p, q, n in leniency})
-            if any(q <= 0 for _, q in t.leniency):
-                raise CorruptState("a malformed leniency")
+            values, counts = seconds
+            nums, dens, times = leniency
+            if len(values) != len(counts) or not len(nums) == len(dens) == len(times):
+                raise CorruptState("a malformed tally")
+            if not all(type(n) is int and n > 0 for n in counts) or not all(type(n) is int and n > 0 for n in times):
+                raise CorruptState("a malformed tally count")
+            t.seconds = Counter(dict(zip(map(float, values), counts)))
+            t.leniency = Counter(dict(zip(zip(map(int, nums), map(int, dens)), times)))
+            if len(t.seconds) != len(values) or len(t.leniency) != len(nums) or any(q <= 0 for q in dens):
+                raise CorruptState("a malformed tally")
             if t.reviews <= 0 or sum(t.leniency.values()) != t.leniency_units or sum(t.seconds.values()) > t.reviews:
                 raise CorruptState("a tally does not add up")
             reviewers[t.id] = t

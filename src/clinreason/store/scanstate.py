@@ -79,22 +79,30 @@ def discard(conn: Connection, *, project_id: int) -> None:
 
 def reviews_since(conn: Connection, *, project_id: int, after: datetime | None) -> list[Arrival]:
     """The project's reviews created after `after` (all where None): id, version, created_at."""
-    stmt = (select(reviews.c.id, reviews.c.rationale_id, reviews.c.created_at)
-            .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-            .where(items.c.project_id == project_id))
-    if after is not None:
-        stmt = stmt.where(reviews.c.created_at > after)
-    return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in conn.execute(stmt)]
+    return _since(conn, project_id, reviews, reviews.c.rationale_id, after)
 
 
 def decisions_since(conn: Connection, *, project_id: int, after: datetime | None) -> list[Arrival]:
     """The project's decisions created after `after` (all where None): id, item, created_at."""
-    stmt = (select(decisions.c.id, decisions.c.item_id, decisions.c.created_at)
-            .select_from(decisions.join(items, items.c.id == decisions.c.item_id))
-            .where(items.c.project_id == project_id))
-    if after is not None:
-        stmt = stmt.where(decisions.c.created_at > after)
-    return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in conn.execute(stmt)]
+    return _since(conn, project_id, decisions, decisions.c.item_id, after)
+
+
+def _since(conn: Connection, project_id: int, table: Any, key: Any, after: datetime | None) -> list[Arrival]:
+    if after is None:
+        rows = conn.execute(select(table.c.id, key, table.c.created_at)
+                            .select_from(table.join(items, items.c.id == table.c.item_id))
+                            .where(items.c.project_id == project_id)).all()
+        return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in rows]
+    # the rows since the watermark by the created_at index (migration 0012), then kept if of this project:
+    # joined to items first, a planner without statistics walks every item of the project instead
+    found = conn.execute(select(table.c.id, key, table.c.created_at, table.c.item_id)
+                         .where(table.c.created_at > after)).all()
+    wanted = sorted({r[3] for r in found})
+    mine: set[str] = set()
+    for lo in range(0, len(wanted), ID_CHUNK):
+        mine.update(conn.execute(select(items.c.id).where(items.c.id.in_(wanted[lo:lo + ID_CHUNK]),
+                                                          items.c.project_id == project_id)).scalars())
+    return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in found if r[3] in mine]
 
 
 def newest(conn: Connection, *, project_id: int) -> tuple[datetime | None, datetime | None]:
