@@ -186,6 +186,9 @@ def main() -> None:
             report.note(f"    before {before[name][0]:.3f} s wall / {before[name][1]:.3f} s cpu; "
                         f"after {wall:.3f} / {cpu:.3f}; speed-up x{before[name][0] / wall:.1f}")
     engine.dispose()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the working copy (--keep kept its own)
 
 
 if __name__ == "__main__":
