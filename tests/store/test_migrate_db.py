@@ -255,6 +255,8 @@ def seed_whole_loop(url: str) -> dict:
         conn.execute(insert(events).values(project_id=second["id"], kind="test.sql_null", actor="test", before=null(),
                                            after={"z": [1, 2.5, "中文", None, True], "a": {"nested": -0.0}},
                                            detail={}, at=now()))
+    from clinreason.analytics.kept import refresh
+    refresh(engine, project_id=pid)  # the kept review scan (scan_states) that `agreement`/`stats` store
     with engine.connect() as conn:
         states = dict(conn.execute(select(items.c.state, func.count()).where(items.c.project_id == pid)
                                    .group_by(items.c.state)).all())

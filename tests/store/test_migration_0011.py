@@ -36,7 +36,7 @@ def test_an_0010_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
     before = _reports(engine, project["id"])
 
     dbm.upgrade(engine)
-    assert dbm.current_revision(engine) == "0011" == dbm.head_revision()
+    assert dbm.current_revision(engine) == dbm.head_revision() >= "0011"
     assert "ix_reviews_item_id_rationale_id" in {i["name"] for i in inspect(engine).get_indexes("reviews")}
     assert _reports(engine, project["id"]) == before
     engine.dispose()

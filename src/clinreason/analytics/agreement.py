@@ -23,7 +23,8 @@ import numpy as np
 from sqlalchemy import Connection
 
 from clinreason.analytics import irr
-from clinreason.analytics.scan import VERDICTS, ReviewScan, scan_reviews
+from clinreason.analytics.kept import current_scan
+from clinreason.analytics.scan import VERDICTS, ReviewScan
 from clinreason.analytics.step_agreement import step_agreement
 from clinreason.store.projects import latest_rubric
 
@@ -144,9 +145,10 @@ def agreement_report(conn: Connection, *, project_id: int, rubric_body: dict[str
                      resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
                      min_overlap: int = DEFAULT_MIN_OVERLAP, pair_resamples: int | None = None,
                      scan: ReviewScan | None = None) -> dict[str, Any]:
-    """What `clinreason agreement --json` prints. Pass `scan` to reuse a pass already made."""
+    """What `clinreason agreement --json` prints. Pass `scan` to reuse a pass already made; without it, the
+    kept scan state brought up to date in memory (`kept.current_scan`)."""
     if scan is None:
         body = rubric_body or latest_rubric(conn, project_id=project_id)
-        scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
+        scan = current_scan(conn, project_id=project_id, rubric_body=body)
     return report_from_scan(scan, resamples=resamples, seed=seed, min_overlap=min_overlap,
                             pair_resamples=pair_resamples)

@@ -21,7 +21,8 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
-from clinreason.analytics.scan import scan_reviews
+from clinreason.analytics.kept import current_scan
+from clinreason.analytics.scan import ReviewScan, rubric_dimensions
 from clinreason.analytics.stats import process_stats, reviewer_table, with_reliability
 from clinreason.domain.messages import N_
 from clinreason.domain.rubric import rubric_from_dict
@@ -225,14 +226,16 @@ def progress_series(conn: Connection, project_id: int) -> dict[str, list[tuple[s
 
 
 def dashboard_context(conn: Connection, project_id: int, *, resamples: int = 500,
-                      translate: Translate = _english, language: str = "en") -> dict[str, Any]:
+                      translate: Translate = _english, language: str = "en",
+                      scan: ReviewScan | None = None) -> dict[str, Any]:
     """Everything the admin /dashboard page needs: numbers (status, agreement, stats, reviewers, series), the
     rubric (its dimensions' titles in every language it gives) and the rendered charts (`charts[...]` SVG,
     `reviewer_table` HTML), their texts passed through `translate` and the dimensions titled in `language`."""
     t = translate
     rubric_body = latest_rubric(conn, project_id=project_id)
     rubric = rubric_from_dict(rubric_body)
-    scan = scan_reviews(conn, project_id=project_id, rubric_body=rubric_body)
+    if scan is None or (scan.dimensions, scan.scale) != rubric_dimensions(rubric_body):  # reused if of this rubric
+        scan = current_scan(conn, project_id=project_id, rubric_body=rubric_body)
     agreement = agreement_report(conn, project_id=project_id, scan=scan, resamples=resamples)
     status = status_counts(conn, project_id=project_id)
     stats = process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds, status=status)

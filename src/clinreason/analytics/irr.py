@@ -279,7 +279,12 @@ def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 20
     for start in range(0, rows, chunk):
         block = flat[start:start + chunk]
         cols = np.flatnonzero(block.sum(axis=0) > 0)
-        draws = rng.poisson(block[:, cols], size=(resamples,) + (len(block), len(cols))).astype(np.float64)
+        # a draw for each non-empty cell only (Poisson(0) is 0): a cell of count m stands for m identical
+        # units, whose Poisson(1) weights sum to one Poisson(m) draw
+        cells = block[:, cols]
+        used = cells > 0
+        draws = np.zeros((resamples,) + cells.shape)
+        draws[:, used] = rng.poisson(cells[used], size=(resamples, int(used.sum())))
         m = draws @ features[cols]  # (B, rows, 6)
         n, a1, a2, b1, b2, ab = (m[..., c] for c in range(6))
         with np.errstate(divide="ignore", invalid="ignore"):

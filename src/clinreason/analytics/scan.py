@@ -11,10 +11,13 @@ when the next one starts.
 from __future__ import annotations
 
 import hashlib
+import math
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
@@ -64,6 +67,8 @@ class ReviewerTally:
     leniency_units: int = 0
     adjudicated: int = 0
     adjudicator_agreed: int = 0
+    #: each review's exact leniency as (numerator, denominator) -> how many (leniency_sum: their sum, a float)
+    leniency: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -112,21 +117,62 @@ def rubric_dimensions(rubric_body: dict[str, Any]) -> tuple[list[str], list[int]
 
 
 def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, Any]) -> ReviewScan:
-    """One pass over the project's reviews. The per-row work is cut to dictionary look-ups: a review's
-    scores (and step marks) are decoded once per distinct stored text, the reviewer-independent part of a
-    version (its score patterns, overall sums, verdicts, score histogram, the leniency of each review) is
-    worked out once per distinct shape of version and counted, and reviewer pairs are counted per distinct
-    pair of score rows; the counts are expanded into the same `ReviewScan` at the end. Sums of floats
-    (leniency, seconds) are still added review by review, in the same order as before."""
+    """One pass over the project's reviews (see `scan_rows`), with the reviewers' names and pseudonyms."""
     dims, scale = rubric_dimensions(rubric_body)
+    raw = scan_rows(stats_store.rated_review_rows(conn, project_id=project_id, batch=STREAM_ROWS),
+                    dims=dims, scale=scale)
+    return with_reviewers(conn, project_id, raw)
+
+
+def exact_sum(parts: Iterable[tuple[int, int, int]]) -> Fraction:
+    """Σ n·p/q over (p, q, n), exactly (numerators added per denominator: the denominators are few)."""
+    by_den: dict[int, int] = {}
+    for p, q, n in parts:
+        by_den[q] = by_den.get(q, 0) + p * n
+    return sum((Fraction(v, q) for q, v in by_den.items()), Fraction(0))
+
+
+def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> ReviewScan:
+    """The scan as reports read it: the tallies of the project's users (by id) with their names, roles and
+    pseudonyms, the float sums worked out from the exact counts, totals over those users. `raw` is left
+    as it is."""
+    salt = project_salt(conn, project_id)
+    reviewers: dict[int, ReviewerTally] = {}
+    total_reviews, seconds_parts = 0, list[tuple[int, int, int]]()
+    for user in sorted(accounts.list_users(conn), key=lambda u: u.id):
+        t = raw.reviewers.get(user.id)
+        if t is None or not t.reviews:
+            continue
+        reviewers[user.id] = ReviewerTally(
+            id=user.id, username=user.username, role=user.role, specialties=list(user.specialties),
+            pseudonym=pseudonym(salt, user.username), reviews=t.reviews, accepts=t.accepts,
+            seconds=Counter(t.seconds), leniency_sum=float(exact_sum((p, q, n) for (p, q), n in t.leniency.items())),
+            leniency_units=t.leniency_units, adjudicated=t.adjudicated, adjudicator_agreed=t.adjudicator_agreed,
+            leniency=Counter(t.leniency))
+        total_reviews += t.reviews
+        seconds_parts.extend((*x.as_integer_ratio(), n) for x, n in t.seconds.items())
+    return ReviewScan(dimensions=raw.dimensions, scale=raw.scale, dim_patterns=raw.dim_patterns,
+                      overall_patterns=raw.overall_patterns, verdict_patterns=raw.verdict_patterns,
+                      pair_confusion=raw.pair_confusion, histograms=raw.histograms, reviewers=reviewers,
+                      ratings=raw.ratings, total_reviews=total_reviews,
+                      total_seconds=float(exact_sum(seconds_parts)),
+                      step_units=raw.step_units)
+
+
+def scan_rows(rows: Iterable[Sequence[Any]], *, dims: list[str], scale: list[int]) -> ReviewScan:
+    """One pass over review rows (`stats.rated_review_rows` tuples: only the first eight fields are read),
+    ordered so that the reviews of one version arrive together, by reviewer. The per-row work is cut to
+    dictionary look-ups: a review's scores (and step marks) are decoded once per distinct stored text, the
+    reviewer-independent part of a version (its score patterns, overall sums, verdicts, score histogram, the
+    leniency of each review) is worked out once per distinct shape of version and counted, and reviewer pairs
+    are counted per distinct pair of score rows; the counts are expanded into a `ReviewScan` at the end.
+
+    The result is *raw*: a tally for every reviewer id met (no names), everything an exact count — seconds
+    as a Counter of the stored values, leniency as a Counter of exact fractions — so scans of parts can be
+    added and subtracted exactly (`combine`); `with_reviewers` makes the report's scan of it."""
     k = len(dims)
     index = {s: i for i, s in enumerate(scale)}
-    salt = project_salt(conn, project_id)
     tallies: dict[int, ReviewerTally] = {}
-    for user in sorted(accounts.list_users(conn), key=lambda u: u.id):
-        tallies[user.id] = ReviewerTally(id=user.id, username=user.username, role=user.role,
-                                         specialties=list(user.specialties),
-                                         pseudonym=pseudonym(salt, user.username))
     verdict_code = {name: i for i, name in enumerate(VERDICTS)}  # any other verdict: NO_VERDICT
     # a review's score row (scale indices, None where a dimension is not scored) is interned as an id
     cell_ids: dict[tuple[int | None, ...], int] = {}
@@ -157,22 +203,27 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                 marks_of[raw] = found
         return found
 
+    def tally(reviewer_id: int) -> ReviewerTally:
+        t = tallies.get(reviewer_id)
+        if t is None:
+            t = tallies[reviewer_id] = ReviewerTally(id=reviewer_id, username="", role="", specialties=[],
+                                                     pseudonym="")
+        return t
+
     # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
     shapes: Counter[tuple[int, ...]] = Counter()
     folded = _Folded(k, len(scale))
-    lenient_of: dict[tuple[int, ...], tuple[float | None, ...]] = {}  # shape -> each review's leniency
+    lenient_of: dict[tuple[int, ...], tuple[tuple[int, int] | None, ...]] = {}  # shape -> each review's leniency
     rows_by_id: list[tuple[int | None, ...]] = []
     # reviewer pairs within a version (a < b) and the ids of their score rows
     pair_a, pair_b, pair_ca, pair_cb = array("q"), array("q"), array("q"), array("q")
     step_units: Counter[tuple[int, int]] = Counter()
-    total_reviews, total_seconds = 0, 0.0
     unit_key: list[int] = []
     unit_rows: list[tuple] = []
     unit_marks: list[tuple[tuple[int, str], ...]] = []
     current: Any = None
 
     def close_unit() -> None:
-        nonlocal total_reviews, total_seconds
         shape = tuple(unit_key)
         shapes[shape] += 1
         if len(rows_by_id) < len(cell_ids):
@@ -196,29 +247,24 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
                     pair_cb.append(unit_key[b] >> 3)
         if any(unit_marks):
             step_units.update(step_judgments(unit_marks))
-        unit_seconds = 0.0  # summed per version, then added: the same float additions as before
         r = 0
         for reviewer_id, verdict, seconds, kind, decided, rationale_id in unit_rows:
-            t = tallies.get(reviewer_id)
-            if t is not None:
-                t.reviews += 1
-                total_reviews += 1
-                t.accepts += verdict == "accept"
-                if seconds is not None:
-                    t.seconds[float(seconds)] += 1
-                    unit_seconds += float(seconds)
-                mine = lenient[r]
-                if mine is not None:
-                    t.leniency_sum += mine
-                    t.leniency_units += 1
-                if kind in ("adjudication", "excluded"):
-                    kept = kind == "adjudication" and decided == rationale_id
-                    t.adjudicated += 1
-                    t.adjudicator_agreed += (verdict == "accept") == kept
+            t = tallies.get(reviewer_id) or tally(reviewer_id)
+            t.reviews += 1
+            t.accepts += verdict == "accept"
+            if seconds is not None:
+                t.seconds[float(seconds)] += 1
+            mine = lenient[r]
+            if mine is not None:
+                t.leniency[mine] += 1
+                t.leniency_units += 1
+            if kind in ("adjudication", "excluded"):
+                kept = kind == "adjudication" and decided == rationale_id
+                t.adjudicated += 1
+                t.adjudicator_agreed += (verdict == "accept") == kept
             r += 1
-        total_seconds += unit_seconds
 
-    for row in stats_store.rated_review_rows(conn, project_id=project_id, batch=STREAM_ROWS):
+    for row in rows:
         rationale_id = row[0]
         if rationale_id != current and unit_rows:
             close_unit()
@@ -234,7 +280,7 @@ def scan_reviews(conn: Connection, *, project_id: int, rubric_body: dict[str, An
     table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
     folded.fold(shapes, rows_by_id)
     return _expand(dims=dims, scale=scale, folded=folded, pairs=pairs, cell_table=table, tallies=tallies,
-                   step_units=step_units, total_reviews=total_reviews, total_seconds=total_seconds)
+                   step_units=step_units)
 
 
 #: reviewer pairs counted at a time (bounds the memory of the pair tables)
@@ -243,17 +289,31 @@ PAIR_CHUNK = 100_000
 SHAPE_FOLD = 50_000
 
 
-def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[float | None, ...]:
+def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[tuple[int, int] | None, ...]:
     """Each review's mean score minus the mean of the other reviews' means (on scale indices), None where
-    the review, or every other review, scored nothing."""
-    means = []
+    the review, or every other review, scored nothing: exact, as (numerator, denominator) in lowest terms,
+    so sums of them add and subtract exactly. In integers: with L the lcm of the reviews' counts of scores
+    and A_j = (sum of review j's scores) * L / (its count), review r's leniency among m scoring peers is
+    (m * A_r - sum of the peers' A_j) / (m * L)."""
+    sums, counts = [], []
     for cells in grid:
         given = [c for c in cells if c is not None]
-        means.append(sum(given) / len(given) if given else None)
-    out: list[float | None] = []
-    for r, mine in enumerate(means):
-        peers = [m for j, m in enumerate(means) if j != r and m is not None]
-        out.append(mine - sum(peers) / len(peers) if mine is not None and peers else None)
+        sums.append(sum(given))
+        counts.append(len(given))
+    scored = [c for c in counts if c]
+    out: list[tuple[int, int] | None] = []
+    if len(scored) < 2:
+        return (None,) * len(grid)
+    lcm = math.lcm(*scored)
+    a = [s * (lcm // c) if c else 0 for s, c in zip(sums, counts)]
+    total, m = sum(a), len(scored) - 1
+    for r, c in enumerate(counts):
+        if not c:
+            out.append(None)
+            continue
+        num, den = m * a[r] - (total - a[r]), m * lcm
+        g = math.gcd(num, den)
+        out.append((num // g, den // g))
     return tuple(out)
 
 
@@ -307,8 +367,7 @@ class _Folded:
 
 def _expand(*, dims: list[str], scale: list[int], folded: _Folded,
             pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray,
-            tallies: dict[int, ReviewerTally], step_units: Counter, total_reviews: int,
-            total_seconds: float) -> ReviewScan:
+            tallies: dict[int, ReviewerTally], step_units: Counter) -> ReviewScan:
     k, v = len(dims), len(scale)
     dim_patterns, overall, verdicts, hist, ratings = (folded.dim_patterns, folded.overall, folded.verdicts,
                                                       folded.hist, folded.ratings)
@@ -338,7 +397,8 @@ def _expand(*, dims: list[str], scale: list[int], folded: _Folded,
     return ReviewScan(dimensions=dims, scale=scale, dim_patterns=dim_patterns, overall_patterns=overall,
                       verdict_patterns=verdicts, pair_confusion=confusion,
                       histograms=np.array(hist, dtype=np.int64).reshape(k, v),
-                      reviewers={rid: t for rid, t in tallies.items() if t.reviews}, ratings=ratings,
-                      total_reviews=total_reviews, total_seconds=total_seconds, step_units=step_units)
+                      reviewers=dict(sorted(tallies.items())), ratings=ratings,
+                      total_reviews=sum(t.reviews for t in tallies.values()), total_seconds=0.0,
+                      step_units=step_units)
 
 

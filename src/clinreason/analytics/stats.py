@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from clinreason.analytics.kept import current_scan
 from clinreason.analytics.reliability import calibration_results, evidence_model
-from clinreason.analytics.scan import ReviewScan, counter_median, scan_reviews
+from clinreason.analytics.scan import ReviewScan, counter_median
 from clinreason.store import stats as stats_store
 from clinreason.store.projects import latest_rubric
 from clinreason.store.readmodels import status_counts
@@ -148,6 +149,6 @@ def project_stats(conn: Connection, *, project_id: int, rubric_body: dict[str, A
     """What `clinreason stats --json` prints: {"project": …, "reviewers": […]}."""
     if scan is None:
         body = rubric_body or latest_rubric(conn, project_id=project_id)
-        scan = scan_reviews(conn, project_id=project_id, rubric_body=body)
+        scan = current_scan(conn, project_id=project_id, rubric_body=body)
     return {"project": process_stats(conn, project_id=project_id, expert_seconds=scan.total_seconds),
             "reviewers": with_reliability(conn, project_id, reviewer_table(scan))}

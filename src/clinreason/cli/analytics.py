@@ -25,13 +25,17 @@ def agreement(
     bootstrap 95 % CI and its number of units (unit = rationale version). On step marks (unit = a step two
     reviewers or more marked ok/error): nominal alpha and the share of flagged steps flagged twice."""
     from clinreason.analytics.agreement import DEFAULT_SEED, agreement_report
+    from clinreason.analytics.kept import refresh
     from clinreason.store import projects as store_projects
+    from clinreason.store.db import reading
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
         proj = store_projects.require_project(conn, name=ctx.project)
+    scan = refresh(ctx.engine, project_id=proj["id"])  # the kept scan state, brought up to date and stored
+    with reading(ctx.engine) as conn:
         report = agreement_report(conn, project_id=proj["id"], resamples=resamples,
-                                  seed=DEFAULT_SEED if seed is None else seed, min_overlap=min_overlap)
+                                  seed=DEFAULT_SEED if seed is None else seed, min_overlap=min_overlap, scan=scan)
     if json_out:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
@@ -45,13 +49,17 @@ def stats(
 ) -> None:
     """Reviewer statistics (reviews, median seconds, acceptance rate, leniency, agreement with adjudicators)
     and process statistics (rounds, how items were accepted, LLM cost, expert minutes, by specialty and source)."""
+    from clinreason.analytics.kept import refresh
     from clinreason.analytics.stats import project_stats
     from clinreason.store import projects as store_projects
+    from clinreason.store.db import reading
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
         proj = store_projects.require_project(conn, name=ctx.project)
-        result = project_stats(conn, project_id=proj["id"])
+    scan = refresh(ctx.engine, project_id=proj["id"])  # the kept scan state, brought up to date and stored
+    with reading(ctx.engine) as conn:
+        result = project_stats(conn, project_id=proj["id"], scan=scan)
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return

@@ -195,6 +195,7 @@ reviews = Table(
     Column("steps", JSON),  # the reviewer's step marks (domain/steps.StepMark.to_dict), null when none
     UniqueConstraint("rationale_id", "reviewer_id"),
     Index(None, "item_id", "rationale_id"),  # reviews and rounds per item, from the index alone (migration 0011)
+    Index(None, "created_at"),  # what arrived since a kept scan state's watermark (migration 0012)
 )
 
 decisions = Table(
@@ -207,6 +208,7 @@ decisions = Table(
     Column("decided_by", String(100), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "created_at"),  # what arrived since a kept scan state's watermark (migration 0012)
 )
 
 calibration = Table(
@@ -383,4 +385,19 @@ item_revisions = Table(
     Column("reason", Text, nullable=False),
     Column("replaced_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("item_id", "revision"),
+)
+
+#: a project's review scan kept up to date (analytics/kept.py, store/scanstate.py): the counts behind agreement,
+#: reviewer statistics, the dashboard and the dataset card, with the watermarks of what they include
+scan_states = Table(
+    "scan_states",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id"), primary_key=True),
+    Column("rubric_key", String(64), nullable=False),  # sha256 of the rubric the counts were made with
+    Column("format", Integer, nullable=False),  # the body's format version
+    Column("revision", Integer, nullable=False),  # +1 on every write: the optimistic check
+    Column("reviews_mark", DateTime(timezone=True)),  # the newest review included (null: none)
+    Column("decisions_mark", DateTime(timezone=True)),  # the newest decision included (null: none)
+    Column("body", Text, nullable=False),  # the counts: base64 of zlib-compressed JSON (never pickle)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

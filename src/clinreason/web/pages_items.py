@@ -69,6 +69,11 @@ def item_page(item_id: str, principal: AnyUser, request: Request) -> HTMLRespons
 
 @router.get("/dashboard")
 def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
+    scan = None
+    if principal.role in ("admin", "adjudicator"):  # the kept review scan, brought up to date and stored first
+        from clinreason.analytics.kept import refresh
+
+        scan = refresh(request.app.state.web.engine, project_id=principal.project_id)
     with request.app.state.web.transaction() as conn:
         counts = status_counts(conn, project_id=principal.project_id)
         leases = views.open_leases(conn, principal)
@@ -78,7 +83,7 @@ def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
             from clinreason.analytics.charts import dashboard_context
 
             evidence = dashboard_context(conn, principal.project_id, translate=_,
-                                         language=request_language(request))
+                                         language=request_language(request), scan=scan)
     return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine,
                                             "evidence": evidence, "label": views.label})
 

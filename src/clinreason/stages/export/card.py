@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
-from clinreason.analytics.scan import scan_reviews
+from clinreason.analytics.kept import current_scan
 from clinreason.analytics.stats import process_stats, reviewer_table
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import exports
@@ -74,8 +74,8 @@ def model_prompts(conn: Connection, project_id: int) -> list[dict[str, Any]]:
 
 
 def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any]) -> dict[str, Any]:
-    """Everything the card quotes, computed in one pass over the reviews."""
-    scan = scan_reviews(conn, project_id=project["id"], rubric_body=rubric_body)
+    """Everything the card quotes, from one scan of the reviews (the kept state brought up to date)."""
+    scan = current_scan(conn, project_id=project["id"], rubric_body=rubric_body)
     return {
         "agreement": agreement_report(conn, project_id=project["id"], scan=scan),
         "status": store_readmodels.status_counts(conn, project_id=project["id"]),

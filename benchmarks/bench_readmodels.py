@@ -1,0 +1,195 @@
+"""The read models at scale (issue 16, item 4): `agreement --json`, `stats --json`, the dashboard's numbers and the
+dataset card, each from the kept review scan (analytics/kept.py) after 1,000 new reviews, against a limit of
+1 s each; beside them, measured in the same run, the same four from a full scan (no kept state: what every
+call cost before).
+
+    python benchmarks/bench_readmodels.py [--items 200000] [--seeded DB] [--keep DB] [--no-before] [--profile]
+                                          [--json]
+
+The database is a temporary SQLite file seeded by bench_export's executemany seeder (N items, 1–3 versions
+each, two or three reviews per version: about 2.8 N reviews), its reviews and decisions then spread over a
+year (`spread_stamps`). Then: the four reads from a full scan
+("before"); building the kept state once (reported); and for each read, 1,000 new reviews (on random
+existing versions, by reviewers who had not reviewed them, stamped now) followed by the read ("after"), so
+each read brings the stored state up to date over at least those 1,000. `agreement` and `stats` run through
+the CLI in-process (they also store the updated state), the dashboard through `charts.dashboard_context`,
+the card through `card.card_numbers`. CPU seconds are printed beside wall seconds (the machine is shared).
+With --profile, cProfile's top functions of each "after" read go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import Report  # noqa: E402
+from bench_export import DIMS, build_database  # noqa: E402
+
+LIMIT_S = 1.0
+
+
+def spread_stamps(path: Path, days: int = 365) -> None:
+    """bench_export's seeder stamps every row with one instant; a real project's reviews and decisions
+    arrive over months. Spread them evenly (by rowid) over `days` days ending a day ago — done with the
+    immutability triggers lifted for the moment (a benchmark's seeding only) and put back as they were."""
+    con = sqlite3.connect(path)
+    triggers = con.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger' "
+                           "AND tbl_name IN ('reviews', 'decisions')").fetchall()
+    for name, _ in triggers:
+        con.execute(f'DROP TRIGGER "{name}"')
+    end = datetime.now(UTC).timestamp() - 86_400
+    for table in ("reviews", "decisions"):
+        n = con.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 1
+        step = days * 86_400 / n
+        con.execute(f"UPDATE {table} SET created_at = strftime('%Y-%m-%d %H:%M:%f', ? + rowid * ?, 'unixepoch') "
+                    "|| '000'", (end - days * 86_400, step))
+    for _, sql in triggers:
+        con.execute(sql)
+    con.commit()
+    con.close()
+
+
+def add_reviews(path: Path, n: int, rng: random.Random, tag: str) -> None:
+    """n reviews on random existing versions, each by a reviewer who had not reviewed it, created now."""
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT id, item_id FROM rationales ORDER BY id").fetchall()
+    taken = set(con.execute("SELECT rationale_id, reviewer_id FROM reviews WHERE reviewer_id > 36"))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    out = []
+    while len(out) < n:
+        rid, iid = rng.choice(rows)
+        who = rng.randint(37, 40)
+        if (rid, who) in taken:
+            continue
+        taken.add((rid, who))
+        scores = "{" + ",".join(f'"{d}":{rng.randint(1, 5)}' for d in DIMS) + "}"
+        out.append((f"{rid}x{tag}{who}", rid, iid, who, rng.choice(["accept", "edit"]), scores, "{}",
+                    round(rng.uniform(40, 400), 1), 1, stamp))
+    con.executemany("INSERT INTO reviews (id, rationale_id, item_id, reviewer_id, verdict, scores, comments, "
+                    "seconds_spent, rubric_version, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", out)
+    con.commit()
+    con.close()
+
+
+def timed(fn, profile: bool, label: str, report: Report) -> tuple[float, float]:
+    prof = cProfile.Profile() if profile else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    if prof:
+        prof.enable()
+    fn()
+    if prof:
+        prof.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if prof:
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(18)
+        print(f"--- cProfile: {label}\n{text.getvalue()}", file=sys.stderr)
+    report.note(f"  {label:<34} wall {wall:7.3f} s   cpu {cpu:7.3f} s")
+    return wall, cpu
+
+
+def main() -> None:
+    report = Report.from_argv()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--seeded", type=Path, help="an already seeded database (copied first: it is changed)")
+    parser.add_argument("--keep", type=Path, help="keep the seeded database at this path (before any change)")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-before", action="store_true", help="skip the full-scan reads (minutes at 1M)")
+    args = parser.parse_args()
+
+    from typer.testing import CliRunner
+
+    from clinreason.analytics import kept
+    from clinreason.analytics.charts import dashboard_context
+    from clinreason.cli import app
+    from clinreason.stages.export.card import card_numbers
+    from clinreason.store import db as dbm
+    from clinreason.store import projects as store_projects
+    from clinreason.store import scanstate
+
+    work = Path(tempfile.mkdtemp(prefix="bench_readmodels_"))
+    path = work / "db.sqlite"
+    if args.seeded:
+        import shutil
+
+        shutil.copyfile(args.seeded, path)
+        report.note(f"seeded database: {args.seeded}")
+    else:
+        t = time.perf_counter()
+        counts = build_database(path, args.items)
+        spread_stamps(path)
+        report.note(f"seeded {counts} in {time.perf_counter() - t:.1f} s")
+        if args.keep:
+            import shutil
+
+            shutil.copyfile(path, args.keep)
+    engine = dbm.make_engine(f"sqlite:///{path}")
+    dbm.upgrade(engine)
+    with engine.connect() as conn:
+        project = store_projects.require_project(conn, name="default")
+        rubric = store_projects.latest_rubric(conn, project_id=project["id"])
+        n_reviews = conn.exec_driver_sql("SELECT count(*) FROM reviews").scalar_one()
+    pid = project["id"]
+    report.note(f"{n_reviews} reviews")
+    runner = CliRunner()
+    url = f"sqlite:///{path}"
+
+    def agreement() -> None:
+        out = runner.invoke(app, ["agreement", "--json", "--db", url])
+        assert out.exit_code == 0, out.output
+
+    def stats() -> None:
+        out = runner.invoke(app, ["stats", "--json", "--db", url])
+        assert out.exit_code == 0, out.output
+
+    def dashboard() -> None:
+        with dbm.reading(engine) as conn:
+            dashboard_context(conn, pid)
+
+    def card() -> None:
+        with dbm.read_snapshot(engine) as conn:
+            card_numbers(conn, project=project, rubric_body=rubric)
+
+    def no_state() -> None:
+        with engine.begin() as conn:
+            scanstate.discard(conn, project_id=pid)
+
+    reads = [("agreement_json", agreement), ("stats_json", stats), ("dashboard", dashboard), ("card", card)]
+    report.note("before (a full scan on every call: no kept state)")
+    before = {}
+    for name, fn in reads if not args.no_before else []:
+        no_state()
+        before[name] = timed(fn, False, name + " (full scan)", report)
+        no_state()
+    report.note("building the kept state once")
+    wall, _ = timed(lambda: kept.refresh(engine, project_id=pid), args.profile, "build state", report)
+    report.figure("readmodels_build_state_s", value=wall, limit=max(60.0, n_reviews / 20_000), higher_is_better=False,
+                  unit="s")
+    rng = random.Random(16)
+    report.note("after (the kept state brought up to date over 1,000 new reviews)")
+    for i, (name, fn) in enumerate(reads):
+        add_reviews(path, 1000, rng, f"b{i}")
+        wall, cpu = timed(fn, args.profile, name + " (kept state)", report)
+        report.figure(f"readmodels_{name}_s", value=wall, limit=LIMIT_S, higher_is_better=False, unit="s")
+        if name in before:
+            report.note(f"    before {before[name][0]:.3f} s wall / {before[name][1]:.3f} s cpu; "
+                        f"after {wall:.3f} / {cpu:.3f}; speed-up x{before[name][0] / wall:.1f}")
+    engine.dispose()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the working copy (--keep kept its own)
+
+
+if __name__ == "__main__":
+    main()
