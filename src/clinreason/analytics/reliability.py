@@ -3,6 +3,8 @@ allocation decides with and the dashboard reports, and reviewers' results on cal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,8 +19,20 @@ from clinreason.store import projects
 from clinreason.store import reviews as review_store
 from clinreason.store import stats as stats_store
 
-# (database, project) -> (reviews counted at the fit, the fitted model)
-_EVIDENCE_CACHE: dict[tuple[str, int], tuple[int, EvidenceModel]] = {}
+
+@dataclass
+class _Fitted:
+    """A fitted model and the project's review count, kept up to date from the reviews stamped since."""
+
+    fitted_at: int  # the reviews counted when the model was fitted
+    model: EvidenceModel
+    count: int  # the reviews counted now
+    newest: datetime | None  # the newest created_at counted
+    at_newest: int  # how many of the counted reviews carry exactly that instant
+
+
+# (database, project) -> the last fit
+_EVIDENCE_CACHE: dict[tuple[str, int], _Fitted] = {}
 
 
 def _signal_labels(conn: Connection, project_id: int, rationale_ids: set[str]) -> list[tuple[str, str, bool]]:
@@ -69,14 +83,29 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
 
 def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
     """The project's fitted evidence model, refitted whenever the reviews have grown by a tenth (at least
-    50) since the last fit: cheap enough to call on every submission."""
-    count = review_store.project_review_count(conn, project_id=project_id)
+    50) since the last fit: cheap enough to call on every submission. Between fits the review count is
+    carried forward from the reviews stamped at or after the newest one counted (an index range, not a count
+    of every review); each refit counts them all again. Reviews are never deleted, so the carried count is
+    exact for one writer; a review another process commits with an earlier stamp than one already counted,
+    or one counted inside a transaction that then rolled back, moves the next refit by that one review."""
     key = (conn.engine.url.render_as_string(hide_password=True), project_id)
     cached = _EVIDENCE_CACHE.get(key)
-    if cached is not None and cached[0] <= count < cached[0] + max(50, cached[0] // 10):
-        return cached[1]
+    if cached is not None and cached.newest is not None:
+        tally = review_store.project_review_tally(conn, project_id=project_id, since=cached.newest)
+        cached.count += tally.count - cached.at_newest  # those at exactly `newest` were counted already
+        if tally.newest is not None:
+            cached.newest, cached.at_newest = tally.newest, tally.at_newest
+        count = cached.count
+        if cached.fitted_at <= count < cached.fitted_at + max(50, cached.fitted_at // 10):
+            return cached.model
+    tally = review_store.project_review_tally(conn, project_id=project_id)
+    count = tally.count
+    if cached is not None and cached.fitted_at <= count < cached.fitted_at + max(50, cached.fitted_at // 10):
+        cached.count, cached.newest, cached.at_newest = count, tally.newest, tally.at_newest
+        return cached.model
     model = fit_evidence(conn, project_id)
-    _EVIDENCE_CACHE[key] = (count, model)
+    _EVIDENCE_CACHE[key] = _Fitted(fitted_at=count, model=model, count=count, newest=tally.newest,
+                                   at_newest=tally.at_newest)
     return model
 
 

@@ -422,6 +422,36 @@ def project_review_count(conn: Connection, *, project_id: int) -> int:
                             .where(items.c.project_id == project_id)).scalar_one())
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewTally:
+    """How many reviews, the newest created_at among them, and how many of them carry exactly that instant."""
+
+    count: int
+    newest: datetime | None
+    at_newest: int
+
+
+_TALLY = (select(func.count(), func.max(reviews.c.created_at)).select_from(reviews)
+          .join(items, items.c.id == reviews.c.item_id).where(items.c.project_id == bindparam("project_id")))
+_TALLY_FROM = _TALLY.where(reviews.c.created_at >= bindparam("at"))
+_COUNT_AT = (select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
+             .where(items.c.project_id == bindparam("project_id"), reviews.c.created_at == bindparam("at")))
+
+
+def project_review_tally(conn: Connection, *, project_id: int, since: datetime | None = None) -> ReviewTally:
+    """The project's reviews stamped at or after `since` (all of them when None), read from the index on
+    reviews.created_at (migration 0012): a count kept up to date by the caller costs the reviews that arrived
+    since, not all of them."""
+    if since is None:
+        count, newest = conn.execute(_TALLY, {"project_id": project_id}).one()
+    else:
+        count, newest = conn.execute(_TALLY_FROM, {"project_id": project_id, "at": since}).one()
+    newest = aware(newest)
+    at_newest = 0 if newest is None else int(conn.execute(_COUNT_AT, {"project_id": project_id, "at": newest})
+                                             .scalar_one())
+    return ReviewTally(count=int(count), newest=newest, at_newest=at_newest)
+
+
 def project_votes(conn: Connection, *, project_id: int) -> list[tuple[str, ReviewVote]]:
     """(rationale id, vote) for every review of the project (the reliability fit's input)."""
     rows = conn.execute(select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, reviews.c.scores)
