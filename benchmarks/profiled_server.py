@@ -124,14 +124,36 @@ def _timed_transactions() -> None:
     db.transaction = transaction  # type: ignore[assignment]
 
 
+def _timed_requests(inner: Any) -> Any:
+    """An ASGI wrapper: each request's time in this process, from the app being called to the last body
+    sent, as request:next, request:submit or request:other."""
+
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+        path = scope.get("path", "")
+        kind = "request:next" if path.endswith("/queue/next") else (
+            "request:submit" if path.endswith("/review") else "request:other")
+        t0 = time.perf_counter()
+        try:
+            await inner(scope, receive, send)
+        finally:
+            with _lock:
+                _turns.setdefault(kind, []).append(time.perf_counter() - t0)
+
+    return timed
+
+
 def app() -> Any:
     """The uvicorn factory: `app_from_environment`, profiled."""
     out = Path(os.environ["CLINREASON_SERVER_PROFILE"])
     out.mkdir(parents=True, exist_ok=True)
     _timed_transactions()
+    if os.environ.get("CLINREASON_BENCH_SWITCH_INTERVAL"):  # an experiment: the GIL's switch interval, seconds
+        sys.setswitchinterval(float(os.environ["CLINREASON_BENCH_SWITCH_INTERVAL"]))
     from clinreason.web.app import app_from_environment
 
-    web_app = app_from_environment()
+    web_app = _timed_requests(app_from_environment())
     signal.signal(signal.SIGUSR1, lambda *_: _reset.set())
     signal.signal(signal.SIGUSR2, lambda *_: _dump.set())
     if os.environ.get("CLINREASON_SERVER_PROFILE_TURNS_ONLY") != "1":  # "1": time the write turns, no cProfile
@@ -158,9 +180,10 @@ def summary(directory: Path, *, top: int = 40, sort: str = "cumulative") -> str:
     n = len(turns.get("body", []))
     if n:
         lines.append(f"write transactions: {n}")
-        for k in ("wait_turn", "wait_begin", "body", "commit"):
-            v = turns[k]
-            lines.append(f"  {k:10s} total {sum(v):8.2f} s  mean {sum(v) / n * 1000:7.2f} ms  "
+    for k in ("wait_turn", "wait_begin", "body", "commit", "request:next", "request:submit", "request:other"):
+        v = turns.get(k) or []
+        if v:
+            lines.append(f"  {k:14s} n {len(v):5d}  total {sum(v):8.2f} s  mean {sum(v) / len(v) * 1000:7.2f} ms  "
                          f"p50 {_percentile(v, .5) * 1000:7.2f} ms  p95 {_percentile(v, .95) * 1000:7.2f} ms  "
                          f"max {max(v) * 1000:7.1f} ms")
     profiles = sorted(directory.glob("server-*.prof"))
