@@ -149,11 +149,11 @@ def app() -> Any:
     out = Path(os.environ["CLINREASON_SERVER_PROFILE"])
     out.mkdir(parents=True, exist_ok=True)
     _timed_transactions()
-    if os.environ.get("CLINREASON_BENCH_SWITCH_INTERVAL"):  # an experiment: the GIL's switch interval, seconds
-        sys.setswitchinterval(float(os.environ["CLINREASON_BENCH_SWITCH_INTERVAL"]))
     from clinreason.web.app import app_from_environment
 
     web_app = _timed_requests(app_from_environment())
+    if os.environ.get("CLINREASON_BENCH_SWITCH_INTERVAL"):  # an experiment: the GIL's switch interval, seconds
+        sys.setswitchinterval(float(os.environ["CLINREASON_BENCH_SWITCH_INTERVAL"]))
     signal.signal(signal.SIGUSR1, lambda *_: _reset.set())
     signal.signal(signal.SIGUSR2, lambda *_: _dump.set())
     if os.environ.get("CLINREASON_SERVER_PROFILE_TURNS_ONLY") != "1":  # "1": time the write turns, no cProfile

@@ -1,17 +1,15 @@
 """The review path's shortcuts keep the answers exactly as they were: the assignment payload's bytes are
-the ones FastAPI's own encoder gives, and a serving process favours the request holding the write turn."""
+the ones FastAPI's own encoder gives."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from clinreason.store import db as store_db
 from clinreason.web import api_review, views
-from clinreason.web.app import SWITCH_INTERVAL_S
 from clinreason.web.auth import principal_from_token
 
 
@@ -44,6 +42,3 @@ def test_plain_json_is_told_from_what_the_encoder_would_change():
     body = {"a": [1, 2.5, "é", None]}
     assert api_review._json_answer(body).body == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
-
-def test_a_serving_process_switches_threads_often(web_app):
-    assert sys.getswitchinterval() <= SWITCH_INTERVAL_S

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -50,12 +49,6 @@ from clinreason.web.proxies import TrustedProxyHeaders
 from clinreason.web.views import NotFound
 
 HERE = Path(__file__).parent
-#: the GIL switch interval of a process serving the app (Python's default: 5 ms). A request holding the
-#: write turn (SQLite: one writer at a time) gives up the GIL at every statement; with the default it may
-#: then wait up to 5 ms behind another request thread before its next statement, and every writer queued
-#: behind it waits too (benchmarks/bench_scale.py --server-profile: write turns held 11 ms on average
-#: under load at 5 ms, 7 ms at 0.5 ms; closed loop 31 -> 47 reviews/s)
-SWITCH_INTERVAL_S = 0.0005
 log = logging.getLogger(__name__)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'")
@@ -276,8 +269,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None, auth_config:
     if auth_config is None:
         auth_config = auth.AuthConfig(secret_key=secret)
 
-    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = _routed_app()
     app.state.web = WebState(settings=settings, engine=engine, auth=auth_config, templates=_templates())
     app.add_middleware(SecurityHeaders)
