@@ -4,6 +4,7 @@ already accepted by consensus.
 
     python benchmarks/bench_scale.py [--items 100000] [--reviews N] [--phases seed,solo,open,closed,read]
                                      [--db postgresql+psycopg://... --wipe] [--workers 2] [--json]
+                                     [--server-profile DIR [--turns-only]]
 
 Seeding writes straight into the tables (sqlite3 executemany on SQLite, COPY on PostgreSQL), not through
 the import stage; it prints its wall time and the process's peak RSS. Then, each figure beside its limit:
@@ -12,6 +13,11 @@ the import stage; it prints its wall time and the process's peak RSS. Then, each
   (open loop: the pace is fixed, --open-seconds only shortens the run), p95 of next and submit < 50 ms;
 - closed: the same reviewers asking again as soon as answered (capacity, reviews/s: ≥ 200 on SQLite,
   ≥ 150 on PostgreSQL), with the invariants of tests/web/test_concurrency.py counted afterwards (all 0);
+- with --server-profile DIR the server is benchmarks/profiled_server.py instead (the same app under uvicorn
+  with the options `serve` gives it, under cProfile, or with --turns-only only its write turns timed): DIR/open
+  and DIR/closed hold each phase's profiles and the time its write transactions waited for this process's
+  write turn, waited in BEGIN IMMEDIATE (the other processes' writers), spent inside and in COMMIT, and each
+  request's time in the server; `python benchmarks/profiled_server.py DIR/closed` prints them;
 - read: what `status --json`, `agreement --json`, `stats --json` compute and GET /dashboard (as an admin),
   each < 1 s.
 """
