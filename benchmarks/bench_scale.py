@@ -4,6 +4,7 @@ already accepted by consensus.
 
     python benchmarks/bench_scale.py [--items 100000] [--reviews N] [--phases seed,solo,open,closed,read]
                                      [--db postgresql+psycopg://... --wipe] [--workers 2] [--json]
+                                     [--server-profile DIR [--turns-only]]
 
 Seeding writes straight into the tables (sqlite3 executemany on SQLite, COPY on PostgreSQL), not through
 the import stage; it prints its wall time and the process's peak RSS. Then, each figure beside its limit:
@@ -12,6 +13,11 @@ the import stage; it prints its wall time and the process's peak RSS. Then, each
   (open loop: the pace is fixed, --open-seconds only shortens the run), p95 of next and submit < 50 ms;
 - closed: the same reviewers asking again as soon as answered (capacity, reviews/s: ≥ 200 on SQLite,
   ≥ 150 on PostgreSQL), with the invariants of tests/web/test_concurrency.py counted afterwards (all 0);
+- with --server-profile DIR the server is benchmarks/profiled_server.py instead (the same app under uvicorn
+  with the options `serve` gives it, under cProfile, or with --turns-only only its write turns timed): DIR/open
+  and DIR/closed hold each phase's profiles and the time its write transactions waited for this process's
+  write turn, waited in BEGIN IMMEDIATE (the other processes' writers), spent inside and in COMMIT, and each
+  request's time in the server; `python benchmarks/profiled_server.py DIR/closed` prints them;
 - read: what `status --json`, `agreement --json`, `stats --json` compute and GET /dashboard (as an admin),
   each < 1 s.
 """
@@ -292,15 +298,30 @@ def server_cpu_seconds(root_pid: int) -> float:
     return sum(stats[pid][1] for pid in tree if pid in stats)
 
 
-def start_server(url: str, workdir: Path, *, overlap: int, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(url: str, workdir: Path, *, overlap: int, workers: int, profile_dir: Path | None = None,
+                 turns_only: bool = False) -> tuple[subprocess.Popen, str]:
+    """`clinreason serve --workers N`; with `profile_dir`, the same app under cProfile instead
+    (benchmarks/profiled_server.py, started by uvicorn with the options `serve` gives it)."""
+    import os
+
     import httpx
 
     port = _free_port()
     config = workdir / "clinreason.toml"
     config.write_text(f'name = "default"\n[review]\noverlap = {overlap}\n', encoding="utf-8")
-    cmd = [sys.executable, "-m", "clinreason.cli", "serve", "--db", url, "--port", str(port), "--config", str(config),
-           "--no-worker", "--workers", str(workers)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"), cwd=workdir)
+    env = None
+    if profile_dir is None:
+        cmd = [sys.executable, "-m", "clinreason.cli", "serve", "--db", url, "--port", str(port), "--config",
+               str(config), "--no-worker", "--workers", str(workers)]
+    else:
+        env = {**os.environ, "CLINREASON_DB": url, "CLINREASON_PROJECT": "default", "CLINREASON_CONFIG": str(config),
+               "CLINREASON_SERVER_PROFILE": str(profile_dir),
+               "CLINREASON_SERVER_PROFILE_TURNS_ONLY": "1" if turns_only else "0"}
+        cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent), "--factory",
+               "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-proxy-headers",
+               "--no-server-header", "--log-level", "info", "profiled_server:app"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"), cwd=workdir,
+                              env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -312,6 +333,51 @@ def start_server(url: str, workdir: Path, *, overlap: int, workers: int) -> tupl
         if time.monotonic() > deadline or server.poll() is not None:
             raise SystemExit(f"the server did not start: see {workdir / 'server.log'}")
         time.sleep(0.3)
+
+
+def _signal_server_processes(server: subprocess.Popen, signum: int) -> int:
+    import os
+
+    sent = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == server.pid:
+                os.kill(int(entry), signum)
+                sent += 1
+    return sent
+
+
+def restart_server_profiles(server: subprocess.Popen, profile_dir: Path | None) -> None:
+    """Start the profiled server's processes' profiles afresh (SIGUSR1 to each process below the server)."""
+    import signal
+
+    if profile_dir is not None:
+        _signal_server_processes(server, signal.SIGUSR1)
+        time.sleep(0.5)  # each process resets on its writer's next look (every 0.1 s)
+
+
+def keep_server_profiles(server: subprocess.Popen, profile_dir: Path | None, phase: str) -> Path | None:
+    """Have the profiled processes write what they profiled (SIGUSR2) and move it to profile_dir/phase."""
+    import shutil
+    import signal
+
+    if profile_dir is None:
+        return None
+    for f in profile_dir.glob("server-*"):
+        f.unlink()
+    sent = _signal_server_processes(server, signal.SIGUSR2)
+    deadline = time.monotonic() + 60
+    while len(list(profile_dir.glob("server-*.done"))) < sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    target = profile_dir / phase
+    target.mkdir(exist_ok=True)
+    for f in profile_dir.glob("server-*"):
+        shutil.move(f, target / f.name)
+    return target
 
 
 # --- read models -----------------------------------------------------------------------------------
@@ -367,8 +433,13 @@ def main() -> int:
     parser.add_argument("--read", default="status,agreement,stats,dashboard", help="which read models to time")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--profile", help="write a cProfile of the solo phase to this file")
+    parser.add_argument("--server-profile", help="run the server under cProfile (benchmarks/profiled_server.py) and "
+                        "keep its profiles and write-turn waits of the open and closed phases in this folder")
+    parser.add_argument("--turns-only", action="store_true",
+                        help="with --server-profile: only time the write turns (no cProfile)")
     args = parser.parse_args()
     phases = set(args.phases.split(","))
+    profile_dir = Path(args.server_profile).resolve() if args.server_profile else None
     reviews = 2 * args.items if args.reviews is None else args.reviews
 
 
@@ -421,15 +492,20 @@ def main() -> int:
     server = base = None
     try:
         if phases & {"open", "closed", "read"}:
-            server, base = start_server(url, workdir, overlap=args.overlap, workers=args.workers)
+            server, base = start_server(url, workdir, overlap=args.overlap, workers=args.workers,
+                                        profile_dir=profile_dir, turns_only=args.turns_only)
             warmed = warm_up(base, seeded["tokens"], pairs=args.warm_up)
             report.note(f"-- server `clinreason serve --workers {args.workers}` warmed up with {warmed} reviews "
                         "(not measured)")
         if "open" in phases:
+            restart_server_profiles(server, profile_dir)
             cpu0 = server_cpu_seconds(server.pid)
             res = open_loop(base, seeded["tokens"], period_s=args.period, duration_s=args.open_seconds)
             report.note(f"server CPU per next+submit pair: "
                         f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res['ids'])) * 1000:.1f} ms")
+            kept = keep_server_profiles(server, profile_dir, "open")
+            if kept:
+                report.note(f"server profile of the open loop: python benchmarks/profiled_server.py {kept}")
             report.note(f"-- open loop: {len(seeded['tokens'])} reviewers, one review each every {args.period:g} s, "
                         f"for {args.open_seconds:g} s: {len(res['ids'])} reviews, {len(res['errors'])} errors")
             report.figure(f"scale_{backend}_open_next_p95_ms", value=percentile(res["next"], .95) * 1000, limit=50.0,
@@ -440,10 +516,14 @@ def main() -> int:
             if res["errors"]:
                 report.note(f"errors: {res['errors'][:5]}")
         if "closed" in phases:
+            restart_server_profiles(server, profile_dir)
             cpu0 = server_cpu_seconds(server.pid)
             res = run_reviewers(base, seeded["tokens"], reviews=args.closed_reviews, edit_share=0.03)
             report.note(f"server CPU per next+submit pair: "
                         f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res.review_ids)) * 1000:.1f} ms")
+            kept = keep_server_profiles(server, profile_dir, "closed")
+            if kept:
+                report.note(f"server profile of the closed loop: python benchmarks/profiled_server.py {kept}")
             inv = check_invariants(engine, project_id=pid, overlap=args.overlap, returned_ids=res.review_ids)
             report.note(f"-- closed loop: {len(res.review_ids)} reviews ({res.edits} edits) in {res.wall_s:.1f} s, "
                         f"{len(res.errors)} errors; p95 next {percentile(res.next_s, .95)*1000:.0f} ms, "

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert
 
 from clinreason.stages import review as review_stage
-from clinreason.store import reviews as review_store
+from clinreason.store import queue as queue_store
 from clinreason.store.tables import assignments, items, rationales, reviews, users
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ def test_the_queue_picks_what_the_rules_pick(engine, project, seed):
     for reviewer_id, specialties in ((1, ("cardiology",)), (2, ("NEUROLOGY", " surgery ")), (3, ()), (4, ("dermatology",))):
         for overlap in (1, 2, 3):
             with engine.connect() as conn:
-                got = review_store.candidates(conn, project_id=project["id"], reviewer_id=reviewer_id,
+                got = queue_store.candidates(conn, project_id=project["id"], reviewer_id=reviewer_id,
                                               author=f"user:u{reviewer_id}", specialties=specialties, overlap=overlap,
                                               at=NOW, limit=500)
             expected = _oracle(state, reviewer_id=reviewer_id, author=f"user:u{reviewer_id}",
@@ -119,7 +119,7 @@ def test_the_first_eligible_item_behind_hundreds_already_reviewed_is_found(engin
     rng = random.Random(11)
     state = _state(engine, project["id"], rng, n_items=420, blocked_front=300)
     with engine.connect() as conn:
-        got = review_store.candidates(conn, project_id=project["id"], reviewer_id=1, author="user:u1",
+        got = queue_store.candidates(conn, project_id=project["id"], reviewer_id=1, author="user:u1",
                                       specialties=("cardiology",), overlap=2, at=NOW, limit=25)
     expected = _oracle(state, reviewer_id=1, author="user:u1", specialties=("cardiology",), overlap=2, limit=25)
     assert got[0].id == expected[0]

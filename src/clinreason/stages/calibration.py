@@ -25,8 +25,8 @@ from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
 from clinreason.store.decisions import add_event
+from clinreason.store.queue import Candidate
 from clinreason.store.rationales import NewVersion
-from clinreason.store.reviews import Candidate
 
 EXPECTATIONS = ("good", "bad")
 MARKABLE = (ItemState.IN_REVIEW.value, ItemState.ESCALATED.value)

@@ -1,7 +1,7 @@
 """The review stage: which rationale version a reviewer gets next, and what happens when they submit.
 
 Plain functions over a Connection; the caller owns the transaction (one request = one transaction).
-The SQL lives in store/reviews.py; this module holds the rules.
+The SQL lives in store/reviews.py (leases, reviews) and store/queue.py (who may take what); this module holds the rules.
 
 Assignment rules (`assign_next_review`):
   * an item is reviewable while its state is `in_review`; the version under review is its highest version;
@@ -37,14 +37,15 @@ from clinreason.domain.steps import StepMarkError, validate_marks
 from clinreason.stages import calibration, consensus, screen
 from clinreason.stages.settings import ReviewSettings, review_settings
 from clinreason.store import items as item_store
+from clinreason.store import queue as queue_store
 from clinreason.store import rationales as rationale_store
 from clinreason.store import reviews as review_store
 from clinreason.store.common import new_id
 from clinreason.store.common import now as store_now
 from clinreason.store.decisions import add_event
+from clinreason.store.queue import Candidate
 from clinreason.store.rationales import NewVersion
 from clinreason.store.readmodels import item_reviews
-from clinreason.store.reviews import Candidate
 
 REVIEWABLE_STATE = ItemState.IN_REVIEW.value
 MAX_COMMENT_CHARS = 20_000
@@ -120,9 +121,9 @@ def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, now: d
 
 def _candidates(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int, now: datetime, limit: int,
                 rationale_id: str | None = None) -> list[Candidate]:
-    return review_store.candidates(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
-                                   specialties=reviewer.specialties, overlap=overlap, at=now, limit=limit,
-                                   rationale_id=rationale_id)
+    return queue_store.candidates(conn, project_id=project_id, reviewer_id=reviewer.id, author=reviewer.actor,
+                                  specialties=reviewer.specialties, overlap=overlap, at=now, limit=limit,
+                                  rationale_id=rationale_id)
 
 
 def assign_next_review(conn: Connection, *, project_id: int, reviewer: Reviewer, overlap: int = 2,

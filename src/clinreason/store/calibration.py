@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, exists, func, insert, select
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.store.common import aware, now
-from clinreason.store.reviews import Candidate
+from clinreason.store.queue import Candidate
 from clinreason.store.tables import assignments, calibration, items, rationales, reviews, users
 
 

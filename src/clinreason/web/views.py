@@ -20,7 +20,7 @@ from clinreason.domain.steps import Severity
 from clinreason.stages import adjudicate
 from clinreason.stages import history as step_history_stage
 from clinreason.stages import review as stage
-from clinreason.store import items, projects, rationales, readmodels, reviews
+from clinreason.store import items, projects, queue, rationales, readmodels, reviews
 from clinreason.store.common import aware, now
 from clinreason.web.auth import Principal
 from clinreason.web.i18n import N_, _
@@ -245,8 +245,8 @@ def reviewer_progress(conn: Connection, principal: Principal, *, at: datetime | 
     day = at.replace(hour=0, minute=0, second=0, microsecond=0)
     week = day - timedelta(days=day.weekday())
     spent = reviews.review_seconds(conn, **me)
-    waiting = reviews.waiting_for(conn, **me, author=principal.actor, specialties=principal.specialties,
-                                  overlap=review_config(conn, principal).policy().base_overlap, at=at)
+    waiting = queue.waiting_for(conn, **me, author=principal.actor, specialties=principal.specialties,
+                                overlap=review_config(conn, principal).policy().base_overlap, at=at)
     return {"reviews": count, "hours": round(seconds / 3600, 2),
             "today": reviews.reviews_since(conn, **me, since=day),
             "this_week": reviews.reviews_since(conn, **me, since=week),
