@@ -8,6 +8,7 @@ begins IMMEDIATE, which already serialises writers; the locking clauses compile 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
