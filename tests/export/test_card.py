@@ -103,3 +103,50 @@ def test_agreement_and_stats_human_output(cli):
     assert "α ordinal" in text and "correctness" in text and "Fleiss" in text
     text = cli("stats")
     assert "rounds per accepted item" in text and "alice" in text
+
+
+def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, project, db_url, tmp_path, monkeypatch):
+    """The export stores the kept scan before its snapshot; a second export after new reviews brings it up to
+    date, and its card is the card a full scan of every review gives; a database that refuses the write is
+    exported all the same, with the same card."""
+    import random
+
+    from analytics.test_kept_scan import REVIEWERS, add_round
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
+
+    from clinreason.analytics import kept
+    from clinreason.store.tables import scan_states
+
+    reviewdata.build(engine, project["id"], n_items=50, seed=3, reviewers=REVIEWERS, step_judge_rate=0.5)
+
+    def export(name: str) -> dict:
+        result = runner.invoke(app, ["export", str(tmp_path / name), "--format", "jsonl", "--db", db_url,
+                                     "--config", str(tmp_path / "absent.toml")])
+        assert result.exit_code == 0, result.output
+        card = split_card((tmp_path / name / "README.md").read_text(encoding="utf-8"))[2]
+        card.pop("export", None)  # when and how long: the rest is what the reviews add up to
+        return card
+
+    def states() -> list:
+        with engine.connect() as conn:
+            return list(conn.execute(select(scan_states.c.revision)).scalars())
+
+    export("a")
+    first = states()
+    assert len(first) == 1
+    for r in range(2):  # reviews on old and new versions, new items, decisions (the kept-scan tests' rounds)
+        add_round(engine, project["id"], random.Random(r), r)
+    kept_card = export("b")
+    assert len(states()) == 1 and states()[0] > first[0]
+    with engine.begin() as conn:
+        conn.execute(scan_states.delete())
+
+    def refuses(*_a, **_k):
+        raise OperationalError("UPDATE scan_states", {}, Exception("attempt to write a readonly database"))
+
+    monkeypatch.setattr(kept, "refresh", refuses)
+    full_card = export("c")
+    assert states() == []
+    assert kept_card == full_card
+    assert kept_card["status"]["reviews"] > 0

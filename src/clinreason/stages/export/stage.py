@@ -29,7 +29,9 @@ from typing import Any, Iterator, cast
 
 import numpy as np
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from clinreason.analytics import kept
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
 from clinreason.domain.steps import StepMark
@@ -414,6 +416,22 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
 
 # --- the stage --------------------------------------------------------------------------------------
 
+def keep_review_scan(engine: Engine, *, project: str) -> None:
+    """Bring the project's kept review scan (analytics/kept.py) up to date and store it, before the export's
+    snapshot: the card then reads the stored counts and only what arrived since, instead of every review, and
+    the next export (another format) starts from them too. It is a cache of what the reviews add up to, so a
+    database that refuses the write (read-only, or busy past its timeout) is exported all the same; the card
+    then adds up the reviews in memory."""
+    with store_db.read_snapshot(engine) as conn:
+        proj = store_projects.get_project(conn, name=project)
+    if proj is None:
+        return  # the export's own read says which project is missing
+    try:
+        kept.refresh(engine, project_id=proj["id"])
+    except SQLAlchemyError:
+        return
+
+
 def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
                licenses: dict[str, str] | None = None, card: bool = True) -> ExportSummary:
     if opts.fmt not in FORMATS:
@@ -427,6 +445,8 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
                                                    "source": opts.source, "splits": list(opts.splits or [])})
     names = split_names(opts.splits)
+    if card:
+        keep_review_scan(engine, project=project)
     with store_db.read_snapshot(engine) as conn:
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
