@@ -4,15 +4,12 @@ database as before."""
 
 from __future__ import annotations
 
-import json
-
 from analytics import reviewdata
 from sqlalchemy import inspect
-from typer.testing import CliRunner
+from store.migration_steps import copied_by_migrate_db, downgraded_to
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.stats import project_stats
-from clinreason.cli import app
 from clinreason.config import ProjectConfig
 from clinreason.store import db as dbm
 from clinreason.store import projects as store_projects
@@ -41,22 +38,13 @@ def test_an_0010_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
     assert _reports(engine, project["id"]) == before
     engine.dispose()
 
-    copy = tmp_path / "copy.db"
-    result = CliRunner().invoke(app, ["migrate-db", "--from", str(path), "--to", str(copy), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)
-    copied = dbm.make_engine(f"sqlite:///{copy}")
+    copied = copied_by_migrate_db(path, tmp_path)
     assert "ix_reviews_item_id_rationale_id" in {i["name"] for i in inspect(copied).get_indexes("reviews")}
     assert _reports(copied, project["id"]) == before
     copied.dispose()
 
 
 def test_a_downgrade_to_0010_drops_the_index(tmp_path):
-    engine = dbm.make_engine(f"sqlite:///{tmp_path / 'db.db'}")
-    dbm.upgrade(engine)
-    from alembic import command
-
-    with engine.begin() as conn:
-        command.downgrade(dbm._alembic_config(conn), "0010")
+    engine = downgraded_to(tmp_path, "0010")
     assert "ix_reviews_item_id_rationale_id" not in {i["name"] for i in inspect(engine).get_indexes("reviews")}
     engine.dispose()

@@ -4,17 +4,14 @@ table), `clinreason migrate-db` copies the upgraded database, and a downgrade re
 
 from __future__ import annotations
 
-import json
-
 from analytics import reviewdata
 from sqlalchemy import inspect, select
-from typer.testing import CliRunner
+from store.migration_steps import copied_by_migrate_db, downgraded_to
 
 from clinreason.analytics import kept
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import project_stats
-from clinreason.cli import app
 from clinreason.config import ProjectConfig
 from clinreason.store import db as dbm
 from clinreason.store import projects as store_projects
@@ -61,23 +58,14 @@ def test_an_0011_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
     assert _reports(engine, project["id"], scan) == before
     engine.dispose()
 
-    copy = tmp_path / "copy.db"
-    result = CliRunner().invoke(app, ["migrate-db", "--from", str(path), "--to", str(copy), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)
-    copied = dbm.make_engine(f"sqlite:///{copy}")
+    copied = copied_by_migrate_db(path, tmp_path)
     assert _indexes(copied) == {"reviews": True, "decisions": True}
     assert _reports(copied, project["id"]) == before
     copied.dispose()
 
 
 def test_a_downgrade_to_0011_drops_the_table_and_the_indexes(tmp_path):
-    engine = dbm.make_engine(f"sqlite:///{tmp_path / 'db.db'}")
-    dbm.upgrade(engine)
-    from alembic import command
-
-    with engine.begin() as conn:
-        command.downgrade(dbm._alembic_config(conn), "0011")
+    engine = downgraded_to(tmp_path, "0011")
     assert "scan_states" not in inspect(engine).get_table_names()
     assert _indexes(engine) == {"reviews": False, "decisions": False}
     engine.dispose()
