@@ -113,6 +113,20 @@ def build_database(path: Path, n_items: int, seed: int = 1) -> dict[str, int]:
     return counts
 
 
+def without_kept_scan(path: Path) -> None:
+    """A reused database brought to the current schema, with no kept review scan: each run starts as a freshly
+    seeded one does (the first export builds and stores the scan; the next formats' cards read it)."""
+    import sqlite3
+
+    from clinreason.store import db
+
+    db.upgrade(db.make_engine(str(path)))
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM scan_states")
+    con.commit()
+    con.close()
+
+
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
@@ -238,6 +252,7 @@ def main() -> None:
             kept = Path(args.seeded) / f"items{size}.db" if args.seeded else None
             if kept is not None and kept.with_suffix(".json").exists():
                 db_path, counts = kept, json.loads(kept.with_suffix(".json").read_text())
+                without_kept_scan(db_path)
                 report.note(f"\n{size:,} items: reusing {kept} ({counts['rationales']:,} versions, "
                             f"{counts['reviews']:,} reviews)")
             else:
