@@ -10,7 +10,7 @@ import base64
 import json
 import random
 import zlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -31,6 +31,23 @@ REVIEWERS = [(f"rev{i}", "reviewer", [reviewdata.SPECIALTIES[i % 3]]) for i in r
     ("judge", "adjudicator", ["cardiology"])]
 #: the rounds come after reviewdata's rows (T0 + one hour per item)
 START = reviewdata.T0 + timedelta(days=30)
+
+
+def data_clock(conn) -> datetime:
+    """The reads' clock in these tests: a minute after the newest review or decision. The rows here are
+    stamped on a timeline of their own (2025), so the machine's clock would put every one of them — the
+    late-committed ones too — long before the watermark."""
+    from sqlalchemy import func
+
+    found = [conn.execute(select(func.max(t.c.created_at))).scalar_one() for t in (reviews, decisions)]
+    newest = max((t.replace(tzinfo=UTC) if t.tzinfo is None else t for t in found if t is not None),
+                 default=reviewdata.T0)
+    return newest + timedelta(minutes=1)
+
+
+@pytest.fixture(autouse=True)
+def _reads_follow_the_data(monkeypatch):
+    monkeypatch.setattr(kept, "read_clock", data_clock)
 
 
 def assert_same_scan(mine: ReviewScan, full: ReviewScan) -> None:
@@ -101,8 +118,7 @@ def add_round(engine, pid: int, rng: random.Random, r: int, *, late: timedelta |
     t0 = START + timedelta(hours=r)
     added = 0
     with engine.begin() as conn:
-        newest = max(conn.execute(select(reviews.c.created_at)).scalars(), default=None)
-        newest = reviewdata.T0 if newest is None else newest.replace(tzinfo=reviewdata.T0.tzinfo)
+        newest = data_clock(conn) - timedelta(minutes=1)  # the newest review or decision already there
         if r % 2 == 1:
             conn.execute(insert(users).values(username=f"new{r}", role="reviewer", specialties=["neurology"],
                                               password_hash="x", active=True, created_at=t0))
@@ -349,8 +365,30 @@ def test_an_empty_project_keeps_an_empty_state_then_fills_it(engine, project):
     with engine.begin() as conn:
         reviewdata.add_reviewers(conn, reviewdata.Built(), REVIEWERS)
     found = _refresh(engine, pid)
-    assert found.scan.total_reviews == 0 and found.state.reviews.at is None
+    # nothing counted, nothing recent; the watermark is the read's clock less LAG all the same
+    assert found.scan.total_reviews == 0 and not found.state.reviews.recent
+    with engine.connect() as conn:
+        assert found.state.reviews.at == data_clock(conn) - kept.LAG
     add_round(engine, pid, random.Random(8), 0)
     found = _refresh(engine, pid)
     assert not found.rebuilt and found.scan.total_reviews > 0
     assert_same_scan(found.scan, _full(engine, pid)[0])
+
+
+def test_the_ids_kept_are_those_of_the_last_lag_of_activity(seeded, monkeypatch):
+    """Rows stamped within LAG of the read are kept by id; once the read's clock has moved LAG past them the
+    stored marks drop them (one write), and a later read has nothing to fetch again."""
+    engine, pid = seeded
+    rng = random.Random(5)
+    add_round(engine, pid, rng, 0)  # a round's rows stamped a minute apart: the newest few within LAG
+    first = _refresh(engine, pid)
+    assert first.state.reviews.recent  # the last minutes of the round, kept by id
+    with engine.connect() as conn:
+        later = data_clock(conn) + kept.LAG
+    monkeypatch.setattr(kept, "read_clock", lambda conn: later)
+    drained = _refresh(engine, pid)
+    assert drained.changed and not drained.rebuilt
+    assert not drained.state.reviews.recent and not drained.state.decisions.recent
+    assert_same_scan(drained.scan, _full(engine, pid)[0])
+    again = _refresh(engine, pid)
+    assert not again.changed and not again.rebuilt

@@ -111,7 +111,7 @@ def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, proj
     exported all the same, with the same card."""
     import random
 
-    from analytics.test_kept_scan import REVIEWERS, add_round
+    from analytics.test_kept_scan import REVIEWERS, add_round, data_clock
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError
 
@@ -119,6 +119,7 @@ def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, proj
     from clinreason.store.tables import scan_states
 
     reviewdata.build(engine, project["id"], n_items=50, seed=3, reviewers=REVIEWERS, step_judge_rate=0.5)
+    monkeypatch.setattr(kept, "read_clock", data_clock)  # the rows' own timeline (see data_clock)
 
     def export(name: str) -> dict:
         result = runner.invoke(app, ["export", str(tmp_path / name), "--format", "jsonl", "--db", db_url,

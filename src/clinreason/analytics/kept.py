@@ -11,13 +11,15 @@ decided) has its contribution as of the stored state subtracted — recomputed f
 included, still in the database — and its contribution now added.
 
 What is new: reviews have string ids, so arrival is told by created_at. A state keeps, for reviews and for
-decisions, a watermark T (the newest created_at it includes) and the ids of the rows it includes with
-created_at in (T - LAG, T]. A row counts as included if its id is among those, or its created_at is at or
-before T - LAG. A transaction that commits a row more than LAG after the row's created_at (a writer stalled
-for over ten minutes between stamping and committing) is therefore missed by the kept state until it is
-rebuilt (`refresh(..., rebuild=True)`, or `clinreason agreement`/`stats` after a rubric change). The state is
-rebuilt from a full scan whenever it is missing, of another format version, made with another rubric, or does
-not decode or add up (a negative count).
+decisions, a watermark T — the read's own clock less LAG: every row created at or before T is counted — and
+the ids of the counted rows created after T. A row counts as included if its id is among those, or its
+created_at is at or before T. So the ids kept are those of the last LAG of activity, whatever was imported
+or reviewed before (a bulk import stamped in one second is out of the set ten minutes later). A transaction
+that commits a row more than LAG after the row's created_at (a writer stalled for over ten minutes between
+stamping and committing, or a writer whose clock is that far behind the reader's) is therefore missed by the
+kept state until it is rebuilt (`refresh(..., rebuild=True)`, or `clinreason agreement`/`stats` after a
+rubric change). The state is rebuilt from a full scan whenever it is missing, of another format version,
+made with another rubric, or does not decode or add up (a negative count).
 
 A state is persisted only from `refresh`, which reads in `store.db.read_snapshot` (one consistent view, so the
 counts and the watermarks describe the same rows) and then writes in a short transaction of its own, only if
@@ -35,7 +37,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -47,8 +49,9 @@ from clinreason.store import scanstate
 from clinreason.store import stats as stats_store
 from clinreason.store.projects import latest_rubric
 
-#: the body's format version: a state of another version is rebuilt
-FORMAT = 1
+#: the body's format version: a state of another version is rebuilt (2: the watermark is the read's clock
+#: less LAG, no longer the newest row's created_at)
+FORMAT = 2
 #: how long after its created_at a review or decision may still commit and be counted (see the module text)
 LAG = timedelta(minutes=10)
 
@@ -57,28 +60,33 @@ class CorruptState(ValueError):
     """A stored state that does not decode, or does not add up: rebuilt from a full scan."""
 
 
+def read_clock(conn: Connection) -> datetime:
+    """The instant a read takes as "now" for its watermarks (the machine's clock; tests replace it)."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Marks:
-    """The newest created_at included (None: nothing yet) and the ids included within LAG of it."""
+    """`at`: every row created at or before it is counted (None: nothing read yet); `recent`: the ids of the
+    counted rows created after it, with their created_at."""
 
     at: datetime | None = None
     recent: dict[Any, datetime] = field(default_factory=dict)
 
     def included(self, row_id: Any, created_at: datetime) -> bool:
-        return row_id in self.recent or (self.at is not None and created_at <= self.at - LAG)
+        return row_id in self.recent or (self.at is not None and created_at <= self.at)
 
     def since(self) -> datetime | None:
-        return None if self.at is None else self.at - LAG
+        return self.at
 
-    def advanced(self, arrivals: Iterable[scanstate.Arrival]) -> Marks:
-        arrivals = list(arrivals)
-        times = [a.created_at for a in arrivals] + ([self.at] if self.at is not None else [])
-        if not times:
-            return Marks()
-        at = max(times)
-        recent = {i: t for i, t in self.recent.items() if t > at - LAG}
-        recent.update((a.id, a.created_at) for a in arrivals if a.created_at > at - LAG)
-        return Marks(at=at, recent=recent)
+    def advanced(self, arrivals: Iterable[scanstate.Arrival], *, now: datetime) -> Marks:
+        """The marks once `arrivals` (rows not counted before) are counted, at a read made at `now`."""
+        settled = now - LAG
+        if self.at is not None and self.at > settled:  # never backwards (a clock set back)
+            settled = self.at
+        recent = {i: t for i, t in self.recent.items() if t > settled}
+        recent.update((a.id, a.created_at) for a in arrivals if a.created_at > settled)
+        return Marks(at=settled, recent=recent)
 
 
 @dataclass
@@ -283,25 +291,30 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
 
 def build(conn: Connection, *, project_id: int, dims: list[str], scale: list[int]) -> KeptState:
     """A state from a full scan, with the watermarks of what that scan read (read it in one snapshot)."""
-    newest_review, newest_decision = scanstate.newest(conn, project_id=project_id)
+    now = read_clock(conn)
     raw = scan_rows(stats_store.rated_review_rows(conn, project_id=project_id), dims=dims, scale=scale)
-    reviews = Marks().advanced(scanstate.reviews_since(conn, project_id=project_id, after=newest_review - LAG)
-                               if newest_review is not None else [])
-    decisions = Marks().advanced(scanstate.decisions_since(conn, project_id=project_id, after=newest_decision - LAG)
-                                 if newest_decision is not None else [])
+    since = now - LAG
+    reviews = Marks().advanced(scanstate.reviews_since(conn, project_id=project_id, after=since), now=now)
+    decisions = Marks().advanced(scanstate.decisions_since(conn, project_id=project_id, after=since), now=now)
     return KeptState(raw=raw, reviews=reviews, decisions=decisions)
 
 
 def advance(conn: Connection, *, project_id: int, state: KeptState) -> bool:
     """Bring `state` up to date in place with the reviews and decisions that arrived since its watermarks;
-    False when nothing had arrived."""
+    False when nothing had arrived and the marks are as stored (nothing worth writing)."""
+    now = read_clock(conn)
     new_reviews = [a for a in scanstate.reviews_since(conn, project_id=project_id, after=state.reviews.since())
                    if a.id not in state.reviews.recent]
     new_decisions = [a for a in scanstate.decisions_since(conn, project_id=project_id,
                                                           after=state.decisions.since())
                      if a.id not in state.decisions.recent]
     if not new_reviews and not new_decisions:
-        return False
+        reviews, decisions = state.reviews.advanced([], now=now), state.decisions.advanced([], now=now)
+        # ids that aged out of the window: storing the narrower marks spares the next reads fetching them
+        shrank = len(reviews.recent) < len(state.reviews.recent) or len(decisions.recent) < len(state.decisions.recent)
+        if shrank:
+            state.reviews, state.decisions = reviews, decisions
+        return shrank
     affected = {a.key for a in new_reviews}
     affected |= scanstate.reviewed_versions_of_items(conn, (a.key for a in new_decisions))
     dims, scale = state.raw.dimensions, state.raw.scale
@@ -315,8 +328,8 @@ def advance(conn: Connection, *, project_id: int, state: KeptState) -> bool:
         before.append(row)
     combine(state.raw, scan_rows(before, dims=dims, scale=scale), -1)
     combine(state.raw, scan_rows(rows, dims=dims, scale=scale), 1)
-    state.reviews = state.reviews.advanced(new_reviews)
-    state.decisions = state.decisions.advanced(new_decisions)
+    state.reviews = state.reviews.advanced(new_reviews, now=now)
+    state.decisions = state.decisions.advanced(new_decisions, now=now)
     return True
 
 
