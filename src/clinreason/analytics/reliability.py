@@ -30,6 +30,10 @@ class _Fitted:
     newest: datetime | None  # the newest created_at counted
     at_newest: int  # how many of the counted reviews carry exactly that instant
 
+    def covers(self, count: int) -> bool:
+        """Whether the fit still stands at `count` reviews: fewer than a tenth (at least 50) more than it saw."""
+        return self.fitted_at <= count < self.fitted_at + max(50, self.fitted_at // 10)
+
 
 # (database, project) -> the last fit
 _EVIDENCE_CACHE: dict[tuple[str, int], _Fitted] = {}
@@ -95,12 +99,11 @@ def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
         cached.count += tally.count - cached.at_newest  # those at exactly `newest` were counted already
         if tally.newest is not None:
             cached.newest, cached.at_newest = tally.newest, tally.at_newest
-        count = cached.count
-        if cached.fitted_at <= count < cached.fitted_at + max(50, cached.fitted_at // 10):
+        if cached.covers(cached.count):
             return cached.model
     tally = review_store.project_review_tally(conn, project_id=project_id)
     count = tally.count
-    if cached is not None and cached.fitted_at <= count < cached.fitted_at + max(50, cached.fitted_at // 10):
+    if cached is not None and cached.covers(count):
         cached.count, cached.newest, cached.at_newest = count, tally.newest, tally.at_newest
         return cached.model
     model = fit_evidence(conn, project_id)

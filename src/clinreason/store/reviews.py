@@ -277,11 +277,6 @@ def reviewed_versions(conn: Connection, *, item_id: str, reviewer_id: int) -> se
                                                                  reviews.c.reviewer_id == reviewer_id)).scalars())
 
 
-def project_review_count(conn: Connection, *, project_id: int) -> int:
-    return int(conn.execute(select(func.count()).select_from(reviews).join(items, items.c.id == reviews.c.item_id)
-                            .where(items.c.project_id == project_id)).scalar_one())
-
-
 @dataclass(frozen=True, slots=True)
 class ReviewTally:
     """How many reviews, the newest created_at among them, and how many of them carry exactly that instant."""

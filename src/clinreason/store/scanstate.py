@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, func, inspect, select, update
+from sqlalchemy import Connection, Text, cast, inspect, select, update
 
 from clinreason.store.common import aware, dialect_insert, now
 from clinreason.store.tables import decisions, items, reviews, scan_states
@@ -103,17 +103,6 @@ def _since(conn: Connection, project_id: int, table: Any, key: Any, after: datet
         mine.update(conn.execute(select(items.c.id).where(items.c.id.in_(wanted[lo:lo + ID_CHUNK]),
                                                           items.c.project_id == project_id)).scalars())
     return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in found if r[3] in mine]
-
-
-def newest(conn: Connection, *, project_id: int) -> tuple[datetime | None, datetime | None]:
-    """created_at of the project's newest review and newest decision (None where there is none)."""
-    r = conn.execute(select(func.max(reviews.c.created_at))
-                     .select_from(reviews.join(items, items.c.id == reviews.c.item_id))
-                     .where(items.c.project_id == project_id)).scalar_one()
-    d = conn.execute(select(func.max(decisions.c.created_at))
-                     .select_from(decisions.join(items, items.c.id == decisions.c.item_id))
-                     .where(items.c.project_id == project_id)).scalar_one()
-    return (None if r is None else _aware(r)), (None if d is None else _aware(d))
 
 
 def reviewed_versions_of_items(conn: Connection, item_ids: Iterable[str]) -> set[str]:
