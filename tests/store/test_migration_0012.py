@@ -48,7 +48,7 @@ def test_an_0011_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
     before = _reports(engine, project["id"], full)
 
     dbm.upgrade(engine)
-    assert dbm.current_revision(engine) == "0012" == dbm.head_revision()
+    assert dbm.current_revision(engine) == dbm.head_revision()
     assert "scan_states" in inspect(engine).get_table_names()
     assert _indexes(engine) == {"reviews": True, "decisions": True}
     assert _reports(engine, project["id"]) == before

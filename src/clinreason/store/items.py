@@ -11,7 +11,7 @@ from clinreason.domain.messages import N_
 from clinreason.domain.records import Item
 from clinreason.store.common import StaleStateError, now
 from clinreason.store.decisions import add_event
-from clinreason.store.tables import events, item_revisions, item_sources, items
+from clinreason.store.tables import events, extra_reviewer_requests, item_revisions, item_sources, items
 
 _ITEM_FIELDS = ("id", "project_id", "question", "answer_labels", "language", "state", "answer_text", "specialty",
                 "context", "reference_explanation", "content_hash", "strikes", "auto_retries", "flag_reason",
@@ -35,6 +35,27 @@ _CLAIM_ITEM = select(items.c.id).where(items.c.id == bindparam("item_id"), items
 #: compare-and-set: SET takes the other parameters' names (state, updated_at, strikes ...)
 _MOVE_ITEM = update(items).where(items.c.id == bindparam("b_item_id"), items.c.state == bindparam("b_expected")) \
     .returning(items.c.project_id)
+_REVIEW = ItemState.IN_REVIEW.value
+_requests = extra_reviewer_requests.c
+#: an item leaving review closes its extra-reviewer requests, one coming back reopens them (migration 0013)
+_CLOSE_REQUESTS = update(extra_reviewer_requests).where(
+    _requests.project_id == bindparam("b_project_id"), _requests.item_id.in_(bindparam("b_item_ids", expanding=True)),
+    _requests.closed_at.is_(None)).values(closed_at=bindparam("b_at"))
+_REOPEN_REQUESTS = update(extra_reviewer_requests).where(
+    _requests.project_id == bindparam("b_project_id"), _requests.item_id.in_(bindparam("b_item_ids", expanding=True)),
+    _requests.closed_at.is_not(None)).values(closed_at=None)
+
+
+def _follow_review(conn: Connection, *, project_id: int, item_ids: list[str], expected: str, target: str,
+                   at: Any) -> None:
+    """Keep the items' extra-reviewer requests open exactly while the items are in review."""
+    if (expected == _REVIEW) == (target == _REVIEW):
+        return
+    params = {"b_project_id": project_id, "b_item_ids": item_ids}
+    if expected == _REVIEW:
+        conn.execute(_CLOSE_REQUESTS, {**params, "b_at": at})
+    else:
+        conn.execute(_REOPEN_REQUESTS, params)
 
 
 def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
@@ -103,14 +124,16 @@ def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str
     row moved meanwhile (or does not exist)."""
     reason = check_transition(expected, target)
     expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
+    at = now()
     project_id = conn.execute(_MOVE_ITEM, {"b_item_id": item_id, "b_expected": expected_s, "state": target_s,
-                                           "updated_at": now(), **values}).scalar()
+                                           "updated_at": at, **values}).scalar()
     if project_id is None:
         row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()
         if row is None:
             raise StaleStateError(N_("item {item_id} does not exist"), {"item_id": item_id})
         raise StaleStateError(N_("item {item_id} is '{state}', not '{expected}': it was moved by someone else"),
                               {"item_id": item_id, "state": row.state, "expected": expected_s})
+    _follow_review(conn, project_id=project_id, item_ids=[item_id], expected=expected_s, target=target_s, at=at)
     add_event(conn, project_id=project_id, item_id=item_id, kind="item.transition", actor=actor,
               before={"state": expected_s}, after={"state": target_s},
               detail={"reason": reason, **(detail or {})})
@@ -134,6 +157,7 @@ def transition_items(conn: Connection, *, project_id: int, item_ids: list[str], 
     result = conn.execute(stmt.values(state=target_s, updated_at=ts, **values))
     if result.rowcount != len(item_ids):
         return False
+    _follow_review(conn, project_id=project_id, item_ids=item_ids, expected=expected_s, target=target_s, at=ts)
     details = details or {}
     conn.execute(events.insert(), [
         {"project_id": project_id, "item_id": item_id, "kind": "item.transition", "actor": actor,

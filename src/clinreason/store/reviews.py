@@ -64,7 +64,8 @@ _LOCK_ASSIGNMENT_DRAFT = _LOCK_ASSIGNMENT.add_columns(
 _SUBMITTED = update(assignments).where(assignments.c.id == bindparam("b_assignment_id"))
 _EXTRA_WANTED = (select(extra_reviewer_requests.c.rationale_id, func.count())
                  .join(items, items.c.id == extra_reviewer_requests.c.item_id)
-                 .where(extra_reviewer_requests.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+                 .where(extra_reviewer_requests.c.project_id == bindparam("project_id"),
+                        extra_reviewer_requests.c.closed_at.is_(None), items.c.state == REVIEWABLE_STATE)
                  .group_by(extra_reviewer_requests.c.rationale_id)
                  .order_by(func.min(extra_reviewer_requests.c.id)))
 _EXTRA_OF = select(func.count()).select_from(extra_reviewer_requests) \
@@ -195,7 +196,8 @@ def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, r
 
 
 def extra_reviewers_wanted(conn: Connection, *, project_id: int) -> dict[str, int]:
-    """Rationale id -> extra reviewers asked for, for versions of items still in review."""
+    """Rationale id -> extra reviewers asked for, for versions of items still in review (read from the open
+    requests' partial index: the requests of items that left review are closed, migration 0013)."""
     rows = conn.execute(_EXTRA_WANTED, {"project_id": project_id}).all()
     return {rid: int(n) for rid, n in rows}
 

@@ -326,9 +326,15 @@ extra_reviewer_requests = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("actor", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # set while the item is out of review (store/items.py moves it with the item's state): the lease reads
+    # the open requests from the partial index below, not every request the project ever made (0013)
+    Column("closed_at", DateTime(timezone=True), nullable=True),
     Index(None, "rationale_id"),
     Index(None, "project_id", "item_id"),
 )
+Index("ix_extra_reviewer_requests_open", extra_reviewer_requests.c.project_id, extra_reviewer_requests.c.id,
+      sqlite_where=extra_reviewer_requests.c.closed_at.is_(None),
+      postgresql_where=extra_reviewer_requests.c.closed_at.is_(None))
 
 #: the merged reviewer feedback consensus computed for a version it sent back: what guided
 #: regeneration renders (domain/consensus.Feedback)
