@@ -8,6 +8,7 @@ from sqlalchemy import Connection, RowMapping, insert, select
 
 from clinreason.domain.records import Decision, Event
 from clinreason.store.common import bind_processor, bind_value, insert_rows, json_serializer, now
+from clinreason.store.hot import Hot
 from clinreason.store.tables import decisions, events, items
 
 
@@ -23,12 +24,12 @@ def _decision(row: RowMapping) -> Decision:
 
 
 #: built once: every event is the same statement with other parameters (SQLAlchemy's compiled cache)
-_ADD_EVENT = insert(events)
+_ADD_EVENT = Hot(insert(events))
 
 
 def add_event(conn: Connection, *, project_id: int, kind: str, actor: str, item_id: str | None = None,
               before: Any = None, after: Any = None, detail: dict[str, Any] | None = None) -> None:
-    conn.execute(_ADD_EVENT, {"project_id": project_id, "item_id": item_id, "kind": kind, "actor": actor,
+    _ADD_EVENT.run(conn, {"project_id": project_id, "item_id": item_id, "kind": kind, "actor": actor,
                               "before": before, "after": after, "detail": detail or {}, "at": now()})
 
 

@@ -11,6 +11,7 @@ from clinreason.domain.messages import N_
 from clinreason.domain.records import Item
 from clinreason.store.common import StaleStateError, now
 from clinreason.store.decisions import add_event
+from clinreason.store.hot import Hot
 from clinreason.store.tables import events, extra_reviewer_requests, item_revisions, item_sources, items
 
 _ITEM_FIELDS = ("id", "project_id", "question", "answer_labels", "language", "state", "answer_text", "specialty",
@@ -28,22 +29,22 @@ def item_from_row(row: RowMapping | dict[str, Any]) -> Item:
 
 
 # the review path's statements, built once (SQLAlchemy's compiled cache then does the rest)
-_GET_ITEM = select(items).where(items.c.id == bindparam("item_id"), items.c.project_id == bindparam("project_id"))
-_LOCK_ITEM = select(items).where(items.c.id == bindparam("item_id")).with_for_update(key_share=True)
-_CLAIM_ITEM = select(items.c.id).where(items.c.id == bindparam("item_id"), items.c.state == bindparam("state")) \
-    .with_for_update(skip_locked=True, key_share=True)
+_GET_ITEM = Hot(select(items).where(items.c.id == bindparam("item_id"), items.c.project_id == bindparam("project_id")))
+_LOCK_ITEM = Hot(select(items).where(items.c.id == bindparam("item_id")).with_for_update(key_share=True))
+_CLAIM_ITEM = Hot(select(items.c.id).where(items.c.id == bindparam("item_id"), items.c.state == bindparam("state")) \
+    .with_for_update(skip_locked=True, key_share=True))
 #: compare-and-set: SET takes the other parameters' names (state, updated_at, strikes ...)
-_MOVE_ITEM = update(items).where(items.c.id == bindparam("b_item_id"), items.c.state == bindparam("b_expected")) \
-    .returning(items.c.project_id)
+_MOVE_ITEM = Hot(update(items).where(items.c.id == bindparam("b_item_id"), items.c.state == bindparam("b_expected")) \
+    .returning(items.c.project_id))
 _REVIEW = ItemState.IN_REVIEW.value
 _requests = extra_reviewer_requests.c
 #: an item leaving review closes its extra-reviewer requests, one coming back reopens them (migration 0013)
-_CLOSE_REQUESTS = update(extra_reviewer_requests).where(
-    _requests.project_id == bindparam("b_project_id"), _requests.item_id.in_(bindparam("b_item_ids", expanding=True)),
-    _requests.closed_at.is_(None)).values(closed_at=bindparam("b_at"))
-_REOPEN_REQUESTS = update(extra_reviewer_requests).where(
-    _requests.project_id == bindparam("b_project_id"), _requests.item_id.in_(bindparam("b_item_ids", expanding=True)),
-    _requests.closed_at.is_not(None)).values(closed_at=None)
+_CLOSE_REQUESTS = Hot(update(extra_reviewer_requests).where(
+    _requests.project_id == bindparam("b_project_id"), _requests.item_id == bindparam("b_item_id"),
+    _requests.closed_at.is_(None)).values(closed_at=bindparam("b_at")))
+_REOPEN_REQUESTS = Hot(update(extra_reviewer_requests).where(
+    _requests.project_id == bindparam("b_project_id"), _requests.item_id == bindparam("b_item_id"),
+    _requests.closed_at.is_not(None)).values(closed_at=None))
 
 
 def _follow_review(conn: Connection, *, project_id: int, item_ids: list[str], expected: str, target: str,
@@ -51,15 +52,17 @@ def _follow_review(conn: Connection, *, project_id: int, item_ids: list[str], ex
     """Keep the items' extra-reviewer requests open exactly while the items are in review."""
     if (expected == _REVIEW) == (target == _REVIEW):
         return
-    params = {"b_project_id": project_id, "b_item_ids": item_ids}
-    if expected == _REVIEW:
-        conn.execute(_CLOSE_REQUESTS, {**params, "b_at": at})
-    else:
-        conn.execute(_REOPEN_REQUESTS, params)
+    params = [{"b_project_id": project_id, "b_item_id": item_id, **({"b_at": at} if expected == _REVIEW else {})}
+              for item_id in item_ids]
+    hot = _CLOSE_REQUESTS if expected == _REVIEW else _REOPEN_REQUESTS
+    if len(params) == 1:
+        hot.run(conn, params[0])
+    else:  # a batch of moves: one executemany
+        conn.execute(hot.statement, params)
 
 
 def get_item(conn: Connection, *, project_id: int, item_id: str) -> Item | None:
-    row = conn.execute(_GET_ITEM, {"item_id": item_id, "project_id": project_id}).mappings().first()
+    row = _GET_ITEM.run(conn, {"item_id": item_id, "project_id": project_id}).mappings().first()
     return item_from_row(row) if row else None
 
 
@@ -73,13 +76,13 @@ def items_by_id(conn: Connection, *, item_ids: list[str]) -> dict[str, Item]:
 
 def lock_item(conn: Connection, *, item_id: str) -> Item | None:
     """The item row, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL)."""
-    row = conn.execute(_LOCK_ITEM, {"item_id": item_id}).mappings().first()
+    row = _LOCK_ITEM.run(conn, {"item_id": item_id}).mappings().first()
     return item_from_row(row) if row else None
 
 
 def claim_item_row(conn: Connection, *, item_id: str, state: str) -> bool:
     """Lock the item if it is still in `state`, skipping it when another transaction holds it."""
-    return conn.execute(_CLAIM_ITEM, {"item_id": item_id, "state": state}).first() is not None
+    return _CLAIM_ITEM.run(conn, {"item_id": item_id, "state": state}).first() is not None
 
 
 def item_state(conn: Connection, *, item_id: str) -> str | None:
@@ -125,7 +128,7 @@ def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str
     reason = check_transition(expected, target)
     expected_s, target_s = str(ItemState(expected)), str(ItemState(target))
     at = now()
-    project_id = conn.execute(_MOVE_ITEM, {"b_item_id": item_id, "b_expected": expected_s, "state": target_s,
+    project_id = _MOVE_ITEM.run(conn, {"b_item_id": item_id, "b_expected": expected_s, "state": target_s,
                                            "updated_at": at, **values}).scalar()
     if project_id is None:
         row = conn.execute(select(items.c.state, items.c.project_id).where(items.c.id == item_id)).first()

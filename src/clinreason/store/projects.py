@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Text, bindparam, cast, exists, insert, select
 from clinreason.domain.messages import N_
 from clinreason.store.common import NotFoundError, now
 from clinreason.store.decisions import add_event
+from clinreason.store.hot import Hot
 from clinreason.store.tables import calibration, projects, rubric_versions
 
 
@@ -59,18 +60,18 @@ def project_config(conn: Connection, *, project_id: int) -> dict[str, Any]:
 #: the project's stored configuration and its latest rubric as their JSON text, and whether it has any
 #: calibration item, in one statement (built once): the text is what a parsed copy is cached by
 #: (stages/settings.py), so a changed configuration or a new rubric version is a different key
-_REVIEW_SETTINGS = select(
+_REVIEW_SETTINGS = Hot(select(
     cast(projects.c.config, Text),
     select(cast(rubric_versions.c.body, Text)).where(rubric_versions.c.project_id == projects.c.id)
     .order_by(rubric_versions.c.version.desc()).limit(1).scalar_subquery(),
     exists().where(calibration.c.project_id == projects.c.id),
-).where(projects.c.id == bindparam("project_id"))
+).where(projects.c.id == bindparam("project_id")))
 
 
 def review_settings_text(conn: Connection, *, project_id: int) -> tuple[str, str | None, bool] | None:
     """(the stored configuration, the latest rubric body, each as JSON text; whether the project has a
     calibration item); None when there is no such project."""
-    row = conn.execute(_REVIEW_SETTINGS, {"project_id": project_id}).first()
+    row = _REVIEW_SETTINGS.run(conn, {"project_id": project_id}).first()
     return (str(row[0]), row[1], bool(row[2])) if row is not None else None
 
 

@@ -8,9 +8,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, exists, func, select
+from sqlalchemy import Connection, Select, bindparam, exists, func, literal_column, select
 
 from clinreason.domain.lifecycle import ItemState
+from clinreason.store.hot import Hot
 from clinreason.store.tables import assignments, extra_reviewer_requests, items, rationales, reviews
 
 REVIEWABLE_STATE = ItemState.IN_REVIEW.value
@@ -25,6 +26,10 @@ class Candidate:
     version: int
 
 
+#: the statuses of a lease that keep its version from its reviewer, written into the SQL (constants: no parameter)
+_HELD_STATUSES: list[Any] = [literal_column(f"'{status}'") for status in ("open", "submitted", "released")]
+
+
 def _candidate_query() -> Select[Any]:
     """The current versions of items (joined as `items`) this reviewer may take (bind parameters: now,
     reviewer_id, author, overlap)."""
@@ -35,7 +40,7 @@ def _candidate_query() -> Select[Any]:
     live = select(func.count()).select_from(assignments).where(
         assignments.c.rationale_id == rationales.c.id, assignments.c.status == "open", assignments.c.expires_at > at)
     held = exists().where(assignments.c.rationale_id == rationales.c.id, assignments.c.reviewer_id == me,
-                          assignments.c.status.in_(["open", "submitted", "released"]))
+                          assignments.c.status.in_(_HELD_STATUSES))
     reviewed = exists().where(reviews.c.rationale_id == rationales.c.id, reviews.c.reviewer_id == me)
     return (
         select(rationales.c.id, rationales.c.item_id, rationales.c.version)
@@ -47,11 +52,11 @@ def _candidate_query() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
-def _one_candidate_statement() -> Select[Any]:
+def _one_candidate_statement() -> Hot:
     """The single version `rationale_id`, if this reviewer may take it. Built once with bind parameters,
     so it hits SQLAlchemy's compiled cache."""
-    return _candidate_query().where(rationales.c.id == bindparam("rationale_id"),
-                                    items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE)
+    return Hot(_candidate_query().where(rationales.c.id == bindparam("rationale_id"),
+                                        items.c.project_id == bindparam("project_id"), items.c.state == REVIEWABLE_STATE))
 
 
 #: the queue's three specialty ranks, best first: the reviewer's specialties, items without one, the rest
@@ -76,14 +81,14 @@ def _stream(query: Select[Any], table: Any, stream: str) -> Select[Any]:
 
 
 @lru_cache(maxsize=4)
-def _edge_statement(stream: str) -> Select[Any]:
+def _edge_statement(stream: str) -> Hot:
     """The stream's item at position `last` (0-based), when it has that many: whether a window ending
     there was full."""
-    return _stream(select(items.c.created_at, items.c.id), items, stream).limit(1).offset(bindparam("last"))
+    return Hot(_stream(select(items.c.created_at, items.c.id), items, stream).limit(1).offset(bindparam("last")))
 
 
 @lru_cache(maxsize=4)
-def _window_statement(stream: str) -> Select[Any]:
+def _window_statement(stream: str) -> Hot:
     """In one statement: of one window of the stream (`window` items after the first `skip`), the first
     `limit` versions this reviewer may take, in queue order, each with its item's created_at, and beside
     them the key of the window's last item (NULL when the window is not full). Built once per stream
@@ -91,12 +96,12 @@ def _window_statement(stream: str) -> Select[Any]:
     w = items.alias("w")
     window = _stream(select(w.c.id), w, stream).limit(bindparam("window")).offset(bindparam("skip"))
     edge = _stream(select(w.c.created_at, w.c.id), w, stream).limit(1).offset(bindparam("last")).subquery("edge")
-    return (_candidate_query()
-            .add_columns(items.c.created_at,
-                         select(edge.c.created_at).scalar_subquery().label("last_created"),
-                         select(edge.c.id).scalar_subquery().label("last_id"))
-            .where(rationales.c.item_id.in_(window))
-            .order_by(items.c.created_at, items.c.id).limit(bindparam("limit")))
+    return Hot(_candidate_query()
+               .add_columns(items.c.created_at,
+                            select(edge.c.created_at).scalar_subquery().label("last_created"),
+                            select(edge.c.id).scalar_subquery().label("last_id"))
+               .where(rationales.c.item_id.in_(window))
+               .order_by(items.c.created_at, items.c.id).limit(bindparam("limit")))
 
 
 def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
@@ -108,13 +113,13 @@ def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
     skip, window = 0, 64
     while True:
         bounds = {**params, "skip": skip, "window": window, "last": skip + window - 1}
-        found = conn.execute(_window_statement(stream), bounds).all()
+        found = _window_statement(stream).run(conn, bounds).all()
         if found:
             edge = found[0]
             return (sorted((((r.created_at, r.item_id), Candidate(r.id, r.item_id, r.version)) for r in found),
                            key=lambda pair: pair[0]),
                     (edge.last_created, edge.last_id) if edge.last_id is not None else None)
-        if conn.execute(_edge_statement(stream), bounds).first() is None:
+        if _edge_statement(stream).run(conn, bounds).first() is None:
             return [], None  # the window was the stream's last (or it is empty)
         skip, window = skip + window, window * 2
 
@@ -129,7 +134,7 @@ def candidates(conn: Connection, *, project_id: int, reviewer_id: int, author: s
     params = {"now": at, "reviewer_id": reviewer_id, "author": author, "project_id": project_id, "limit": limit,
               "overlap": overlap, "wanted": wanted}
     if rationale_id is not None:
-        rows = conn.execute(_one_candidate_statement(), {**params, "rationale_id": rationale_id}).all()
+        rows = _one_candidate_statement().run(conn, {**params, "rationale_id": rationale_id}).all()
         return [Candidate(r.id, r.item_id, r.version) for r in rows]
     ranks: list[list[tuple[str, dict[str, Any]]]] = [
         [(_WANTED, {"specialty": s}) for s in wanted],

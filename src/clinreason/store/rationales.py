@@ -16,6 +16,7 @@ from clinreason.domain.checks import simhash
 from clinreason.domain.rationale_text import ParsedRationale, parse_expert_text, parse_rationale
 from clinreason.domain.records import Check, Item, Origin, RationaleVersion
 from clinreason.store.common import insert_ignoring_duplicates, new_id, now
+from clinreason.store.hot import Hot
 from clinreason.store.tables import checks, items, llm_cache, rationales
 
 
@@ -139,14 +140,14 @@ def latest_numbers(conn: Connection, *, item_ids: list[str]) -> dict[str, int]:
 
 
 # read on every submission: built once
-_LATEST_VERSION = select(rationales).where(rationales.c.item_id == bindparam("item_id")) \
-    .order_by(rationales.c.version.desc()).limit(1)
-_GET_VERSION = select(rationales).where(rationales.c.id == bindparam("rationale_id"))
+_LATEST_VERSION = Hot(select(rationales).where(rationales.c.item_id == bindparam("item_id")) \
+    .order_by(rationales.c.version.desc()).limit(1))
+_GET_VERSION = Hot(select(rationales).where(rationales.c.id == bindparam("rationale_id")))
 
 
 def latest_version(conn: Connection, *, item_id: str) -> RationaleVersion | None:
     """The item's current version: the highest number."""
-    row = conn.execute(_LATEST_VERSION, {"item_id": item_id}).mappings().first()
+    row = _LATEST_VERSION.run(conn, {"item_id": item_id}).mappings().first()
     return version_from_row(row) if row else None
 
 
@@ -162,7 +163,7 @@ def latest_versions(conn: Connection, *, item_ids: list[str]) -> dict[str, Ratio
 
 
 def get_version(conn: Connection, *, rationale_id: str) -> RationaleVersion | None:
-    row = conn.execute(_GET_VERSION, {"rationale_id": rationale_id}).mappings().first()
+    row = _GET_VERSION.run(conn, {"rationale_id": rationale_id}).mappings().first()
     return version_from_row(row) if row else None
 
 

@@ -19,6 +19,7 @@ from clinreason.domain.records import Assignment, RationaleVersion, Review
 from clinreason.domain.steps import StepMark
 from clinreason.store.common import aware, now, upsert
 from clinreason.store.decisions import add_event
+from clinreason.store.hot import Hot
 from clinreason.store.queue import REVIEWABLE_STATE, Candidate
 from clinreason.store.readmodels import review_from_row
 from clinreason.store.tables import (
@@ -43,58 +44,58 @@ def _assignment(row: RowMapping) -> Assignment:
 
 # --- the review path's statements, built once (bind parameters: SQLAlchemy's compiled cache does the rest)
 
-_LOCK_REVIEWER = select(users.c.id).where(users.c.id == bindparam("reviewer_id")).with_for_update(key_share=True)
-_USERNAME = select(users.c.username).where(users.c.id == bindparam("user_id"))
-_EXPIRED = (select(assignments.c.id, assignments.c.item_id)
+_LOCK_REVIEWER = Hot(select(users.c.id).where(users.c.id == bindparam("reviewer_id")).with_for_update(key_share=True))
+_USERNAME = Hot(select(users.c.username).where(users.c.id == bindparam("user_id")))
+_EXPIRED = Hot((select(assignments.c.id, assignments.c.item_id)
             .where(assignments.c.status == "open", assignments.c.expires_at <= bindparam("at"),
                    exists().where(items.c.id == assignments.c.item_id, items.c.project_id == bindparam("project_id")))
-            .with_for_update(skip_locked=True, key_share=True))
-_CURRENT_LEASE = (select(assignments, rationales.c.version)
+            .with_for_update(skip_locked=True, key_share=True)))
+_CURRENT_LEASE = Hot((select(assignments, rationales.c.version)
                   .join(items, items.c.id == assignments.c.item_id)
                   .join(rationales, rationales.c.id == assignments.c.rationale_id)
                   .where(items.c.project_id == bindparam("project_id"), assignments.c.reviewer_id == bindparam("reviewer_id"),
                          assignments.c.status == "open", assignments.c.expires_at > bindparam("at"))
-                  .order_by(assignments.c.created_at).limit(1))
-_ADD_ASSIGNMENT = insert(assignments)
+                  .order_by(assignments.c.created_at).limit(1)))
+_ADD_ASSIGNMENT = Hot(insert(assignments))
 _LOCK_ASSIGNMENT = (select(assignments, items.c.project_id).join(items, items.c.id == assignments.c.item_id)
                     .where(assignments.c.id == bindparam("assignment_id")).with_for_update(of=assignments, key_share=True))
-_LOCK_ASSIGNMENT_DRAFT = _LOCK_ASSIGNMENT.add_columns(
+_LOCK_ASSIGNMENT_DRAFT = Hot(_LOCK_ASSIGNMENT.add_columns(
     exists().where(review_drafts.c.rationale_id == assignments.c.rationale_id,
-                   review_drafts.c.reviewer_id == assignments.c.reviewer_id).label("has_draft"))
-_SUBMITTED = update(assignments).where(assignments.c.id == bindparam("b_assignment_id"))
-_EXTRA_WANTED = (select(extra_reviewer_requests.c.rationale_id, func.count())
+                   review_drafts.c.reviewer_id == assignments.c.reviewer_id).label("has_draft")))
+_SUBMITTED = Hot(update(assignments).where(assignments.c.id == bindparam("b_assignment_id")))
+_EXTRA_WANTED = Hot((select(extra_reviewer_requests.c.rationale_id, func.count())
                  .join(items, items.c.id == extra_reviewer_requests.c.item_id)
                  .where(extra_reviewer_requests.c.project_id == bindparam("project_id"),
                         extra_reviewer_requests.c.closed_at.is_(None), items.c.state == REVIEWABLE_STATE)
                  .group_by(extra_reviewer_requests.c.rationale_id)
-                 .order_by(func.min(extra_reviewer_requests.c.id)))
-_EXTRA_OF = select(func.count()).select_from(extra_reviewer_requests) \
-    .where(extra_reviewer_requests.c.rationale_id == bindparam("rationale_id"))
+                 .order_by(func.min(extra_reviewer_requests.c.id))))
+_EXTRA_OF = Hot(select(func.count()).select_from(extra_reviewer_requests) \
+    .where(extra_reviewer_requests.c.rationale_id == bindparam("rationale_id")))
 _LOAD_DRAFT = select(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
                                           review_drafts.c.reviewer_id == bindparam("reviewer_id"))
 _DELETE_DRAFT = delete(review_drafts).where(review_drafts.c.rationale_id == bindparam("rationale_id"),
                                             review_drafts.c.reviewer_id == bindparam("reviewer_id"))
-_ADD_REVIEW = insert(reviews)
-_REVIEWS_OF = (select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
-               .where(reviews.c.rationale_id == bindparam("rationale_id")).order_by(reviews.c.created_at, reviews.c.id))
-_ADD_FEEDBACK = insert(feedback)
+_ADD_REVIEW = Hot(insert(reviews))
+_REVIEWS_OF = Hot((select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
+               .where(reviews.c.rationale_id == bindparam("rationale_id")).order_by(reviews.c.created_at, reviews.c.id)))
+_ADD_FEEDBACK = Hot(insert(feedback))
 
 
 # --- leases ---------------------------------------------------------------------------------------
 
 def lock_reviewer(conn: Connection, *, reviewer_id: int) -> None:
     """Serialise one reviewer's own requests (NO KEY UPDATE leaves foreign-key checks on the row free)."""
-    conn.execute(_LOCK_REVIEWER, {"reviewer_id": reviewer_id})
+    _LOCK_REVIEWER.run(conn, {"reviewer_id": reviewer_id})
 
 
 def username(conn: Connection, *, user_id: int) -> str:
-    return str(conn.execute(_USERNAME, {"user_id": user_id}).scalar_one())
+    return str(_USERNAME.run(conn, {"user_id": user_id}).scalar_one())
 
 
 def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
     """Mark open leases past their expiry as `expired` (their slots are already free: every count
     ignores expired leases). Rows another transaction holds are skipped, never waited for."""
-    rows = conn.execute(_EXPIRED, {"at": at, "project_id": project_id}).all()
+    rows = _EXPIRED.run(conn, {"at": at, "project_id": project_id}).all()
     if not rows:
         return 0
     conn.execute(update(assignments).where(assignments.c.id.in_([r.id for r in rows]),
@@ -107,7 +108,7 @@ def expire_leases(conn: Connection, *, project_id: int, at: datetime) -> int:
 
 def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: datetime) -> tuple[Assignment, int] | None:
     """The reviewer's live lease in this project (oldest first) and the leased version's number."""
-    row = conn.execute(_CURRENT_LEASE, {"project_id": project_id, "reviewer_id": reviewer_id, "at": at}
+    row = _CURRENT_LEASE.run(conn, {"project_id": project_id, "reviewer_id": reviewer_id, "at": at}
                        ).mappings().first()
     if row is None:
         return None
@@ -116,7 +117,7 @@ def current_lease(conn: Connection, *, project_id: int, reviewer_id: int, at: da
 
 def add_assignment(conn: Connection, *, project_id: int, assignment_id: str, candidate: Candidate, reviewer_id: int,
                    actor: str, at: datetime, expires_at: datetime) -> None:
-    conn.execute(_ADD_ASSIGNMENT, {"id": assignment_id, "rationale_id": candidate.id, "item_id": candidate.item_id,
+    _ADD_ASSIGNMENT.run(conn, {"id": assignment_id, "rationale_id": candidate.id, "item_id": candidate.item_id,
                                    "reviewer_id": reviewer_id, "status": "open", "created_at": at,
                                    "expires_at": expires_at})
     add_event(conn, project_id=project_id, item_id=candidate.item_id, kind="assignment.created", actor=actor,
@@ -131,7 +132,7 @@ def lock_assignment(conn: Connection, *, assignment_id: str) -> Assignment | Non
 
 def lock_assignment_with_draft(conn: Connection, *, assignment_id: str) -> tuple[Assignment, bool] | None:
     """`lock_assignment`, and whether its reviewer has a draft of its version (one statement)."""
-    row = conn.execute(_LOCK_ASSIGNMENT_DRAFT, {"assignment_id": assignment_id}).mappings().first()
+    row = _LOCK_ASSIGNMENT_DRAFT.run(conn, {"assignment_id": assignment_id}).mappings().first()
     return (_assignment(row), bool(row["has_draft"])) if row else None
 
 
@@ -147,7 +148,7 @@ def set_assignment_status(conn: Connection, *, assignment_id: str, status: str, 
     values: dict[str, Any] = {"status": status}
     if status == "submitted":
         values["submitted_at"] = at or now()
-    conn.execute(_SUBMITTED, {"b_assignment_id": assignment_id, **values})
+    _SUBMITTED.run(conn, {"b_assignment_id": assignment_id, **values})
 
 
 def taken_slots(conn: Connection, *, rationale_id: str, at: datetime, except_assignment: str | None = None) -> int:
@@ -198,12 +199,12 @@ def request_extra_reviewer(conn: Connection, *, project_id: int, item_id: str, r
 def extra_reviewers_wanted(conn: Connection, *, project_id: int) -> dict[str, int]:
     """Rationale id -> extra reviewers asked for, for versions of items still in review (read from the open
     requests' partial index: the requests of items that left review are closed, migration 0013)."""
-    rows = conn.execute(_EXTRA_WANTED, {"project_id": project_id}).all()
+    rows = _EXTRA_WANTED.run(conn, {"project_id": project_id}).all()
     return {rid: int(n) for rid, n in rows}
 
 
 def extra_reviewers_of(conn: Connection, *, rationale_id: str) -> int:
-    return int(conn.execute(_EXTRA_OF, {"rationale_id": rationale_id}).scalar_one())
+    return int(_EXTRA_OF.run(conn, {"rationale_id": rationale_id}).scalar_one())
 
 
 # --- drafts (autosave) ----------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def delete_draft(conn: Connection, *, rationale_id: str, reviewer_id: int) -> No
 # --- reviews --------------------------------------------------------------------------------------
 
 def add_review(conn: Connection, review: Review) -> None:
-    conn.execute(_ADD_REVIEW, {
+    _ADD_REVIEW.run(conn, {
         "id": review.id, "rationale_id": review.rationale_id, "item_id": review.item_id,
         "assignment_id": review.assignment_id, "reviewer_id": review.reviewer_id, "verdict": review.verdict,
         "scores": review.scores, "comments": review.comments, "edited_text": review.edited_text,
@@ -238,7 +239,7 @@ def add_review(conn: Connection, review: Review) -> None:
 
 def reviews_of(conn: Connection, *, rationale_id: str) -> list[Review]:
     """The version's reviews, oldest first, with the reviewer's username."""
-    rows = conn.execute(_REVIEWS_OF, {"rationale_id": rationale_id}).mappings()
+    rows = _REVIEWS_OF.run(conn, {"rationale_id": rationale_id}).mappings()
     return [review_from_row(r) for r in rows]
 
 
@@ -339,7 +340,7 @@ def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged:
     """The merged feedback consensus computed for a version it sent back."""
     body = {"failing": merged.failing, "comments": [list(c) for c in merged.comments], "verdicts": merged.verdicts,
             "step_marks": [[who, mark.to_dict()] for who, mark in merged.step_marks]}
-    conn.execute(_ADD_FEEDBACK, {"item_id": item_id, "rationale_id": rationale_id, "body": body, "created_at": now()})
+    _ADD_FEEDBACK.run(conn, {"item_id": item_id, "rationale_id": rationale_id, "body": body, "created_at": now()})
 
 
 def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
