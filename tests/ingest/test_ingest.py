@@ -335,3 +335,15 @@ def test_corrupted_cmexam_fails_naming_the_record(engine, project, tmp_path):
     with pytest.raises(ImportAborted, match="not a readable XLSX"):
         _imp(engine, tmp_path / "broken.xlsx", "cmexam")
     assert _snapshot(engine) == before
+
+
+@pytest.mark.parametrize("key", ["PMID\n7", "12\t34\r"])
+def test_a_refusal_naming_a_key_with_a_line_break_stays_one_line(engine, project, tmp_path, key):
+    """Found by the importer fuzzing: a PubMedQA key is shown in the refusal, escaped, on one line."""
+    bank = tmp_path / "pubmed.json"
+    bank.write_text(json.dumps({key: {"CONTEXTS": ["c"], "final_decision": "yes"}}))
+    with pytest.raises(ImportAborted) as refused:
+        import_path(engine, project="default", path=bank, fmt="pubmedqa")
+    message = str(refused.value)
+    assert "\n" not in message and "\r" not in message and "\t" not in message
+    assert repr(key)[1:-1] in message and "field 'QUESTION'" in message

@@ -21,9 +21,9 @@ class RecordError(ValueError):
 
     def __init__(self, file: str, record: int, field: str, expected: str, got: Any = None, locator: str = ""):
         self.file, self.record, self.field, self.expected, self.got, self.locator = file, record, field, expected, got, locator
-        where = f"record {record}" + (f" ({locator})" if locator and locator != f"record {record}" else "")
+        where = f"record {record}" + (f" ({_shown(locator)})" if locator and locator != f"record {record}" else "")
         got_s = "" if got is None else f", got {_short(got)}"
-        super().__init__(f"{file}: {where}: field '{field}': expected {expected}{got_s}")
+        super().__init__(f"{_shown(file)}: {where}: field '{_shown(field)}': expected {expected}{got_s}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled by its fields (the reader process of a large import sends refusals to the writer)
@@ -32,6 +32,12 @@ class RecordError(ValueError):
 
 class FileFormatError(ValueError):
     """The file as a whole cannot be read in the requested format."""
+
+
+def _shown(text: str) -> str:
+    """A name taken from the file (a record's key, a field) as a message shows it: a line break or another
+    unprintable character escaped, so the refusal stays one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _short(value: Any, limit: int = 60) -> str:

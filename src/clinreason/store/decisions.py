@@ -63,11 +63,14 @@ def item_events(conn: Connection, *, item_id: str) -> list[Event]:
     return [_event(r) for r in rows]
 
 
+_ADD_DECISION = Hot(insert(decisions))
+
+
 def add_decision(conn: Connection, *, item_id: str, kind: str, rationale_id: str | None, decided_by: str,
                  reason: str) -> Decision:
     ts = now()
-    conn.execute(insert(decisions).values(item_id=item_id, kind=kind, rationale_id=rationale_id,
-                                          decided_by=decided_by, reason=reason, created_at=ts))
+    _ADD_DECISION.run(conn, {"item_id": item_id, "kind": kind, "rationale_id": rationale_id, "decided_by": decided_by,
+                             "reason": reason, "created_at": ts})
     return Decision(item_id=item_id, kind=kind, rationale_id=rationale_id, decided_by=decided_by, reason=reason,
                     created_at=ts)
 

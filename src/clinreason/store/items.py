@@ -103,7 +103,19 @@ def items_in_state(conn: Connection, *, project_id: int, state: str, limit: int 
     return [item_from_row(r) for r in conn.execute(query).mappings()]
 
 
+#: one state's items in queue order (ix_items_queue_order); `project_items` merges a few states' lists
+_ITEMS_IN_STATE = Hot(select(items).where(items.c.project_id == bindparam("project_id"),
+                                          items.c.state == bindparam("state")).order_by(items.c.created_at, items.c.id))
+
+
 def project_items(conn: Connection, *, project_id: int, states: list[str] | None = None) -> list[Item]:
+    """The project's items (those in `states` only, when given), oldest first (created_at, then id)."""
+    if states is not None and len(states) <= 4:
+        found = [item_from_row(r) for state in dict.fromkeys(states)
+                 for r in _ITEMS_IN_STATE.run(conn, {"project_id": project_id, "state": str(state)}).mappings()]
+        if len(states) > 1:
+            found.sort(key=lambda it: (it.created_at, it.id))
+        return found
     query = select(items).where(items.c.project_id == project_id)
     if states is not None:
         query = query.where(items.c.state.in_(states))
@@ -115,9 +127,12 @@ def item_source_rows(conn: Connection, *, item_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings()]
 
 
+_SET_STRIKES = Hot(update(items).where(items.c.id == bindparam("b_item_id")))
+
+
 def set_strikes(conn: Connection, *, item_id: str, strikes: int) -> None:
     """Record a failed round that does not move the item (an edit: the new version is reviewed next)."""
-    conn.execute(update(items).where(items.c.id == item_id).values(strikes=strikes, updated_at=now()))
+    _SET_STRIKES.run(conn, {"b_item_id": item_id, "strikes": strikes, "updated_at": now()})
 
 
 def transition_item(conn: Connection, *, item_id: str, expected: ItemState | str, target: ItemState | str,
@@ -169,9 +184,12 @@ def transition_items(conn: Connection, *, project_id: int, item_ids: list[str], 
     return True
 
 
+_COUNT_IN_STATE = Hot(select(func.count()).select_from(items).where(
+    items.c.project_id == bindparam("project_id"), items.c.state == bindparam("state")))
+
+
 def count_in_state(conn: Connection, *, project_id: int, state: str) -> int:
-    return int(conn.execute(select(func.count()).select_from(items).where(
-        items.c.project_id == project_id, items.c.state == state)).scalar_one())
+    return int(_COUNT_IN_STATE.run(conn, {"project_id": project_id, "state": state}).scalar_one())
 
 
 def project_item_counts(conn: Connection) -> dict[int, int]:

@@ -104,13 +104,19 @@ def _window_statement(stream: str) -> Hot:
                .order_by(items.c.created_at, items.c.id).limit(bindparam("limit")))
 
 
+#: the first window's size: for one candidate (a lease on SQLite) a few items, since the oldest waiting items
+#: usually have a free slot and every item of a window costs its subqueries; for a list of candidates
+#: (PostgreSQL tries several in turn) a larger one. Windows double from there.
+FIRST_WINDOW_ONE, FIRST_WINDOW_MANY = 4, 64
+
+
 def _first_candidates(conn: Connection, stream: str, params: dict[str, Any]
                       ) -> tuple[list[tuple[Any, Candidate]], Any]:
     """The candidates (at most `limit`) of the first window of this stream that has any, as
     ((created_at, item id), Candidate) in queue order, and the key of the window's last item when the
-    stream may go on after it (None when the stream ended). Windows grow (64, 128, 256 ...) until one has a
-    candidate or the stream ends."""
-    skip, window = 0, 64
+    stream may go on after it (None when the stream ended). Windows grow (4 or 64, then doubling) until one
+    has a candidate or the stream ends."""
+    skip, window = 0, FIRST_WINDOW_ONE if params["limit"] == 1 else FIRST_WINDOW_MANY
     while True:
         bounds = {**params, "skip": skip, "window": window, "last": skip + window - 1}
         found = _window_statement(stream).run(conn, bounds).all()

@@ -189,7 +189,7 @@ def latest_fingerprints(conn: Connection, *, project_id: int) -> dict[str, int]:
 
 # --- checks ---------------------------------------------------------------------------------------
 
-def _check(row: RowMapping) -> Check:
+def _check(row: RowMapping | dict[str, Any]) -> Check:
     return Check(rationale_id=row["rationale_id"], name=row["name"], passed=bool(row["passed"]), score=row["score"],
                  detail=row["detail"] or "", blocking=bool(row["blocking"]), id=row["id"],
                  created_at=row["created_at"])
@@ -203,9 +203,18 @@ def add_checks(conn: Connection, results: list[Check]) -> None:
              "score": c.score, "detail": c.detail, "created_at": ts} for c in results])
 
 
+#: one version's checks (consensus reads them on every submission): a hot statement each
+_CHECKS_OF = Hot(select(checks).where(checks.c.rationale_id == bindparam("rationale_id")).order_by(checks.c.id))
+_FAILED_CHECKS_OF = Hot(select(checks).where(checks.c.rationale_id == bindparam("rationale_id"),
+                                             checks.c.passed.is_(False)).order_by(checks.c.id))
+
+
 def checks_of(conn: Connection, *, rationale_ids: list[str], failed_only: bool = False) -> list[Check]:
     if not rationale_ids:
         return []
+    if len(rationale_ids) == 1:
+        one = _FAILED_CHECKS_OF if failed_only else _CHECKS_OF
+        return [_check(r) for r in one.run(conn, {"rationale_id": rationale_ids[0]}).mappings()]
     query = select(checks).where(checks.c.rationale_id.in_(rationale_ids))
     if failed_only:
         query = query.where(checks.c.passed.is_(False))

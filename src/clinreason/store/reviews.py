@@ -79,6 +79,8 @@ _ADD_REVIEW = Hot(insert(reviews))
 _REVIEWS_OF = Hot((select(reviews, users.c.username.label("reviewer")).join(users, users.c.id == reviews.c.reviewer_id)
                .where(reviews.c.rationale_id == bindparam("rationale_id")).order_by(reviews.c.created_at, reviews.c.id)))
 _ADD_FEEDBACK = Hot(insert(feedback))
+_FEEDBACK_FOR = Hot(select(feedback.c.body).where(feedback.c.rationale_id == bindparam("rationale_id"))
+                    .order_by(feedback.c.id.desc()).limit(1))
 
 
 # --- leases ---------------------------------------------------------------------------------------
@@ -345,8 +347,7 @@ def store_feedback(conn: Connection, *, item_id: str, rationale_id: str, merged:
 
 def feedback_for(conn: Connection, *, rationale_id: str) -> Feedback | None:
     """The latest feedback stored for this version, or None when consensus never sent it back."""
-    row = conn.execute(select(feedback.c.body).where(feedback.c.rationale_id == rationale_id)
-                       .order_by(feedback.c.id.desc()).limit(1)).first()
+    row = _FEEDBACK_FOR.run(conn, {"rationale_id": rationale_id}).first()
     if row is None:
         return None
     body = row[0]
