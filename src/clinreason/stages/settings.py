@@ -10,9 +10,10 @@ objects are shared, and nobody changes them)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import Connection
 
@@ -49,7 +50,24 @@ class ReviewSettings:
     has_probes: bool  # the project has a calibration item (else no lease needs to look for one)
 
 
+_HELD = "clinreason.settings.held"
+
+
+@contextmanager
+def holding(conn: Connection, project_id: int) -> Iterator[None]:
+    """Within this block, every read of the project's review settings on this connection takes them as read
+    at its start (for a caller that knows nothing changes them meanwhile: the simulator's transactions)."""
+    conn.info[_HELD] = (project_id, _settings_text(conn, project_id))
+    try:
+        yield
+    finally:
+        conn.info.pop(_HELD, None)
+
+
 def _settings_text(conn: Connection, project_id: int) -> tuple[str, str | None, bool]:
+    held = conn.info.get(_HELD)
+    if held is not None and held[0] == project_id:
+        return held[1]  # type: ignore[no-any-return]
     found = projects.review_settings_text(conn, project_id=project_id)
     if found is None:
         raise NotFoundError(f"project {project_id} does not exist")

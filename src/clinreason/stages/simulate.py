@@ -31,6 +31,7 @@ from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Check, Item, Origin
 from clinreason.domain.rubric import default_rubric, rubric_from_dict
 from clinreason.stages import adjudicate
+from clinreason.stages import settings as settings_store
 from clinreason.stages.consensus import enter_review
 from clinreason.stages.review import Lease, Reviewer, assign_next_review, submit_review
 from clinreason.stages.settings import review_settings
@@ -239,7 +240,8 @@ class DirectReviews:
     `batch()`, one transaction for a whole round (the simulated reviewers act one after another, so a round
     in one transaction sees and decides exactly what it would in many; it only saves the commits). The
     project's review settings are read once: nothing changes them while the simulation runs, so every
-    lease takes them as read instead of reading them again (`assign_next_review(settings=...)`)."""
+    lease takes them as read instead of reading them again (`assign_next_review(settings=...)`), and inside
+    `batch()` consensus too (`settings.holding`)."""
 
     def __init__(self, engine: Engine, project_id: int, rubric_body: dict[str, Any], overlap: int):
         self.engine, self.project_id, self.rubric_body, self.overlap = engine, project_id, rubric_body, overlap
@@ -255,7 +257,7 @@ class DirectReviews:
         if self._round is not None:  # already inside one
             yield self._round
             return
-        with dbm.transaction(self.engine) as conn:
+        with dbm.transaction(self.engine) as conn, settings_store.holding(conn, self.project_id):
             self._round = conn
             try:
                 yield conn
