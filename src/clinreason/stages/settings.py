@@ -67,7 +67,7 @@ def holding(conn: Connection, project_id: int) -> Iterator[None]:
 def _settings_text(conn: Connection, project_id: int) -> tuple[str, str | None, bool]:
     held = conn.info.get(_HELD)
     if held is not None and held[0] == project_id:
-        return held[1]  # type: ignore[no-any-return]
+        return held[1]
     found = projects.review_settings_text(conn, project_id=project_id)
     if found is None:
         raise NotFoundError(f"project {project_id} does not exist")
