@@ -127,13 +127,14 @@ class _Mappings:
 class Hot:
     """A statement of the review path, run on the driver's cursor (see the module's note)."""
 
-    __slots__ = ("statement", "_plans", "__weakref__")
+    __slots__ = ("statement", "_plans", "_last", "__weakref__")
 
     #: every hot statement made (module constants and a few cached builders): tests check each runs on the cursor
     made: weakref.WeakSet[Hot] = weakref.WeakSet()
 
     def __init__(self, statement: Any):
         self.statement = statement
+        self._last: tuple[Dialect, tuple[str, ...], _Plan | None] | None = None  # the plan used last
         Hot.made.add(self)
         self._plans: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, ...], _Plan | None]] = \
             weakref.WeakKeyDictionary()
@@ -143,6 +144,9 @@ class Hot:
         return [keys for by_keys in self._plans.values() for keys, plan in by_keys.items() if plan is None]
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
+        last = self._last
+        if last is not None and last[0] is dialect and last[1] == keys:
+            return last[2]
         by_keys = self._plans.get(dialect)
         if by_keys is None:
             by_keys = self._plans[dialect] = {}
@@ -151,6 +155,7 @@ class Hot:
                 by_keys[keys] = _Plan(self.statement, dialect, keys)
             except _Unsupported:
                 by_keys[keys] = None
+        self._last = (dialect, keys, by_keys[keys])
         return by_keys[keys]
 
     def run(self, conn: Connection, params: dict[str, Any] | None = None) -> Any:
@@ -160,7 +165,7 @@ class Hot:
         if not conn.in_transaction():
             return conn.execute(self.statement, params)
         dialect = conn.dialect
-        plan = self._plan(dialect, tuple(sorted(params)))
+        plan = self._plan(dialect, tuple(params))  # a call site passes its names in one order
         if plan is None:
             return conn.execute(self.statement, params)
         bound = plan.bind(params)
