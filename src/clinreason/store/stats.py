@@ -131,11 +131,24 @@ def rated_review_rows(conn: Connection, *, project_id: int, batch: int = STREAM_
 def project_vote_rows(conn: Connection, *, project_id: int) -> list[tuple[str, str, str, str]]:
     """(rationale id, username, verdict, scores as stored JSON text) of every review of the project: what
     `reviews.project_votes` reads, from the same query and so in the same order, without decoding the
-    scores row by row (identical texts are decoded once by the caller)."""
-    result = conn.execute(
-        select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
-        .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
-        .where(items.c.project_id == project_id))
+    scores row by row (identical texts are decoded once by the caller). On SQLite the rows come straight from
+    the driver, inside the transaction `conn` began (the same snapshot): SQLAlchemy's per-row layer was half
+    the cost of reading a million votes."""
+    stmt = (select(reviews.c.rationale_id, users.c.username, reviews.c.verdict, cast(reviews.c.scores, Text))
+            .join(users, users.c.id == reviews.c.reviewer_id).join(items, items.c.id == reviews.c.item_id)
+            .where(items.c.project_id == project_id))
+    if conn.dialect.name == "sqlite":
+        if not conn.in_transaction():
+            conn.begin()
+        compiled = stmt.compile(dialect=conn.dialect)
+        params = [compiled.params[name] for name in compiled.positiontup or ()]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            rows: list[tuple[str, str, str, str]] = cursor.execute(str(compiled), params).fetchall()
+        finally:
+            cursor.close()
+        return rows
+    result = conn.execute(stmt)
     return [(r[0], r[1], r[2], r[3]) for part in result.partitions(STREAM_ROWS) for r in part]
 
 
