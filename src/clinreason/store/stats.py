@@ -256,12 +256,12 @@ class ItemRollup:
         return dict(sorted(out.items()))
 
     def accepted_origins(self) -> list[AcceptedOrigin]:
-        out: dict[tuple[str, str], int] = {}
+        out: dict[tuple[str, str | None], int] = {}
         for g in self.groups:
             if self._is_accepted(g) and g.version_found and g.decision_kind is not None:
                 key = (g.decision_kind, g.origin)
-                out[key] = out.get(key, 0) + g.items  # type: ignore[index]
-        return [AcceptedOrigin(kind=kind, origin=origin, items=n)
+                out[key] = out.get(key, 0) + g.items
+        return [AcceptedOrigin(kind=kind, origin=origin, items=n)  # type: ignore[arg-type]
                 for (kind, origin), n in sorted(out.items(), key=lambda x: (x[0][0], x[0][1] or ""))]
 
     def item_breakdown(self) -> list[ItemBreakdown]:
