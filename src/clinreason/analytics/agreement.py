@@ -17,6 +17,7 @@ What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,21 +40,37 @@ def _num(value: float) -> float | None:
     return irr.finite_or_none(value)
 
 
+def _last(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    """`fn`, remembering its result for the last array it was called with (the same object)."""
+    seen: list[Any] = []
+
+    def call(w: np.ndarray) -> Any:
+        if not seen or seen[0] is not w:
+            seen[:] = [w, fn(w)]
+        return seen[1]
+
+    return call
+
+
 def _scores_block(counter: Counter, values: list[int], *, resamples: int, seed: int) -> dict[str, Any]:
     p = irr.Patterns.from_counter(counter, values).pairable() if counter else None
     if p is None or p.units == 0:
         return {"alpha_ordinal": None, "alpha_interval": None, "ci95": None, "ci95_interval": None,
                 "percent_agreement": None, "percent_agreement_ci95": None, "units": 0}
-    ordinal = lambda w: irr.alpha_from_patterns(p, "ordinal", w)  # noqa: E731
-    interval = lambda w: irr.alpha_from_patterns(p, "interval", w)  # noqa: E731
+    alphas = _last(lambda w: irr.alphas_from_patterns(p, ("ordinal", "interval"), w))
+    ordinal = lambda w: alphas(w)[0]  # noqa: E731
+    interval = lambda w: alphas(w)[1]  # noqa: E731
     agree = lambda w: irr.percent_agreement_from_patterns(p, w)  # noqa: E731
+    # one set of draws for the three intervals: each is what its own bootstrap with this seed would give
+    ci_ordinal, ci_interval, ci_agree = irr.bootstrap_cis(p, [ordinal, interval, agree], resamples=resamples,
+                                                          seed=seed)
     return {
         "alpha_ordinal": _num(ordinal(p.weights)),
         "alpha_interval": _num(interval(p.weights)),
-        "ci95": irr.bootstrap_ci(p, ordinal, resamples=resamples, seed=seed),
-        "ci95_interval": irr.bootstrap_ci(p, interval, resamples=resamples, seed=seed),
+        "ci95": ci_ordinal,
+        "ci95_interval": ci_interval,
         "percent_agreement": _num(agree(p.weights)),
-        "percent_agreement_ci95": irr.bootstrap_ci(p, agree, resamples=resamples, seed=seed),
+        "percent_agreement_ci95": ci_agree,
         "units": p.units,
     }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -102,16 +102,24 @@ def _distances(values: np.ndarray, n_v: np.ndarray, level: str) -> np.ndarray:
 
 def alpha_from_patterns(p: Patterns, level: str = "interval", weights: np.ndarray | None = None):
     """Krippendorff's α = 1 − D_o / D_e. NaN when the expected disagreement is zero (no variation)."""
+    return alphas_from_patterns(p, (level,), weights)[0]
+
+
+def alphas_from_patterns(p: Patterns, levels: Sequence[str], weights: np.ndarray | None = None) -> list[Any]:
+    """`alpha_from_patterns` at each of `levels`, the coincidence matrices (the costly part) worked out once."""
     w = p.weights if weights is None else weights
     o = _coincidences(p, w)
     n_v = o.sum(axis=-1)
     n = n_v.sum(axis=-1)
-    d = _distances(p.values, n_v, level)
-    observed = (o * d).sum(axis=(-2, -1))
-    expected = (n_v[..., :, None] * n_v[..., None, :] * d).sum(axis=(-2, -1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.where((expected > 0) & (n > 1), 1.0 - (n - 1.0) * observed / expected, np.nan)
-    return float(alpha) if np.ndim(alpha) == 0 else alpha
+    out: list[Any] = []
+    for level in levels:
+        d = _distances(p.values, n_v, level)
+        observed = (o * d).sum(axis=(-2, -1))
+        expected = (n_v[..., :, None] * n_v[..., None, :] * d).sum(axis=(-2, -1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.where((expected > 0) & (n > 1), 1.0 - (n - 1.0) * observed / expected, np.nan)
+        out.append(float(alpha) if np.ndim(alpha) == 0 else alpha)
+    return out
 
 
 def krippendorff_alpha(data: Sequence[Sequence[float]], level: str = "interval",
@@ -218,18 +226,31 @@ def bootstrap_ci(p: Patterns, statistic: Callable[[np.ndarray], object], *, resa
     """Percentile bootstrap over units: each resample draws as many units as there are, with replacement
     (a multinomial over the patterns), with a fixed seed, so the interval is the same on every run.
     `statistic` maps multiplicities (B, P) to B values (NaN where undefined)."""
+    return bootstrap_cis(p, [statistic], resamples=resamples, seed=seed, level=level)[0]
+
+
+def bootstrap_cis(p: Patterns, statistics: Sequence[Callable[[np.ndarray], object]], *, resamples: int = 1000,
+                  seed: int = 0, level: float = 0.95) -> list[list[float] | None]:
+    """`bootstrap_ci` of several statistics of the same patterns from one set of draws (each maps the
+    multiplicities (B, P) to B values). Each interval is the one `bootstrap_ci` gives for that statistic alone
+    with the same seed — the draws depend on the patterns, resamples and seed only — for the cost of drawing
+    once."""
     units = p.units
     if units < 2 or resamples < 1:
-        return None
+        return [None] * len(statistics)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(units, p.weights / units, size=resamples).astype(np.float64)
-    values = np.asarray(statistic(draws), dtype=np.float64).reshape(-1)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None
     tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(values, [tail, 100.0 - tail])
-    return [float(lo), float(hi)]
+    out: list[list[float] | None] = []
+    for statistic in statistics:
+        values = np.asarray(statistic(draws), dtype=np.float64).reshape(-1)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            out.append(None)
+            continue
+        lo, hi = np.percentile(values, [tail, 100.0 - tail])
+        out.append([float(lo), float(hi)])
+    return out
 
 
 def bootstrap_ci_rows(weights: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], *, resamples: int = 1000,

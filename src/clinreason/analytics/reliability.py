@@ -54,15 +54,15 @@ def fit_evidence(conn: Connection, project_id: int) -> EvidenceModel:
     scores_of: dict[str, dict[str, Any]] = {}  # stored text -> the scores, decoded once (never mutated)
     skip: dict[tuple[str, str], bool] = {}  # (verdict, text) -> flag_question or borderline
     for rationale_id, reviewer, verdict, raw in stats_store.project_vote_rows(conn, project_id=project_id):
-        scores = scores_of.get(raw)
-        if scores is None:
-            scores = scores_of[raw] = dict(stats_store.decode_json(raw) or {})
-        vote = ReviewVote(reviewer, verdict, scores)
         left_out = skip.get((verdict, raw))
-        if left_out is None:
-            left_out = skip[(verdict, raw)] = verdict == "flag_question" or borderline(rubric, vote)
+        if left_out is None:  # the first review with this verdict and these scores
+            scores = scores_of.get(raw)
+            if scores is None:
+                scores = scores_of[raw] = dict(stats_store.decode_json(raw) or {})
+            left_out = skip[(verdict, raw)] = verdict == "flag_question" or borderline(
+                rubric, ReviewVote(reviewer, verdict, scores))
         if not left_out:
-            by_version.setdefault(rationale_id, []).append(vote)
+            by_version.setdefault(rationale_id, []).append(ReviewVote(reviewer, verdict, scores_of[raw]))
     if not by_version:
         return EvidenceModel()
     offsets = leniency_offsets(by_version)

@@ -78,12 +78,14 @@ def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | 
     `status_counts` returned on this connection) to reuse it."""
     if status is None:
         status = status_counts(conn, project_id=project_id)
-    accepted = stats_store.accepted_count(conn, project_id=project_id)
-    rounds_hist = stats_store.accepted_rounds(conn, project_id=project_id)
+    # one pass over the items for the accepted counts, rounds, origins and the per-specialty breakdown
+    rollup = stats_store.ItemRollup(stats_store.item_groups(conn, project_id=project_id))
+    accepted = rollup.accepted_count()
+    rounds_hist = rollup.accepted_rounds()
     total_rounds = sum(r * n for r, n in rounds_hist.items())
 
     as_counts = dict.fromkeys(ACCEPTED_AS, 0)
-    for row in stats_store.accepted_origins(conn, project_id=project_id):
+    for row in rollup.accepted_origins():
         key = accepted_as(row.kind, row.origin)
         as_counts[key] = as_counts.get(key, 0) + row.items
 
@@ -106,8 +108,9 @@ def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | 
         "llm": {"tokens": status["tokens"], "cost_usd": status["cost_usd"], "by_model": status["by_model"]},
         "expert_minutes": round(expert_seconds / 60.0, 3),
         "expert_minutes_per_accepted": round(expert_seconds / 60.0 / accepted, 6) if accepted else None,
-        "by_specialty": _breakdown(conn, project_id, "specialty"),
-        "by_source": _breakdown(conn, project_id, "source"),
+        "by_specialty": _breakdown(rollup.item_breakdown(), rollup.review_breakdown()),
+        "by_source": _breakdown(stats_store.item_breakdown(conn, project_id=project_id, by="source"),
+                                stats_store.review_breakdown(conn, project_id=project_id, by="source")),
     }
 
 
@@ -128,12 +131,13 @@ def _median_from_hist(hist: dict[int, int]) -> float | None:
     return (nth((total - 1) // 2) + nth(total // 2)) / 2.0
 
 
-def _breakdown(conn: Connection, project_id: int, by: stats_store.Breakdown) -> dict[str, dict[str, Any]]:
+def _breakdown(item_rows: list[stats_store.ItemBreakdown],
+               review_rows: list[stats_store.ReviewBreakdown]) -> dict[str, dict[str, Any]]:
     """Items, accepted, excluded, reviews and mean rounds per specialty (items.specialty) or per source."""
     out: dict[str, dict[str, Any]] = {}
-    for row in stats_store.item_breakdown(conn, project_id=project_id, by=by):
+    for row in item_rows:
         out[row.key] = {"items": row.items, "accepted": row.accepted, "excluded": row.excluded}
-    for rev in stats_store.review_breakdown(conn, project_id=project_id, by=by):
+    for rev in review_rows:
         entry = out.setdefault(rev.key, {"items": 0, "accepted": 0, "excluded": 0})
         entry["reviews"] = rev.reviews
         entry["mean_rounds_accepted"] = (round(rev.accepted_rounds / entry["accepted"], 6)
