@@ -13,6 +13,21 @@ from clinreason.cli import app
 from clinreason.store import db as dbm
 
 
+def project_at(tmp_path: Path, revision: str) -> tuple[Path, Engine, dict]:
+    """A new SQLite file upgraded only to `revision`, holding the default project: (path, engine, project)."""
+    from clinreason.config import ProjectConfig
+    from clinreason.store import projects as store_projects
+
+    path = tmp_path / f"at{revision}.db"
+    engine = dbm.make_engine(f"sqlite:///{path}")
+    dbm.upgrade(engine, revision)
+    pc = ProjectConfig()
+    with engine.begin() as conn:
+        project, _ = store_projects.ensure_project(conn, name="default", rubric=pc.rubric,
+                                                   config=pc.model_dump(mode="json", exclude={"rubric"}))
+    return path, engine, project
+
+
 def copied_by_migrate_db(path: Path, tmp_path: Path) -> Engine:
     """The SQLite database at `path` copied by `clinreason migrate-db --json` (which must succeed)."""
     copy = tmp_path / "copy.db"

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from analytics import reviewdata
 from sqlalchemy import inspect
-from store.migration_steps import copied_by_migrate_db, downgraded_to
+from store.migration_steps import copied_by_migrate_db, downgraded_to, project_at
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.stats import project_stats
-from clinreason.config import ProjectConfig
 from clinreason.store import db as dbm
-from clinreason.store import projects as store_projects
 
 
 def _reports(engine, pid):
@@ -21,13 +19,7 @@ def _reports(engine, pid):
 
 
 def test_an_0010_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
-    path = tmp_path / "at0010.db"
-    engine = dbm.make_engine(f"sqlite:///{path}")
-    dbm.upgrade(engine, "0010")
-    pc = ProjectConfig()
-    with engine.begin() as conn:
-        project, _ = store_projects.ensure_project(conn, name="default", rubric=pc.rubric,
-                                                   config=pc.model_dump(mode="json", exclude={"rubric"}))
+    path, engine, project = project_at(tmp_path, "0010")
     reviewdata.build(engine, project["id"], n_items=80, seed=11, step_judge_rate=0.5)
     assert "ix_reviews_item_id_rationale_id" not in {i["name"] for i in inspect(engine).get_indexes("reviews")}
     before = _reports(engine, project["id"])

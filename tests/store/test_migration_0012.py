@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from analytics import reviewdata
 from sqlalchemy import inspect, select
-from store.migration_steps import copied_by_migrate_db, downgraded_to
+from store.migration_steps import copied_by_migrate_db, downgraded_to, project_at
 
 from clinreason.analytics import kept
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.scan import scan_reviews
 from clinreason.analytics.stats import project_stats
-from clinreason.config import ProjectConfig
 from clinreason.store import db as dbm
 from clinreason.store import projects as store_projects
 from clinreason.store.tables import scan_states
@@ -32,13 +31,7 @@ def _indexes(engine) -> dict[str, bool]:
 
 
 def test_an_0011_database_with_reviews_upgrades_and_reads_the_same(tmp_path):
-    path = tmp_path / "at0011.db"
-    engine = dbm.make_engine(f"sqlite:///{path}")
-    dbm.upgrade(engine, "0011")
-    pc = ProjectConfig()
-    with engine.begin() as conn:
-        project, _ = store_projects.ensure_project(conn, name="default", rubric=pc.rubric,
-                                                   config=pc.model_dump(mode="json", exclude={"rubric"}))
+    path, engine, project = project_at(tmp_path, "0011")
     reviewdata.build(engine, project["id"], n_items=80, seed=12, step_judge_rate=0.5)
     assert "scan_states" not in inspect(engine).get_table_names()
     assert _indexes(engine) == {"reviews": False, "decisions": False}

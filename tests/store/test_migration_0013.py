@@ -5,11 +5,9 @@ those of items out of review are closed, those of items in review stay open and 
 from __future__ import annotations
 
 from sqlalchemy import inspect, select, text
-from store.migration_steps import copied_by_migrate_db, downgraded_to
+from store.migration_steps import copied_by_migrate_db, downgraded_to, project_at
 
-from clinreason.config import ProjectConfig
 from clinreason.store import db as dbm
-from clinreason.store import projects as store_projects
 from clinreason.store import reviews as review_store
 from clinreason.store.tables import extra_reviewer_requests
 
@@ -37,13 +35,7 @@ def _seed(engine, pid):
 
 
 def test_a_0012_database_with_requests_upgrades_closing_those_of_items_out_of_review(tmp_path):
-    path = tmp_path / "at0012.db"
-    engine = dbm.make_engine(f"sqlite:///{path}")
-    dbm.upgrade(engine, "0012")
-    pc = ProjectConfig()
-    with engine.begin() as conn:
-        project, _ = store_projects.ensure_project(conn, name="default", rubric=pc.rubric,
-                                                   config=pc.model_dump(mode="json", exclude={"rubric"}))
+    path, engine, project = project_at(tmp_path, "0012")
     _seed(engine, project["id"])
     assert "closed_at" not in {c["name"] for c in inspect(engine).get_columns("extra_reviewer_requests")}
 
