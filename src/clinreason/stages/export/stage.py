@@ -416,18 +416,21 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
 
 # --- the stage --------------------------------------------------------------------------------------
 
-def keep_review_scan(engine: Engine, *, project: str) -> None:
-    """Bring the project's kept review scan (analytics/kept.py) up to date and store it, before the export's
-    snapshot: the card then reads the stored counts and only what arrived since, instead of every review, and
-    the next export (another format) starts from them too. It is a cache of what the reviews add up to, so a
-    database that refuses the write (read-only, or busy past its timeout) is exported all the same; the card
-    then adds up the reviews in memory."""
-    with store_db.read_snapshot(engine) as conn:
-        proj = store_projects.get_project(conn, name=project)
-    if proj is None:
-        return  # the export's own read says which project is missing
+def review_scan(conn: Connection, *, project_id: int, rubric_body: dict[str, Any]) -> kept.Update:
+    """The project's kept review scan (analytics/kept.py) brought up to date in the export's own snapshot: the
+    card reads the stored counts and only what arrived since, instead of every review. Nothing is written here
+    (the snapshot is a read); `store_review_scan` persists it once the snapshot is closed."""
+    return kept.bring_up_to_date(conn, project_id=project_id, rubric_body=rubric_body)
+
+
+def store_review_scan(engine: Engine, *, project_id: int, update: kept.Update) -> None:
+    """Persist the scan the card used, if it moved, so that the next export (another format) starts from it. It
+    is a cache of what the reviews add up to, so a database that refuses the write (read-only, or busy past its
+    timeout) is exported all the same; the next card then adds up the reviews in memory again."""
+    if not update.changed:
+        return
     try:
-        kept.refresh(engine, project_id=proj["id"])
+        kept.save(engine, project_id=project_id, update=update)
     except SQLAlchemyError:
         return
 
@@ -445,8 +448,7 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
                                                    "source": opts.source, "splits": list(opts.splits or [])})
     names = split_names(opts.splits)
-    if card:
-        keep_review_scan(engine, project=project)
+    scan: kept.Update | None = None
     with store_db.read_snapshot(engine) as conn:
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
@@ -477,9 +479,12 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
         summary.records = {name: summary.records.get(name, 0) for name in names}
         if card:
             summary.seconds = time.perf_counter() - started
+            scan = review_scan(conn, project_id=proj["id"], rubric_body=rubric_body)
             write_card(conn, project=proj, rubric_body=rubric_body, out=out, summary=summary,
-                       licenses=licenses or {})
+                       licenses=licenses or {}, scan=scan.scan)
             summary.files.append("README.md")
+    if scan is not None:
+        store_review_scan(engine, project_id=proj["id"], update=scan)
     safe_path(out, MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n",
                                         encoding="utf-8")
     summary.seconds = time.perf_counter() - started
