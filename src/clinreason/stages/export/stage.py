@@ -157,6 +157,7 @@ class _Reader:
             lambda raw: json.dumps(load(raw) or {}, sort_keys=True, ensure_ascii=False))
         self.authors: dict[Any, Any] = _Memo(self._author)
         self.annotation = opts.fmt in ANNOTATION_FORMATS
+        self.accepted_as: dict[Any, Any] = _Accepted()
 
     def _author(self, author: str | None) -> str | None:
         if author and author.startswith("user:"):
@@ -223,19 +224,20 @@ class _Reader:
         """The reviews as rows carry them, and each one's score values (None unless every dimension has one)."""
         out: list[dict[str, Any]] = []
         complete: list[tuple[int, ...] | None] = []
-        reviewers, scores_of, marks_of = self.reviewers, self.scores, self.marks
+        reviewers, text, annotation = self.reviewers, self.text, self.annotation
+        scores_of = self.scores if text else self._scores
+        marks_of = self.marks if text else _Calls(_marks_of)
         for r in rows:
             # rationale_id reviewer_id verdict scores id steps comments seconds_spent edited_text
-            reviewer_id, steps = r[1], r[5]
             try:
-                marks = marks_of[steps] if self.text else _marks_of(steps)
+                marks = marks_of[r[5]]
             except _BadMarks as exc:
                 raise ExportError(f"review {r[4]}: {exc}") from None
-            scores, values = scores_of[r[3]] if self.text else self._scores(r[3])
-            review = {"reviewer": reviewers.get(reviewer_id) or f"R-{reviewer_id}", "verdict": r[2],
-                      "scores": scores, "steps": marks}
+            scores, values = scores_of[r[3]] if text else scores_of(r[3])
+            review = {"reviewer": reviewers.get(r[1]) or f"R-{r[1]}", "verdict": r[2], "scores": scores,
+                      "steps": marks}
             complete.append(values)
-            if self.annotation:  # what an annotation tool holds besides the scores
+            if annotation:  # what an annotation tool holds besides the scores
                 comments = self.loads[r[6]] if r[6] is not None else None
                 review.update(comments={str(k): str(v) for k, v in (comments or {}).items() if v},
                               seconds=r[7], edited_text=r[8])
@@ -267,8 +269,8 @@ class _Reader:
         for v in versions:
             if v[0] in by_rationale:
                 rounds += 1
-        if self.text:  # rarely repeated: decoded, not memoised
-            options, answer = exports.load_json(options), exports.load_json(answer)
+        if self.text:  # options rarely repeat: decoded, not memoised; answer labels are short and do
+            options, answer = _load_json(options), loads[answer]
         # id item_id version origin author model prompt_hash params seed parent_version steps final_answer text
         params = acc[7]
         row: dict[str, Any] = {
@@ -280,12 +282,12 @@ class _Reader:
             "answer_text": answer_text,
             "language": language,
             "specialty": specialty,
-            "rationale": {"steps": [str(s) for s in (exports.load_json(acc[10]) if self.text else acc[10])],
+            "rationale": {"steps": [str(s) for s in (_load_json(acc[10]) if self.text else acc[10])],
                           "text": acc[12]},
             "final_answer": [str(x) for x in loads[acc[11]]],
             "scores": {"mean": mean, "reviews": accepted_reviews},
             "consensus": kind,
-            "accepted_as": accepted_as(kind, acc[3]),
+            "accepted_as": self.accepted_as[kind, acc[3]],
             "rounds": rounds,
             "accepted_version": acc[2],
             "provenance": {"origin": acc[3], "author": self.authors[acc[4]], "model": acc[5],
@@ -312,6 +314,27 @@ class _Reader:
                 for h, v in zip(history, versions):
                     h.update(parent_version=v[9], params=dict(loads[v[7]] or {}), seed=v[8])
         return row
+
+
+class _Accepted(dict):
+    """(decision kind, origin) -> how the item was accepted (analytics.stats.accepted_as): a handful of pairs."""
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        value = self[key] = accepted_as(*key)
+        return value
+
+
+class _Calls:
+    """`f` looked up like a memo (`calls[x]` is `f(x)`), where values are not memoised (PostgreSQL)."""
+
+    def __init__(self, f: Any):
+        self.f = f
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.f(key)
+
+
+_load_json = exports.load_json
 
 
 class _Passthrough(dict):
