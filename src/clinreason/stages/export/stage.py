@@ -158,6 +158,9 @@ class _Reader:
         self.authors: dict[Any, Any] = _Memo(self._author)
         self.annotation = opts.fmt in ANNOTATION_FORMATS
         self.accepted_as: dict[Any, Any] = _Accepted()
+        # a review's (scores, values) and step marks by their stored JSON: memoised where that is text
+        self.scores_of: Any = self.scores if self.text else _Calls(self._scores)
+        self.marks_of: Any = self.marks if self.text else _Calls(_marks_of)
 
     def _author(self, author: str | None) -> str | None:
         if author and author.startswith("user:"):
@@ -224,16 +227,15 @@ class _Reader:
         """The reviews as rows carry them, and each one's score values (None unless every dimension has one)."""
         out: list[dict[str, Any]] = []
         complete: list[tuple[int, ...] | None] = []
-        reviewers, text, annotation = self.reviewers, self.text, self.annotation
-        scores_of = self.scores if text else self._scores
-        marks_of = self.marks if text else _Calls(_marks_of)
+        reviewers, annotation = self.reviewers, self.annotation
+        scores_of, marks_of = self.scores_of, self.marks_of
         for r in rows:
             # rationale_id reviewer_id verdict scores id steps comments seconds_spent edited_text
             try:
                 marks = marks_of[r[5]]
             except _BadMarks as exc:
                 raise ExportError(f"review {r[4]}: {exc}") from None
-            scores, values = scores_of[r[3]] if text else scores_of(r[3])
+            scores, values = scores_of[r[3]]
             review = {"reviewer": reviewers.get(r[1]) or f"R-{r[1]}", "verdict": r[2], "scores": scores,
                       "steps": marks}
             complete.append(values)
