@@ -106,7 +106,7 @@ def test_agreement_and_stats_human_output(cli):
 
 
 def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, project, db_url, tmp_path, monkeypatch):
-    """The export stores the kept scan before its snapshot; a second export after new reviews brings it up to
+    """The export stores the kept scan its card used; a second export after new reviews brings it up to
     date, and its card is the card a full scan of every review gives; a database that refuses the write is
     exported all the same, with the same card."""
     import random
@@ -146,7 +146,7 @@ def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, proj
     def refuses(*_a, **_k):
         raise OperationalError("UPDATE scan_states", {}, Exception("attempt to write a readonly database"))
 
-    monkeypatch.setattr(kept, "refresh", refuses)
+    monkeypatch.setattr(kept, "save", refuses)
     full_card = export("c")
     assert states() == []
     assert kept_card == full_card

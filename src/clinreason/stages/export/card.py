@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from clinreason.analytics.agreement import agreement_report
 from clinreason.analytics.kept import current_scan
+from clinreason.analytics.scan import ReviewScan
 from clinreason.analytics.stats import process_stats, reviewer_table
 from clinreason.domain.rubric import rubric_from_dict
 from clinreason.store import exports
@@ -73,9 +74,12 @@ def model_prompts(conn: Connection, project_id: int) -> list[dict[str, Any]]:
             for o, m, h, n, t in exports.drafting_provenance(conn, project_id=project_id)]
 
 
-def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any]) -> dict[str, Any]:
-    """Everything the card quotes, from one scan of the reviews (the kept state brought up to date)."""
-    scan = current_scan(conn, project_id=project["id"], rubric_body=rubric_body)
+def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any],
+                 scan: ReviewScan | None = None) -> dict[str, Any]:
+    """Everything the card quotes, from one scan of the reviews (the kept state brought up to date on `conn`,
+    unless the caller already has it: `scan`)."""
+    if scan is None:
+        scan = current_scan(conn, project_id=project["id"], rubric_body=rubric_body)
     return {
         "agreement": agreement_report(conn, project_id=project["id"], scan=scan),
         "status": store_readmodels.status_counts(conn, project_id=project["id"]),
@@ -277,8 +281,9 @@ def _limitations(ag, status, stats, summary, license_id) -> list[str]:
 
 
 def write_card(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any], out: Path, summary,
-               licenses: dict[str, str]) -> Path:
-    numbers = card_numbers(conn, project=project, rubric_body=rubric_body)
+               licenses: dict[str, str], scan: ReviewScan | None = None) -> Path:
+    """README.md in `out`; `scan`: the review scan brought up to date on `conn`, where the caller has it."""
+    numbers = card_numbers(conn, project=project, rubric_body=rubric_body, scan=scan)
     text = render_card(project=project, rubric_body=rubric_body, summary=summary, numbers=numbers)
     path = out / "README.md"
     if path.is_symlink():

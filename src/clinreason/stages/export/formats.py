@@ -233,9 +233,11 @@ class ParquetSink:
 
     def __init__(self, folder: Path, names: tuple[str, ...], dims: list[str], with_history: bool,
                  suffix: str = ".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.schema = arrow_schema(dims, with_history)
+        self.row_type = pa.struct(list(self.schema))
         self.with_history = with_history
         self.paths = {n: safe_path(folder, f"{n}{suffix}") for n in names}
         self.writers = {n: pq.ParquetWriter(str(p), self.schema, compression="zstd") for n, p in self.paths.items()}
@@ -253,8 +255,9 @@ class ParquetSink:
     def _flush(self, split: str) -> None:
         import pyarrow as pa
 
-        if self.buffers[split]:
-            self._write_table(split, pa.Table.from_pylist(self.buffers[split], schema=self.schema))
+        if self.buffers[split]:  # (one struct array converted at once: what Table.from_pylist builds, sooner)
+            rows = pa.array(self.buffers[split], type=self.row_type)
+            self._write_table(split, pa.Table.from_struct_array(rows))
             self.buffers[split] = []
 
     def _write_table(self, split: str, table: Any) -> None:
@@ -277,6 +280,7 @@ class HFSink(ParquetSink):
 
         self.out, self.tmp, self.split_names = out, tmp, names
         self.schema = arrow_schema(dims, with_history)
+        self.row_type = pa.struct(list(self.schema))
         self.with_history = with_history
         self.features = datasets.Features.from_arrow_schema(self.schema)
         self.paths = {n: safe_path(tmp, f"{n}.arrow") for n in names}

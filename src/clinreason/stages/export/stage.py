@@ -157,6 +157,10 @@ class _Reader:
             lambda raw: json.dumps(load(raw) or {}, sort_keys=True, ensure_ascii=False))
         self.authors: dict[Any, Any] = _Memo(self._author)
         self.annotation = opts.fmt in ANNOTATION_FORMATS
+        self.accepted_as: dict[Any, Any] = _Accepted()
+        # a review's (scores, values) and step marks by their stored JSON: memoised where that is text
+        self.scores_of: Any = self.scores if self.text else _Calls(self._scores)
+        self.marks_of: Any = self.marks if self.text else _Calls(_marks_of)
 
     def _author(self, author: str | None) -> str | None:
         if author and author.startswith("user:"):
@@ -223,19 +227,19 @@ class _Reader:
         """The reviews as rows carry them, and each one's score values (None unless every dimension has one)."""
         out: list[dict[str, Any]] = []
         complete: list[tuple[int, ...] | None] = []
-        reviewers, scores_of, marks_of = self.reviewers, self.scores, self.marks
+        reviewers, annotation = self.reviewers, self.annotation
+        scores_of, marks_of = self.scores_of, self.marks_of
         for r in rows:
             # rationale_id reviewer_id verdict scores id steps comments seconds_spent edited_text
-            reviewer_id, steps = r[1], r[5]
             try:
-                marks = marks_of[steps] if self.text else _marks_of(steps)
+                marks = marks_of[r[5]]
             except _BadMarks as exc:
                 raise ExportError(f"review {r[4]}: {exc}") from None
-            scores, values = scores_of[r[3]] if self.text else self._scores(r[3])
-            review = {"reviewer": reviewers.get(reviewer_id) or f"R-{reviewer_id}", "verdict": r[2],
-                      "scores": scores, "steps": marks}
+            scores, values = scores_of[r[3]]
+            review = {"reviewer": reviewers.get(r[1]) or f"R-{r[1]}", "verdict": r[2], "scores": scores,
+                      "steps": marks}
             complete.append(values)
-            if self.annotation:  # what an annotation tool holds besides the scores
+            if annotation:  # what an annotation tool holds besides the scores
                 comments = self.loads[r[6]] if r[6] is not None else None
                 review.update(comments={str(k): str(v) for k, v in (comments or {}).items() if v},
                               seconds=r[7], edited_text=r[8])
@@ -267,8 +271,8 @@ class _Reader:
         for v in versions:
             if v[0] in by_rationale:
                 rounds += 1
-        if self.text:  # rarely repeated: decoded, not memoised
-            options, answer = exports.load_json(options), exports.load_json(answer)
+        if self.text:  # options rarely repeat: decoded, not memoised; answer labels are short and do
+            options, answer = _load_json(options), loads[answer]
         # id item_id version origin author model prompt_hash params seed parent_version steps final_answer text
         params = acc[7]
         row: dict[str, Any] = {
@@ -280,12 +284,12 @@ class _Reader:
             "answer_text": answer_text,
             "language": language,
             "specialty": specialty,
-            "rationale": {"steps": [str(s) for s in (exports.load_json(acc[10]) if self.text else acc[10])],
+            "rationale": {"steps": [str(s) for s in (_load_json(acc[10]) if self.text else acc[10])],
                           "text": acc[12]},
             "final_answer": [str(x) for x in loads[acc[11]]],
             "scores": {"mean": mean, "reviews": accepted_reviews},
             "consensus": kind,
-            "accepted_as": accepted_as(kind, acc[3]),
+            "accepted_as": self.accepted_as[kind, acc[3]],
             "rounds": rounds,
             "accepted_version": acc[2],
             "provenance": {"origin": acc[3], "author": self.authors[acc[4]], "model": acc[5],
@@ -312,6 +316,27 @@ class _Reader:
                 for h, v in zip(history, versions):
                     h.update(parent_version=v[9], params=dict(loads[v[7]] or {}), seed=v[8])
         return row
+
+
+class _Accepted(dict):
+    """(decision kind, origin) -> how the item was accepted (analytics.stats.accepted_as): a handful of pairs."""
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        value = self[key] = accepted_as(*key)
+        return value
+
+
+class _Calls:
+    """`f` looked up like a memo (`calls[x]` is `f(x)`), where values are not memoised (PostgreSQL)."""
+
+    def __init__(self, f: Any):
+        self.f = f
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.f(key)
+
+
+_load_json = exports.load_json
 
 
 class _Passthrough(dict):
@@ -416,18 +441,21 @@ def prepare_folder(out: Path, *, force: bool) -> Path:
 
 # --- the stage --------------------------------------------------------------------------------------
 
-def keep_review_scan(engine: Engine, *, project: str) -> None:
-    """Bring the project's kept review scan (analytics/kept.py) up to date and store it, before the export's
-    snapshot: the card then reads the stored counts and only what arrived since, instead of every review, and
-    the next export (another format) starts from them too. It is a cache of what the reviews add up to, so a
-    database that refuses the write (read-only, or busy past its timeout) is exported all the same; the card
-    then adds up the reviews in memory."""
-    with store_db.read_snapshot(engine) as conn:
-        proj = store_projects.get_project(conn, name=project)
-    if proj is None:
-        return  # the export's own read says which project is missing
+def review_scan(conn: Connection, *, project_id: int, rubric_body: dict[str, Any]) -> kept.Update:
+    """The project's kept review scan (analytics/kept.py) brought up to date in the export's own snapshot: the
+    card reads the stored counts and only what arrived since, instead of every review. Nothing is written here
+    (the snapshot is a read); `store_review_scan` persists it once the snapshot is closed."""
+    return kept.bring_up_to_date(conn, project_id=project_id, rubric_body=rubric_body)
+
+
+def store_review_scan(engine: Engine, *, project_id: int, update: kept.Update) -> None:
+    """Persist the scan the card used, if it moved, so that the next export (another format) starts from it. It
+    is a cache of what the reviews add up to, so a database that refuses the write (read-only, or busy past its
+    timeout) is exported all the same; the next card then adds up the reviews in memory again."""
+    if not update.changed:
+        return
     try:
-        kept.refresh(engine, project_id=proj["id"])
+        kept.save(engine, project_id=project_id, update=update)
     except SQLAlchemyError:
         return
 
@@ -445,8 +473,7 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
     summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
                                                    "source": opts.source, "splits": list(opts.splits or [])})
     names = split_names(opts.splits)
-    if card:
-        keep_review_scan(engine, project=project)
+    scan: kept.Update | None = None
     with store_db.read_snapshot(engine) as conn:
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
@@ -477,9 +504,12 @@ def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
         summary.records = {name: summary.records.get(name, 0) for name in names}
         if card:
             summary.seconds = time.perf_counter() - started
+            scan = review_scan(conn, project_id=proj["id"], rubric_body=rubric_body)
             write_card(conn, project=proj, rubric_body=rubric_body, out=out, summary=summary,
-                       licenses=licenses or {})
+                       licenses=licenses or {}, scan=scan.scan)
             summary.files.append("README.md")
+    if scan is not None:
+        store_review_scan(engine, project_id=proj["id"], update=scan)
     safe_path(out, MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n",
                                         encoding="utf-8")
     summary.seconds = time.perf_counter() - started
