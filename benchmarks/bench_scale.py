@@ -319,7 +319,8 @@ def start_server(url: str, workdir: Path, *, overlap: int, workers: int, profile
                "CLINREASON_SERVER_PROFILE_TURNS_ONLY": "1" if turns_only else "0"}
         cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent), "--factory",
                "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-proxy-headers",
-               "--no-server-header", "--log-level", "info", "profiled_server:app"]
+               "--no-server-header", "--log-level", "info", "--http", "clinreason.web.protocol:NoDelayHTTPProtocol",
+               "profiled_server:app"]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"), cwd=workdir,
                               env=env)
     base = f"http://127.0.0.1:{port}"

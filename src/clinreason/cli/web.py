@@ -29,6 +29,7 @@ def serve(
 
     from clinreason.web.app import create_app
     from clinreason.web.background import BackgroundWorker
+    from clinreason.web.protocol import HTTP_PROTOCOL
 
     ctx = _context(db, project, config)
     if workers > 1:
@@ -50,8 +51,9 @@ def serve(
     try:
         # X-Forwarded-* are believed from `[web] trusted_proxies` only (web/proxies.py), never by uvicorn,
         # whose own middleware would take them from any process on 127.0.0.1
+        # TCP_NODELAY on every connection (web/protocol.py): uvicorn's workers would leave Nagle on
         uvicorn.run(web_app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
-                    workers=workers if workers > 1 else None, factory=workers > 1)
+                    workers=workers if workers > 1 else None, factory=workers > 1, http=HTTP_PROTOCOL)
     finally:
         if background is not None:
             background.stop()
