@@ -4,6 +4,7 @@ parts then waited about 40 ms for the client's delayed ACK on every request afte
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -50,9 +51,14 @@ def test_a_worker_connection_gets_tcp_nodelay_from_the_protocol_serve_uses(accep
     config = Config(app=lambda scope, receive, send: None, http=HTTP_PROTOCOL)
     config.load()
     assert config.http_protocol_class is NoDelayHTTPProtocol
-    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(_Transport(accepted))
-    assert _nodelay(accepted) != 0
+    loop = asyncio.new_event_loop()  # the protocol's own loop (no test leaves one current)
+    try:
+        protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        protocol.connection_made(_Transport(accepted))
+        assert _nodelay(accepted) != 0
+        protocol.connection_lost(None)
+    finally:
+        loop.close()
 
 
 def test_serve_passes_the_protocol_to_uvicorn(monkeypatch, tmp_path):
