@@ -12,9 +12,9 @@ hot statement both ways).
 What it keeps from SQLAlchemy: errors are raised as SQLAlchemy's (IntegrityError, OperationalError ...) through
 the connection's own handler, which also invalidates a connection the server dropped; `before_cursor_execute`
 listeners are called (the statement counts of benchmarks/review_statements.py). It falls back to
-`conn.execute` outside a transaction (autobegin is SQLAlchemy's to do), for statements whose execution needs
-more than binding (Python-side column defaults, expanding IN parameters), and for a parameter set it has not
-compiled for."""
+`conn.execute` outside a transaction (autobegin is SQLAlchemy's to do), and for a set of parameter names whose
+execution needs more than binding (Python-side column defaults, expanding IN parameters, a required value
+missing): that set is remembered as unsupported and `fell_back()` lists it."""
 
 from __future__ import annotations
 
