@@ -69,7 +69,7 @@ def stats(
 @verbs.command()
 def export(
     out: Annotated[Path, typer.Argument(help="Folder to create (refused if it exists and is not empty, unless --force)")],
-    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo|prm|argilla|labelstudio")] = "jsonl",
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl|parquet|hf|sft|dpo|prm|argilla|labelstudio, or several comma-separated (jsonl,parquet,hf: OUT/<format>/ each, from one read)")] = "jsonl",
     splits: Annotated[Optional[str], typer.Option("--splits", help="Stratified deterministic splits, e.g. 0.8,0.1,0.1 (train,validation,test)")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Keep items whose every dimension's mean score is at least X")] = None,
     consensus: Annotated[Optional[str], typer.Option("--consensus", help="Keep only items decided by consensus|adjudication")] = None,
@@ -84,19 +84,26 @@ def export(
     (README.md). Streams at any size; re-running on the same database gives byte-identical files. prm: one
     line per reviewed version of those items, each step labelled ok/error/null from the experts' marks.
     argilla (a Dataset.to_disk folder) and labelstudio (tasks.json + label_config.xml): one record per
-    version of those items, its reviews as responses under anonymised ids, the lineage in metadata."""
-    from clinreason.stages.export import ExportError, ExportOptions, parse_splits, run_export
+    version of those items, its reviews as responses under anonymised ids, the lineage in metadata.
+    Several formats at once (`--format jsonl,parquet,hf`) read the database once and write OUT/<format>/
+    for each, the same files as that format's own export."""
+    from clinreason.stages.export import ExportError, ExportOptions, parse_formats, parse_splits, run_exports
 
     ctx = _context(db, project, config)
     try:
-        opts = ExportOptions(fmt=format, splits=parse_splits(splits), min_score=min_score, consensus=consensus,
+        formats = parse_formats(format)
+        opts = ExportOptions(fmt=formats[0], splits=parse_splits(splits), min_score=min_score, consensus=consensus,
                              source=source, with_history=with_history, force=force)
-        summary = run_export(ctx.engine, project=ctx.project, out=out, opts=opts,
-                             licenses=ctx.settings.project_config.licenses)
+        summaries = run_exports(ctx.engine, project=ctx.project, out=out, formats=formats, opts=opts,
+                                licenses=ctx.settings.project_config.licenses)
     except ExportError as exc:
         _fail(str(exc))
     except ModuleNotFoundError as exc:
         _fail(f"the {format} format needs {exc.name}: pip install 'clinreason[hf]'")
+    if len(summaries) > 1:
+        _several_exported(out, summaries, json_out)
+        return
+    summary = summaries[0]
     if json_out:
         typer.echo(json.dumps({**summary.to_dict(), "out": str(out)}, ensure_ascii=False, indent=2))
         return
@@ -109,6 +116,21 @@ def export(
                + (f"; {sum(summary.records.values())} records (one per rationale version)"
                   if format in ("argilla", "labelstudio") else ""))
     typer.echo(f"files: {', '.join(summary.files)}")
+
+
+def _several_exported(out: Path, summaries: list, json_out: bool) -> None:
+    """The report of an export of several formats: each one's summary, under OUT/<format>/."""
+    seconds = max(s.seconds for s in summaries)
+    if json_out:
+        typer.echo(json.dumps({"out": str(out), "seconds": round(seconds, 3),
+                               "formats": [{**s.to_dict(), "out": str(out / s.fmt)} for s in summaries]},
+                              ensure_ascii=False, indent=2))
+        return
+    first = summaries[0]
+    typer.echo(f"exported {first.total} item(s) as {', '.join(s.fmt for s in summaries)} to {out}/ in "
+               f"{seconds:.1f} s: " + ", ".join(f"{k} {v}" for k, v in first.rows.items()))
+    for s in summaries:
+        typer.echo(f"{s.fmt}: {out / s.fmt}/ ({', '.join(s.files)})")
 
 
 def _num(x, digits: int = 3) -> str:

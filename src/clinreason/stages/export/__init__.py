@@ -21,14 +21,16 @@ from clinreason.stages.export.stage import (
     ExportSummary,
     Splitter,
     id_hash,
+    parse_formats,
     parse_splits,
     prepare_folder,
     run_export,
+    run_exports,
     split_names,
 )
 
 __all__ = [
     "FORMATS", "MANIFEST", "SPLIT_NAMES", "SYSTEM_PROMPTS", "ExportError", "ExportOptions", "ExportSummary",
-    "Splitter", "id_hash", "parse_splits", "prepare_folder", "run_export", "safe_path",
+    "Splitter", "id_hash", "parse_formats", "parse_splits", "prepare_folder", "run_export", "run_exports", "safe_path",
     "split_names",
 ]

@@ -281,9 +281,12 @@ def _limitations(ag, status, stats, summary, license_id) -> list[str]:
 
 
 def write_card(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any], out: Path, summary,
-               licenses: dict[str, str], scan: ReviewScan | None = None) -> Path:
-    """README.md in `out`; `scan`: the review scan brought up to date on `conn`, where the caller has it."""
-    numbers = card_numbers(conn, project=project, rubric_body=rubric_body, scan=scan)
+               licenses: dict[str, str], scan: ReviewScan | None = None,
+               numbers: dict[str, Any] | None = None) -> Path:
+    """README.md in `out`; `scan`: the review scan brought up to date on `conn`, where the caller has it;
+    `numbers`: what `card_numbers` gave, where the caller has them (an export of several formats)."""
+    if numbers is None:
+        numbers = card_numbers(conn, project=project, rubric_body=rubric_body, scan=scan)
     text = render_card(project=project, rubric_body=rubric_body, summary=summary, numbers=numbers)
     path = out / "README.md"
     if path.is_symlink():

@@ -22,7 +22,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator, cast
@@ -35,7 +35,7 @@ from clinreason.analytics import kept
 from clinreason.analytics.scan import pseudonym, rubric_dimensions
 from clinreason.analytics.stats import accepted_as
 from clinreason.domain.steps import StepMark
-from clinreason.stages.export.card import write_card
+from clinreason.stages.export.card import card_numbers, write_card
 from clinreason.stages.export.common import (
     ANNOTATION_FORMATS,
     FORMATS,
@@ -460,60 +460,154 @@ def store_review_scan(engine: Engine, *, project_id: int, update: kept.Update) -
         return
 
 
-def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
-               licenses: dict[str, str] | None = None, card: bool = True) -> ExportSummary:
-    if opts.fmt not in FORMATS:
-        raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {opts.fmt!r}")
+def _check(opts: ExportOptions, fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if opts.consensus not in (None, "consensus", "adjudication"):
         raise ExportError(f"--consensus: expected consensus or adjudication, got {opts.consensus!r}")
-    if opts.splits and opts.fmt in ANNOTATION_FORMATS:
-        raise ExportError(f"--splits: not for {opts.fmt} (an annotation tool's dataset is one set of records)")
+    if opts.splits and fmt in ANNOTATION_FORMATS:
+        raise ExportError(f"--splits: not for {fmt} (an annotation tool's dataset is one set of records)")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """`--format`: one format, or several separated by commas (`jsonl,parquet,hf`), each named once."""
+    names = tuple(part.strip() for part in text.split(","))
+    for name in names:
+        if name not in FORMATS:
+            raise ExportError(f"--format: expected one of {', '.join(FORMATS)} (or several, comma-separated), "
+                              f"got {name!r}" if name else f"--format: an empty name in {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ExportError(f"--format: {', '.join(repeated)} named more than once in {text!r}")
+    return names
+
+
+def run_export(engine: Engine, *, project: str, out: Path, opts: ExportOptions,
+               licenses: dict[str, str] | None = None, card: bool = True) -> ExportSummary:
+    """One format (`opts.fmt`) into OUT."""
+    _check(opts, opts.fmt)
     started = time.perf_counter()
-    out = prepare_folder(out, force=opts.force)
-    summary = ExportSummary(fmt=opts.fmt, filters={"min_score": opts.min_score, "consensus": opts.consensus,
-                                                   "source": opts.source, "splits": list(opts.splits or [])})
+    folder = prepare_folder(out, force=opts.force)
+    return _export(engine, project=project, targets=[(opts.fmt, folder)], opts=opts, licenses=licenses or {},
+                   card=card, started=started)[0]
+
+
+def run_exports(engine: Engine, *, project: str, out: Path, formats: tuple[str, ...], opts: ExportOptions,
+                licenses: dict[str, str] | None = None, card: bool = True) -> list[ExportSummary]:
+    """Several formats from one read of the database: OUT/<format>/ for each, every one a complete export
+    folder (its files, its card, its manifest) with the same files a single-format export of that format
+    writes. Formats whose rows have the same shape share one pass over the items (jsonl, parquet, hf and sft
+    do; dpo and prm carry every version; the annotation tools also the reviews' notes); the card's numbers
+    are computed once. OUT's own manifest lists the format folders, so that `--force` replaces them."""
+    if len(formats) == 1:
+        return [run_export(engine, project=project, out=out, opts=replace(opts, fmt=formats[0]),
+                           licenses=licenses, card=card)]
+    for fmt in formats:
+        _check(opts, fmt)
+    started = time.perf_counter()
+    top = prepare_folder(out, force=opts.force)
+    targets = []
+    for fmt in formats:
+        folder = safe_path(top, fmt)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            raise ExportError(f"{folder} exists and is not a previous export's: move it, or choose a new "
+                              "folder") from None
+        targets.append((fmt, folder))
+    summaries = _export(engine, project=project, targets=targets, opts=opts, licenses=licenses or {}, card=card,
+                        started=started)
+    safe_path(top, MANIFEST).write_text(json.dumps({"files": sorted(formats)}, indent=1) + "\n", encoding="utf-8")
+    return summaries
+
+
+def _shape(fmt: str, opts: ExportOptions) -> tuple[bool, bool]:
+    """What a format's rows carry beyond the accepted version: the reviews' notes (annotation tools), every
+    version (history)."""
+    return fmt in ANNOTATION_FORMATS, opts.with_history or fmt in HISTORY_FORMATS
+
+
+def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], opts: ExportOptions,
+            licenses: dict[str, str], card: bool, started: float) -> list[ExportSummary]:
+    """Write each (format, folder) target; the folders are prepared. Targets with the same row shape are
+    fed from one pass over the items."""
+    filters = {"min_score": opts.min_score, "consensus": opts.consensus, "source": opts.source,
+               "splits": list(opts.splits or [])}
+    summaries = {fmt: ExportSummary(fmt=fmt, filters=dict(filters)) for fmt, _ in targets}
     names = split_names(opts.splits)
     scan: kept.Update | None = None
+    groups: dict[tuple[bool, bool], list[tuple[str, Path]]] = {}
+    for fmt, folder in targets:
+        groups.setdefault(_shape(fmt, opts), []).append((fmt, folder))
     with store_db.read_snapshot(engine) as conn:
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
         dims, _ = rubric_dimensions(rubric_body)
-        reader = _Reader(conn, proj, dims, opts, licenses or {})
         splitter = None
-        if opts.splits:
-            splitter = Splitter(opts.splits)
-            for light in reader.rows(light=True):
-                splitter.add(light["stratum"], light["id"])
-            splitter.freeze()
-        with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
-            sink = open_sink(opts.fmt, out, Path(tmp), names, dims, opts, step_labels=summary.step_labels,
-                             rubric_body=rubric_body, project=proj["name"])
-            records, write, dpo = summary.records, sink.write, opts.fmt == "dpo"
-            split = names[0]
-            for row in reader.rows(all_texts=opts.with_history or opts.fmt in HISTORY_FORMATS):
-                if splitter:
-                    stratum = (row["specialty"] or "", row["source"] or "")
-                    split = names[splitter.split_of(stratum, row["id"])]
-                _count(summary, row, split)
-                written = write(split, row)
-                records[split] = records.get(split, 0) + written
-                if dpo:
-                    summary.pairs += written
-            summary.files = sink.close()
-        summary.rows = {name: summary.rows.get(name, 0) for name in names}
-        summary.records = {name: summary.records.get(name, 0) for name in names}
+        for (_, history), group in groups.items():
+            reader = _Reader(conn, proj, dims, replace(opts, fmt=group[0][0]), licenses)
+            if opts.splits and splitter is None:
+                splitter = Splitter(opts.splits)
+                for light in reader.rows(light=True):
+                    splitter.add(light["stratum"], light["id"])
+                splitter.freeze()
+            with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
+                sinks = []
+                for k, (fmt, folder) in enumerate(group):
+                    scratch = Path(tmp) / str(k)
+                    scratch.mkdir()
+                    summary = summaries[fmt]
+                    sinks.append((open_sink(fmt, folder, scratch, names, dims, replace(opts, fmt=fmt),
+                                            step_labels=summary.step_labels, rubric_body=rubric_body,
+                                            project=proj["name"]), summary))
+                counted = sinks[0][1]
+                split = names[0]
+                for row in reader.rows(all_texts=history):
+                    if splitter:
+                        stratum = (row["specialty"] or "", row["source"] or "")
+                        split = names[splitter.split_of(stratum, row["id"])]
+                    _count(counted, row, split)
+                    for sink, summary in sinks:
+                        written = sink.write(split, row)
+                        records = summary.records
+                        records[split] = records.get(split, 0) + written
+                        if summary.fmt == "dpo":
+                            summary.pairs += written
+                for sink, summary in sinks:
+                    summary.files = sink.close()
+                    if summary is not counted:
+                        _copy_counts(counted, summary)
+        for summary in summaries.values():
+            summary.rows = {name: summary.rows.get(name, 0) for name in names}
+            summary.records = {name: summary.records.get(name, 0) for name in names}
         if card:
-            summary.seconds = time.perf_counter() - started
             scan = review_scan(conn, project_id=proj["id"], rubric_body=rubric_body)
-            write_card(conn, project=proj, rubric_body=rubric_body, out=out, summary=summary,
-                       licenses=licenses or {}, scan=scan.scan)
-            summary.files.append("README.md")
+            numbers = card_numbers(conn, project=proj, rubric_body=rubric_body, scan=scan.scan)
+            for fmt, folder in targets:
+                summary = summaries[fmt]
+                summary.seconds = time.perf_counter() - started
+                write_card(conn, project=proj, rubric_body=rubric_body, out=folder, summary=summary,
+                           licenses=licenses, numbers=numbers)
+                summary.files.append("README.md")
     if scan is not None:
         store_review_scan(engine, project_id=proj["id"], update=scan)
-    safe_path(out, MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n",
-                                        encoding="utf-8")
-    summary.seconds = time.perf_counter() - started
-    return summary
+    seconds = time.perf_counter() - started
+    for fmt, folder in targets:
+        summary = summaries[fmt]
+        safe_path(folder, MANIFEST).write_text(json.dumps({"files": sorted(summary.files)}, indent=1) + "\n",
+                                               encoding="utf-8")
+        summary.seconds = seconds
+    return [summaries[fmt] for fmt, _ in targets]
+
+
+def _copy_counts(source: ExportSummary, target: ExportSummary) -> None:
+    """What `_count` tallied for one sink of a pass, for another sink fed the same rows."""
+    target.rows = dict(source.rows)
+    target.by_source = Counter(source.by_source)
+    target.licenses = {k: Counter(v) for k, v in source.licenses.items()}
+    target.languages = Counter(source.languages)
+    target.specialties = Counter(source.specialties)
+    target.consensus = Counter(source.consensus)
 
 
 _UNKNOWN_SOURCE: tuple[dict[str, Any], ...] = ({"source": "(unknown)", "license": None},)
