@@ -151,3 +151,18 @@ def test_an_export_keeps_the_review_scan_and_the_next_card_reads_it(engine, proj
     assert states() == []
     assert kept_card == full_card
     assert kept_card["status"]["reviews"] > 0
+
+
+def test_the_machine_readable_block_is_json_dumps_of_the_numbers(engine, project, tmp_path):
+    """The card's JSON block is assembled from parts encoded once (an export of several formats renders a
+    card per format): it must be the very text json.dumps(indent=1) gives for the whole."""
+    from clinreason.stages.export.card import _machine_json
+
+    numbers = {"agreement": {"α": 0.5, "dims": [{"name": "x", "ci": [0.1, 0.9]}], "empty": {}},
+               "status": {"by_state": {}, "items": 3}, "stats": {"nested": {"list": [], "deep": [[1, {"a": None}]]}}}
+    export = {"format": "jsonl", "rows": {"data": 3}, "text": "line\nbreak \"quoted\""}
+    whole = {"agreement": numbers["agreement"], "status": numbers["status"], "stats": numbers["stats"], "export": export}
+    expected = json.dumps(whole, ensure_ascii=False, indent=1)
+    assert _machine_json(numbers, export) == expected
+    assert _machine_json(numbers, {**export, "format": "hf"}) == json.dumps({**whole, "export": {**export, "format": "hf"}},
+                                                                            ensure_ascii=False, indent=1)

@@ -176,14 +176,29 @@ def render_card(*, project: dict[str, Any], rubric_body: dict[str, Any], summary
     out += [f"| {k} | {v} |" for k, v in status["by_state"].items()]
     out += ["", "## Known limitations", ""] + [f"- {line}" for line in _limitations(ag, status, stats, summary,
                                                                                     license_id)]
-    machine = {"agreement": ag, "status": status, "stats": stats,
-               "export": {k: v for k, v in summary.to_dict().items() if k != "seconds"}}
     out += ["", "## Machine-readable numbers", "",
             "The outputs of `clinreason agreement --json` (`agreement`), `clinreason status --json` (`status`) and "
             "`clinreason stats --json` (`stats`, the project part) at export time, verbatim.", "",
             "<details><summary>JSON</summary>", "", "```json",
-            json.dumps(machine, ensure_ascii=False, indent=1), "```", "", "</details>", ""]
+            _machine_json(numbers, {k: v for k, v in summary.to_dict().items() if k != "seconds"}),
+            "```", "", "</details>", ""]
     return "\n".join(out)
+
+
+def _machine_json(numbers: dict[str, Any], export: dict[str, Any]) -> str:
+    """`json.dumps({"agreement", "status", "stats", "export"}, ensure_ascii=False, indent=1)`, the same text,
+    with the three project parts encoded once per `numbers` (an export of several formats renders a card for
+    each; with an indent, json encodes in Python, slowly). A value one level down is its own indented text
+    with every line after the first indented once more (JSON text holds no raw newline)."""
+    parts = numbers.get("_machine_json")
+    if parts is None:
+        parts = numbers["_machine_json"] = [_member(key, numbers[name]) for key, name in
+                                            (("agreement", "agreement"), ("status", "status"), ("stats", "stats"))]
+    return "{\n" + ",\n".join([*parts, _member("export", export)]) + "\n}"
+
+
+def _member(key: str, value: Any) -> str:
+    return f" {json.dumps(key)}: " + json.dumps(value, ensure_ascii=False, indent=1).replace("\n", "\n ")
 
 
 def _experts(reviewers: list[dict[str, Any]], stats: dict[str, Any]) -> list[str]:

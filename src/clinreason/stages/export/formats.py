@@ -242,6 +242,16 @@ class ParquetSink:
         self.paths = {n: safe_path(folder, f"{n}{suffix}") for n in names}
         self.writers = {n: pq.ParquetWriter(str(p), self.schema, compression="zstd") for n, p in self.paths.items()}
         self.buffers: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        self.followers: list[ParquetSink] = []  # sinks of the same schema fed the tables this one converts
+
+    def feed(self, other: ParquetSink) -> bool:
+        """Hand `other` (an hf sink of the same rows and schema) every table this sink converts, so that an
+        export of both formats turns each row group into Arrow once. Then `other` is not written rows, and
+        closes after this sink. False where the schemas differ (nothing is shared)."""
+        if other.schema != self.schema:
+            return False
+        self.followers.append(other)
+        return True
 
     def write(self, split: str, row: dict[str, Any]) -> int:
         if not self.with_history and "history" in row:
@@ -257,7 +267,10 @@ class ParquetSink:
 
         if self.buffers[split]:  # (one struct array converted at once: what Table.from_pylist builds, sooner)
             rows = pa.array(self.buffers[split], type=self.row_type)
-            self._write_table(split, pa.Table.from_struct_array(rows))
+            table = pa.Table.from_struct_array(rows)
+            self._write_table(split, table)
+            for other in self.followers:
+                other._write_table(split, table)
             self.buffers[split] = []
 
     def _write_table(self, split: str, table: Any) -> None:
@@ -288,6 +301,7 @@ class HFSink(ParquetSink):
         self.arrow_schema = self.features.arrow_schema  # a property datasets computes afresh on each read
         self.writers = {n: pa.ipc.new_stream(self.files[n], self.arrow_schema) for n in names}
         self.buffers = {n: [] for n in names}
+        self.followers = []
 
     def _write_table(self, split: str, table: Any) -> None:
         self.writers[split].write_table(table.cast(self.arrow_schema))

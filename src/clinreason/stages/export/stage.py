@@ -46,7 +46,7 @@ from clinreason.stages.export.common import (
     ExportOptions,
     safe_path,
 )
-from clinreason.stages.export.formats import open_sink
+from clinreason.stages.export.formats import HFSink, ParquetSink, open_sink
 from clinreason.store import accounts, exports
 from clinreason.store import db as store_db
 from clinreason.store import projects as store_projects
@@ -561,20 +561,24 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
                                             step_labels=summary.step_labels, rubric_body=rubric_body,
                                             project=proj["name"]), summary))
                 counted = sinks[0][1]
+                fed = _share_arrow(sinks)  # hf fed parquet's tables: written no rows, closed after parquet
+                writing = [(sink, summary) for sink, summary in sinks if sink not in fed]
                 split = names[0]
                 for row in reader.rows(all_texts=history):
                     if splitter:
                         stratum = (row["specialty"] or "", row["source"] or "")
                         split = names[splitter.split_of(stratum, row["id"])]
                     _count(counted, row, split)
-                    for sink, summary in sinks:
+                    for sink, summary in writing:
                         written = sink.write(split, row)
                         records = summary.records
                         records[split] = records.get(split, 0) + written
                         if summary.fmt == "dpo":
                             summary.pairs += written
-                for sink, summary in sinks:
+                for sink, summary in writing + [(sink, summary) for sink, summary in sinks if sink in fed]:
                     summary.files = sink.close()
+                    if sink in fed:
+                        summary.records = dict(fed[sink].records)
                     if summary is not counted:
                         _copy_counts(counted, summary)
         for summary in summaries.values():
@@ -598,6 +602,17 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
                                                encoding="utf-8")
         summary.seconds = seconds
     return [summaries[fmt] for fmt, _ in targets]
+
+
+def _share_arrow(sinks: list[tuple[Any, ExportSummary]]) -> dict[Any, ExportSummary]:
+    """Where one pass writes both parquet and hf, the parquet sink converts each row group to Arrow for both
+    (the conversion is most of either's cost). Returns the fed hf sink -> the parquet summary whose record
+    counts it shares."""
+    parquet = next(((sink, summary) for sink, summary in sinks if type(sink) is ParquetSink), None)
+    hf = next((sink for sink, _ in sinks if type(sink) is HFSink), None)
+    if parquet is None or hf is None or not parquet[0].feed(hf):
+        return {}
+    return {hf: parquet[1]}
 
 
 def _copy_counts(source: ExportSummary, target: ExportSummary) -> None:
