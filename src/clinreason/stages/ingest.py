@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
@@ -53,6 +53,10 @@ from clinreason.store.decisions import add_event, add_events
 from clinreason.store.projects import latest_rubric, require_project
 
 BATCH = 5000
+#: the size of a typical record in a question-bank file, for estimating how many a file holds (a MedQA
+#: record is about 1 KB, a synthetic one 450 bytes: an over-count only ever rebuilds an index that was not
+#: worth it; the threshold is store.DEFER_MIN_RECORDS)
+BYTES_PER_RECORD = 512
 _SKIP_NAMES = {"readme", "source", "license", "licence", "license.upstream"}
 #: the gold-answer positions are checked (one holding none of them is warned about) from this many records
 POSITION_CHECK_RECORDS = 100
@@ -253,7 +257,9 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         summary.rejects_path = str(rejects_file)
     progress = progress_factory(planned) if progress_factory else None
     try:
-        with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn:
+        with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn, \
+                (store.deferred_indexes(conn, expected_records=_expected_records(planned)) if not dry_run
+                 else nullcontext()):
             proj = require_project(conn, name=project)
             run = _Run(proj["id"], project, actor, dry_run, summary)
             for index, (file_path, file_fmt) in enumerate(planned):
@@ -315,6 +321,22 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         if progress:
             progress.close()
     return summary
+
+
+def _expected_records(planned: list[tuple[Path, str]]) -> int:
+    """How many records an import of these files is expected to bring, to decide whether a SQLite database
+    builds its secondary indexes once at the end (store.deferred_indexes): one per `BYTES_PER_RECORD` bytes
+    of the files (a folder dataset counts nothing). An import with an annotation tool's file counts none:
+    what it writes besides items reads the tables by those indexes."""
+    if any(fmt in ANNOTATION_FORMATS for _, fmt in planned):
+        return 0
+    total = 0
+    for path, _ in planned:
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass
+    return total // BYTES_PER_RECORD
 
 
 def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:

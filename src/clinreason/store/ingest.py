@@ -6,10 +6,12 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 
 from __future__ import annotations
 
+from contextlib import contextmanager, suppress
 from json.encoder import encode_basestring
-from typing import Any, Callable, Container, Mapping
+from typing import Any, Callable, Container, Iterator, Mapping
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
@@ -102,3 +104,59 @@ def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_
     rows = list(fresh.values())
     insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
     return [row[0] for row in rows]
+
+
+# --- a large import on SQLite: secondary indexes built once, not kept up row by row -----------------
+
+#: the tables an import fills, in the order their rows are written
+BULK_TABLES = ("items", "item_sources", "events")
+#: an import expected to bring fewer records keeps every index live (a rebuild is not worth it)
+DEFER_MIN_RECORDS = 20_000
+#: the importing connection's page cache while its indexes are deferred, in KiB (PRAGMA cache_size=-N):
+#: the primary keys and unique constraints that stay live are random-keyed B-trees
+BULK_CACHE_KIB = 16_384
+
+
+def deferrable_indexes(conn: Connection, *, expected_records: int) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the named secondary indexes of the `BULK_TABLES` an import expected
+    to bring `expected_records` records should drop and build again at its end: on SQLite only, for an
+    import of at least `DEFER_MIN_RECORDS` records, and of a table only when the import is expected to
+    bring at least as many rows as the table holds (its largest rowid: deletions make that an over-count,
+    never an under-count), so that building the index from all its rows once costs less than keeping it
+    up for each new one. The unique constraints' own indexes (sqlite_autoindex_*, no statement) stay:
+    they are what duplicates are refused by. On PostgreSQL nothing: DROP INDEX takes an ACCESS EXCLUSIVE
+    lock on the table, which would stall every reader of a running server for the whole import."""
+    if conn.dialect.name != "sqlite" or expected_records < DEFER_MIN_RECORDS:
+        return []
+    found: list[tuple[str, str]] = []
+    for table in BULK_TABLES:
+        stored = conn.exec_driver_sql(f"SELECT max(rowid) FROM {table}").scalar() or 0
+        if expected_records >= stored:
+            found += [(row[0], row[1]) for row in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+                "ORDER BY rowid", (table,))]
+    return found
+
+
+@contextmanager
+def deferred_indexes(conn: Connection, *, expected_records: int) -> Iterator[list[str]]:
+    """Inside the caller's transaction: drop the indexes `deferrable_indexes` names, run the block, then
+    create each again with the very statement SQLite recorded for it (the schema after is the schema
+    before, byte for byte), and give the connection a larger page cache meanwhile (restored after).
+    Yields the names dropped (none: nothing changes). DDL is transactional in SQLite: an import that
+    fails inside the block rolls back and leaves every index as it was."""
+    dropped = deferrable_indexes(conn, expected_records=expected_records)
+    if not dropped:
+        yield []
+        return
+    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    try:
+        for name, _ in dropped:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        yield [name for name, _ in dropped]
+        for _, create in dropped:
+            conn.exec_driver_sql(create)
+    finally:
+        with suppress(DBAPIError):  # a connection that broke meanwhile is discarded anyway
+            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
