@@ -17,7 +17,7 @@ from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
 from clinreason.store.common import bind_value, insert_rows, json_serializer, now, select_in
 from clinreason.store.db import _json_dumps as _COMPACT
-from clinreason.store.tables import item_sources, items
+from clinreason.store.tables import events, item_sources, items
 
 
 def existing_item_ids(conn: Connection, *, item_ids: list[str]) -> set[str]:
@@ -75,6 +75,11 @@ def compact_options_json(options: dict[str, str]) -> str | None:
     return _options_json(_COMPACT, options)
 
 
+def options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
+    """The options column's text as `dumps` (the engine's serialiser) stores it."""
+    return _options_json(dumps, options)
+
+
 def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
     """`dumps([[label, text], ...])`: for text labels and texts written directly (what the engine's compact
     serialiser writes, ensure_ascii off: each string as `encode_basestring` quotes it), else by `dumps`."""
@@ -82,6 +87,65 @@ def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
         return dumps([[k, v] for k, v in options.items()])
     quote = encode_basestring
     return "[" + ",".join(f"[{quote(k)},{quote(v)}]" for k, v in options.items()) + "]"
+
+
+#: why an item without a gold answer is flagged on arrival
+FLAG_NO_GOLD = "no gold answer in the source record"
+
+
+def add_item_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert items given as rows in the driver's form, in the order of the items table's import columns
+    (id, project_id, content_hash, question, options, answer_labels, answer_text, language, specialty,
+    context, reference_explanation, meta, state, strikes, auto_retries, flag_reason, created_at,
+    updated_at): what `add_items` writes, built by the reader process of a large import."""
+    insert_rows(conn, items, _ITEM_COLUMNS, rows)
+
+
+def item_timestamps(conn: Connection) -> tuple[Any, Any]:
+    """(created_at, updated_at) of a batch's items as the driver is given them: one timestamp, now."""
+    ts = bind_value(conn, items, "created_at", now())
+    return ts, ts
+
+
+def add_new_source_rows(conn: Connection, *, refs: list[tuple[Any, ...]], new_item_ids: Container[str] = ()
+                        ) -> list[str]:
+    """`add_new_sources` for references given as (item id, source, subject, file, record, license)."""
+    if not refs:
+        return []
+    asked = list({ref[0] for ref in refs if ref[0] not in new_item_ids})
+    stored = {tuple(row) for row in select_in(
+        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})", asked)} \
+        if asked else set()
+    ts = (bind_value(conn, item_sources, "imported_at", now()),)
+    fresh: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for ref in refs:
+        key = (ref[0], ref[1], ref[3], ref[4])
+        if key not in fresh and key not in stored:
+            fresh[key] = ref + ts
+    rows = list(fresh.values())
+    insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
+    return [row[0] for row in rows]
+
+
+def writes_compact_json(conn: Connection) -> bool:
+    """Whether the engine serialises JSON columns with the compact serialiser the reader process of a
+    large import writes them with (every engine `db.make_engine` builds does)."""
+    return json_serializer(conn) is _COMPACT
+
+
+_EVENT_COLUMNS = ("project_id", "item_id", "kind", "actor", "before", "after", "detail", "at")
+
+
+def event_value(conn: Connection, name: str, value: Any) -> Any:
+    """One value of the events column `name` (a JSON column, or `at`) as the driver is given it: what
+    `decisions.add_events` stores for it."""
+    return bind_value(conn, events, name, value)
+
+
+def add_event_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Append import events given as rows in the driver's form (project_id, item_id, kind, actor, before,
+    after, detail, at): what `decisions.add_events` writes for the same events."""
+    insert_rows(conn, events, _EVENT_COLUMNS, rows)
 
 
 def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_item_ids: Container[str] = ()
@@ -149,7 +213,7 @@ def deferred_indexes(conn: Connection, *, expected_records: int) -> Iterator[lis
     if not dropped:
         yield []
         return
-    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
     conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
     try:
         for name, _ in dropped:
@@ -159,4 +223,4 @@ def deferred_indexes(conn: Connection, *, expected_records: int) -> Iterator[lis
             conn.exec_driver_sql(create)
     finally:
         with suppress(DBAPIError):  # a connection that broke meanwhile is discarded anyway
-            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+            conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
