@@ -263,7 +263,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
     progress = progress_factory(planned) if progress_factory else None
     try:
         with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn, \
-                (store.deferred_indexes(conn, expected_records=_expected_records(planned)) if not dry_run
+                (store.bulk_import(conn, expected_records=_expected_records(planned)) if not dry_run
                  else nullcontext()):
             proj = require_project(conn, name=project)
             run = _Run(proj["id"], project, actor, dry_run, summary)
@@ -338,7 +338,7 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
 
 def _expected_records(planned: list[tuple[Path, str]]) -> int:
     """How many records an import of these files is expected to bring, to decide whether a SQLite database
-    builds its secondary indexes once at the end (store.deferred_indexes): one per `BYTES_PER_RECORD` bytes
+    builds its secondary indexes once at the end (store.bulk_import): one per `BYTES_PER_RECORD` bytes
     of the files (a folder dataset counts nothing). An import with an annotation tool's file counts none:
     what it writes besides items reads the tables by those indexes."""
     if any(fmt in ANNOTATION_FORMATS for _, fmt in planned):

@@ -176,8 +176,8 @@ def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_
 BULK_TABLES = ("items", "item_sources", "events")
 #: an import expected to bring fewer records keeps every index live (a rebuild is not worth it)
 DEFER_MIN_RECORDS = 20_000
-#: the importing connection's page cache while its indexes are deferred, in KiB (PRAGMA cache_size=-N):
-#: the primary keys and unique constraints that stay live are random-keyed B-trees
+#: the importing connection's page cache, in KiB (PRAGMA cache_size=-N), for every import: the primary keys
+#: and unique constraints an import keeps up are random-keyed B-trees (a small import never fills it)
 BULK_CACHE_KIB = 16_384
 
 
@@ -203,22 +203,26 @@ def deferrable_indexes(conn: Connection, *, expected_records: int) -> list[tuple
 
 
 @contextmanager
-def deferred_indexes(conn: Connection, *, expected_records: int) -> Iterator[list[str]]:
-    """Inside the caller's transaction: drop the indexes `deferrable_indexes` names, run the block, then
-    create each again with the very statement SQLite recorded for it (the schema after is the schema
-    before, byte for byte), and give the connection a larger page cache meanwhile (restored after).
-    Yields the names dropped (none: nothing changes). DDL is transactional in SQLite: an import that
-    fails inside the block rolls back and leaves every index as it was."""
-    dropped = deferrable_indexes(conn, expected_records=expected_records)
-    if not dropped:
+def bulk_import(conn: Connection, *, expected_records: int) -> Iterator[list[str]]:
+    """An import's writes inside the caller's transaction, on SQLite: the connection's page cache is
+    `BULK_CACHE_KIB` meanwhile (restored after: the pool hands the connection on), and the indexes
+    `deferrable_indexes` names are dropped first and created again at the end, each with the very
+    statement SQLite recorded for it (the schema after is the schema before, byte for byte), with the
+    connection's own page cache again (CREATE INDEX sorts in as much memory as the cache is given).
+    Yields the names dropped. DDL is transactional in SQLite: an import that fails inside the block
+    rolls back and leaves every index as it was. On PostgreSQL: nothing."""
+    if conn.dialect.name != "sqlite":
         yield []
         return
+    dropped = deferrable_indexes(conn, expected_records=expected_records)
     cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
     conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
     try:
         for name, _ in dropped:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
         yield [name for name, _ in dropped]
+        if dropped:
+            conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
         for _, create in dropped:
             conn.exec_driver_sql(create)
     finally:
