@@ -17,6 +17,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from json.encoder import encode_basestring as _QUOTE
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Generator
 
@@ -70,15 +71,48 @@ def _row(raw: RawRecord, it: Item, project: str, project_id: int) -> tuple[Any, 
     reason are those of a new item; the writer keeps the row only when the item is not stored yet."""
     digest = content_hash(it.question, it.options, it.answer_labels, it.answer_text)
     id_ = item_id(project, digest)
-    flagged = not (it.answer_labels or it.answer_text)  # Item.has_gold_answer
+    labels = it.answer_labels
+    flagged = not (labels or it.answer_text)  # Item.has_gold_answer
     meta = it.metadata
     src = it.sources[0]
-    return (id_, (id_, project_id, digest, it.question, options_json(_COMPACT, it.options), _COMPACT(it.answer_labels),
+    return (id_, (id_, project_id, digest, it.question, options_json(_COMPACT, it.options), _labels_json(labels),
                   it.answer_text, it.language, it.specialty, it.context, it.reference_explanation,
                   "{}" if type(meta) is dict and not meta else _COMPACT(meta),
                   "escalated" if flagged else "imported", 0, 0, FLAG_NO_GOLD if flagged else None),
-            (id_, src.source, src.subject, src.file, src.record, src.license),
-            _COMPACT({"source": src.source, "file": src.file, "record": src.record}), flagged)
+            (id_, src.source, src.subject, src.file, src.record, src.license), _detail_json(src), flagged)
+
+
+#: a file's few answer-label sets and (source, file) pairs, each serialised once (bounded: cleared when full)
+_LABELS_JSON: dict[tuple[str, ...], str] = {}
+_DETAIL_PREFIX: dict[tuple[str, str], str] = {}
+_MEMO_MAX = 4096
+
+
+def _labels_json(labels: list[str]) -> str:
+    """`_COMPACT(labels)`, from a memo for label sets of text."""
+    if not all(type(label) is str for label in labels):
+        return _COMPACT(labels)
+    key = tuple(labels)
+    text = _LABELS_JSON.get(key)
+    if text is None:
+        if len(_LABELS_JSON) >= _MEMO_MAX:
+            _LABELS_JSON.clear()
+        text = _LABELS_JSON[key] = _COMPACT(labels)
+    return text
+
+
+def _detail_json(src: SourceRef) -> str:
+    """`_COMPACT({"source": ..., "file": ..., "record": ...})`: the item.imported event's detail, written
+    directly for text values (the encoder's own string function, keys in that order)."""
+    source, file, record = src.source, src.file, src.record
+    if type(source) is not str or type(file) is not str or type(record) is not str:
+        return _COMPACT({"source": source, "file": file, "record": record})
+    prefix = _DETAIL_PREFIX.get((source, file))
+    if prefix is None:
+        if len(_DETAIL_PREFIX) >= _MEMO_MAX:
+            _DETAIL_PREFIX.clear()
+        prefix = _DETAIL_PREFIX[(source, file)] = f'{{"source":{_QUOTE(source)},"file":{_QUOTE(file)},"record":'
+    return prefix + _QUOTE(record) + "}"
 
 
 def _count_positions(positions: dict[str, int], fewest: list[int], it: Item) -> None:
