@@ -2,7 +2,11 @@
 while the importing process writes on the other.
 
 The reader process (a fresh interpreter: it inherits no engine or connection) runs `read_items` exactly as the importing process would, computes each item's content hash and
-id, and sends the entries in batches of `BATCH`, in file order, as plain tuples through a pipe. A pipe
+id, and sends the entries in batches of `BATCH`, in file order, as plain tuples through a pipe. When the
+engine serialises JSON as the reader does (`store.ingest.writes_compact_json`), each record goes as the
+rows the store writes for it (`_row`: JSON columns serialised, the event's detail text), with the batch's
+gold-position counts and its first entries for the preview: the importing process then only asks which
+items exist and inserts. A pipe
 holds little, so the reader runs at most about a batch ahead of the writer and memory stays bounded by the
 batch. The writer keeps the one transaction and handles every entry as before: a refusal (RecordError)
 arrives at the same place in the stream, and an error about the file as a whole (FileFormatError, or any
