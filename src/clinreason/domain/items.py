@@ -48,7 +48,8 @@ def content_hash(question: str, options: dict[str, str], answer_labels: list[str
     string function: the same bytes at a fraction of the generic encoder's cost."""
     norm = normalise_text
     q = norm(question)
-    opts = [(norm(k), norm(v)) for k, v in options.items()]
+    # a label like "A" (ASCII letters and digits only) is its own normal form: no call for it
+    opts = [(k if k.isalnum() and k.isascii() else norm(k), norm(v)) for k, v in options.items()]
     labels = sorted(answer_labels)
     text = norm(answer_text) if answer_text else None
     if all(type(label) is str for label in labels):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
@@ -32,7 +32,7 @@ from clinreason.stages.ingest_formats import (
     ReadOptions,
     read_items,
 )
-from clinreason.stages.ingest_parallel import read_batches, use_reader_process
+from clinreason.stages.ingest_parallel import read_batches, unpack_entry, use_reader_process
 from clinreason.stages.ingest_readers import (
     FOLDER_FORMATS,
     TEXT_SUFFIXES,
@@ -49,10 +49,15 @@ from clinreason.stages.ingest_readers import (
 from clinreason.stages.ingest_reviews import AnnotationConflict, AnnotationTally, AnnotationWriter
 from clinreason.store import db
 from clinreason.store import ingest as store
+from clinreason.store.common import now
 from clinreason.store.decisions import add_event, add_events
 from clinreason.store.projects import latest_rubric, require_project
 
 BATCH = 5000
+#: the size of a typical record in a question-bank file, for estimating how many a file holds (a MedQA
+#: record is about 1 KB, a synthetic one 450 bytes: an over-count only ever rebuilds an index that was not
+#: worth it; the threshold is store.DEFER_MIN_RECORDS)
+BYTES_PER_RECORD = 512
 _SKIP_NAMES = {"readme", "source", "license", "licence", "license.upstream"}
 #: the gold-answer positions are checked (one holding none of them is warned about) from this many records
 POSITION_CHECK_RECORDS = 100
@@ -231,6 +236,10 @@ class _Run:
     writer: AnnotationWriter | None = None
     #: the current batch's options as the store writes them (item id -> text), where the reader process wrote them
     options_json: dict[str, str] = field(default_factory=dict)
+    #: what the reader process sends with a batch of rows: gold positions, fewest options, preview entries
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: the import events' constant JSON values and the transition's detail, in the driver's form
+    event_json: dict[str, Any] = field(default_factory=dict)
 
 
 def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", mapping: dict[str, str] | None = None,
@@ -253,7 +262,9 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         summary.rejects_path = str(rejects_file)
     progress = progress_factory(planned) if progress_factory else None
     try:
-        with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn:
+        with (db.transaction(engine) if not dry_run else db.read_snapshot(engine)) as conn, \
+                (store.bulk_import(conn, expected_records=_expected_records(planned)) if not dry_run
+                 else nullcontext()):
             proj = require_project(conn, name=project)
             run = _Run(proj["id"], project, actor, dry_run, summary)
             for index, (file_path, file_fmt) in enumerate(planned):
@@ -274,16 +285,21 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                 else:
                     run.writer = None
                 hashed = run.writer is None and use_reader_process(file_path, file_fmt)
+                # rows: the reader process sends each record as the rows it stores (the JSON columns
+                # serialised as this engine's serialiser does): the batch is written by `_write_rows`
+                rows = hashed and store.writes_compact_json(conn)
                 if hashed:  # a large file: read, checked and hashed in a second process
                     batches = _counted(read_batches(file_path, file_fmt, options=options, project=project,
                                                     batch=BATCH, progress=progress.advance if progress else None,
-                                                    options_json=run.options_json), summary)
+                                                    options_json=run.options_json,
+                                                    project_id=proj["id"] if rows else None, extras=run.extras),
+                                       summary)
                 else:
                     batches = _batches(read_items(file_path, file_fmt, options=options,
                                                   progress=progress.advance if progress else None), summary)
                 with closing(batches):  # a refused import stops a reader process at once
                     for batch in batches:
-                        valid: list[_Pending] = []
+                        valid: list[Any] = []  # _Pending, or a row tuple of the reader process
                         for entry in batch:
                             if isinstance(entry, RecordError):
                                 if not skip_invalid:
@@ -299,8 +315,11 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
                                     "file": entry.file, "record": entry.record, "locator": entry.locator,
                                     "field": entry.field, "error": str(entry)}, ensure_ascii=False) + "\n")
                             else:
-                                valid.append(_Pending(item=entry[1], raw=entry[0]))
-                        _write_batch(conn, run, valid, hashed=hashed)
+                                valid.append(entry if rows else _Pending(item=entry[1], raw=entry[0]))
+                        if rows:
+                            _write_rows(conn, run, valid)
+                        else:
+                            _write_batch(conn, run, valid, hashed=hashed)
                         if progress:
                             progress.records(len(batch))
             summary.check_positions()
@@ -315,6 +334,22 @@ def import_path(engine: Engine, *, project: str, path: Path, fmt: str = "auto", 
         if progress:
             progress.close()
     return summary
+
+
+def _expected_records(planned: list[tuple[Path, str]]) -> int:
+    """How many records an import of these files is expected to bring, to decide whether a SQLite database
+    builds its secondary indexes once at the end (store.bulk_import): one per `BYTES_PER_RECORD` bytes
+    of the files (a folder dataset counts nothing). An import with an annotation tool's file counts none:
+    what it writes besides items reads the tables by those indexes."""
+    if any(fmt in ANNOTATION_FORMATS for _, fmt in planned):
+        return 0
+    total = 0
+    for path, _ in planned:
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass
+    return total // BYTES_PER_RECORD
 
 
 def _delimiter(path: Path, fmt: str, given: str | None) -> str | None:
@@ -450,3 +485,75 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending], *, hashed
         add_events(conn, events)
     if run.writer is not None:
         run.writer.write(conn, [(p.raw, p.item) for p in pending])
+
+
+_NO_GOLD_DETAIL = {"reason": "no gold answer: flagged question, sent to adjudication"}
+
+
+def _write_rows(conn: Connection, run: _Run, entries: list[tuple[Any, ...]]) -> None:
+    """`_write_batch` for records the reader process sent as rows (`ingest_parallel._row`): the same
+    rows, events, counts and preview, with no per-record object built here."""
+    summary = run.summary
+    extras = run.extras
+    for position, n in extras["positions"].items():
+        summary.gold_positions[position] += n
+    if extras["fewest"] is not None:
+        summary.min_options = extras["fewest"] if summary.min_options is None \
+            else min(summary.min_options, extras["fewest"])
+    if not entries:
+        return
+    ids = list({e[0] for e in entries})
+    existing = store.existing_item_ids(conn, item_ids=ids) if not run.dry_run else run.seen & set(ids)
+    values = run.event_json
+    if not values:
+        values.update(none=store.event_value(conn, "before", None),
+                      imported=store.event_value(conn, "after", _IMPORTED),
+                      escalated=store.event_value(conn, "after", {"state": _ESCALATED_STATE}),
+                      detail=store.event_value(conn, "detail", _NO_GOLD_DETAIL))
+    none, imported, escalated, detail = values["none"], values["imported"], values["escalated"], values["detail"]
+    ts = store.event_value(conn, "at", now())
+    stamps = store.item_timestamps(conn)
+    project_id, actor = run.project_id, run.actor
+    by_source, by_specialty = summary.by_source, summary.by_specialty
+    new_ids: set[str] = set()
+    item_rows: list[tuple[Any, ...]] = []
+    event_rows: list[tuple[Any, ...]] = []
+    refs: list[tuple[Any, ...]] = []
+    fresh: list[bool] = []  # whether each of the batch's first valid records was new (its preview's state)
+    duplicates = flagged_count = 0
+    for id_, row, ref, event_detail, flagged in entries:
+        refs.append(ref)
+        new = id_ not in existing and id_ not in new_ids
+        if len(fresh) < PREVIEW_ITEMS:
+            fresh.append(new)
+        if not new:
+            duplicates += 1
+            continue
+        new_ids.add(id_)
+        item_rows.append(row + stamps)
+        event_rows.append((project_id, id_, "item.imported", actor, none, imported, event_detail, ts))
+        if flagged:
+            flagged_count += 1
+            event_rows.append((project_id, id_, "item.transition", actor, imported, escalated, detail, ts))
+        by_source[ref[1]] += 1
+        if row[8]:  # specialty
+            by_specialty[row[8]] += 1
+    if flagged_count:
+        check_transition(ItemState.IMPORTED, ItemState.ESCALATED)
+    summary.duplicates += duplicates
+    summary.flagged += flagged_count
+    summary.added += len(item_rows)
+    for (_, packed), new in zip(extras["previews"], fresh):
+        if len(summary.preview) >= PREVIEW_ITEMS:
+            break
+        raw, it = unpack_entry(packed)
+        if new:
+            it.state = _ESCALATED_STATE if not (it.answer_labels or it.answer_text) else _IMPORTED_STATE
+        summary.preview.append(_preview(_Pending(item=it, raw=raw)))
+    if run.dry_run:
+        run.seen.update(new_ids)
+        return
+    store.add_item_rows(conn, item_rows)
+    summary.sources_added += sum(item_id not in new_ids for item_id in store.add_new_source_rows(
+        conn, refs=refs, new_item_ids=new_ids))
+    store.add_event_rows(conn, event_rows)

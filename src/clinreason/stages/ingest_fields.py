@@ -29,6 +29,8 @@ def is_missing(value: Any) -> bool:
 
 
 def text_value(rec: RawRecord, file: str, field: str, value: Any, *, required: bool = True) -> str | None:
+    if type(value) is str and value.strip().lower() not in _NO_ANSWER:  # the usual case: a text (is_missing's test)
+        return value
     if is_missing(value) or (isinstance(value, str) and not value.strip()):
         if required:
             raise RecordError(file, rec.number, field, "a non-empty text", value, rec.locator)

@@ -185,8 +185,11 @@ def check_storable(item: Item, rec: RawRecord, file: str) -> None:
     than its column."""
     flat = [item.question, item.answer_text, item.reference_explanation, item.context, item.specialty,
             item.language, *item.options, *item.options.values()]
-    if _UNSTORABLE.search("".join(t for t in flat if isinstance(t, str))) is None \
-            and all(isinstance(t, str) or t is None for t in flat):
+    try:  # join refuses anything but text: then each field is looked at on its own below
+        clean = _UNSTORABLE.search("".join([t for t in flat if t is not None])) is None
+    except TypeError:
+        clean = False
+    if clean:
         fields: tuple[tuple[str, Any], ...] = (("metadata", item.metadata),)  # the rest is clean text: one search
     else:
         fields = (("question", item.question), ("options", item.options), ("answer_text", item.answer_text),

@@ -2,7 +2,11 @@
 while the importing process writes on the other.
 
 The reader process (a fresh interpreter: it inherits no engine or connection) runs `read_items` exactly as the importing process would, computes each item's content hash and
-id, and sends the entries in batches of `BATCH`, in file order, as plain tuples through a pipe. A pipe
+id, and sends the entries in batches of `BATCH`, in file order, as plain tuples through a pipe. When the
+engine serialises JSON as the reader does (`store.ingest.writes_compact_json`), each record goes as the
+rows the store writes for it (`_row`: JSON columns serialised, the event's detail text), with the batch's
+gold-position counts and its first entries for the preview: the importing process then only asks which
+items exist and inserts. A pipe
 holds little, so the reader runs at most about a batch ahead of the writer and memory stays bounded by the
 batch. The writer keeps the one transaction and handles every entry as before: a refusal (RecordError)
 arrives at the same place in the stream, and an error about the file as a whole (FileFormatError, or any
@@ -12,17 +16,21 @@ read would raise it.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
 import subprocess
 import sys
+from json.encoder import encode_basestring as _QUOTE
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Generator
 
 from clinreason.domain.items import Item, SourceRef, content_hash, item_id
+from clinreason.stages.ingest_fields import LABELS
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
-from clinreason.store.ingest import compact_options_json
+from clinreason.store.db import _json_dumps as _COMPACT
+from clinreason.store.ingest import FLAG_NO_GOLD, compact_options_json, options_json
 
 #: formats whose reader is a plain function of (file, options): read in a second process when large
 PARALLEL_FORMATS = ("medqa", "medmcqa", "jsonl", "json", "pubmedqa", "mmlu", "csv", "tsv")
@@ -57,8 +65,86 @@ def _unpack(t: tuple[Any, ...], options_json: dict[str, str]) -> tuple[RawRecord
     return RawRecord(number, locator, {}, (), (), annotations), item
 
 
-def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int) -> None:
-    """The reader process: ('batch', entries, bytes read), ..., then ('end', None, bytes) or an error."""
+#: how many of a batch's first valid records come with their full entry too (the import summary's preview)
+PREVIEW_ENTRIES = 3
+
+
+def _row(raw: RawRecord, it: Item, project: str, project_id: int) -> tuple[Any, ...]:
+    """One valid record as the store writes it, every JSON column serialised as the engine's compact
+    serialiser writes it: (item id, the items row less its two timestamps, the item_sources row less its
+    timestamp, the item.imported event's detail, whether the item has no gold answer). The state and flag
+    reason are those of a new item; the writer keeps the row only when the item is not stored yet."""
+    digest = content_hash(it.question, it.options, it.answer_labels, it.answer_text)
+    id_ = item_id(project, digest)
+    labels = it.answer_labels
+    flagged = not (labels or it.answer_text)  # Item.has_gold_answer
+    meta = it.metadata
+    src = it.sources[0]
+    return (id_, (id_, project_id, digest, it.question, options_json(_COMPACT, it.options), _labels_json(labels),
+                  it.answer_text, it.language, it.specialty, it.context, it.reference_explanation,
+                  "{}" if type(meta) is dict and not meta else _COMPACT(meta),
+                  "escalated" if flagged else "imported", 0, 0, FLAG_NO_GOLD if flagged else None),
+            (id_, src.source, src.subject, src.file, src.record, src.license), _detail_json(src), flagged)
+
+
+#: a file's few answer-label sets and (source, file) pairs, each serialised once (bounded: cleared when full)
+_LABELS_JSON: dict[tuple[str, ...], str] = {}
+_DETAIL_PREFIX: dict[tuple[str, str], str] = {}
+_MEMO_MAX = 4096
+
+
+def _labels_json(labels: list[str]) -> str:
+    """`_COMPACT(labels)`, from a memo for label sets of text."""
+    if not all(type(label) is str for label in labels):
+        return _COMPACT(labels)
+    key = tuple(labels)
+    text = _LABELS_JSON.get(key)
+    if text is None:
+        if len(_LABELS_JSON) >= _MEMO_MAX:
+            _LABELS_JSON.clear()
+        text = _LABELS_JSON[key] = _COMPACT(labels)
+    return text
+
+
+def _detail_json(src: SourceRef) -> str:
+    """`_COMPACT({"source": ..., "file": ..., "record": ...})`: the item.imported event's detail, written
+    directly for text values (the encoder's own string function, keys in that order)."""
+    source, file, record = src.source, src.file, src.record
+    if type(source) is not str or type(file) is not str or type(record) is not str:
+        return _COMPACT({"source": source, "file": file, "record": record})
+    prefix = _DETAIL_PREFIX.get((source, file))
+    if prefix is None:
+        if len(_DETAIL_PREFIX) >= _MEMO_MAX:
+            _DETAIL_PREFIX.clear()
+        prefix = _DETAIL_PREFIX[(source, file)] = f'{{"source":{_QUOTE(source)},"file":{_QUOTE(file)},"record":'
+    return prefix + _QUOTE(record) + "}"
+
+
+def _count_positions(positions: dict[str, int], fewest: list[int], it: Item) -> None:
+    """The gold answers by option position, and the fewest options (what ImportSummary counts)."""
+    if not it.options:
+        return
+    keys = list(it.options)
+    if not fewest or len(keys) < fewest[0]:
+        fewest[:] = [len(keys)]
+    for label in it.answer_labels:
+        if label in keys and keys.index(label) < len(LABELS):
+            position = LABELS[keys.index(label)]
+            positions[position] = positions.get(position, 0) + 1
+
+
+def unpack_entry(packed: tuple[Any, ...]) -> tuple[RawRecord, Item]:
+    """A record `_pack` packed, as `read_items` gives it (its content hash and id set)."""
+    return _unpack(packed, {})
+
+
+def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int,
+            project_id: int | None = None) -> None:
+    """The reader process: ('batch', entries, bytes read), ..., then ('end', None, bytes) or an error.
+    With `project_id`, rows instead: ('rows', (entries, positions, fewest options, previews), bytes)."""
+    if project_id is not None:
+        _row_reader(channel, path, fmt, options, project, batch, project_id)
+        return
     moved = [0]
 
     def send(message: tuple[Any, ...]) -> None:
@@ -94,10 +180,62 @@ def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str,
         send(("error", exc, moved[0]))
 
 
+def _row_reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int,
+                project_id: int) -> None:
+    moved = [0]
+
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, channel, protocol=pickle.HIGHEST_PROTOCOL)
+        channel.flush()
+
+    def progress(n: int) -> None:
+        moved[0] += n
+
+    try:
+        from clinreason.stages.ingest_formats import read_items
+
+        out: list[Any] = []
+        positions: dict[str, int] = {}
+        fewest: list[int] = []
+        previews: list[tuple[int, tuple[Any, ...]]] = []
+        for entry in read_items(path, fmt, options=options, progress=progress):
+            if isinstance(entry, RecordError):
+                out.append(entry)
+            else:
+                raw, it = entry
+                if len(previews) < PREVIEW_ENTRIES:
+                    previews.append((len(out), _pack(raw, it, project)))
+                out.append(_row(raw, it, project, project_id))
+                _count_positions(positions, fewest, it)
+            if len(out) >= batch:
+                send(("rows", (out, positions, fewest[0] if fewest else None, previews), moved[0]))
+                out, positions, fewest, previews, moved[0] = [], {}, [], [], 0
+        if out:
+            send(("rows", (out, positions, fewest[0] if fewest else None, previews), moved[0]))
+            moved[0] = 0
+        send(("end", None, moved[0]))
+    except BrokenPipeError:  # the importing process stopped reading (it refused the import)
+        return
+    except FileFormatError as exc:  # its subclasses are built from parts: send what it says
+        send(("file_error", str(exc), moved[0]))
+    except Exception as exc:  # noqa: BLE001 - raised again in the importing process
+        try:
+            blob = pickle.dumps(exc)
+            pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        send(("error", exc, moved[0]))
+
+
 def child_main() -> None:
     """Entry point of the reader process: sys.path, then the arguments, come pickled on stdin; the
     messages go out on what was stdout (stdout itself then points at stderr, so nothing else lands there)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle: it stops this one
+    # this process only builds short-lived, acyclic tuples and strings: the cyclic collector runs less often
+    # (every 50,000 new containers instead of 700; what it would find is still found), the modules loaded
+    # so far are never scanned again
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
     channel = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
     os.dup2(2, 1)
     args = pickle.load(sys.stdin.buffer)
@@ -115,7 +253,8 @@ _BOOT = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
 
 
 def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int,
-                 progress: Callable[[int], None] | None, options_json: dict[str, str]
+                 progress: Callable[[int], None] | None, options_json: dict[str, str],
+                 project_id: int | None = None, extras: dict[str, Any] | None = None
                  ) -> Generator[list[Entry], None, None]:
     """Batches of entries, as `read_items` would give them, each item's content_hash and id already set;
     `options_json` holds, for the batch just yielded, each item's options as the store writes them.
@@ -128,8 +267,8 @@ def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int
     try:
         try:
             pickle.dump([p for p in sys.path if p], proc.stdin)
-            pickle.dump({"path": path, "fmt": fmt, "options": options, "project": project, "batch": batch},
-                        proc.stdin)
+            pickle.dump({"path": path, "fmt": fmt, "options": options, "project": project, "batch": batch,
+                         "project_id": project_id}, proc.stdin)
             proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -144,6 +283,11 @@ def read_batches(path: Path, fmt: str, *, options: Any, project: str, batch: int
             if kind == "batch":
                 options_json.clear()  # the batch before has been written
                 yield [e if isinstance(e, RecordError) else _unpack(e, options_json) for e in payload]
+            elif kind == "rows":
+                entries, positions, fewest, previews = payload
+                if extras is not None:
+                    extras.update(positions=positions, fewest=fewest, previews=previews)
+                yield entries
             elif kind == "end":
                 return
             elif kind == "file_error":

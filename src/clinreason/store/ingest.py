@@ -6,16 +6,18 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 
 from __future__ import annotations
 
+from contextlib import contextmanager, suppress
 from json.encoder import encode_basestring
-from typing import Any, Callable, Container, Mapping
+from typing import Any, Callable, Container, Iterator, Mapping
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from clinreason.domain.items import Item as ImportedItem
 from clinreason.domain.items import SourceRef
 from clinreason.store.common import bind_value, insert_rows, json_serializer, now, select_in
 from clinreason.store.db import _json_dumps as _COMPACT
-from clinreason.store.tables import item_sources, items
+from clinreason.store.tables import events, item_sources, items
 
 
 def existing_item_ids(conn: Connection, *, item_ids: list[str]) -> set[str]:
@@ -73,6 +75,11 @@ def compact_options_json(options: dict[str, str]) -> str | None:
     return _options_json(_COMPACT, options)
 
 
+def options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
+    """The options column's text as `dumps` (the engine's serialiser) stores it."""
+    return _options_json(dumps, options)
+
+
 def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
     """`dumps([[label, text], ...])`: for text labels and texts written directly (what the engine's compact
     serialiser writes, ensure_ascii off: each string as `encode_basestring` quotes it), else by `dumps`."""
@@ -80,6 +87,65 @@ def _options_json(dumps: Callable[[Any], str], options: dict[str, str]) -> str:
         return dumps([[k, v] for k, v in options.items()])
     quote = encode_basestring
     return "[" + ",".join(f"[{quote(k)},{quote(v)}]" for k, v in options.items()) + "]"
+
+
+#: why an item without a gold answer is flagged on arrival
+FLAG_NO_GOLD = "no gold answer in the source record"
+
+
+def add_item_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert items given as rows in the driver's form, in the order of the items table's import columns
+    (id, project_id, content_hash, question, options, answer_labels, answer_text, language, specialty,
+    context, reference_explanation, meta, state, strikes, auto_retries, flag_reason, created_at,
+    updated_at): what `add_items` writes, built by the reader process of a large import."""
+    insert_rows(conn, items, _ITEM_COLUMNS, rows)
+
+
+def item_timestamps(conn: Connection) -> tuple[Any, Any]:
+    """(created_at, updated_at) of a batch's items as the driver is given them: one timestamp, now."""
+    ts = bind_value(conn, items, "created_at", now())
+    return ts, ts
+
+
+def add_new_source_rows(conn: Connection, *, refs: list[tuple[Any, ...]], new_item_ids: Container[str] = ()
+                        ) -> list[str]:
+    """`add_new_sources` for references given as (item id, source, subject, file, record, license)."""
+    if not refs:
+        return []
+    asked = list({ref[0] for ref in refs if ref[0] not in new_item_ids})
+    stored = {tuple(row) for row in select_in(
+        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})", asked)} \
+        if asked else set()
+    ts = (bind_value(conn, item_sources, "imported_at", now()),)
+    fresh: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for ref in refs:
+        key = (ref[0], ref[1], ref[3], ref[4])
+        if key not in fresh and key not in stored:
+            fresh[key] = ref + ts
+    rows = list(fresh.values())
+    insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
+    return [row[0] for row in rows]
+
+
+def writes_compact_json(conn: Connection) -> bool:
+    """Whether the engine serialises JSON columns with the compact serialiser the reader process of a
+    large import writes them with (every engine `db.make_engine` builds does)."""
+    return json_serializer(conn) is _COMPACT
+
+
+_EVENT_COLUMNS = ("project_id", "item_id", "kind", "actor", "before", "after", "detail", "at")
+
+
+def event_value(conn: Connection, name: str, value: Any) -> Any:
+    """One value of the events column `name` (a JSON column, or `at`) as the driver is given it: what
+    `decisions.add_events` stores for it."""
+    return bind_value(conn, events, name, value)
+
+
+def add_event_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Append import events given as rows in the driver's form (project_id, item_id, kind, actor, before,
+    after, detail, at): what `decisions.add_events` writes for the same events."""
+    insert_rows(conn, events, _EVENT_COLUMNS, rows)
 
 
 def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_item_ids: Container[str] = ()
@@ -102,3 +168,63 @@ def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_
     rows = list(fresh.values())
     insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
     return [row[0] for row in rows]
+
+
+# --- a large import on SQLite: secondary indexes built once, not kept up row by row -----------------
+
+#: the tables an import fills, in the order their rows are written
+BULK_TABLES = ("items", "item_sources", "events")
+#: an import expected to bring fewer records keeps every index live (a rebuild is not worth it)
+DEFER_MIN_RECORDS = 20_000
+#: the importing connection's page cache, in KiB (PRAGMA cache_size=-N), for every import: the primary keys
+#: and unique constraints an import keeps up are random-keyed B-trees (a small import never fills it)
+BULK_CACHE_KIB = 16_384
+
+
+def deferrable_indexes(conn: Connection, *, expected_records: int) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the named secondary indexes of the `BULK_TABLES` an import expected
+    to bring `expected_records` records should drop and build again at its end: on SQLite only, for an
+    import of at least `DEFER_MIN_RECORDS` records, and of a table only when the import is expected to
+    bring at least as many rows as the table holds (its largest rowid: deletions make that an over-count,
+    never an under-count), so that building the index from all its rows once costs less than keeping it
+    up for each new one. The unique constraints' own indexes (sqlite_autoindex_*, no statement) stay:
+    they are what duplicates are refused by. On PostgreSQL nothing: DROP INDEX takes an ACCESS EXCLUSIVE
+    lock on the table, which would stall every reader of a running server for the whole import."""
+    if conn.dialect.name != "sqlite" or expected_records < DEFER_MIN_RECORDS:
+        return []
+    found: list[tuple[str, str]] = []
+    for table in BULK_TABLES:
+        stored = conn.exec_driver_sql(f"SELECT max(rowid) FROM {table}").scalar() or 0
+        if expected_records >= stored:
+            found += [(row[0], row[1]) for row in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+                "ORDER BY rowid", (table,))]
+    return found
+
+
+@contextmanager
+def bulk_import(conn: Connection, *, expected_records: int) -> Iterator[list[str]]:
+    """An import's writes inside the caller's transaction, on SQLite: the connection's page cache is
+    `BULK_CACHE_KIB` meanwhile (restored after: the pool hands the connection on), and the indexes
+    `deferrable_indexes` names are dropped first and created again at the end, each with the very
+    statement SQLite recorded for it (the schema after is the schema before, byte for byte), with the
+    connection's own page cache again (CREATE INDEX sorts in as much memory as the cache is given).
+    Yields the names dropped. DDL is transactional in SQLite: an import that fails inside the block
+    rolls back and leaves every index as it was. On PostgreSQL: nothing."""
+    if conn.dialect.name != "sqlite":
+        yield []
+        return
+    dropped = deferrable_indexes(conn, expected_records=expected_records)
+    cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    try:
+        for name, _ in dropped:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        yield [name for name, _ in dropped]
+        if dropped:
+            conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
+        for _, create in dropped:
+            conn.exec_driver_sql(create)
+    finally:
+        with suppress(DBAPIError):  # a connection that broke meanwhile is discarded anyway
+            conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
