@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from ingest.engines import reference_engine
 from sqlalchemy import text
 
 from clinreason.stages import ingest, ingest_parallel
@@ -55,20 +56,6 @@ def _bank(path: Path, n: int = 40, *, bad_at: int | None = None) -> Path:
         lines[bad_at]["question"] = ""
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
-
-
-def _reference_engine(tmp_path):
-    from clinreason.config import ProjectConfig
-    from clinreason.store import db
-    from clinreason.store import projects as store_projects
-
-    eng = db.make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
-    db.upgrade(eng)
-    pc = ProjectConfig()
-    with eng.begin() as conn:
-        store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
-                                      rubric=pc.rubric)
-    return eng
 
 
 def _sqlite_only(engine):
@@ -122,7 +109,7 @@ def test_duplicates_and_reimport_count_as_with_live_indexes(engine, project, tmp
     assert large[-1]
     assert (again.added, again.duplicates, again.sources_added) == (0, 40, 0)
     monkeypatch.setattr(store_ingest, "DEFER_MIN_RECORDS", 1 << 60)
-    ref = _reference_engine(tmp_path)
+    ref = reference_engine(tmp_path)
     live = import_path(ref, project="default", path=bank, fmt="jsonl")
     assert large[-1] == []
     assert first.to_dict() == live.to_dict()
@@ -139,7 +126,7 @@ def test_rows_from_the_reader_process_store_the_same_text(engine, project, tmp_p
              "explanation": "because" if i % 4 else None} for i in range(12)]
     bank.write_text("".join(json.dumps(r, ensure_ascii=i % 2 == 0) + "\n" for i, r in enumerate(recs)),
                     encoding="utf-8")
-    ref = _reference_engine(tmp_path)
+    ref = reference_engine(tmp_path)
     monkeypatch.setattr(ingest_parallel, "PARALLEL_MIN_BYTES", 1 << 60)
     want = import_path(ref, project="default", path=bank, fmt="jsonl")
     monkeypatch.setattr(ingest_parallel, "PARALLEL_MIN_BYTES", 0)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from ingest.engines import reference_engine
 from sqlalchemy import select
 
 from clinreason.stages import ingest, ingest_parallel
@@ -59,20 +60,6 @@ def _bank(path: Path, n: int = 40, *, bad: dict[int, dict] | None = None) -> Pat
     return path
 
 
-def _reference_engine(tmp_path):
-    from clinreason.config import ProjectConfig
-    from clinreason.store import db
-    from clinreason.store import projects as store_projects
-
-    eng = db.make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
-    db.upgrade(eng)
-    pc = ProjectConfig()
-    with eng.begin() as conn:
-        store_projects.ensure_project(conn, name="default", config=pc.model_dump(mode="json", exclude={"rubric"}),
-                                      rubric=pc.rubric)
-    return eng
-
-
 def _rows(engine):
     with engine.connect() as conn:
         its = [_timeless(r) for r in conn.execute(select(items).order_by(items.c.id))]
@@ -92,7 +79,7 @@ def _same_summary(a, b):
 
 def test_same_items_summary_and_events(engine, project, tmp_path, monkeypatch, small_batches):
     path = _bank(tmp_path / "bank.jsonl")
-    ref = _reference_engine(tmp_path)
+    ref = reference_engine(tmp_path)
     want = _import(ref, path, parallel=False, monkeypatch=monkeypatch)
     got = _import(engine, path, parallel=True, monkeypatch=monkeypatch)
     _same_summary(got, want)
@@ -148,7 +135,7 @@ def test_broken_line_and_file_level_refusal(engine, project, tmp_path, monkeypat
 
 def test_skip_invalid_writes_the_same_rejects(engine, project, tmp_path, monkeypatch, small_batches):
     path = _bank(tmp_path / "some.jsonl", bad={3: {"options": 5}, 20: {"question": None}})
-    ref = _reference_engine(tmp_path)
+    ref = reference_engine(tmp_path)
     out = []
     for eng, parallel in ((ref, False), (engine, True)):
         rejects = tmp_path / f"rejects-{parallel}.jsonl"
@@ -192,7 +179,7 @@ def test_csv_through_the_reader_process(engine, project, tmp_path, monkeypatch, 
     path = tmp_path / "bank.csv"
     path.write_text("question;A;B;answer\n" + "".join(f'"q ""{i}""";x{i};y;{"AB"[i % 2]}\n' for i in range(20)),
                     encoding="utf-8")
-    ref = _reference_engine(tmp_path)
+    ref = reference_engine(tmp_path)
     want = _import(ref, path, parallel=False, monkeypatch=monkeypatch)
     got = _import(engine, path, parallel=True, monkeypatch=monkeypatch)
     _same_summary(got, want)

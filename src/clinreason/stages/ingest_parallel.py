@@ -24,7 +24,7 @@ import subprocess
 import sys
 from json.encoder import encode_basestring as _QUOTE
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Generator
+from typing import Any, BinaryIO, Callable, Generator, Iterator
 
 from clinreason.domain.items import Item, SourceRef, content_hash, item_id
 from clinreason.stages.ingest_fields import LABELS
@@ -142,9 +142,6 @@ def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str,
             project_id: int | None = None) -> None:
     """The reader process: ('batch', entries, bytes read), ..., then ('end', None, bytes) or an error.
     With `project_id`, rows instead: ('rows', (entries, positions, fewest options, previews), bytes)."""
-    if project_id is not None:
-        _row_reader(channel, path, fmt, options, project, batch, project_id)
-        return
     moved = [0]
 
     def send(message: tuple[Any, ...]) -> None:
@@ -157,14 +154,11 @@ def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str,
     try:
         from clinreason.stages.ingest_formats import read_items
 
-        out: list[Any] = []
-        for entry in read_items(path, fmt, options=options, progress=progress):
-            out.append(entry if isinstance(entry, RecordError) else _pack(entry[0], entry[1], project))
-            if len(out) >= batch:
-                send(("batch", out, moved[0]))
-                out, moved[0] = [], 0
-        if out:
-            send(("batch", out, moved[0]))
+        entries = read_items(path, fmt, options=options, progress=progress)
+        batches = _entry_batches(entries, project, batch) if project_id is None else \
+            _row_batches(entries, project, batch, project_id)
+        for kind, payload in batches:  # each sent with the bytes read since the one before
+            send((kind, payload, moved[0]))
             moved[0] = 0
         send(("end", None, moved[0]))
     except BrokenPipeError:  # the importing process stopped reading (it refused the import)
@@ -180,51 +174,39 @@ def _reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str,
         send(("error", exc, moved[0]))
 
 
-def _row_reader(channel: BinaryIO, path: Path, fmt: str, options: Any, project: str, batch: int,
-                project_id: int) -> None:
-    moved = [0]
+def _entry_batches(entries: Any, project: str, batch: int) -> Iterator[tuple[str, Any]]:
+    """('batch', entries packed by `_pack`), `batch` entries at a time."""
+    out: list[Any] = []
+    for entry in entries:
+        out.append(entry if isinstance(entry, RecordError) else _pack(entry[0], entry[1], project))
+        if len(out) >= batch:
+            yield "batch", out
+            out = []
+    if out:
+        yield "batch", out
 
-    def send(message: tuple[Any, ...]) -> None:
-        pickle.dump(message, channel, protocol=pickle.HIGHEST_PROTOCOL)
-        channel.flush()
 
-    def progress(n: int) -> None:
-        moved[0] += n
-
-    try:
-        from clinreason.stages.ingest_formats import read_items
-
-        out: list[Any] = []
-        positions: dict[str, int] = {}
-        fewest: list[int] = []
-        previews: list[tuple[int, tuple[Any, ...]]] = []
-        for entry in read_items(path, fmt, options=options, progress=progress):
-            if isinstance(entry, RecordError):
-                out.append(entry)
-            else:
-                raw, it = entry
-                if len(previews) < PREVIEW_ENTRIES:
-                    previews.append((len(out), _pack(raw, it, project)))
-                out.append(_row(raw, it, project, project_id))
-                _count_positions(positions, fewest, it)
-            if len(out) >= batch:
-                send(("rows", (out, positions, fewest[0] if fewest else None, previews), moved[0]))
-                out, positions, fewest, previews, moved[0] = [], {}, [], [], 0
-        if out:
-            send(("rows", (out, positions, fewest[0] if fewest else None, previews), moved[0]))
-            moved[0] = 0
-        send(("end", None, moved[0]))
-    except BrokenPipeError:  # the importing process stopped reading (it refused the import)
-        return
-    except FileFormatError as exc:  # its subclasses are built from parts: send what it says
-        send(("file_error", str(exc), moved[0]))
-    except Exception as exc:  # noqa: BLE001 - raised again in the importing process
-        try:
-            blob = pickle.dumps(exc)
-            pickle.loads(blob)
-        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
-            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-        send(("error", exc, moved[0]))
+def _row_batches(entries: Any, project: str, batch: int, project_id: int) -> Iterator[tuple[str, Any]]:
+    """('rows', (entries as `_row` builds them, gold positions, fewest options, the first entries packed for
+    the preview)), `batch` entries at a time."""
+    out: list[Any] = []
+    positions: dict[str, int] = {}
+    fewest: list[int] = []
+    previews: list[tuple[int, tuple[Any, ...]]] = []
+    for entry in entries:
+        if isinstance(entry, RecordError):
+            out.append(entry)
+        else:
+            raw, it = entry
+            if len(previews) < PREVIEW_ENTRIES:
+                previews.append((len(out), _pack(raw, it, project)))
+            out.append(_row(raw, it, project, project_id))
+            _count_positions(positions, fewest, it)
+        if len(out) >= batch:
+            yield "rows", (out, positions, fewest[0] if fewest else None, previews)
+            out, positions, fewest, previews = [], {}, [], []
+    if out:
+        yield "rows", (out, positions, fewest[0] if fewest else None, previews)
 
 
 def child_main() -> None:
