@@ -109,7 +109,10 @@ def item_timestamps(conn: Connection) -> tuple[Any, Any]:
 
 def add_new_source_rows(conn: Connection, *, refs: list[tuple[Any, ...]], new_item_ids: Container[str] = ()
                         ) -> list[str]:
-    """`add_new_sources` for references given as (item id, source, subject, file, record, license)."""
+    """Store the references given as (item id, source, subject, file, record, license) that are not stored
+    yet — a re-import adds none, a reference listed twice is stored once. Returns the item id of every
+    reference added, in order. `new_item_ids`: items this transaction has just added, which can have no
+    stored reference (they are not looked up)."""
     if not refs:
         return []
     asked = list({ref[0] for ref in refs if ref[0] not in new_item_ids})
@@ -150,24 +153,9 @@ def add_event_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 def add_new_sources(conn: Connection, *, refs: list[tuple[str, SourceRef]], new_item_ids: Container[str] = ()
                     ) -> list[str]:
-    """Store the (item id, source reference) pairs not stored yet — a re-import adds none, a reference
-    listed twice is stored once. Returns the item id of every reference added, in order. `new_item_ids`:
-    items this transaction has just added, which can have no stored reference (they are not looked up)."""
-    if not refs:
-        return []
-    asked = list({item_id for item_id, _ in refs if item_id not in new_item_ids})
-    stored = {tuple(row) for row in select_in(
-        conn, "SELECT item_id, source, file, record FROM item_sources WHERE item_id IN ({keys})", asked)} \
-        if asked else set()
-    ts = bind_value(conn, item_sources, "imported_at", now())
-    fresh: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
-    for item_id, s in refs:
-        key = (item_id, s.source, s.file, s.record)
-        if key not in fresh and key not in stored:
-            fresh[key] = (item_id, s.source, s.subject, s.file, s.record, s.license, ts)
-    rows = list(fresh.values())
-    insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
-    return [row[0] for row in rows]
+    """`add_new_source_rows` for (item id, source reference) pairs."""
+    return add_new_source_rows(conn, refs=[(item_id, s.source, s.subject, s.file, s.record, s.license)
+                                           for item_id, s in refs], new_item_ids=new_item_ids)
 
 
 # --- a large import on SQLite: secondary indexes built once, not kept up row by row -----------------
