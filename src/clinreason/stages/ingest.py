@@ -32,7 +32,7 @@ from clinreason.stages.ingest_formats import (
     ReadOptions,
     read_items,
 )
-from clinreason.stages.ingest_parallel import read_batches, unpack_entry, use_reader_process
+from clinreason.stages.ingest_parallel import count_positions, read_batches, unpack_entry, use_reader_process
 from clinreason.stages.ingest_readers import (
     FOLDER_FORMATS,
     TEXT_SUFFIXES,
@@ -383,16 +383,6 @@ def _counted(batches: Generator[list, None, None], summary: ImportSummary) -> Ge
             yield batch
 
 
-def _count_positions(summary: ImportSummary, it: Item) -> None:
-    if not it.options:
-        return
-    keys = list(it.options)
-    summary.min_options = len(keys) if summary.min_options is None else min(summary.min_options, len(keys))
-    for label in it.answer_labels:
-        if label in keys and keys.index(label) < len(LABELS):
-            summary.gold_positions[LABELS[keys.index(label)]] += 1
-
-
 def _preview(p: _Pending) -> dict[str, Any]:
     it, notes = p.item, p.raw.annotations
     src = it.sources[0]
@@ -421,7 +411,7 @@ def _write_batch(conn: Connection, run: _Run, pending: list[_Pending], *, hashed
         if not hashed:  # (the reader process sets both)
             it.content_hash = it.compute_hash()
             it.id = item_id(project, it.content_hash)
-        _count_positions(summary, it)
+        summary.min_options = count_positions(summary.gold_positions, summary.min_options, it)
     ids = list({p.item.id for p in pending})
     existing = store.existing_item_ids(conn, item_ids=ids) | (run.seen & set(ids))
     new_items: dict[str, Item] = {}

@@ -120,17 +120,17 @@ def _detail_json(src: SourceRef) -> str:
     return prefix + _QUOTE(record) + "}"
 
 
-def _count_positions(positions: dict[str, int], fewest: list[int], it: Item) -> None:
-    """The gold answers by option position, and the fewest options (what ImportSummary counts)."""
+def count_positions(positions: dict[str, int], fewest: int | None, it: Item) -> int | None:
+    """Count the item's gold answers by option position into `positions`; returns the fewest options
+    among `fewest` and the item's (what ImportSummary counts, in either process)."""
     if not it.options:
-        return
+        return fewest
     keys = list(it.options)
-    if not fewest or len(keys) < fewest[0]:
-        fewest[:] = [len(keys)]
     for label in it.answer_labels:
         if label in keys and keys.index(label) < len(LABELS):
             position = LABELS[keys.index(label)]
             positions[position] = positions.get(position, 0) + 1
+    return len(keys) if fewest is None else min(fewest, len(keys))
 
 
 def unpack_entry(packed: tuple[Any, ...]) -> tuple[RawRecord, Item]:
@@ -191,7 +191,7 @@ def _row_batches(entries: Any, project: str, batch: int, project_id: int) -> Ite
     the preview)), `batch` entries at a time."""
     out: list[Any] = []
     positions: dict[str, int] = {}
-    fewest: list[int] = []
+    fewest: int | None = None
     previews: list[tuple[int, tuple[Any, ...]]] = []
     for entry in entries:
         if isinstance(entry, RecordError):
@@ -201,12 +201,12 @@ def _row_batches(entries: Any, project: str, batch: int, project_id: int) -> Ite
             if len(previews) < PREVIEW_ENTRIES:
                 previews.append((len(out), _pack(raw, it, project)))
             out.append(_row(raw, it, project, project_id))
-            _count_positions(positions, fewest, it)
+            fewest = count_positions(positions, fewest, it)
         if len(out) >= batch:
-            yield "rows", (out, positions, fewest[0] if fewest else None, previews)
-            out, positions, fewest, previews = [], {}, [], []
+            yield "rows", (out, positions, fewest, previews)
+            out, positions, fewest, previews = [], {}, None, []
     if out:
-        yield "rows", (out, positions, fewest[0] if fewest else None, previews)
+        yield "rows", (out, positions, fewest, previews)
 
 
 def child_main() -> None:
