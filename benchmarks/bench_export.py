@@ -175,7 +175,7 @@ from clinreason.store import projects as store_projects
 from clinreason.stages.export import ExportOptions
 from clinreason.store.db import read_snapshot
 from clinreason.stages.export.formats import open_sink
-from clinreason.stages.export.stage import _Reader
+from clinreason.stages.export.rows import Reader
 fmt, path, out, chunk = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 out.mkdir()
 opts = ExportOptions(fmt=fmt)
@@ -185,7 +185,7 @@ with read_snapshot(engine) as conn, tempfile.TemporaryDirectory() as tmp:
     proj = store_projects.require_project(conn, name="default")
     rubric = store_projects.latest_rubric(conn, project_id=proj["id"])
     dims, _ = rubric_dimensions(rubric)
-    reader = _Reader(conn, proj, dims, opts, {"medqa": "MIT", "cmexam": "research use only"})
+    reader = Reader(conn, proj, dims, opts, {"medqa": "MIT", "cmexam": "research use only"})
     sink = open_sink(fmt, out, Path(tmp), ("data",), dims, opts, step_labels=Counter(), rubric_body=rubric,
                      project="default")
     stream, buf = reader.rows(), []

@@ -3,7 +3,8 @@
     common.py  what the others share (formats, options, ExportError, SYSTEM_PROMPTS, safe_path) — a leaf
     formats.py how a row is written: JSON Lines, Parquet, a Hugging Face folder, SFT, DPO and PRM records
     card.py    the dataset card (README.md) written into every export
-    stage.py   reading the accepted items, splits, the folder, and `run_export`
+    rows.py    reading the accepted items from the database into export rows
+    stage.py   splits, the folder, and `run_export` / `run_exports` (several formats from one read)
 
 The names the rest of the code uses are re-exported here: `from clinreason.stages.export import run_export`.
 """
