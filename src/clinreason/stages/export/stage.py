@@ -272,36 +272,8 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
                 for light in reader.rows(light=True):
                     splitter.add(light["stratum"], light["id"])
                 splitter.freeze()
-            with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
-                sinks = []
-                for k, (fmt, folder) in enumerate(group):
-                    scratch = Path(tmp) / str(k)
-                    scratch.mkdir()
-                    summary = summaries[fmt]
-                    sinks.append((open_sink(fmt, folder, scratch, names, dims, replace(opts, fmt=fmt),
-                                            step_labels=summary.step_labels, rubric_body=rubric_body,
-                                            project=proj["name"]), summary))
-                counted = sinks[0][1]
-                fed = _share_arrow(sinks)  # hf fed parquet's tables: written no rows, closed after parquet
-                writing = [(sink, summary) for sink, summary in sinks if sink not in fed]
-                split = names[0]
-                for row in reader.rows(all_texts=history):
-                    if splitter:
-                        stratum = (row["specialty"] or "", row["source"] or "")
-                        split = names[splitter.split_of(stratum, row["id"])]
-                    _count(counted, row, split)
-                    for sink, summary in writing:
-                        written = sink.write(split, row)
-                        records = summary.records
-                        records[split] = records.get(split, 0) + written
-                        if summary.fmt == "dpo":
-                            summary.pairs += written
-                for sink, summary in writing + [(sink, summary) for sink, summary in sinks if sink in fed]:
-                    summary.files = sink.close()
-                    if sink in fed:
-                        summary.records = dict(fed[sink].records)
-                    if summary is not counted:
-                        _copy_counts(counted, summary)
+            _write_pass(reader, group, summaries, names=names, splitter=splitter, dims=dims, opts=opts,
+                        rubric_body=rubric_body, project=proj["name"], history=history)
         for summary in summaries.values():
             summary.rows = {name: summary.rows.get(name, 0) for name in names}
             summary.records = {name: summary.records.get(name, 0) for name in names}
@@ -310,7 +282,6 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
             numbers = card_numbers(conn, project=proj, rubric_body=rubric_body, scan=scan.scan)
             for fmt, folder in targets:
                 summary = summaries[fmt]
-                summary.seconds = time.perf_counter() - started
                 write_card(conn, project=proj, rubric_body=rubric_body, out=folder, summary=summary,
                            licenses=licenses, numbers=numbers)
                 summary.files.append("README.md")
@@ -323,6 +294,43 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
                                                encoding="utf-8")
         summary.seconds = seconds
     return [summaries[fmt] for fmt, _ in targets]
+
+
+def _write_pass(reader: Reader, group: list[tuple[str, Path]], summaries: dict[str, ExportSummary], *,
+                names: tuple[str, ...], splitter: Splitter | None, dims: list[str], opts: ExportOptions,
+                rubric_body: dict[str, Any], project: str, history: bool) -> None:
+    """One pass over the items, each row written by the sink of every (format, folder) in `group` (formats
+    whose rows have the same shape); the first format's summary counts the rows, the others get a copy."""
+    with tempfile.TemporaryDirectory(prefix="clinreason-export-") as tmp:
+        sinks = []
+        for k, (fmt, folder) in enumerate(group):
+            scratch = Path(tmp) / str(k)
+            scratch.mkdir()
+            summary = summaries[fmt]
+            sinks.append((open_sink(fmt, folder, scratch, names, dims, replace(opts, fmt=fmt),
+                                    step_labels=summary.step_labels, rubric_body=rubric_body, project=project),
+                          summary))
+        counted = sinks[0][1]
+        fed = _share_arrow(sinks)  # hf fed parquet's tables: written no rows, closed after parquet
+        writing = [(sink, summary) for sink, summary in sinks if sink not in fed]
+        split = names[0]
+        for row in reader.rows(all_texts=history):
+            if splitter:
+                stratum = (row["specialty"] or "", row["source"] or "")
+                split = names[splitter.split_of(stratum, row["id"])]
+            _count(counted, row, split)
+            for sink, summary in writing:
+                written = sink.write(split, row)
+                records = summary.records
+                records[split] = records.get(split, 0) + written
+                if summary.fmt == "dpo":
+                    summary.pairs += written
+        for sink, summary in writing + [(sink, summary) for sink, summary in sinks if sink in fed]:
+            summary.files = sink.close()
+            if sink in fed:
+                summary.records = dict(fed[sink].records)
+            if summary is not counted:
+                _copy_counts(counted, summary)
 
 
 def _share_arrow(sinks: list[tuple[Any, ExportSummary]]) -> dict[Any, ExportSummary]:
