@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Generator, Iterator
 
 from clinreason.domain.items import Item, SourceRef, content_hash, item_id
+from clinreason.domain.lifecycle import ItemState
 from clinreason.stages.ingest_fields import LABELS
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
 from clinreason.store.db import _json_dumps as _COMPACT
@@ -65,6 +66,8 @@ def _unpack(t: tuple[Any, ...], options_json: dict[str, str]) -> tuple[RawRecord
     return RawRecord(number, locator, {}, (), (), annotations), item
 
 
+_IMPORTED, _ESCALATED = ItemState.IMPORTED.value, ItemState.ESCALATED.value
+
 #: how many of a batch's first valid records come with their full entry too (the import summary's preview)
 PREVIEW_ENTRIES = 3
 
@@ -83,7 +86,7 @@ def _row(raw: RawRecord, it: Item, project: str, project_id: int) -> tuple[Any, 
     return (id_, (id_, project_id, digest, it.question, options_json(_COMPACT, it.options), _labels_json(labels),
                   it.answer_text, it.language, it.specialty, it.context, it.reference_explanation,
                   "{}" if type(meta) is dict and not meta else _COMPACT(meta),
-                  "escalated" if flagged else "imported", 0, 0, FLAG_NO_GOLD if flagged else None),
+                  _ESCALATED if flagged else _IMPORTED, 0, 0, FLAG_NO_GOLD if flagged else None),
             (id_, src.source, src.subject, src.file, src.record, src.license), _detail_json(src), flagged)
 
 
