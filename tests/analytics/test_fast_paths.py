@@ -1,7 +1,7 @@
 """The fast read paths of issue #16 give what the previous computation gave on the same data: the scan
 (every count, histogram, pair table, reviewer tally), and so the agreement and reviewer reports, on a random
 project with a fixed seed (SQLite and PostgreSQL). The pairwise κ intervals are the one figure drawn in a new
-way (one Poisson bootstrap over all pairs): they are checked against the previous multinomial intervals
+way (a Poisson bootstrap of each pair's tables): they are checked against the previous multinomial intervals
 loosely, and for being reproducible."""
 
 from __future__ import annotations

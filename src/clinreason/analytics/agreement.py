@@ -5,10 +5,13 @@ enough overlap, Fleiss' κ on verdicts, percent agreement — each with a percen
 Krippendorff's α (nominal) on ok/error over the steps two reviewers or more judged, and the share of
 flagged steps a second reviewer flagged too (`analytics.step_agreement`).
 
-The pairwise κ intervals (one per reviewer pair and dimension, `pair_resamples` draws each) come from one
-Poisson bootstrap over all the pairs' confusion tables (`irr.quadratic_kappa_bootstrap_rows`): each unit
-weighted by a Poisson(1) draw, one random stream from the seed, so they stay reproducible and cost the same
-for 1,225 pairs at a million units as for ten; every other interval is the multinomial unit bootstrap.
+The pairwise κ intervals (one per reviewer pair and dimension, `pair_resamples` draws each) come from a
+Poisson bootstrap of each pair's confusion table (`irr.quadratic_kappa_bootstrap_rows`): each unit weighted
+by a Poisson(1) draw, the table's own random stream seeded by (seed, reviewer a, reviewer b, dimension), so
+they stay reproducible, cost the same at a million units as at a thousand, and a table's interval changes
+only when that table does. The kept scan state keeps them (`ReviewScan.intervals`): a read works out the
+intervals of the tables that changed since the state was stored, not all of them. Every other interval is
+the multinomial unit bootstrap.
 
 The unit is the rationale version (rationales.id): each version is rated by the reviewers assigned to it.
 What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
@@ -16,6 +19,7 @@ What `clinreason agreement --json` prints is `agreement_report(...)`, unrounded.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +29,7 @@ from sqlalchemy import Connection
 
 from clinreason.analytics import irr
 from clinreason.analytics.kept import current_scan
-from clinreason.analytics.scan import VERDICTS, ReviewScan
+from clinreason.analytics.scan import VERDICTS, IntervalMemo, ReviewScan
 from clinreason.analytics.step_agreement import step_agreement
 from clinreason.store.projects import latest_rubric
 
@@ -101,8 +105,8 @@ def _verdict_block(counter: Counter, *, resamples: int, seed: int) -> dict[str, 
 
 def _pairs(scan: ReviewScan, *, min_overlap: int, resamples: int, seed: int) -> list[dict[str, Any]]:
     """Cohen's weighted κ for every reviewer pair sharing at least `min_overlap` versions: the estimates
-    for every pair and dimension in one array operation, their 95 % CIs by one Poisson bootstrap over all
-    the tables (`irr.quadratic_kappa_bootstrap_rows`, one random stream from `seed`)."""
+    for every pair and dimension in one array operation, their 95 % CIs by the Poisson bootstrap of each table
+    (`_pair_intervals`: from the scan's memo where the table is unchanged)."""
     k = len(scan.dimensions)
     chosen = []
     for (ra, rb), conf in sorted(scan.pair_confusion.items()):
@@ -114,7 +118,7 @@ def _pairs(scan: ReviewScan, *, min_overlap: int, resamples: int, seed: int) -> 
     cube = np.stack([conf for _, _, _, conf in chosen])  # (pairs, dims, V, V)
     quad = np.asarray(irr.kappa_from_confusion(cube, "quadratic")).reshape(len(chosen), k)
     lin = np.asarray(irr.kappa_from_confusion(cube, "linear")).reshape(len(chosen), k)
-    cis = irr.quadratic_kappa_bootstrap_rows(cube.reshape((-1,) + cube.shape[2:]), resamples=resamples, seed=seed)
+    cis = _pair_intervals(scan.intervals, [(ra, rb) for ra, rb, _, _ in chosen], cube, resamples=resamples, seed=seed)
     units = cube.sum(axis=(2, 3))
     out = []
     for p, (ra, rb, shared, _) in enumerate(chosen):
@@ -124,6 +128,37 @@ def _pairs(scan: ReviewScan, *, min_overlap: int, resamples: int, seed: int) -> 
             dims[name] = {"kappa_quadratic": _num(float(quad[p, d])), "kappa_linear": _num(float(lin[p, d])),
                           "ci95": cis[p * k + d], "units": int(units[p, d])}
         out.append({"raters": names, "units": shared, "dimensions": dims})
+    return out
+
+
+def _pair_intervals(memo: IntervalMemo, pairs: list[tuple[int, int]], cube: np.ndarray, *, resamples: int,
+                    seed: int) -> list[list[float] | None]:
+    """The quadratic κ interval of each (pair, dimension) table of `cube` (pairs, dims, V, V), in that order:
+    taken from `memo` where the table and the settings are those it was worked out for, the others computed
+    in one call (each table's random stream is its own: the same interval either way) and put in `memo`."""
+    k = cube.shape[1]
+    settings = f"|{resamples}|{seed}".encode()
+    keys, digests = [], []
+    for p, (ra, rb) in enumerate(pairs):
+        for d in range(k):
+            keys.append((ra, rb, d))
+            table = np.ascontiguousarray(cube[p, d], dtype=np.int64)
+            digests.append(hashlib.blake2b(table.tobytes() + settings, digest_size=12).hexdigest())
+    out: list[list[float] | None] = [None] * len(keys)
+    missing = []
+    for r, (key, digest) in enumerate(zip(keys, digests)):
+        found = memo.get(key)
+        if found is not None and found[0] == digest:
+            out[r] = None if found[1] is None else list(found[1])
+        else:
+            missing.append(r)
+    if missing:
+        tables = cube.reshape((-1,) + cube.shape[2:])[missing]
+        fresh = irr.quadratic_kappa_bootstrap_rows(tables, keys=[keys[r] for r in missing], resamples=resamples,
+                                                   seed=seed)
+        for r, interval in zip(missing, fresh):
+            out[r] = interval
+            memo.put(keys[r], digests[r], None if interval is None else list(interval))
     return out
 
 

@@ -277,14 +277,17 @@ def bootstrap_ci_rows(weights: np.ndarray, statistic: Callable[[np.ndarray], np.
     return out
 
 
-def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 200, seed: int = 0,
-                                   level: float = 0.95, chunk: int = 512) -> list[list[float] | None]:
+def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, keys: Sequence[Sequence[int]] | None = None,
+                                   resamples: int = 200, seed: int = 0, level: float = 0.95,
+                                   chunk: int = 512) -> list[list[float] | None]:
     """Percentile CIs of Cohen's quadratic-weighted κ for many confusion tables (R, V, V) at once — the
     reviewer pairs × rubric dimensions — by the Poisson bootstrap: each unit of a table is weighted by an
     independent Poisson(1) draw, so each cell count is drawn as Poisson(its observed count). κ does not change
     when a table is scaled, so this is the usual large-sample stand-in for resampling a table's units with
-    replacement; it needs one draw per non-empty cell (not one per unit) and one random stream (`seed`) for
-    every table, taken in row order. κ of each draw is worked out from the table's moments
+    replacement; it needs one draw per non-empty cell (not one per unit). Each table has a random stream of
+    its own, seeded by (`seed`, its key: `keys[r]`, by default its row number), so a table's interval depends
+    on that table, its key and the settings alone — not on the other tables — and can be kept
+    (`agreement._pairs` recomputes only the tables that changed). κ of each draw is worked out from the table's moments
     (N, Σ i, Σ i², Σ j, Σ j², Σ ij). A table of fewer than two units gets None, as `bootstrap_ci_rows` gives."""
     conf = np.asarray(confusion, dtype=np.float64)
     rows, v = conf.shape[0], conf.shape[-1]
@@ -295,7 +298,9 @@ def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 20
         return out
     i, j = np.divmod(np.arange(v * v, dtype=np.float64), v)
     features = np.stack([np.ones(v * v), i, i * i, j, j * j, i * j], axis=1)  # (V², 6)
-    rng = np.random.default_rng(seed)
+    keys = [(r,) for r in range(rows)] if keys is None else keys
+    if len(keys) != rows:
+        raise ValueError(f"{len(keys)} keys for {rows} tables")
     tail = (1.0 - level) / 2.0 * 100.0
     for start in range(0, rows, chunk):
         block = flat[start:start + chunk]
@@ -303,9 +308,12 @@ def quadratic_kappa_bootstrap_rows(confusion: np.ndarray, *, resamples: int = 20
         # a draw for each non-empty cell only (Poisson(0) is 0): a cell of count m stands for m identical
         # units, whose Poisson(1) weights sum to one Poisson(m) draw
         cells = block[:, cols]
-        used = cells > 0
         draws = np.zeros((resamples,) + cells.shape)
-        draws[:, used] = rng.poisson(cells[used], size=(resamples, int(used.sum())))
+        for r in range(len(block)):
+            used = np.flatnonzero(cells[r] > 0)
+            if len(used):
+                rng = np.random.default_rng([seed, *keys[start + r]])
+                draws[:, r, used] = rng.poisson(cells[r, used], size=(resamples, len(used)))
         m = draws @ features[cols]  # (B, rows, 6)
         n, a1, a2, b1, b2, ab = (m[..., c] for c in range(6))
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -35,15 +35,22 @@ import hashlib
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, Engine
 
-from clinreason.analytics.scan import ReviewerTally, ReviewScan, rubric_dimensions, scan_rows, with_reviewers
+from clinreason.analytics.scan import (
+    IntervalMemo,
+    ReviewerTally,
+    ReviewScan,
+    rubric_dimensions,
+    scan_rows,
+    with_reviewers,
+)
 from clinreason.store import db as dbm
 from clinreason.store import scanstate
 from clinreason.store import stats as stats_store
@@ -109,6 +116,11 @@ class Update:
     rubric_key: str
     #: False where the schema has no scan_states yet (a database before migration 0012): nothing to save
     storable: bool = True
+
+    @property
+    def worth_saving(self) -> bool:
+        """Whether storing it would keep something new: the counts moved, or a report put intervals in the memo."""
+        return self.changed or self.state.raw.intervals.added > 0
 
 
 def rubric_key(rubric_body: dict[str, Any]) -> str:
@@ -209,6 +221,8 @@ def encode(state: KeptState) -> str:
                        [[p for p, _ in t.leniency], [q for _, q in t.leniency], list(t.leniency.values())]]
                       for t in raw.reviewers.values()],
         "reviews_mark": _marks_out(state.reviews), "decisions_mark": _marks_out(state.decisions),
+        "intervals": [[a, b, d, digest, *(ci or (None, None))]
+                      for (a, b, d), (digest, ci) in sorted(raw.intervals.items()) if (a, b) in raw.pair_confusion],
     }
     return base64.b64encode(zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)).decode("ascii")
 
@@ -278,6 +292,7 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
                          step_units=_counter(body["steps"], 2))
         if len(raw.dim_patterns) != k or [int(h.sum()) for h in hist] != ratings:
             raise CorruptState("the counts do not add up")
+        raw.intervals = _intervals_in(body.get("intervals", []), k)  # absent from states stored before the memo
         return KeptState(raw=raw, reviews=_marks_in(body["reviews_mark"]),
                          decisions=_marks_in(body["decisions_mark"]))
     except CorruptState:
@@ -285,6 +300,17 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
     except (KeyError, TypeError, ValueError, IndexError, zlib.error, binascii.Error, OverflowError,
             ZeroDivisionError, UnicodeError, AttributeError) as exc:
         raise CorruptState(f"the stored scan state does not decode: {exc}") from exc
+
+
+def _intervals_in(rows: Any, k: int) -> IntervalMemo:
+    memo = IntervalMemo()
+    for a, b, d, digest, lo, hi in rows:
+        if not (type(a) is int and type(b) is int and type(d) is int and 0 <= d < k and isinstance(digest, str)):
+            raise CorruptState("a malformed interval")
+        if (lo is None) != (hi is None) or (a, b, d) in memo:
+            raise CorruptState("a malformed interval")
+        memo[(a, b, d)] = (digest, None if lo is None else [float(lo), float(hi)])
+    return memo
 
 
 # --- building and advancing ------------------------------------------------------------------------------
@@ -378,12 +404,24 @@ def save(engine: Engine, *, project_id: int, update: Update) -> bool:
                               expected_revision=update.base_revision)
 
 
+T = TypeVar("T")
+
+
 def refresh(engine: Engine, *, project_id: int, rubric_body: dict[str, Any] | None = None,
             rebuild: bool = False) -> ReviewScan:
     """The report's scan, with the kept state brought up to date in one read snapshot (no write turn held
     meanwhile) and then persisted if it changed (optimistically: see `save`)."""
+    return refresh_and(engine, project_id=project_id, rubric_body=rubric_body, rebuild=rebuild,
+                       use=lambda conn, scan: scan)
+
+
+def refresh_and(engine: Engine, *, project_id: int, use: Callable[[Connection, ReviewScan], T],
+                rubric_body: dict[str, Any] | None = None, rebuild: bool = False) -> T:
+    """`refresh`, with `use(conn, scan)` run in the same snapshot before the state is stored, so that the
+    intervals a report works out (`agreement._pairs`) are kept along with the counts; what `use` returns."""
     with dbm.read_snapshot(engine) as conn:
         update = bring_up_to_date(conn, project_id=project_id, rubric_body=rubric_body, rebuild=rebuild)
-    if update.changed:
+        result = use(conn, update.scan)
+    if update.worth_saving:
         save(engine, project_id=project_id, update=update)
-    return update.scan
+    return result

@@ -71,6 +71,19 @@ class ReviewerTally:
     leniency: Counter = field(default_factory=Counter)
 
 
+class IntervalMemo(dict[tuple[int, int, int], tuple[str, list[float] | None]]):
+    """The pairwise kappa intervals already worked out: (reviewer a, reviewer b, dimension) -> (digest of the
+    confusion table and of the bootstrap's settings, the interval). Kept with the scan state, so a read
+    recomputes only the tables that changed (`agreement._pairs`); `added` counts the entries put in since
+    the memo was read, so that a caller knows there is something new worth storing."""
+
+    added: int = 0
+
+    def put(self, key: tuple[int, int, int], digest: str, interval: list[float] | None) -> None:
+        self[key] = (digest, interval)
+        self.added += 1
+
+
 @dataclass
 class ReviewScan:
     """What the pass collects. `dim_patterns[d]` maps a count vector over the scale to its multiplicity."""
@@ -88,6 +101,8 @@ class ReviewScan:
     total_seconds: float = 0.0
     #: (ok judgments, error judgments) of one step of one version -> how many steps were judged so
     step_units: Counter = field(default_factory=Counter)
+    #: derived, not a count: left out of comparisons, passed along as the same object by `with_reviewers`
+    intervals: IntervalMemo = field(default_factory=IntervalMemo, compare=False, repr=False)
 
     @property
     def overall_values(self) -> list[int]:
@@ -156,7 +171,7 @@ def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> Review
                       pair_confusion=raw.pair_confusion, histograms=raw.histograms, reviewers=reviewers,
                       ratings=raw.ratings, total_reviews=total_reviews,
                       total_seconds=float(exact_sum(seconds_parts)),
-                      step_units=raw.step_units)
+                      step_units=raw.step_units, intervals=raw.intervals)
 
 
 def scan_rows(rows: Iterable[Sequence[Any]], *, dims: list[str], scale: list[int]) -> ReviewScan:

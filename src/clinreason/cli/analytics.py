@@ -25,17 +25,17 @@ def agreement(
     bootstrap 95 % CI and its number of units (unit = rationale version). On step marks (unit = a step two
     reviewers or more marked ok/error): nominal alpha and the share of flagged steps flagged twice."""
     from clinreason.analytics.agreement import DEFAULT_SEED, agreement_report
-    from clinreason.analytics.kept import refresh
+    from clinreason.analytics.kept import refresh_and
     from clinreason.store import projects as store_projects
-    from clinreason.store.db import reading
 
     ctx = _context(db, project, config)
     with ctx.engine.connect() as conn:
         proj = store_projects.require_project(conn, name=ctx.project)
-    scan = refresh(ctx.engine, project_id=proj["id"])  # the kept scan state, brought up to date and stored
-    with reading(ctx.engine) as conn:
-        report = agreement_report(conn, project_id=proj["id"], resamples=resamples,
-                                  seed=DEFAULT_SEED if seed is None else seed, min_overlap=min_overlap, scan=scan)
+    # the kept scan state brought up to date, the report made from it, and both the counts and the pairs'
+    # intervals stored for the next read
+    report = refresh_and(ctx.engine, project_id=proj["id"], use=lambda conn, scan: agreement_report(
+        conn, project_id=proj["id"], resamples=resamples, seed=DEFAULT_SEED if seed is None else seed,
+        min_overlap=min_overlap, scan=scan))
     if json_out:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return

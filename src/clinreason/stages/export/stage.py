@@ -173,7 +173,7 @@ def store_review_scan(engine: Engine, *, project_id: int, update: kept.Update) -
     """Persist the scan the card used, if it moved, so that the next export (another format) starts from it. It
     is a cache of what the reviews add up to, so a database that refuses the write (read-only, or busy past its
     timeout) is exported all the same; the next card then adds up the reviews in memory again."""
-    if not update.changed:
+    if not update.worth_saving:
         return
     try:
         kept.save(engine, project_id=project_id, update=update)
