@@ -22,7 +22,13 @@ def normalise_text(text: str) -> str:
     # str.split() splits on exactly the characters `\s` matches (str.isspace), so this is the regex's
     # collapse-and-trim, at a third of its cost
     # an ASCII string is already NFC (str.isascii is a flag lookup, no scan)
-    return " ".join((text if text.isascii() else unicodedata.normalize("NFC", text)).split())
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    # a printable text holds no whitespace but " " (every other str.isspace character is unprintable):
+    # with no run of two and none at either end it is its own normal form (one C scan instead of a split)
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
 
 
 def detect_language(text: str) -> str:
@@ -61,6 +67,29 @@ def content_hash(question: str, options: dict[str, str], answer_labels: list[str
     else:
         blob = _HASH_JSON({"q": q, "o": [list(kv) for kv in opts], "a": labels, "t": text})
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def content_hash_with_options(question: str, options: dict[str, str], answer_labels: list[str],
+                              answer_text: str | None) -> tuple[str, str | None]:
+    """(`content_hash(...)`, the options as the JSON text `[[label, text], ...]` written compactly, each
+    string as the hashing encoder writes it (None when a label or text is not a str)). Options already in
+    normal form (the usual case) are the very text the hashed JSON holds under "o": quoted once for both."""
+    pairs = list(options.items())
+    if not all(type(k) is str and type(v) is str for k, v in pairs):
+        return content_hash(question, options, answer_labels, answer_text), None
+    enc = _JSON_STR
+    stored = "[" + ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in pairs]) + "]"
+    labels = sorted(answer_labels)
+    if not all(type(label) is str for label in labels):
+        return content_hash(question, options, answer_labels, answer_text), stored
+    norm = normalise_text
+    opts = [(k if k.isalnum() and k.isascii() else norm(k), norm(v)) for k, v in pairs]
+    hashed = stored if opts == pairs else \
+        "[" + ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in opts]) + "]"
+    text = norm(answer_text) if answer_text else None
+    blob = "".join(('{"a":[', ",".join(map(enc, labels)), '],"o":', hashed, ',"q":', enc(norm(question)), ',"t":',
+                    "null" if text is None else enc(text), "}"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest(), stored
 
 
 def item_id(project: str, digest: str) -> str:

@@ -24,7 +24,13 @@ from clinreason.stages.ingest_fields import (
     stem_value,
     text_value,
 )
-from clinreason.stages.ingest_generic import MAPPABLE_FIELDS, AnswerBaseUnknown, convert_mapped, parse_mapping
+from clinreason.stages.ingest_generic import (
+    MAPPABLE_FIELDS,
+    AnswerBaseUnknown,
+    convert_default,
+    convert_mapped,
+    parse_mapping,
+)
 from clinreason.stages.ingest_json import read_json_document
 from clinreason.stages.ingest_readers import (
     FileFormatError,
@@ -186,7 +192,9 @@ def check_storable(item: Item, rec: RawRecord, file: str) -> None:
     flat = [item.question, item.answer_text, item.reference_explanation, item.context, item.specialty,
             item.language, *item.options, *item.options.values()]
     try:  # join refuses anything but text: then each field is looked at on its own below
-        clean = _UNSTORABLE.search("".join([t for t in flat if t is not None])) is None
+        text = "".join([t for t in flat if t is not None])
+        # ASCII text holds no surrogate: only NUL is looked for there (a byte search, not the pattern's scan)
+        clean = "\x00" not in text if text.isascii() else _UNSTORABLE.search(text) is None
     except TypeError:
         clean = False
     if clean:
@@ -279,10 +287,13 @@ def read_items(path: Path, fmt: str, *, mapping: dict[str, str] | None = None, s
     else:
         raise FileFormatError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
 
+    answer_base = opts.answer_base
+
     def mapped(rec: RawRecord, f: str) -> Item:
         # a record a clinreason export wrote holds the item exactly, under the default field names
-        exact = rec.annotations is not None and rec.annotations.exact
-        return convert_mapped(rec, f, {} if exact else mapping, opts.answer_base)
+        if not mapping or (rec.annotations is not None and rec.annotations.exact):
+            return convert_default(rec, f, answer_base)
+        return convert_mapped(rec, f, mapping, answer_base)
 
     convert: Callable[[RawRecord, str], Item]
     convert = {"medqa": _medqa, "medmcqa": _medmcqa, "pubmedqa": _pubmedqa, "mmlu": _mmlu,

@@ -14,6 +14,7 @@ from typing import Any
 
 from clinreason.domain.items import Item, detect_language
 from clinreason.stages.ingest_fields import (
+    _NO_ANSWER,
     LABELS,
     PairList,
     answer_labels,
@@ -224,4 +225,35 @@ def convert_mapped(rec: RawRecord, file: str, mapping: dict[str, str], answer_ba
                 context=text_value(rec, file, mapping.get("context", "context"), col("context"), required=False),
                 reference_explanation=text_value(rec, file, mapping.get("explanation", "explanation"), col("explanation"),
                                             required=False),
+                metadata=meta)
+
+
+def convert_default(rec: RawRecord, file: str, answer_base: int | None = None) -> Item:
+    """`convert_mapped(rec, file, {}, answer_base)`: a record read without `--map`. The usual record (a
+    text question, options as an object of distinct trimmed labels -> non-empty texts, the answer one of
+    those labels as it is, no answer_text) is converted here directly, with the same result; any other
+    record (whatever could be refused, or read another way) by `convert_mapped` itself."""
+    f = rec.fields
+    question, options, answer = f.get("question"), f.get("options"), f.get("answer")
+    if type(question) is not str or type(options) is not dict or type(answer) is not str \
+            or len(options) < 2 or answer not in options or f.get("answer_text") is not None \
+            or question.strip().lower() in _NO_ANSWER or answer.lower() in _NO_ANSWER or answer[:1] in "[{(" \
+            or answer.strip() != answer:
+        return convert_mapped(rec, file, {}, answer_base)
+    for label, text in options.items():
+        if not label or label.strip() != label or type(text) is not str or not text.strip():
+            return convert_mapped(rec, file, {}, answer_base)
+    language = f.get("language")
+    language = language.strip() if isinstance(language, str) and language.strip() else detect_language(question)
+    meta = {str(k): plain(v) for k, v in f.items() if k not in _DEFAULT_USED}
+    ext_id = f.get("id")
+    if ext_id is not None:
+        meta["source_id"] = plain(ext_id)
+    specialty, context, explanation = f.get("specialty"), f.get("context"), f.get("explanation")
+    return Item(question=question, options=dict(options), answer_labels=[answer], answer_text=None,
+                language=language,
+                specialty=None if specialty is None else text_value(rec, file, "specialty", specialty, required=False),
+                context=None if context is None else text_value(rec, file, "context", context, required=False),
+                reference_explanation=None if explanation is None else text_value(
+                    rec, file, "explanation", explanation, required=False),
                 metadata=meta)

@@ -26,7 +26,7 @@ from json.encoder import encode_basestring as _QUOTE
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Generator, Iterator
 
-from clinreason.domain.items import Item, SourceRef, content_hash, item_id
+from clinreason.domain.items import Item, SourceRef, content_hash, content_hash_with_options, item_id
 from clinreason.domain.lifecycle import ItemState
 from clinreason.stages.ingest_fields import LABELS
 from clinreason.stages.ingest_readers import FileFormatError, RawRecord, RecordError
@@ -77,13 +77,14 @@ def _row(raw: RawRecord, it: Item, project: str, project_id: int) -> tuple[Any, 
     serialiser writes it: (item id, the items row less its two timestamps, the item_sources row less its
     timestamp, the item.imported event's detail, whether the item has no gold answer). The state and flag
     reason are those of a new item; the writer keeps the row only when the item is not stored yet."""
-    digest = content_hash(it.question, it.options, it.answer_labels, it.answer_text)
+    digest, options_text = content_hash_with_options(it.question, it.options, it.answer_labels, it.answer_text)
     id_ = item_id(project, digest)
     labels = it.answer_labels
     flagged = not (labels or it.answer_text)  # Item.has_gold_answer
     meta = it.metadata
     src = it.sources[0]
-    return (id_, (id_, project_id, digest, it.question, options_json(_COMPACT, it.options), _labels_json(labels),
+    return (id_, (id_, project_id, digest, it.question,
+                  options_json(_COMPACT, it.options) if options_text is None else options_text, _labels_json(labels),
                   it.answer_text, it.language, it.specialty, it.context, it.reference_explanation,
                   "{}" if type(meta) is dict and not meta else _COMPACT(meta),
                   _ESCALATED if flagged else _IMPORTED, 0, 0, FLAG_NO_GOLD if flagged else None),
