@@ -305,9 +305,8 @@ def decode(blob: str, *, dims: list[str], scale: list[int]) -> KeptState:
 def _intervals_in(rows: Any, k: int) -> IntervalMemo:
     memo = IntervalMemo()
     for a, b, d, digest, lo, hi in rows:
-        if not (type(a) is int and type(b) is int and type(d) is int and 0 <= d < k and isinstance(digest, str)):
-            raise CorruptState("a malformed interval")
-        if (lo is None) != (hi is None) or (a, b, d) in memo:
+        if not (type(a) is int and type(b) is int and type(d) is int and 0 <= d < k and isinstance(digest, str)) \
+                or (lo is None) != (hi is None) or (a, b, d) in memo:
             raise CorruptState("a malformed interval")
         memo[(a, b, d)] = (digest, None if lo is None else [float(lo), float(hi)])
     return memo

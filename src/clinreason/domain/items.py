@@ -52,20 +52,12 @@ def content_hash(question: str, options: dict[str, str], answer_labels: list[str
     The hashed text is `_HASH_JSON({"q": ..., "o": [[k, v], ...], "a": sorted(labels), "t": ... or None})`.
     For the usual shape (str labels) it is written directly, keys in sorted order, with the encoder's own
     string function: the same bytes at a fraction of the generic encoder's cost."""
-    norm = normalise_text
-    q = norm(question)
-    # a label like "A" (ASCII letters and digits only) is its own normal form: no call for it
-    opts = [(k if k.isalnum() and k.isascii() else norm(k), norm(v)) for k, v in options.items()]
+    opts = _normal_options(options)
     labels = sorted(answer_labels)
-    text = norm(answer_text) if answer_text else None
     if all(type(label) is str for label in labels):
-        enc = _JSON_STR
-        blob = "".join((
-            '{"a":[', ",".join(map(enc, labels)),
-            '],"o":[', ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in opts]),
-            '],"q":', enc(q), ',"t":', "null" if text is None else enc(text), "}"))
-    else:
-        blob = _HASH_JSON({"q": q, "o": [list(kv) for kv in opts], "a": labels, "t": text})
+        return _hashed(labels, _options_text(opts), question, answer_text)
+    text = normalise_text(answer_text) if answer_text else None
+    blob = _HASH_JSON({"q": normalise_text(question), "o": [list(kv) for kv in opts], "a": labels, "t": text})
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -77,19 +69,34 @@ def content_hash_with_options(question: str, options: dict[str, str], answer_lab
     pairs = list(options.items())
     if not all(type(k) is str and type(v) is str for k, v in pairs):
         return content_hash(question, options, answer_labels, answer_text), None
-    enc = _JSON_STR
-    stored = "[" + ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in pairs]) + "]"
+    stored = _options_text(pairs)
     labels = sorted(answer_labels)
     if not all(type(label) is str for label in labels):
         return content_hash(question, options, answer_labels, answer_text), stored
+    opts = _normal_options(options)
+    return _hashed(labels, stored if opts == pairs else _options_text(opts), question, answer_text), stored
+
+
+def _normal_options(options: dict[str, str]) -> list[tuple[str, str]]:
+    # a label like "A" (ASCII letters and digits only) is its own normal form: no call for it
     norm = normalise_text
-    opts = [(k if k.isalnum() and k.isascii() else norm(k), norm(v)) for k, v in pairs]
-    hashed = stored if opts == pairs else \
-        "[" + ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in opts]) + "]"
-    text = norm(answer_text) if answer_text else None
-    blob = "".join(('{"a":[', ",".join(map(enc, labels)), '],"o":', hashed, ',"q":', enc(norm(question)), ',"t":',
-                    "null" if text is None else enc(text), "}"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest(), stored
+    return [(k if k.isalnum() and k.isascii() else norm(k), norm(v)) for k, v in options.items()]
+
+
+def _options_text(pairs: list[tuple[str, str]]) -> str:
+    """`[[label, text], ...]` as the hashing encoder writes it (str labels and texts)."""
+    enc = _JSON_STR
+    return "[" + ",".join(["[" + enc(k) + "," + enc(v) + "]" for k, v in pairs]) + "]"
+
+
+def _hashed(labels: list[str], options_text: str, question: str, answer_text: str | None) -> str:
+    """SHA-256 of `_HASH_JSON` of the content, written directly (keys in sorted order): `labels` sorted str,
+    `options_text` the normalised options as `_options_text` writes them."""
+    enc = _JSON_STR
+    text = normalise_text(answer_text) if answer_text else None
+    blob = "".join(('{"a":[', ",".join(map(enc, labels)), '],"o":', options_text, ',"q":', enc(normalise_text(question)),
+                    ',"t":', "null" if text is None else enc(text), "}"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def item_id(project: str, digest: str) -> str:
