@@ -69,6 +69,12 @@ def test_serve_passes_the_protocol_to_uvicorn(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    monkeypatch.chdir(tmp_path)  # `init` writes clinreason.toml into the working folder: not the checkout's
+    for name in ("CLINREASON_DB", "CLINREASON_PROJECT", "CLINREASON_CONFIG"):
+        # `serve --workers 2` sets them for its workers: recorded here (set, then removed) so that they are
+        # removed again after this test, not left to the tests that follow
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     db = tmp_path / "c.db"
     assert CliRunner().invoke(app, ["init", "--db", str(db)]).exit_code == 0
     for workers in ("1", "2"):
