@@ -257,6 +257,10 @@ def seed_whole_loop(url: str) -> dict:
                                            detail={}, at=now()))
     from clinreason.analytics.kept import refresh
     refresh(engine, project_id=pid)  # the kept review scan (scan_states) that `agreement`/`stats` store
+    from clinreason.analytics.reliability import evidence_model, keep_fit
+    with engine.connect() as conn:
+        evidence_model(conn, pid)
+    assert keep_fit(engine, pid)  # the reliability fit (evidence_fits) that `stats` and /dashboard store
     with engine.connect() as conn:
         states = dict(conn.execute(select(items.c.state, func.count()).where(items.c.project_id == pid)
                                    .group_by(items.c.state)).all())

@@ -50,6 +50,7 @@ def stats(
     """Reviewer statistics (reviews, median seconds, acceptance rate, leniency, agreement with adjudicators)
     and process statistics (rounds, how items were accepted, LLM cost, expert minutes, by specialty and source)."""
     from clinreason.analytics.kept import refresh
+    from clinreason.analytics.reliability import keep_fit
     from clinreason.analytics.stats import project_stats
     from clinreason.store import projects as store_projects
     from clinreason.store.db import reading
@@ -60,6 +61,7 @@ def stats(
     scan = refresh(ctx.engine, project_id=proj["id"])  # the kept scan state, brought up to date and stored
     with reading(ctx.engine) as conn:
         result = project_stats(conn, project_id=proj["id"], scan=scan)
+    keep_fit(ctx.engine, proj["id"])  # the reliability fit it made, for the next process to start from
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return

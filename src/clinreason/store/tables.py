@@ -407,3 +407,18 @@ scan_states = Table(
     Column("body", Text, nullable=False),  # the counts: base64 of zlib-compressed JSON (never pickle)
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+#: a project's last reviewer-reliability fit (analytics/reliability.py, store/evidencefits.py): reused by
+#: other processes until the reviews grow by a tenth (at least 50) past `fitted_at`
+evidence_fits = Table(
+    "evidence_fits",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id"), primary_key=True),
+    Column("rubric_key", String(64), nullable=False),  # sha256 of the rubric the fit was made with
+    Column("fitted_at", Integer, nullable=False),  # the reviews counted when the model was fitted
+    Column("counted", Integer, nullable=False),  # the reviews counted when the row was written
+    Column("newest", DateTime(timezone=True)),  # the newest created_at among them (null: none)
+    Column("at_newest", Integer, nullable=False),  # how many of them carry exactly that instant
+    Column("body", Text, nullable=False),  # the model: JSON (prevalence, offsets, sources)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

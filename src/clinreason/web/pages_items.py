@@ -84,6 +84,10 @@ def dashboard(principal: AnyUser, request: Request) -> HTMLResponse:
 
             evidence = dashboard_context(conn, principal.project_id, translate=_,
                                          language=request_language(request), scan=scan)
+    if evidence is not None:  # the reliability fit it made, for the other workers and the next process
+        from clinreason.analytics.reliability import keep_fit
+
+        keep_fit(request.app.state.web.engine, principal.project_id)
     return page(request, "dashboard.html", {"counts": counts, "open_leases": leases, "mine": mine,
                                             "evidence": evidence, "label": views.label})
 
