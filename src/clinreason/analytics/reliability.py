@@ -114,7 +114,7 @@ def evidence_model(conn: Connection, project_id: int) -> EvidenceModel:
     same way, when it was made with the current rubric."""
     key = _cache_key(conn.engine, project_id)
     cached = _EVIDENCE_CACHE.get(key)
-    if cached is not None and cached.newest is not None:
+    if cached is not None:
         _carry(conn, project_id, cached)
         if cached.covers(cached.count):
             return cached.model
@@ -162,7 +162,8 @@ def _cache_key(engine: Engine, project_id: int) -> tuple[str, int]:
 
 
 def _carry(conn: Connection, project_id: int, fitted: _Fitted) -> None:
-    """Bring `fitted`'s review count up to date from the reviews stamped at or after the newest it counted."""
+    """Bring `fitted`'s review count up to date from the reviews stamped at or after the newest it counted (all
+    of them when it counted none: `newest` is None only then)."""
     tally = review_store.project_review_tally(conn, project_id=project_id, since=fitted.newest)
     fitted.count += tally.count - fitted.at_newest  # those at exactly `newest` were counted already
     if tally.newest is not None:
@@ -182,11 +183,7 @@ def _stored_fit(conn: Connection, project_id: int) -> _Fitted | None:
         return None
     fitted = _Fitted(fitted_at=row.fitted_at, model=model, count=row.counted, newest=row.newest,
                      at_newest=row.at_newest, rubric_key=row.rubric_key, stored=True)
-    if fitted.newest is None:  # it counted no reviews: count them all
-        tally = review_store.project_review_tally(conn, project_id=project_id)
-        fitted.count, fitted.newest, fitted.at_newest = tally.count, tally.newest, tally.at_newest
-    else:
-        _carry(conn, project_id, fitted)
+    _carry(conn, project_id, fitted)
     return fitted if fitted.covers(fitted.count) else None
 
 
