@@ -78,8 +78,16 @@ def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | 
     `status_counts` returned on this connection) to reuse it."""
     if status is None:
         status = status_counts(conn, project_id=project_id)
-    # one pass over the items for the accepted counts, rounds, origins and the per-specialty breakdown
-    rollup = stats_store.ItemRollup(stats_store.item_groups(conn, project_id=project_id))
+    # the accepted counts, rounds, origins and both breakdowns: from the tallies the triggers keep (migration
+    # 0015), or else one pass over the items and one per source breakdown
+    kept = stats_store.tallies_kept(conn)
+    groups = (stats_store.kept_item_groups if kept else stats_store.item_groups)(conn, project_id=project_id)
+    rollup = stats_store.ItemRollup(groups)
+    if kept:
+        source_items, source_reviews = stats_store.kept_source_breakdowns(conn, project_id=project_id)
+    else:
+        source_items = stats_store.item_breakdown(conn, project_id=project_id, by="source")
+        source_reviews = stats_store.review_breakdown(conn, project_id=project_id, by="source")
     accepted = rollup.accepted_count()
     rounds_hist = rollup.accepted_rounds()
     total_rounds = sum(r * n for r, n in rounds_hist.items())
@@ -109,8 +117,7 @@ def process_stats(conn: Connection, *, project_id: int, expert_seconds: float | 
         "expert_minutes": round(expert_seconds / 60.0, 3),
         "expert_minutes_per_accepted": round(expert_seconds / 60.0 / accepted, 6) if accepted else None,
         "by_specialty": _breakdown(rollup.item_breakdown(), rollup.review_breakdown()),
-        "by_source": _breakdown(stats_store.item_breakdown(conn, project_id=project_id, by="source"),
-                                stats_store.review_breakdown(conn, project_id=project_id, by="source")),
+        "by_source": _breakdown(source_items, source_reviews),
     }
 
 

@@ -9,11 +9,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, cast, func, inspect, select
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
-from clinreason.store.tables import decisions, item_sources, items, rationales, reviews, users
+from clinreason.store.tables import (
+    decisions,
+    item_sources,
+    item_tallies,
+    items,
+    rationales,
+    reviews,
+    source_tallies,
+    users,
+)
 
 #: the decision kinds that accept an item (an exclusion does not)
 ACCEPTED_KINDS: tuple[str, ...] = (DecisionKind.CONSENSUS.value, DecisionKind.ADJUDICATION.value)
@@ -233,6 +242,48 @@ def item_groups(conn: Connection, *, project_id: int) -> list[ItemGroup]:
             for k, state, kind, dec, fnd, origin, rev, r, n, n_reviews in rows]
 
 
+def tallies_kept(conn: Connection) -> bool:
+    """Whether the schema has the item tallies its triggers keep (migration 0015)."""
+    return inspect(conn).has_table(item_tallies.name)
+
+
+def kept_item_groups(conn: Connection, *, project_id: int) -> list[ItemGroup]:
+    """What `item_groups` returns, read from `item_tallies` (one row per group: no pass over the items). The
+    order of the groups is not part of either's contract."""
+    t = item_tallies.c
+    rows = conn.execute(select(t.specialty, t.state, t.decision_kind, t.decided, t.version_found, t.origin, t.rounds,
+                               t.n_items, t.n_reviews).where(t.project_id == project_id, t.n_items != 0))
+    return [ItemGroup(specialty=spec, state=state, decision_kind=kind or None, decided_version=bool(dec),
+                      version_found=bool(fnd), origin=origin or None, reviewed=int(r) > 0, rounds=int(r),
+                      items=int(n), reviews=int(n_reviews))
+            for spec, state, kind, dec, fnd, origin, r, n, n_reviews in rows]
+
+
+def kept_source_breakdowns(conn: Connection, *, project_id: int) -> tuple[list[ItemBreakdown], list[ReviewBreakdown]]:
+    """What `item_breakdown(by="source")` and `review_breakdown(by="source")` return, read from
+    `source_tallies`."""
+    t = source_tallies.c
+    by_source: dict[str, list[int]] = {}
+    for source, state, r, n, n_reviews in conn.execute(
+            select(t.source, t.state, t.rounds, t.n_items, t.n_reviews)
+            .where(t.project_id == project_id, t.n_items != 0)):
+        acc = state == ItemState.ACCEPTED.value
+        e = by_source.setdefault(source, [0, 0, 0, 0, 0, 0, 0])  # items, acc, exc, reviewed, reviews, rounds, acc rnd
+        e[0] += n
+        e[1] += n if acc else 0
+        e[2] += n if state == ItemState.EXCLUDED.value else 0
+        if r > 0:
+            e[3] += n
+            e[4] += n_reviews
+            e[5] += r * n
+            e[6] += r * n if acc else 0
+    keys = sorted(by_source)
+    return ([ItemBreakdown(key=k, items=by_source[k][0], accepted=by_source[k][1], excluded=by_source[k][2])
+             for k in keys],
+            [ReviewBreakdown(key=k, reviews=by_source[k][4], rounds=by_source[k][5], accepted_rounds=by_source[k][6])
+             for k in keys if by_source[k][3]])
+
+
 class ItemRollup:
     """What the item-level aggregates below return, from the groups of `item_groups` (one query): equal to
     `accepted_count`, `accepted_rounds`, `accepted_origins`, `item_breakdown(by="specialty")` and
@@ -303,8 +354,9 @@ def expert_seconds(conn: Connection, *, project_id: int) -> float:
 def _breakdown_key(by: Breakdown) -> tuple[ColumnElement[Any], FromClause]:
     if by == "specialty":
         return func.coalesce(items.c.specialty, "(none)"), items
-    if by == "source":
-        return item_sources.c.source, items.join(item_sources, item_sources.c.item_id == items.c.id)
+    if by == "source":  # an item counts once under each distinct source (it may have several rows of one)
+        pairs = select(item_sources.c.item_id, item_sources.c.source).distinct().subquery()
+        return pairs.c.source, items.join(pairs, pairs.c.item_id == items.c.id)
     raise ValueError(f"unknown breakdown '{by}' (specialty|source)")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 
 metadata = MetaData(
@@ -421,4 +422,40 @@ evidence_fits = Table(
     Column("at_newest", Integer, nullable=False),  # how many of them carry exactly that instant
     Column("body", Text, nullable=False),  # the model: JSON (prevalence, offsets, sources)
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: the project's items grouped as `stats.item_groups` groups them (migration 0015): kept by database triggers in
+#: the transaction of every change that moves an item between groups; '' stands for "none" in decision_kind and
+#: origin, "(none)" for an unset specialty; a group with no items is deleted
+item_tallies = Table(
+    "item_tallies",
+    metadata,
+    Column("project_id", Integer, primary_key=True),
+    Column("specialty", String(200), primary_key=True),
+    Column("state", String(20), primary_key=True),
+    Column("decision_kind", String(20), primary_key=True),
+    Column("decided", Integer, primary_key=True),  # 1: the decision names a version
+    Column("version_found", Integer, primary_key=True),  # 1: that version's row exists
+    Column("origin", String(20), primary_key=True),  # the decided version's origin
+    Column("rounds", Integer, primary_key=True),  # distinct reviewed versions
+    Column("n_items", Integer, nullable=False),
+    Column("n_reviews", Integer, nullable=False),
+    Index("ix_item_tallies_empty", "project_id", sqlite_where=text("n_items = 0"),
+          postgresql_where=text("n_items = 0")),
+    info={"derived": True},  # written by triggers only (a copy inserts the rows it is derived from)
+)
+
+#: the same per distinct (item, source) pair, by state and rounds (migration 0015)
+source_tallies = Table(
+    "source_tallies",
+    metadata,
+    Column("project_id", Integer, primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("state", String(20), primary_key=True),
+    Column("rounds", Integer, primary_key=True),
+    Column("n_items", Integer, nullable=False),
+    Column("n_reviews", Integer, nullable=False),
+    Index("ix_source_tallies_empty", "project_id", sqlite_where=text("n_items = 0"),
+          postgresql_where=text("n_items = 0")),
+    info={"derived": True},
 )

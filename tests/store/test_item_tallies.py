@@ -1,0 +1,210 @@
+"""The item tallies of migration 0015 (issue #16, item 4): whatever changes the items, their sources, reviews
+and decisions (in bulk or row by row, through clinreason or plain SQL), `item_tallies` and `source_tallies`
+hold exactly the groups that a pass over the rows finds, in the same transaction; and `stats --json` reads
+the same from them as from that pass (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import timedelta
+
+import pytest
+from analytics import reviewdata
+from sqlalchemy import delete, func, insert, select, update
+
+from clinreason.analytics import stats as stats_module
+from clinreason.store import stats as stats_store
+from clinreason.store.projects import ensure_project
+from clinreason.store.tables import (
+    decisions,
+    item_sources,
+    item_tallies,
+    items,
+    rationales,
+    reviews,
+    source_tallies,
+)
+
+STATES = ["imported", "drafting", "checking", "in_review", "accepted", "excluded", "failed", "flagged"]
+
+
+def _groups(conn, pid):
+    def key(g):
+        return (g.specialty, g.state, g.decision_kind or "", g.decided_version, g.version_found, g.origin or "",
+                g.reviewed, g.rounds, g.items, g.reviews)
+    return sorted(map(key, stats_store.item_groups(conn, project_id=pid))), \
+        sorted(map(key, stats_store.kept_item_groups(conn, project_id=pid)))
+
+
+def _sources(conn, pid):
+    scanned = (stats_store.item_breakdown(conn, project_id=pid, by="source"),
+               sorted(stats_store.review_breakdown(conn, project_id=pid, by="source"), key=lambda r: r.key))
+    return scanned, stats_store.kept_source_breakdowns(conn, project_id=pid)
+
+
+def assert_tallies_match(engine, *pids):
+    with engine.connect() as conn:
+        for pid in pids:
+            scanned, kept = _groups(conn, pid)
+            assert kept == scanned, pid
+            scanned_sources, kept_sources = _sources(conn, pid)
+            assert kept_sources[0] == scanned_sources[0] and kept_sources[1] == scanned_sources[1], pid
+        for table in (item_tallies, source_tallies):  # an emptied group is deleted, not left at 0
+            assert conn.execute(select(func.count()).select_from(table).where(table.c.n_items == 0)).scalar_one() == 0
+
+
+def _new_item(conn, pid, item_id, rng, ts):
+    conn.execute(insert(items).values(
+        id=item_id, project_id=pid, content_hash=hashlib.sha256(item_id.encode()).hexdigest(), question="Q?",
+        options=[["A", "a"], ["B", "b"]], answer_labels=["A"], language="en",
+        specialty=rng.choice([None, *reviewdata.SPECIALTIES]), meta={}, state=rng.choice(STATES), strikes=0,
+        auto_retries=0, created_at=ts, updated_at=ts))
+
+
+def _random_change(conn, rng, pid, built, n, ts):
+    """One change of a random kind, through plain SQL (the triggers see what any writer does)."""
+    kind = rng.choice(["state", "specialty", "source", "dup_source", "drop_source", "move_source", "review",
+                       "version", "decision", "new_item", "drop_item"])
+    ids = conn.execute(select(items.c.id).where(items.c.project_id == pid).order_by(items.c.id)).scalars().all()
+    item_id = rng.choice(ids)
+    if kind == "state":
+        conn.execute(update(items).where(items.c.id == item_id).values(state=rng.choice(STATES)))
+    elif kind == "specialty":
+        conn.execute(update(items).where(items.c.id == item_id)
+                     .values(specialty=rng.choice([None, "(none)", "oncology", *reviewdata.SPECIALTIES])))
+    elif kind in ("source", "dup_source"):
+        source = rng.choice(["medqa", "medmcqa", "cmexam"]) if kind == "source" else "medqa"
+        conn.execute(insert(item_sources).values(item_id=item_id, source=source, file=f"extra{n}.jsonl",
+                                                 record=str(n), imported_at=ts))
+    elif kind in ("drop_source", "move_source"):
+        row = conn.execute(select(item_sources.c.id).order_by(item_sources.c.id)).scalars().all()
+        sid = rng.choice(row)
+        if kind == "drop_source":
+            conn.execute(delete(item_sources).where(item_sources.c.id == sid))
+        else:
+            conn.execute(update(item_sources).where(item_sources.c.id == sid)
+                         .values(source=rng.choice(["medqa", "pubmedqa"]), file=f"moved{n}.jsonl"))
+    elif kind in ("review", "version"):
+        versions = conn.execute(select(rationales.c.id, rationales.c.version).where(rationales.c.item_id == item_id)
+                                .order_by(rationales.c.version)).all()
+        if kind == "version" or not versions:
+            number = len(versions) + 1
+            rid = f"{item_id}-x{number}-{n}"
+            conn.execute(insert(rationales).values(
+                id=rid, item_id=item_id, version=number, origin=rng.choice(["generated", "regenerated", "edited"]),
+                author="model:m", steps=["s"], final_answer=["A"], text="Step 1: s\nFinal answer: A",
+                params={}, seed=0, parse_status="ok", created_at=ts))
+        else:
+            rid = rng.choice(versions)[0]
+        who = rng.choice(list(built.reviewer_ids.values()))
+        taken = conn.execute(select(func.count()).where(reviews.c.rationale_id == rid,
+                                                        reviews.c.reviewer_id == who)).scalar_one()
+        if not taken:
+            conn.execute(insert(reviews).values(
+                id=f"x-{n}", rationale_id=rid, item_id=item_id, reviewer_id=who, verdict="accept",
+                scores={d: 4 for d in reviewdata.DIMS}, comments={}, seconds_spent=30.0, rubric_version=1,
+                created_at=ts))
+    elif kind == "decision":
+        undecided = conn.execute(select(items.c.id).where(items.c.project_id == pid).where(
+            ~select(decisions.c.id).where(decisions.c.item_id == items.c.id).exists()).order_by(items.c.id)
+        ).scalars().all()
+        if undecided:
+            target = rng.choice(undecided)
+            versions = conn.execute(select(rationales.c.id).where(rationales.c.item_id == target)).scalars().all()
+            how = rng.choice(["consensus", "adjudication", "excluded"])
+            chosen = rng.choice(versions) if versions and how != "excluded" else None
+            conn.execute(insert(decisions).values(item_id=target, kind=how, rationale_id=chosen, decided_by="t",
+                                                  reason="", created_at=ts))
+            conn.execute(update(items).where(items.c.id == target)
+                         .values(state="excluded" if how == "excluded" else "accepted"))
+    elif kind == "new_item":
+        _new_item(conn, pid, f"new{n:04d}", rng, ts)
+        if rng.random() < 0.8:
+            for j in range(rng.choice([1, 2])):
+                conn.execute(insert(item_sources).values(item_id=f"new{n:04d}", source=rng.choice(["medqa", "mmlu"]),
+                                                         file="new.jsonl", record=f"{n}-{j}", imported_at=ts))
+    elif kind == "drop_item":  # only an item nothing refers to can go: one just made, with a later state
+        _new_item(conn, pid, f"gone{n:04d}", rng, ts)
+        conn.execute(update(items).where(items.c.id == f"gone{n:04d}").values(state=rng.choice(STATES)))
+        conn.execute(delete(items).where(items.c.id == f"gone{n:04d}"))
+
+
+@pytest.fixture
+def two_projects(engine, project):
+    with engine.begin() as conn:
+        other, _ = ensure_project(conn, name="other", config={}, rubric={"dimensions": []})
+    built = reviewdata.build(engine, project["id"], n_items=120, seed=15)
+    reviewdata.build(engine, other["id"], n_items=30, seed=3, prefix="ot",
+                     reviewers=[("zed", "reviewer", []), ("yan", "reviewer", []), ("wu", "reviewer", []),
+                                ("xu", "adjudicator", [])])
+    return project["id"], other["id"], built
+
+
+def test_bulk_inserts_are_tallied(engine, two_projects):
+    pid, other, _ = two_projects
+    assert_tallies_match(engine, pid, other)
+    with engine.connect() as conn:
+        assert sum(g.items for g in stats_store.kept_item_groups(conn, project_id=pid)) == 120
+        assert sum(g.items for g in stats_store.kept_item_groups(conn, project_id=other)) == 30
+
+
+def test_every_kind_of_change_keeps_the_tallies_exact(engine, two_projects):
+    pid, other, built = two_projects
+    rng = random.Random(1601)
+    ts = reviewdata.T0 + timedelta(days=400)
+    for batch in range(12):
+        with engine.begin() as conn:
+            for n in range(batch * 25, batch * 25 + 25):
+                _random_change(conn, rng, pid, built, n, ts)
+        assert_tallies_match(engine, pid, other)
+
+
+def test_a_rolled_back_change_leaves_the_tallies_as_they_were(engine, two_projects):
+    pid, other, built = two_projects
+    with engine.connect() as conn:
+        before = sorted(conn.execute(select(item_tallies)).all())
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(update(items).where(items.c.project_id == pid).values(state="failed"))
+        raise RuntimeError("abandoned")
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(item_tallies)).all()) == before
+
+
+def test_stats_read_from_the_tallies_equal_stats_from_a_pass_over_the_items(engine, two_projects, monkeypatch):
+    pid, other, built = two_projects
+    rng = random.Random(7)
+    with engine.begin() as conn:
+        for n in range(60):
+            _random_change(conn, rng, pid, built, n, reviewdata.T0 + timedelta(days=500))
+    with engine.connect() as conn:
+        kept = stats_module.process_stats(conn, project_id=pid)
+        monkeypatch.setattr(stats_store, "tallies_kept", lambda conn: False)
+        scanned = stats_module.process_stats(conn, project_id=pid)
+    assert kept == scanned
+    assert kept["accepted"] > 0 and kept["by_source"] and kept["by_specialty"]
+
+
+def test_the_upgrade_fills_the_tallies_from_the_rows_already_there(engine, two_projects):
+    """Down to 0014 (tables and triggers gone; changes made there are tallied by no one), back up to head: the
+    upgrade counts every group from the rows as they are, and the triggers take over from there."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from clinreason.store import db as dbm
+
+    pid, other, built = two_projects
+    with engine.begin() as conn:
+        command.downgrade(dbm._alembic_config(conn), "0014")
+    assert not {"item_tallies", "source_tallies"} & set(inspect(engine).get_table_names())
+    rng = random.Random(14)
+    with engine.begin() as conn:
+        for n in range(40):
+            _random_change(conn, rng, pid, built, n, reviewdata.T0 + timedelta(days=600))
+    dbm.upgrade(engine)
+    assert dbm.current_revision(engine) == dbm.head_revision()
+    assert_tallies_match(engine, pid, other)
+    with engine.begin() as conn:
+        for n in range(40, 80):
+            _random_change(conn, rng, pid, built, n, reviewdata.T0 + timedelta(days=601))
+    assert_tallies_match(engine, pid, other)
