@@ -208,3 +208,35 @@ def test_the_upgrade_fills_the_tallies_from_the_rows_already_there(engine, two_p
         for n in range(40, 80):
             _random_change(conn, rng, pid, built, n, reviewdata.T0 + timedelta(days=601))
     assert_tallies_match(engine, pid, other)
+
+
+@pytest.mark.parametrize("reader_process", [False, True], ids=["in-process", "reader-process"])
+def test_imports_tally_their_items_and_sources(engine, project, tmp_path, monkeypatch, reader_process):
+    """An import lifts the per-row source trigger on SQLite and tallies each batch's source rows in one
+    statement (store.ingest): a first import, the same questions under a second source (each a duplicate: a
+    source row added to an item that has reviews by then), and a re-import (nothing added) all tally exactly,
+    through the in-process writer and the reader process alike."""
+    from clinreason.stages import ingest_parallel
+    from clinreason.stages.ingest import import_path
+    from clinreason.testing.helpers import write_synthetic_bank
+
+    monkeypatch.setattr(ingest_parallel, "PARALLEL_MIN_BYTES", 0 if reader_process else 10**12)
+    bank = write_synthetic_bank(tmp_path / "bank.jsonl", 400)
+    pid = project["id"]
+    first = import_path(engine, project="default", path=bank, source="alpha")
+    assert first.added == 400
+    assert_tallies_match(engine, pid)
+    with engine.begin() as conn:  # a few items get versions and reviews, some a decision
+        built = reviewdata.Built()
+        reviewdata.add_reviewers(conn, built)
+        rng = random.Random(4)
+        for n in range(120):
+            _random_change(conn, rng, pid, built, n, reviewdata.T0)
+    again = import_path(engine, project="default", path=bank, source="beta")
+    assert again.added == 0 and again.sources_added == 400
+    assert_tallies_match(engine, pid)
+    import_path(engine, project="default", path=bank, source="alpha")
+    assert_tallies_match(engine, pid)
+    with engine.connect() as conn:
+        by_source = {row.key: row.items for row in stats_store.kept_source_breakdowns(conn, project_id=pid)[0]}
+    assert by_source["alpha"] >= 400 and by_source["beta"] == 400

@@ -14,7 +14,8 @@ from clinreason.store.decisions import get_decision, item_events, project_decisi
 from clinreason.store.items import get_item, item_source_rows
 from clinreason.store.privacy import hold_counts
 from clinreason.store.rationales import checks_of, versions_of
-from clinreason.store.tables import item_sources, items, rationales, reviews, users
+from clinreason.store import stats as stats_store
+from clinreason.store.tables import item_sources, item_tallies, items, rationales, reviews, source_tallies, users
 
 
 def review_from_row(row: RowMapping | dict[str, Any]) -> Review:
@@ -71,14 +72,26 @@ def _sole_project(conn: Connection, *, project_id: int, n_items: int) -> bool:
 
 
 def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
-    """The numbers `clinreason status --json` and GET /api/status print. Every figure is an SQL aggregate
-    read from an index (migration 0010: ix_rationales_model_origin_tokens, ix_item_sources_source_item_id,
-    ix_items_flagged); in a database of one project, without joining rationales and reviews to items."""
+    """The numbers `clinreason status --json` and GET /api/status print. The items by state and by source and
+    the reviews are read from the tallies migration 0015's triggers keep (a pass over the rows where the schema
+    predates them); every other figure is an SQL aggregate read from an index (migration 0010:
+    ix_rationales_model_origin_tokens, ix_items_flagged); in a database of one project, without joining
+    rationales to items."""
     by_state = {s.value: 0 for s in S}
-    for state, n in conn.execute(
-        select(items.c.state, func.count()).where(items.c.project_id == project_id).group_by(items.c.state)
-    ):
-        by_state[state] = n
+    kept = stats_store.tallies_kept(conn)
+    kept_reviews = 0
+    if kept:  # the counts by state and of reviews from the tallies the triggers keep (migration 0015)
+        for state, n, n_reviews in conn.execute(
+            select(item_tallies.c.state, func.sum(item_tallies.c.n_items), func.sum(item_tallies.c.n_reviews))
+            .where(item_tallies.c.project_id == project_id).group_by(item_tallies.c.state)
+        ):
+            by_state[state] = int(n)
+            kept_reviews += int(n_reviews)
+    else:
+        for state, n in conn.execute(
+            select(items.c.state, func.count()).where(items.c.project_id == project_id).group_by(items.c.state)
+        ):
+            by_state[state] = n
     n_items = sum(by_state.values())
     sole = _sole_project(conn, project_id=project_id, n_items=n_items)
 
@@ -89,16 +102,23 @@ def status_counts(conn: Connection, *, project_id: int) -> dict[str, Any]:
     def in_project(query: Any) -> Any:
         return query if sole else query.where(items.c.project_id == project_id)
 
-    by_source = {
-        src: n
-        for src, n in conn.execute(in_project(
-            select(item_sources.c.source, func.count(func.distinct(item_sources.c.item_id)))
-            .select_from(mine(item_sources))
-            .group_by(item_sources.c.source)
-            .order_by(item_sources.c.source)
-        ))
-    }
-    n_reviews = conn.execute(in_project(select(func.count()).select_from(mine(reviews)))).scalar_one()
+    if kept:
+        by_source = {src: int(n) for src, n in conn.execute(
+            select(source_tallies.c.source, func.sum(source_tallies.c.n_items))
+            .where(source_tallies.c.project_id == project_id)
+            .group_by(source_tallies.c.source).order_by(source_tallies.c.source))}
+        n_reviews = kept_reviews
+    else:
+        by_source = {
+            src: n
+            for src, n in conn.execute(in_project(
+                select(item_sources.c.source, func.count(func.distinct(item_sources.c.item_id)))
+                .select_from(mine(item_sources))
+                .group_by(item_sources.c.source)
+                .order_by(item_sources.c.source)
+            ))
+        }
+        n_reviews = conn.execute(in_project(select(func.count()).select_from(mine(reviews)))).scalar_one()
     # one pass over the rationales (their covering index) for the versions, the drafting models and the cost
     n_rationales, prompt, completion, cost = 0, 0, 0, 0.0
     by_model: dict[str, int] = {}

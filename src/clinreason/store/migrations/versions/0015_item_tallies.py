@@ -224,9 +224,12 @@ def _sqlite_triggers() -> None:
                                .replace("specialty", "NEW.specialty").replace("state", "NEW.state"),
                                rows="(SELECT 1) AS one", group="WHERE true")
     op.execute(f"CREATE TRIGGER tally_items_insert AFTER INSERT ON items FOR EACH ROW BEGIN {new_item}; END")
-    new_source = _source_delta({"item": "NEW.item_id", "project": "(SELECT project_id FROM items WHERE id = NEW.item_id)",
-                                "state": "(SELECT state FROM items WHERE id = NEW.item_id)"}, sign="1",
-                               sources="NEW.source")
+    new_source = (f"INSERT INTO source_tallies ({SOURCE_KEY}, n_items, n_reviews) "
+                  "SELECT i.project_id, NEW.source, i.state, rv.rounds, 1, rv.n FROM items i, "
+                  "(SELECT count(*) AS n, count(DISTINCT rationale_id) AS rounds FROM reviews "
+                  "WHERE item_id = NEW.item_id) AS rv WHERE i.id = NEW.item_id "
+                  f"ON CONFLICT ({SOURCE_KEY}) DO UPDATE SET n_items = source_tallies.n_items + excluded.n_items, "
+                  "n_reviews = source_tallies.n_reviews + excluded.n_reviews")
     op.execute(f"CREATE TRIGGER tally_item_sources_insert AFTER INSERT ON item_sources FOR EACH ROW "
                f"WHEN NOT EXISTS (SELECT 1 FROM item_sources o WHERE o.item_id = NEW.item_id "
                f"AND o.source = NEW.source AND o.id <> NEW.id) BEGIN {new_source}; END")
