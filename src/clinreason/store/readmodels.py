@@ -10,11 +10,11 @@ from sqlalchemy import Connection, RowMapping, func, select
 
 from clinreason.domain.lifecycle import ItemState as S
 from clinreason.domain.records import Decision, Review
+from clinreason.store import stats as stats_store
 from clinreason.store.decisions import get_decision, item_events, project_decisions
 from clinreason.store.items import get_item, item_source_rows
 from clinreason.store.privacy import hold_counts
 from clinreason.store.rationales import checks_of, versions_of
-from clinreason.store import stats as stats_store
 from clinreason.store.tables import item_sources, item_tallies, items, rationales, reviews, source_tallies, users
 
 
