@@ -52,8 +52,8 @@ runner = CliRunner()
 GOOD = {"correctness": 5, "reasoning": 5, "sufficiency": 4, "terminology": 4, "clinical_value": 5}
 POOR = {"correctness": 2, "reasoning": 3, "sufficiency": 3, "terminology": 4, "clinical_value": 3}
 GROUPS = ("accept", "accept", "accept", "edit", "edit", "regenerate", "regenerate", "disagree", "flag", "strikes")
-#: every table of the schema: the loop leaves none of them empty
-LOOP_TABLES = {t.name for t in metadata.sorted_tables}
+#: every table of the schema a copy writes (not those triggers derive, migration 0015): the loop leaves none empty
+LOOP_TABLES = {t.name for t in metadata.sorted_tables if not t.info.get("derived")}
 
 
 # --- databases ------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ Ids, timestamps and JSON documents are copied as they are, so every reference be
 export of the copy equals an export of the original. The immutability triggers of migration 0004 (rationale
 versions, reviews, decisions and events refuse UPDATE and DELETE) are created by the upgrade and fire on
 UPDATE/DELETE only: the copy is INSERTs, they do not stand in its way, and they guard the copy afterwards.
-The tables migration 0015's triggers keep (`item_tallies`, `source_tallies`: `info["derived"]`) are not
-copied: the target's triggers fill them as the items, sources, reviews and decisions arrive, and the check
-compares them with the source's like every other table.
+The tables migration 0015's triggers keep (`item_tallies`, `source_tallies`: `info["derived"]`) are neither
+copied nor compared: a SQLite target's triggers fill them as the items, sources, reviews and decisions
+arrive; a PostgreSQL target keeps none (yet).
 
 The content hash (sha256) is backend-independent: one canonical JSON line per row, rows ordered by primary
 key (strings in byte order: PostgreSQL is asked for COLLATE "C", SQLite's BINARY is byte order), columns in
@@ -63,6 +63,8 @@ from clinreason.store.tables import metadata
 
 #: Alembic's bookkeeping table: not in `metadata`; the upgrade writes the target's row, the check compares it
 VERSION_TABLE = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
+#: the tables a copy writes and checks, in foreign-key order: all but those triggers derive (migration 0015)
+COPIED = [t for t in metadata.sorted_tables if not t.info.get("derived")]
 
 DEFAULT_BATCH = 1000
 
@@ -205,7 +207,7 @@ def table_digest(conn: Connection, table: Table, *, batch_size: int = DEFAULT_BA
 
 def database_digests(conn: Connection, *, batch_size: int = DEFAULT_BATCH) -> dict[str, tuple[int, str]]:
     """(rows, content hash) of every table of the schema and of alembic_version."""
-    return {t.name: table_digest(conn, t, batch_size=batch_size) for t in [*metadata.sorted_tables, VERSION_TABLE]}
+    return {t.name: table_digest(conn, t, batch_size=batch_size) for t in [*COPIED, VERSION_TABLE]}
 
 
 # --- the copy -----------------------------------------------------------------------------------------
@@ -299,13 +301,6 @@ def _insert_rows(table: Table, batch: list[tuple[list[Any], list[bool]]]) -> lis
 
 def _copy_table(src: Connection, dst: Connection, table: Table, *, batch_size: int,
                 progress: Progress | None) -> _Digest:
-    if table.info.get("derived"):
-        # kept by the target's own triggers as the rows it derives from are copied: compared, not copied
-        digest = _Digest(table)
-        for batch in _batches(src, table, batch_size):
-            for values, nulls in batch:
-                digest.add(values, nulls)
-        return digest
     digest = _Digest(table)
     stmt = table.insert()
     for batch in _batches(src, table, batch_size):
@@ -361,9 +356,9 @@ def copy_database(source: Engine, target: Engine, *, batch_size: int = DEFAULT_B
             _refuse_unless_empty(dst, report.target)
             _upgrade_in(dst)
             digests = {t.name: _copy_table(src, dst, t, batch_size=batch_size, progress=progress)
-                       for t in metadata.sorted_tables}
+                       for t in COPIED}
             report.sequences = _set_sequences(dst)
-            for table in metadata.sorted_tables:
+            for table in COPIED:
                 rows, digest = table_digest(dst, table, batch_size=batch_size)
                 mine = digests[table.name]
                 report.tables.append(TableCheck(table.name, mine.rows, rows, mine.hexdigest(), digest))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, cast, func, inspect, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, cast, func, select
 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
@@ -243,8 +243,11 @@ def item_groups(conn: Connection, *, project_id: int) -> list[ItemGroup]:
 
 
 def tallies_kept(conn: Connection) -> bool:
-    """Whether the schema has the item tallies its triggers keep (migration 0015)."""
-    return inspect(conn).has_table(item_tallies.name)
+    """Whether this database keeps the item tallies (migration 0015's triggers: SQLite only, for now)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    return int(conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                                    "AND name = 'tally_reviews_insert'").scalar_one()) == 1
 
 
 def kept_item_groups(conn: Connection, *, project_id: int) -> list[ItemGroup]:

@@ -18,9 +18,15 @@ What moves an item between groups: an item inserted (it has no sources, reviews 
 those refers to it), its state, specialty or project changed, an item deleted; a source row inserted,
 changed or deleted (the first or last row of its (item, source) pair); a review inserted (rounds and
 reviews); a decision inserted. Reviews, decisions and rationale versions are never updated or deleted
-(migration 0004), so nothing else can. On PostgreSQL the two inserts an import makes in bulk (items, item
-sources) are statement triggers over the inserted rows (one grouped upsert per COPY); the rest are row
-triggers. The upgrade fills both tables from the rows already there.
+(migration 0004), so nothing else can. The upgrade fills both tables from the rows already there.
+
+SQLite only, for now. On PostgreSQL the tables are created (the schema is the same everywhere) but stay
+empty, no trigger keeps them, and the reads group the rows as before (`store.stats.tallies_kept`). Tried
+there as row upserts, the counters became the rows every writer locks: two workers moving items between
+the same states took the same few tally rows in opposite orders and deadlocked
+(tests/reliability/test_two_workers_pg.py), and every state change would wait for the tally rows' locks
+until the other transaction commits. SQLite has one writer at a time, so nothing waits there that did not
+already. PostgreSQL wants append-only deltas folded by the readers instead.
 
 Revision ID: 0015
 Revises: 0014
@@ -149,22 +155,9 @@ ROW_TRIGGERS = {
 
 #: an inserted item: no sources, reviews or decision can refer to it yet
 NEW_ITEM = (f"INSERT INTO item_tallies ({ITEM_KEY}, n_items, n_reviews) "
-            "SELECT {cols}, count(*), 0 FROM {rows} {group} "
+            "SELECT {cols}, count(*), 0 FROM {rows} WHERE true "
             f"ON CONFLICT ({ITEM_KEY}) DO UPDATE SET n_items = item_tallies.n_items + excluded.n_items")
 NEW_ITEM_COLS = "project_id, coalesce(specialty, '(none)'), state, '', 0, 0, '', 0"
-NEW_ITEM_GROUP = "GROUP BY project_id, coalesce(specialty, '(none)'), state"
-
-#: inserted source rows: each (item, source) pair that had no row before counts the item under the source
-NEW_SOURCES = (f"INSERT INTO source_tallies ({SOURCE_KEY}, n_items, n_reviews) "
-               "SELECT i.project_id, p.source, i.state, rv.rounds, count(*), sum(rv.n) "
-               "FROM (SELECT item_id, source, count(*) AS c FROM {rows} GROUP BY item_id, source) AS p "
-               "JOIN items i ON i.id = p.item_id "
-               "CROSS JOIN LATERAL (SELECT count(*) AS n, count(DISTINCT rationale_id) AS rounds FROM reviews x "
-               "WHERE x.item_id = p.item_id) AS rv "
-               "WHERE (SELECT count(*) FROM item_sources o WHERE o.item_id = p.item_id AND o.source = p.source) "
-               "= p.c GROUP BY i.project_id, p.source, i.state, rv.rounds "
-               f"ON CONFLICT ({SOURCE_KEY}) DO UPDATE SET n_items = source_tallies.n_items + excluded.n_items, "
-               "n_reviews = source_tallies.n_reviews + excluded.n_reviews")
 
 #: the backfill: every item's group, from the rows as they are
 FILL_ITEMS = (f"INSERT INTO item_tallies ({ITEM_KEY}, n_items, n_reviews) "
@@ -222,7 +215,7 @@ def _sqlite_triggers() -> None:
         op.execute(f"CREATE TRIGGER tally_{name} AFTER {event} ON {table} FOR EACH ROW{cond} BEGIN {body}; END")
     new_item = NEW_ITEM.format(cols=NEW_ITEM_COLS.replace("project_id", "NEW.project_id")
                                .replace("specialty", "NEW.specialty").replace("state", "NEW.state"),
-                               rows="(SELECT 1) AS one", group="WHERE true")
+                               rows="(SELECT 1) AS one")
     op.execute(f"CREATE TRIGGER tally_items_insert AFTER INSERT ON items FOR EACH ROW BEGIN {new_item}; END")
     new_source = (f"INSERT INTO source_tallies ({SOURCE_KEY}, n_items, n_reviews) "
                   "SELECT i.project_id, NEW.source, i.state, rv.rounds, 1, rv.n FROM items i, "
@@ -235,47 +228,21 @@ def _sqlite_triggers() -> None:
                f"AND o.source = NEW.source AND o.id <> NEW.id) BEGIN {new_source}; END")
 
 
-def _pg_triggers() -> None:
-    moves = _moves()
-    for name, (table, event, when) in ROW_TRIGGERS.items():
-        body = ";\n".join(moves[name])
-        result = "OLD" if "DELETE" in event else "NEW"
-        op.execute(f"CREATE FUNCTION clinreason_tally_{name}() RETURNS trigger AS $$\n"
-                   f"#variable_conflict use_column\nBEGIN\n{body};\n"
-                   f"RETURN {result}; END $$ LANGUAGE plpgsql")
-        cond = f" WHEN ({when.replace(' IS NOT ', ' IS DISTINCT FROM ')})" if when else ""
-        op.execute(f"CREATE TRIGGER tally_{name} AFTER {event} ON {table} FOR EACH ROW{cond} "
-                   f"EXECUTE FUNCTION clinreason_tally_{name}()")
-    new_items = NEW_ITEM.format(cols=NEW_ITEM_COLS, rows="added", group=NEW_ITEM_GROUP)
-    new_sources = NEW_SOURCES.format(rows="added")
-    for name, table, body in (("items_insert", "items", new_items), ("item_sources_insert", "item_sources",
-                                                                     new_sources)):
-        op.execute(f"CREATE FUNCTION clinreason_tally_{name}() RETURNS trigger AS $$\n"
-                   f"#variable_conflict use_column\nBEGIN\n{body};\n"
-                   f"RETURN NULL; END $$ LANGUAGE plpgsql")
-        op.execute(f"CREATE TRIGGER tally_{name} AFTER INSERT ON {table} REFERENCING NEW TABLE AS added "
-                   f"FOR EACH STATEMENT EXECUTE FUNCTION clinreason_tally_{name}()")
-
-
-ALL_TRIGGERS = {**{name: spec[0] for name, spec in ROW_TRIGGERS.items()},
-                "items_insert": "items", "item_sources_insert": "item_sources"}
+ALL_TRIGGERS = [*ROW_TRIGGERS, "items_insert", "item_sources_insert"]
 
 
 def upgrade() -> None:
     _create_tables()
+    if op.get_context().dialect.name != "sqlite":
+        return  # kept on SQLite only, for now (see the module's docstring): the tables stay empty
     op.execute(FILL_ITEMS)
     op.execute(FILL_SOURCES)
-    if op.get_context().dialect.name == "postgresql":
-        _pg_triggers()
-    else:
-        _sqlite_triggers()
+    _sqlite_triggers()
 
 
 def downgrade() -> None:
-    postgres = op.get_context().dialect.name == "postgresql"
-    for name, table in ALL_TRIGGERS.items():
-        op.execute(f"DROP TRIGGER IF EXISTS tally_{name}" + (f" ON {table}" if postgres else ""))
-        if postgres:
-            op.execute(f"DROP FUNCTION IF EXISTS clinreason_tally_{name}()")
+    if op.get_context().dialect.name == "sqlite":
+        for name in ALL_TRIGGERS:
+            op.execute(f"DROP TRIGGER IF EXISTS tally_{name}")
     op.drop_table("source_tallies")
     op.drop_table("item_tallies")
