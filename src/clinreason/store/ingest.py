@@ -6,6 +6,7 @@ keys bound as one parameter, and rows go in by one COPY (PostgreSQL) or one exec
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager, suppress
 from json.encoder import encode_basestring
 from typing import Any, Callable, Container, Iterator, Mapping
@@ -59,7 +60,7 @@ def add_items(conn: Connection, *, project_id: int, new: list[ImportedItem],
     written: Mapping[str, str] = (options_json or {}) if dumps is _COMPACT else {}
     ready = written.get
 
-    insert_rows(conn, items, _ITEM_COLUMNS, [
+    _insert_items(conn, [
         (it.id, project_id, it.content_hash, it.question, ready(it.id) or _options_json(dumps, it.options),
          answer_json(it.answer_labels), it.answer_text, it.language, it.specialty, it.context,
          it.reference_explanation, empty if type(it.metadata) is dict and not it.metadata else dumps(it.metadata),
@@ -98,7 +99,19 @@ def add_item_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     (id, project_id, content_hash, question, options, answer_labels, answer_text, language, specialty,
     context, reference_explanation, meta, state, strikes, auto_retries, flag_reason, created_at,
     updated_at): what `add_items` writes, built by the reader process of a large import."""
+    _insert_items(conn, rows)
+
+
+def _insert_items(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert item rows (in `_ITEM_COLUMNS` order); while an import has the tallies' insert triggers lifted,
+    count them for its `_Tally`, and remember the batch's items for its source rows."""
     insert_rows(conn, items, _ITEM_COLUMNS, rows)
+    tally: _Tally | None = conn.info.get(_TALLY_LIFTED)
+    if tally is not None:
+        tally.batch = {}
+        for row in rows:
+            tally.items[(row[1], "(none)" if row[8] is None else row[8], row[12])] += 1
+            tally.batch[row[0]] = (row[1], row[12])
 
 
 def item_timestamps(conn: Connection) -> tuple[Any, Any]:
@@ -126,12 +139,27 @@ def add_new_source_rows(conn: Connection, *, refs: list[tuple[Any, ...]], new_it
         if key not in fresh and key not in stored:
             fresh[key] = ref + ts
     rows = list(fresh.values())
-    lifted = conn.info.get(_TALLY_LIFTED, False)
-    mark = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM item_sources").scalar_one() if lifted else 0
-    insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
-    if lifted and rows:
+    tally: _Tally | None = conn.info.get(_TALLY_LIFTED)
+    if tally is None:
+        insert_rows(conn, item_sources, _SOURCE_COLUMNS, rows)
+        return [row[0] for row in rows]
+    # an import with the tallies' insert triggers lifted: the rows of the batch's new items first, counted
+    # here (such an item has no other source row, no review, its state is known), then those of items
+    # stored before, tallied by one statement over them (each item's rows keep their order)
+    mine = [row for row in rows if row[0] in tally.batch]
+    others = [row for row in rows if row[0] not in tally.batch]
+    insert_rows(conn, item_sources, _SOURCE_COLUMNS, mine)
+    pairs: set[tuple[Any, Any]] = set()
+    for row in mine:
+        if (row[0], row[1]) not in pairs:
+            pairs.add((row[0], row[1]))
+            project_id, state = tally.batch[row[0]]
+            tally.sources[(project_id, row[1], state)] += 1
+    if others:
+        mark = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM item_sources").scalar_one()
+        insert_rows(conn, item_sources, _SOURCE_COLUMNS, others)
         conn.exec_driver_sql(_TALLY_NEW_SOURCES, (mark, mark))
-    return [row[0] for row in rows]
+    return [row[0] for row in mine + others]
 
 
 def writes_compact_json(conn: Connection) -> bool:
@@ -194,13 +222,35 @@ def deferrable_indexes(conn: Connection, *, expected_records: int) -> list[tuple
     return found
 
 
-#: the row trigger of migration 0015 that tallies each inserted source row; a SQLite import lifts it and
-#: tallies each batch of source rows in one grouped statement (`_tally_inserted`)
-TALLY_INSERT_TRIGGERS = ("tally_item_sources_insert",)
-#: conn.info key: set while `_tally_inserted` has the trigger lifted (`add_new_source_rows` tallies instead)
-_TALLY_LIFTED = "clinreason.sources_tallied_by_import"
+#: the row triggers of migration 0015 that tally each inserted item and source row; a SQLite import lifts
+#: them and counts what it inserts itself (`_tally_inserted`)
+TALLY_INSERT_TRIGGERS = ("tally_item_sources_insert", "tally_items_insert")
+#: conn.info key: the `_Tally` of an import that has the triggers lifted
+_TALLY_LIFTED = "clinreason.import_tally"
 _TALLY_ITEM_KEY = "project_id, specialty, state, decision_kind, decided, version_found, origin, rounds"
 _TALLY_SOURCE_KEY = "project_id, source, state, rounds"
+#: an import's new items by (project, specialty, state): undecided, unreviewed
+_TALLY_ADD_ITEMS = (
+    f"INSERT INTO item_tallies ({_TALLY_ITEM_KEY}, n_items, n_reviews) VALUES (?, ?, ?, '', 0, 0, '', 0, ?, 0) "
+    f"ON CONFLICT ({_TALLY_ITEM_KEY}) DO UPDATE SET n_items = item_tallies.n_items + excluded.n_items")
+#: its new items' (item, source) pairs by (project, source, state)
+_TALLY_ADD_SOURCES = (
+    f"INSERT INTO source_tallies ({_TALLY_SOURCE_KEY}, n_items, n_reviews) VALUES (?, ?, ?, 0, ?, 0) "
+    f"ON CONFLICT ({_TALLY_SOURCE_KEY}) DO UPDATE SET n_items = source_tallies.n_items + excluded.n_items")
+
+
+class _Tally:
+    """What an import inserted while the tallies' insert triggers were lifted, counted as it went: its new
+    items by group and their (item, source) pairs, added to the tallies at its end; and the current batch's
+    new items (id -> (project id, state)), which that batch's source rows are counted by. Its size is the
+    number of groups and one batch, whatever the import's."""
+
+    def __init__(self) -> None:
+        self.items: Counter[tuple[Any, ...]] = Counter()
+        self.sources: Counter[tuple[Any, ...]] = Counter()
+        self.batch: dict[Any, tuple[Any, Any]] = {}
+
+
 #: the source rows past the mark (one batch): each (item, source) pair no earlier row named counts its item
 #: (a new item or one already stored, with whatever reviews it has) under that source
 _TALLY_NEW_SOURCES = (
@@ -219,11 +269,13 @@ _TALLY_NEW_SOURCES = (
 
 @contextmanager
 def _tally_inserted(conn: Connection) -> Iterator[None]:
-    """SQLite: the per-row trigger that tallies each inserted source row (migration 0015) lifted for the block
-    and put back as it was (its own statement); meanwhile `add_new_source_rows` tallies each batch's rows in
-    one grouped statement instead (`_TALLY_NEW_SOURCES`): what the trigger would have added row by row, in
-    the same transaction, at about half its cost. Items keep their insert trigger (one cheap upsert). Without
-    the trigger (a schema before 0015) nothing."""
+    """SQLite: the per-row triggers that tally each inserted item and source row (migration 0015) lifted for
+    the block and put back as they were (their own statements). Meanwhile the import's inserts count what
+    they insert (`_insert_items`, `add_new_source_rows`; source rows of items stored before are tallied by
+    one statement per batch, `_TALLY_NEW_SOURCES`), and the counts go into the tallies at the end, in the
+    same transaction: what the triggers would have added row by row (an import inserts items, sources and
+    events and changes no row), at a fraction of their cost. Without the triggers (a schema before 0015)
+    nothing."""
     placeholders = ", ".join("?" for _ in TALLY_INSERT_TRIGGERS)
     triggers = [(r[0], r[1]) for r in conn.exec_driver_sql(
         f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({placeholders}) ORDER BY name",
@@ -233,11 +285,15 @@ def _tally_inserted(conn: Connection) -> Iterator[None]:
         return
     for name, _ in triggers:
         conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
-    conn.info[_TALLY_LIFTED] = True
+    tally = conn.info[_TALLY_LIFTED] = _Tally()
     try:
         yield
     finally:
         conn.info.pop(_TALLY_LIFTED, None)
+    if tally.items:
+        conn.exec_driver_sql(_TALLY_ADD_ITEMS, [(*key, n) for key, n in sorted(tally.items.items())])
+    if tally.sources:
+        conn.exec_driver_sql(_TALLY_ADD_SOURCES, [(*key, n) for key, n in sorted(tally.sources.items())])
     for _, create in triggers:
         conn.exec_driver_sql(create)
 
