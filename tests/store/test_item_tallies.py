@@ -15,6 +15,7 @@ from analytics import reviewdata
 from sqlalchemy import delete, func, insert, select, update
 
 from clinreason.analytics import stats as stats_module
+from clinreason.store import exports
 from clinreason.store import stats as stats_store
 from clinreason.store.projects import ensure_project
 from clinreason.store.tables import (
@@ -51,6 +52,8 @@ def assert_tallies_match(engine, *pids):
             assert kept == scanned, pid
             scanned_sources, kept_sources = _sources(conn, pid)
             assert kept_sources[0] == scanned_sources[0] and kept_sources[1] == scanned_sources[1], pid
+            assert exports.drafting_provenance(conn, project_id=pid) == \
+                [tuple(r) for r in exports.drafting_provenance_pass(conn, project_id=pid)], pid
         for table in (item_tallies, source_tallies):  # an emptied group is deleted, not left at 0
             assert conn.execute(select(func.count()).select_from(table).where(table.c.n_items == 0)).scalar_one() == 0
 
@@ -280,3 +283,29 @@ def test_a_migrate_db_copy_tallies_what_it_copied(engine, two_projects, tmp_path
         assert sorted(a.execute(select(item_tallies)).all()) == sorted(b.execute(select(item_tallies)).all())
         assert sorted(a.execute(select(source_tallies)).all()) == sorted(b.execute(select(source_tallies)).all())
     copy.dispose()
+
+
+def test_the_drafting_provenance_read_from_the_tallies_equals_a_pass_over_the_versions(engine, two_projects,
+                                                                                      monkeypatch):
+    """`version_tallies` (the dataset card's models and prompts): versions inserted in bulk and one by one,
+    with and without a model or prompt hash, and items moved to another project with their versions."""
+    pid, other, built = two_projects
+    rng = random.Random(33)
+    with engine.begin() as conn:
+        for n in range(80):
+            _random_change(conn, rng, pid, built, n, reviewdata.T0 + timedelta(days=800))
+            if n % 9 == 0:
+                ids = conn.execute(select(items.c.id).where(items.c.project_id == pid).order_by(items.c.id)
+                                   ).scalars().all()
+                conn.execute(update(items).where(items.c.id == rng.choice(ids)).values(project_id=other))
+        conn.execute(insert(rationales).values(
+            id="unset-model", item_id=built.item_ids[0], version=99, origin="generated", author="model:?",
+            steps=["s"], final_answer=["A"], text="t", params={}, seed=0, parse_status="ok", model=None,
+            prompt_hash=None, prompt_tokens=7, completion_tokens=5, created_at=reviewdata.T0))
+    with engine.connect() as conn:
+        kept = {p: exports.drafting_provenance(conn, project_id=p) for p in (pid, other)}
+        scanned = {p: [tuple(r) for r in exports.drafting_provenance_pass(conn, project_id=p)] for p in (pid, other)}
+    assert kept == scanned
+    unset = [row for row in kept[pid] if row[:3] == ("generated", None, None)]
+    assert unset and unset[0][4] == 12 and len(kept[other]) > 1  # the random walk's versions carry no tokens
+    assert_tallies_match(engine, pid, other)

@@ -10,7 +10,8 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import Connection, Text, exists, func, select, type_coerce
 
 from clinreason.store.common import select_in
-from clinreason.store.tables import decisions, item_sources, items, rationales
+from clinreason.store.stats import tallies_kept
+from clinreason.store.tables import decisions, item_sources, items, rationales, version_tallies
 
 
 def accepted_items(conn: Connection, *, project_id: int, kinds: list[str], source: str | None, light: bool,
@@ -117,7 +118,21 @@ def review_scores(conn: Connection, *, rationale_ids: Sequence[str], notes: bool
 
 
 def drafting_provenance(conn: Connection, *, project_id: int) -> Sequence[Any]:
-    """(origin, model, prompt hash, versions, tokens) of the project's model-written versions."""
+    """(origin, model, prompt hash, versions, tokens) of the project's model-written versions, by model,
+    prompt hash (unset first) and origin: from `version_tallies` where the triggers keep it (migration 0015),
+    else a pass over the versions."""
+    if tallies_kept(conn):
+        t = version_tallies.c
+        return [(origin, model if model_set else None, prompt if prompt_set else None, int(n), int(tokens))
+                for origin, model_set, model, prompt_set, prompt, n, tokens in conn.execute(
+                    select(t.origin, t.model_set, t.model, t.prompt_set, t.prompt_hash, t.n_versions, t.tokens)
+                    .where(t.project_id == project_id, t.origin.in_(["generated", "regenerated"]), t.n_versions != 0)
+                    .order_by(t.model_set, t.model, t.prompt_set, t.prompt_hash, t.origin))]
+    return drafting_provenance_pass(conn, project_id=project_id)
+
+
+def drafting_provenance_pass(conn: Connection, *, project_id: int) -> Sequence[Any]:
+    """`drafting_provenance` by a pass over the project's versions."""
     return conn.execute(
         select(rationales.c.origin, rationales.c.model, rationales.c.prompt_hash, func.count(),
                func.coalesce(func.sum(rationales.c.prompt_tokens + rationales.c.completion_tokens), 0))

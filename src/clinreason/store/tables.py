@@ -459,3 +459,19 @@ source_tallies = Table(
           postgresql_where=text("n_items = 0")),
     info={"derived": True},
 )
+
+#: a project's versions per (origin, model, prompt hash) with their tokens (migration 0015): what the dataset
+#: card's drafting provenance reads; '' with *_set 0 stands for an unset model or prompt hash
+version_tallies = Table(
+    "version_tallies",
+    metadata,
+    Column("project_id", Integer, primary_key=True),
+    Column("origin", String(20), primary_key=True),
+    Column("model_set", Integer, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("prompt_set", Integer, primary_key=True),
+    Column("prompt_hash", String(64), primary_key=True),
+    Column("n_versions", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    info={"derived": True},
+)

@@ -8,7 +8,10 @@ makes it:
   decided (the decision names a version), version_found (that version's row exists), origin (its origin, ''
   where none), rounds (distinct reviewed versions)): n_items, n_reviews;
 - `source_tallies` (project_id, source, state, rounds): n_items, n_reviews; an item counts once under each
-  distinct source it was imported from.
+  distinct source it was imported from;
+- `version_tallies` (project_id, origin, model_set, model, prompt_set, prompt_hash: '' and 0 where the
+  model or prompt hash is unset): n_versions, tokens (prompt + completion): what the dataset card's drafting
+  provenance reads.
 
 A group whose count falls to 0 is deleted in the same trigger (found through the partial indexes
 `ix_item_tallies_empty` and `ix_source_tallies_empty`), so the tables are a function of the data alone: the
@@ -17,8 +20,9 @@ same rows whatever the history, which is what `migrate-db`'s per-table hash comp
 What moves an item between groups: an item inserted (it has no sources, reviews or decision yet: each of
 those refers to it), its state, specialty or project changed, an item deleted; a source row inserted,
 changed or deleted (the first or last row of its (item, source) pair); a review inserted (rounds and
-reviews); a decision inserted. Reviews, decisions and rationale versions are never updated or deleted
-(migration 0004), so nothing else can. The upgrade fills both tables from the rows already there.
+reviews); a decision inserted; a version inserted (its version tally), an item moved to another project
+(its versions' tallies move with it). Reviews, decisions and rationale versions are never updated or deleted
+(migration 0004), so nothing else can. The upgrade fills the tables from the rows already there.
 
 SQLite only, for now. On PostgreSQL the tables are created (the schema is the same everywhere) but stay
 empty, no trigger keeps them, and the reads group the rows as before (`store.stats.tallies_kept`). Tried
@@ -159,6 +163,33 @@ NEW_ITEM = (f"INSERT INTO item_tallies ({ITEM_KEY}, n_items, n_reviews) "
             f"ON CONFLICT ({ITEM_KEY}) DO UPDATE SET n_items = item_tallies.n_items + excluded.n_items")
 NEW_ITEM_COLS = "project_id, coalesce(specialty, '(none)'), state, '', 0, 0, '', 0"
 
+VERSION_KEY = "project_id, origin, model_set, model, prompt_set, prompt_hash"
+_VERSION_COLS = ("{p}, {r}.origin, CASE WHEN {r}.model IS NULL THEN 0 ELSE 1 END, coalesce({r}.model, ''), "
+                 "CASE WHEN {r}.prompt_hash IS NULL THEN 0 ELSE 1 END, coalesce({r}.prompt_hash, '')")
+_VERSION_UPSERT = (f"ON CONFLICT ({VERSION_KEY}) DO UPDATE SET "
+                   "n_versions = version_tallies.n_versions + excluded.n_versions, "
+                   "tokens = version_tallies.tokens + excluded.tokens")
+#: an inserted version, counted under its item's project
+NEW_VERSION = (f"INSERT INTO version_tallies ({VERSION_KEY}, n_versions, tokens) "
+               f"SELECT {_VERSION_COLS.format(p='i.project_id', r='NEW')}, 1, NEW.prompt_tokens + NEW.completion_tokens "
+               f"FROM items i WHERE i.id = NEW.item_id {_VERSION_UPSERT}")
+
+
+def _moved_versions(project: str, sign: str) -> str:
+    """The versions of the item just moved between projects, taken from (-1) or added to (1) `project`."""
+    return (f"INSERT INTO version_tallies ({VERSION_KEY}, n_versions, tokens) "
+            f"SELECT {_VERSION_COLS.format(p=project, r='r')}, ({sign}) * count(*), "
+            f"({sign}) * sum(r.prompt_tokens + r.completion_tokens) FROM rationales r WHERE r.item_id = NEW.id "
+            f"GROUP BY 2, 3, 4, 5, 6 {_VERSION_UPSERT}")
+
+
+MOVE_VERSIONS = [_moved_versions("OLD.project_id", "-1"), _moved_versions("NEW.project_id", "1"),
+                 "DELETE FROM version_tallies WHERE n_versions = 0"]
+FILL_VERSIONS = (f"INSERT INTO version_tallies ({VERSION_KEY}, n_versions, tokens) "
+                 f"SELECT {_VERSION_COLS.format(p='i.project_id', r='r')}, count(*), "
+                 "sum(r.prompt_tokens + r.completion_tokens) FROM rationales r JOIN items i ON i.id = r.item_id "
+                 "GROUP BY 1, 2, 3, 4, 5, 6")
+
 #: the backfill: every item's group, from the rows as they are
 FILL_ITEMS = (f"INSERT INTO item_tallies ({ITEM_KEY}, n_items, n_reviews) "
               "SELECT i.project_id, coalesce(i.specialty, '(none)'), i.state, coalesce(d.kind, ''), "
@@ -201,6 +232,19 @@ def _create_tables() -> None:
         sa.Column("n_reviews", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "source", "state", "rounds", name=op.f("pk_source_tallies")),
     )
+    op.create_table(
+        "version_tallies",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("origin", sa.String(length=20), nullable=False),
+        sa.Column("model_set", sa.Integer(), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("prompt_set", sa.Integer(), nullable=False),
+        sa.Column("prompt_hash", sa.String(length=64), nullable=False),
+        sa.Column("n_versions", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "origin", "model_set", "model", "prompt_set", "prompt_hash",
+                                name=op.f("pk_version_tallies")),
+    )
     op.create_index("ix_item_tallies_empty", "item_tallies", ["project_id"], sqlite_where=sa.text("n_items = 0"),
                     postgresql_where=sa.text("n_items = 0"))
     op.create_index("ix_source_tallies_empty", "source_tallies", ["project_id"],
@@ -217,6 +261,9 @@ def _sqlite_triggers() -> None:
                                .replace("specialty", "NEW.specialty").replace("state", "NEW.state"),
                                rows="(SELECT 1) AS one")
     op.execute(f"CREATE TRIGGER tally_items_insert AFTER INSERT ON items FOR EACH ROW BEGIN {new_item}; END")
+    op.execute(f"CREATE TRIGGER tally_rationales_insert AFTER INSERT ON rationales FOR EACH ROW BEGIN {NEW_VERSION}; END")
+    op.execute("CREATE TRIGGER tally_items_move AFTER UPDATE OF project_id ON items FOR EACH ROW "
+               f"WHEN OLD.project_id IS NOT NEW.project_id BEGIN {'; '.join(MOVE_VERSIONS)}; END")
     new_source = (f"INSERT INTO source_tallies ({SOURCE_KEY}, n_items, n_reviews) "
                   "SELECT i.project_id, NEW.source, i.state, rv.rounds, 1, rv.n FROM items i, "
                   "(SELECT count(*) AS n, count(DISTINCT rationale_id) AS rounds FROM reviews "
@@ -228,7 +275,7 @@ def _sqlite_triggers() -> None:
                f"AND o.source = NEW.source AND o.id <> NEW.id) BEGIN {new_source}; END")
 
 
-ALL_TRIGGERS = [*ROW_TRIGGERS, "items_insert", "item_sources_insert"]
+ALL_TRIGGERS = [*ROW_TRIGGERS, "items_insert", "item_sources_insert", "rationales_insert", "items_move"]
 
 
 def upgrade() -> None:
@@ -237,6 +284,7 @@ def upgrade() -> None:
         return  # kept on SQLite only, for now (see the module's docstring): the tables stay empty
     op.execute(FILL_ITEMS)
     op.execute(FILL_SOURCES)
+    op.execute(FILL_VERSIONS)
     _sqlite_triggers()
 
 
@@ -244,5 +292,6 @@ def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         for name in ALL_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS tally_{name}")
+    op.drop_table("version_tallies")
     op.drop_table("source_tallies")
     op.drop_table("item_tallies")
