@@ -46,7 +46,8 @@ LIMIT_S = 1.0
 def spread_stamps(path: Path, days: int = 365) -> None:
     """bench_export's seeder stamps every row with one instant; a real project's reviews and decisions
     arrive over months. Spread them evenly (by rowid) over `days` days ending a day ago — done with the
-    immutability triggers lifted for the moment (a benchmark's seeding only) and put back as they were."""
+    immutability triggers lifted for the moment (a benchmark's seeding only) and put back as they were, and the
+    per-day tallies counted again."""
     con = sqlite3.connect(path)
     triggers = con.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger' "
                            "AND tbl_name IN ('reviews', 'decisions')").fetchall()
@@ -60,6 +61,14 @@ def spread_stamps(path: Path, days: int = 365) -> None:
                     "|| '000'", (end - days * 86_400, step))
     for _, sql in triggers:
         con.execute(sql)
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'day_tallies'").fetchone():
+        # the per-day tallies (migration 0015) counted the stamps as seeded: count them again as spread
+        import importlib
+
+        tallies = importlib.import_module("clinreason.store.migrations.versions.0015_item_tallies")
+        con.execute("DELETE FROM day_tallies")
+        for fill in tallies.FILL_DAYS:
+            con.execute(fill)
     con.commit()
     con.close()
 

@@ -54,6 +54,9 @@ def assert_tallies_match(engine, *pids):
             assert kept_sources[0] == scanned_sources[0] and kept_sources[1] == scanned_sources[1], pid
             assert exports.drafting_provenance(conn, project_id=pid) == \
                 [tuple(r) for r in exports.drafting_provenance_pass(conn, project_id=pid)], pid
+            for kept_days, pass_days in ((stats_store.reviews_per_day, stats_store.reviews_per_day_pass),
+                                         (stats_store.decisions_per_day, stats_store.decisions_per_day_pass)):
+                assert kept_days(conn, project_id=pid) == pass_days(conn, project_id=pid), pid
         for table in (item_tallies, source_tallies):  # an emptied group is deleted, not left at 0
             assert conn.execute(select(func.count()).select_from(table).where(table.c.n_items == 0)).scalar_one() == 0
 

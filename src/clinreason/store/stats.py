@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, FromClause, Text, and_, case, 
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import DecisionKind
 from clinreason.store.tables import (
+    day_tallies,
     decisions,
     item_sources,
     item_tallies,
@@ -398,8 +399,22 @@ def _per_day(conn: Connection, column: ColumnElement[Any], joined: FromClause,
     return [DayCount(day=str(d)[:10], count=int(n)) for d, n in rows if d is not None]
 
 
+def _kept_per_day(conn: Connection, project_id: int, kind: str) -> list[DayCount]:
+    t = day_tallies.c
+    rows = conn.execute(select(t.day, t.n).where(t.project_id == project_id, t.kind == kind, t.n != 0)
+                        .order_by(t.day))
+    return [DayCount(day=str(d)[:10], count=int(n)) for d, n in rows]
+
+
 def decisions_per_day(conn: Connection, *, project_id: int) -> list[DayCount]:
-    """Consensus and adjudication decisions per calendar day, ascending."""
+    """Consensus and adjudication decisions per calendar day, ascending (from `day_tallies` where the triggers
+    keep it, migration 0015; else a pass over the decisions)."""
+    if tallies_kept(conn):
+        return _kept_per_day(conn, project_id, "accepted")
+    return decisions_per_day_pass(conn, project_id=project_id)
+
+
+def decisions_per_day_pass(conn: Connection, *, project_id: int) -> list[DayCount]:
     sole = _sole_project(conn, project_id=project_id)
     kinds = decisions.c.kind.in_(list(ACCEPTED_KINDS))
     if sole:
@@ -409,7 +424,14 @@ def decisions_per_day(conn: Connection, *, project_id: int) -> list[DayCount]:
 
 
 def reviews_per_day(conn: Connection, *, project_id: int) -> list[DayCount]:
-    """Reviews per calendar day, ascending: in a database of one project, from the index on created_at alone."""
+    """Reviews per calendar day, ascending (from `day_tallies` where the triggers keep it, migration 0015)."""
+    if tallies_kept(conn):
+        return _kept_per_day(conn, project_id, "review")
+    return reviews_per_day_pass(conn, project_id=project_id)
+
+
+def reviews_per_day_pass(conn: Connection, *, project_id: int) -> list[DayCount]:
+    """Reviews per calendar day by a pass: in a database of one project, from the index on created_at alone."""
     if _sole_project(conn, project_id=project_id):
         return _per_day(conn, reviews.c.created_at, reviews, [])
     return _per_day(conn, reviews.c.created_at, reviews.join(items, items.c.id == reviews.c.item_id),

@@ -475,3 +475,15 @@ version_tallies = Table(
     Column("tokens", BigInteger, nullable=False),
     info={"derived": True},
 )
+
+#: a project's reviews ('review') and consensus or adjudication decisions ('accepted') per day (date(created_at)),
+#: migration 0015: what the dashboard's progress chart reads
+day_tallies = Table(
+    "day_tallies",
+    metadata,
+    Column("project_id", Integer, primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("n", Integer, nullable=False),
+    info={"derived": True},
+)

@@ -11,7 +11,9 @@ makes it:
   distinct source it was imported from;
 - `version_tallies` (project_id, origin, model_set, model, prompt_set, prompt_hash: '' and 0 where the
   model or prompt hash is unset): n_versions, tokens (prompt + completion): what the dataset card's drafting
-  provenance reads.
+  provenance reads;
+- `day_tallies` (project_id, kind: 'review' or 'accepted' (a consensus or adjudication decision), day:
+  date(created_at)): n — the dashboard's reviews and accepted items per day.
 
 A group whose count falls to 0 is deleted in the same trigger (found through the partial indexes
 `ix_item_tallies_empty` and `ix_source_tallies_empty`), so the tables are a function of the data alone: the
@@ -183,8 +185,34 @@ def _moved_versions(project: str, sign: str) -> str:
             f"GROUP BY 2, 3, 4, 5, 6 {_VERSION_UPSERT}")
 
 
+DAY_KEY = "project_id, kind, day"
+_DAY_UPSERT = f"ON CONFLICT ({DAY_KEY}) DO UPDATE SET n = day_tallies.n + excluded.n"
+ACCEPTED = "('consensus', 'adjudication')"
+#: an inserted review or accepting decision, counted on its day (a stamp date() cannot read is not counted)
+NEW_REVIEW_DAY = (f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT i.project_id, 'review', date(NEW.created_at), 1 "
+                  f"FROM items i WHERE i.id = NEW.item_id AND date(NEW.created_at) IS NOT NULL {_DAY_UPSERT}")
+NEW_ACCEPTED_DAY = (f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT i.project_id, 'accepted', "
+                    f"date(NEW.created_at), 1 FROM items i WHERE i.id = NEW.item_id "
+                    f"AND date(NEW.created_at) IS NOT NULL {_DAY_UPSERT}")
+
+
+def _moved_days(project: str, sign: str) -> list[str]:
+    return [f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT {project}, 'review', date(x.created_at), ({sign}) * count(*) "
+            f"FROM reviews x WHERE x.item_id = NEW.id AND date(x.created_at) IS NOT NULL GROUP BY 3 {_DAY_UPSERT}",
+            f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT {project}, 'accepted', date(x.created_at), "
+            f"({sign}) * count(*) FROM decisions x WHERE x.item_id = NEW.id AND x.kind IN {ACCEPTED} "
+            f"AND date(x.created_at) IS NOT NULL GROUP BY 3 {_DAY_UPSERT}"]
+
+
 MOVE_VERSIONS = [_moved_versions("OLD.project_id", "-1"), _moved_versions("NEW.project_id", "1"),
-                 "DELETE FROM version_tallies WHERE n_versions = 0"]
+                 "DELETE FROM version_tallies WHERE n_versions = 0",
+                 *_moved_days("OLD.project_id", "-1"), *_moved_days("NEW.project_id", "1"),
+                 "DELETE FROM day_tallies WHERE n = 0"]
+FILL_DAYS = [f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT i.project_id, 'review', date(x.created_at), count(*) "
+             "FROM reviews x JOIN items i ON i.id = x.item_id WHERE date(x.created_at) IS NOT NULL GROUP BY 1, 2, 3",
+             f"INSERT INTO day_tallies ({DAY_KEY}, n) SELECT i.project_id, 'accepted', date(x.created_at), count(*) "
+             f"FROM decisions x JOIN items i ON i.id = x.item_id WHERE x.kind IN {ACCEPTED} "
+             "AND date(x.created_at) IS NOT NULL GROUP BY 1, 2, 3"]
 FILL_VERSIONS = (f"INSERT INTO version_tallies ({VERSION_KEY}, n_versions, tokens) "
                  f"SELECT {_VERSION_COLS.format(p='i.project_id', r='r')}, count(*), "
                  "sum(r.prompt_tokens + r.completion_tokens) FROM rationales r JOIN items i ON i.id = r.item_id "
@@ -245,6 +273,14 @@ def _create_tables() -> None:
         sa.PrimaryKeyConstraint("project_id", "origin", "model_set", "model", "prompt_set", "prompt_hash",
                                 name=op.f("pk_version_tallies")),
     )
+    op.create_table(
+        "day_tallies",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "kind", "day", name=op.f("pk_day_tallies")),
+    )
     op.create_index("ix_item_tallies_empty", "item_tallies", ["project_id"], sqlite_where=sa.text("n_items = 0"),
                     postgresql_where=sa.text("n_items = 0"))
     op.create_index("ix_source_tallies_empty", "source_tallies", ["project_id"],
@@ -261,6 +297,9 @@ def _sqlite_triggers() -> None:
                                .replace("specialty", "NEW.specialty").replace("state", "NEW.state"),
                                rows="(SELECT 1) AS one")
     op.execute(f"CREATE TRIGGER tally_items_insert AFTER INSERT ON items FOR EACH ROW BEGIN {new_item}; END")
+    op.execute(f"CREATE TRIGGER tally_reviews_day AFTER INSERT ON reviews FOR EACH ROW BEGIN {NEW_REVIEW_DAY}; END")
+    op.execute(f"CREATE TRIGGER tally_decisions_day AFTER INSERT ON decisions FOR EACH ROW "
+               f"WHEN NEW.kind IN {ACCEPTED} BEGIN {NEW_ACCEPTED_DAY}; END")
     op.execute(f"CREATE TRIGGER tally_rationales_insert AFTER INSERT ON rationales FOR EACH ROW BEGIN {NEW_VERSION}; END")
     op.execute("CREATE TRIGGER tally_items_move AFTER UPDATE OF project_id ON items FOR EACH ROW "
                f"WHEN OLD.project_id IS NOT NEW.project_id BEGIN {'; '.join(MOVE_VERSIONS)}; END")
@@ -275,7 +314,8 @@ def _sqlite_triggers() -> None:
                f"AND o.source = NEW.source AND o.id <> NEW.id) BEGIN {new_source}; END")
 
 
-ALL_TRIGGERS = [*ROW_TRIGGERS, "items_insert", "item_sources_insert", "rationales_insert", "items_move"]
+ALL_TRIGGERS = [*ROW_TRIGGERS, "items_insert", "item_sources_insert", "rationales_insert", "items_move",
+                "reviews_day", "decisions_day"]
 
 
 def upgrade() -> None:
@@ -285,6 +325,8 @@ def upgrade() -> None:
     op.execute(FILL_ITEMS)
     op.execute(FILL_SOURCES)
     op.execute(FILL_VERSIONS)
+    for fill in FILL_DAYS:
+        op.execute(fill)
     _sqlite_triggers()
 
 
@@ -292,6 +334,7 @@ def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         for name in ALL_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS tally_{name}")
+    op.drop_table("day_tallies")
     op.drop_table("version_tallies")
     op.drop_table("source_tallies")
     op.drop_table("item_tallies")
