@@ -305,8 +305,9 @@ def bulk_import(conn: Connection, *, expected_records: int) -> Iterator[list[str
     `deferrable_indexes` names are dropped first and created again at the end, each with the very
     statement SQLite recorded for it (the schema after is the schema before, byte for byte), with the
     connection's own page cache again (CREATE INDEX sorts in as much memory as the cache is given); and
-    the tallies' insert triggers lifted meanwhile (`_tally_inserted`). Yields the index names dropped. DDL is transactional in SQLite: an import that fails inside the block
-    rolls back and leaves every index as it was. On PostgreSQL: nothing."""
+    the tallies' insert triggers lifted meanwhile (`_tally_inserted`). Yields the index names dropped. DDL
+    is transactional in SQLite: an import that fails inside the block rolls back and leaves every index
+    (and trigger) as it was. On PostgreSQL: nothing."""
     if conn.dialect.name != "sqlite":
         yield []
         return

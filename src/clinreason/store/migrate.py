@@ -17,9 +17,9 @@ Ids, timestamps and JSON documents are copied as they are, so every reference be
 export of the copy equals an export of the original. The immutability triggers of migration 0004 (rationale
 versions, reviews, decisions and events refuse UPDATE and DELETE) are created by the upgrade and fire on
 UPDATE/DELETE only: the copy is INSERTs, they do not stand in its way, and they guard the copy afterwards.
-The tables migration 0015's triggers keep (`item_tallies`, `source_tallies`: `info["derived"]`) are neither
-copied nor compared: a SQLite target's triggers fill them as the items, sources, reviews and decisions
-arrive; a PostgreSQL target keeps none (yet).
+The tables migration 0015's triggers keep (`item_tallies`, `source_tallies`, `version_tallies`,
+`day_tallies`: `info["derived"]`) are neither copied nor compared: a SQLite target's triggers fill them as
+the items, sources, versions, reviews and decisions arrive; a PostgreSQL target keeps none (yet).
 
 The content hash (sha256) is backend-independent: one canonical JSON line per row, rows ordered by primary
 key (strings in byte order: PostgreSQL is asked for COLLATE "C", SQLite's BINARY is byte order), columns in
