@@ -53,11 +53,11 @@ def test_the_scan_counts_exactly_what_the_previous_one_counted(scans):
 
 
 def test_a_scan_folded_in_small_parts_counts_the_same_in_the_same_order(engine, project, scans, monkeypatch):
-    """The scan bounds its memory by folding the versions' shapes every SHAPE_FOLD distinct shapes and
-    counting reviewer pairs PAIR_CHUNK at a time; with both tiny (many folds and chunks) the result is the
+    """The scan bounds its memory by counting the versions UNIT_CHUNK at a time and reviewer pairs
+    PAIR_CHUNK at a time; with both tiny (many chunks) the result is the
     same, down to the order of the patterns' keys (which the float sums downstream follow)."""
     _, whole = scans
-    monkeypatch.setattr(scan_module, "SHAPE_FOLD", 7)
+    monkeypatch.setattr(scan_module, "UNIT_CHUNK", 7)
     monkeypatch.setattr(scan_module, "PAIR_CHUNK", 13)
     with engine.connect() as conn:
         parts = scan_reviews(conn, project_id=project["id"], rubric_body=latest_rubric(conn, project_id=project["id"]))

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
@@ -176,18 +175,18 @@ def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> Review
 
 def scan_rows(rows: Iterable[Sequence[Any]], *, dims: list[str], scale: list[int]) -> ReviewScan:
     """One pass over review rows (`stats.rated_review_rows` tuples: only the first eight fields are read),
-    ordered so that the reviews of one version arrive together, by reviewer. The per-row work is cut to
-    dictionary look-ups: a review's scores (and step marks) are decoded once per distinct stored text, the
-    reviewer-independent part of a version (its score patterns, overall sums, verdicts, score histogram, the
-    leniency of each review) is worked out once per distinct shape of version and counted, and reviewer pairs
-    are counted per distinct pair of score rows; the counts are expanded into a `ReviewScan` at the end.
+    ordered so that the reviews of one version arrive together, by reviewer. Per row, Python only looks
+    things up: a review's scores (and step marks) are decoded once per distinct stored text into the id of
+    its score row, and the row's reviewer, score row, verdict, seconds and adjudication are appended to
+    columns. Every UNIT_CHUNK versions the columns are counted with numpy (`_Counts.add`): score patterns,
+    overall sums, verdict patterns, histograms, each review's leniency, the reviewers' tallies; reviewer
+    pairs are collected as (a, b, score row of a, score row of b) and counted at the end. Memory is bounded
+    by the chunk, the distinct patterns and the pairs.
 
     The result is *raw*: a tally for every reviewer id met (no names), everything an exact count — seconds
     as a Counter of the stored values, leniency as a Counter of exact fractions — so scans of parts can be
     added and subtracted exactly (`combine`); `with_reviewers` makes the report's scan of it."""
-    k = len(dims)
     index = {s: i for i, s in enumerate(scale)}
-    tallies: dict[int, ReviewerTally] = {}
     verdict_code = {name: i for i, name in enumerate(VERDICTS)}  # any other verdict: NO_VERDICT
     # a review's score row (scale indices, None where a dimension is not scored) is interned as an id
     cell_ids: dict[tuple[int | None, ...], int] = {}
@@ -218,90 +217,231 @@ def scan_rows(rows: Iterable[Sequence[Any]], *, dims: list[str], scale: list[int
                 marks_of[raw] = found
         return found
 
-    def tally(reviewer_id: int) -> ReviewerTally:
-        t = tallies.get(reviewer_id)
-        if t is None:
-            t = tallies[reviewer_id] = ReviewerTally(id=reviewer_id, username="", role="", specialties=[],
-                                                     pseudonym="")
-        return t
-
-    # a version's shape: (score row id << 3 | verdict code) of each of its reviews, in reviewer order
-    shapes: Counter[tuple[int, ...]] = Counter()
-    folded = _Folded(k, len(scale))
-    lenient_of: dict[tuple[int, ...], tuple[tuple[int, int] | None, ...]] = {}  # shape -> each review's leniency
-    rows_by_id: list[tuple[int | None, ...]] = []
-    # reviewer pairs within a version (a < b) and the ids of their score rows
-    pair_a, pair_b, pair_ca, pair_cb = array("q"), array("q"), array("q"), array("q")
-    step_units: Counter[tuple[int, int]] = Counter()
-    unit_key: list[int] = []
-    unit_rows: list[tuple] = []
+    counts = _Counts(len(dims), len(scale))
+    cols = _Columns()
     unit_marks: list[tuple[tuple[int, str], ...]] = []
     current: Any = None
-
-    def close_unit() -> None:
-        shape = tuple(unit_key)
-        shapes[shape] += 1
-        if len(rows_by_id) < len(cell_ids):
-            rows_by_id.extend(list(cell_ids)[len(rows_by_id):])
-        if len(shapes) >= SHAPE_FOLD:  # memory bounded by the distinct shapes, not the versions
-            folded.fold(shapes, rows_by_id)
-            shapes.clear()
-        lenient = lenient_of.get(shape)
-        if lenient is None:
-            lenient = _leniencies([rows_by_id[x >> 3] for x in shape])
-            if len(lenient_of) < 200_000:  # a memo, bounded like the decoded texts
-                lenient_of[shape] = lenient
-        n = len(unit_rows)
-        if n > 1:
-            for a in range(n):
-                ra, ca = unit_rows[a][0], unit_key[a] >> 3
-                for b in range(a + 1, n):
-                    pair_a.append(ra)
-                    pair_b.append(unit_rows[b][0])
-                    pair_ca.append(ca)
-                    pair_cb.append(unit_key[b] >> 3)
-        if any(unit_marks):
-            step_units.update(step_judgments(unit_marks))
-        r = 0
-        for reviewer_id, verdict, seconds, kind, decided, rationale_id in unit_rows:
-            t = tallies.get(reviewer_id) or tally(reviewer_id)
-            t.reviews += 1
-            t.accepts += verdict == "accept"
-            if seconds is not None:
-                t.seconds[float(seconds)] += 1
-            mine = lenient[r]
-            if mine is not None:
-                t.leniency[mine] += 1
-                t.leniency_units += 1
-            if kind in ("adjudication", "excluded"):
-                kept = kind == "adjudication" and decided == rationale_id
-                t.adjudicated += 1
-                t.adjudicator_agreed += (verdict == "accept") == kept
-            r += 1
-
+    unit = -1
     for row in rows:
         rationale_id = row[0]
-        if rationale_id != current and unit_rows:
-            close_unit()
-            unit_key, unit_rows, unit_marks = [], [], []
-        current = rationale_id
-        unit_key.append(cells(row[3]) << 3 | verdict_code.get(row[2], NO_VERDICT))
+        if rationale_id != current:
+            if unit_marks and any(unit_marks):
+                counts.step_units.update(step_judgments(unit_marks))
+            unit_marks = []
+            current = rationale_id
+            unit += 1
+            if unit == UNIT_CHUNK:
+                counts.add(cols, cell_ids)
+                cols, unit = _Columns(), 0
+        kind = row[6]
+        cols.unit.append(unit)
+        cols.reviewer.append(row[1])
+        cols.cell.append(cells(row[3]))
+        cols.verdict.append(verdict_code.get(row[2], NO_VERDICT))
+        cols.seconds.append(float("nan") if row[4] is None else float(row[4]))
+        # 0: no adjudication; 1: adjudicated, the review's version kept; 2: adjudicated, not kept
+        cols.adjudication.append(0 if kind not in ("adjudication", "excluded")
+                                 else 1 if kind == "adjudication" and row[7] == rationale_id else 2)
         unit_marks.append(marks(row[5]))
-        unit_rows.append((row[1], row[2], row[4], row[6], row[7], rationale_id))
-    if unit_rows:
-        close_unit()
-    pairs = (np.frombuffer(pair_a, dtype=np.int64), np.frombuffer(pair_b, dtype=np.int64),
-             np.frombuffer(pair_ca, dtype=np.int64), np.frombuffer(pair_cb, dtype=np.int64))
-    table = np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
-    folded.fold(shapes, rows_by_id)
-    return _expand(dims=dims, scale=scale, folded=folded, pairs=pairs, cell_table=table, tallies=tallies,
-                   step_units=step_units)
+    if unit_marks and any(unit_marks):
+        counts.step_units.update(step_judgments(unit_marks))
+    counts.add(cols, cell_ids)
+    return counts.expand(dims, scale, cell_ids)
 
 
+#: versions counted at a time (bounds the memory of the columns)
+UNIT_CHUNK = 50_000
 #: reviewer pairs counted at a time (bounds the memory of the pair tables)
 PAIR_CHUNK = 100_000
-#: distinct version shapes held before they are folded into the counts
-SHAPE_FOLD = 50_000
+#: past this common multiple of the reviews' counts of scores, leniencies are worked out in Python integers
+EXACT_LCM = 1 << 24
+
+
+@dataclass
+class _Columns:
+    """The rows of up to UNIT_CHUNK versions, a column per field (unit: the version's number in the chunk)."""
+
+    unit: list[int] = field(default_factory=list)
+    reviewer: list[int] = field(default_factory=list)
+    cell: list[int] = field(default_factory=list)
+    verdict: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    adjudication: list[int] = field(default_factory=list)
+
+
+def _first_seen_counts(keys: np.ndarray, into: Counter) -> None:
+    """Count the rows of `keys` (N, W; non-negative) into `into`, new keys in the order of their first row —
+    the order a loop over the rows adding tuple(row) would give (the float sums downstream follow the keys'
+    order). Each row is read as one number in a mixed radix where that fits in int64 (sorting numbers is
+    several times faster than sorting rows), else rows are sorted as they are."""
+    if not len(keys):
+        return
+    radix = (keys.max(axis=0) + 1).tolist()
+    if math.prod(radix) < 1 << 62:
+        place = np.cumprod([1] + radix[:-1], dtype=np.int64)
+        _, first, times = np.unique(keys @ place, return_index=True, return_counts=True)
+    else:
+        _, first, times = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    first = first[order]
+    for key, n in zip(map(tuple, keys[first].tolist()), times[order].tolist(), strict=True):
+        into[key] += n
+
+
+def _grouped(*columns: np.ndarray) -> list[tuple[tuple[Any, ...], int]]:
+    """The distinct rows of the columns (as Python values) with how many times each occurs: each column is
+    coded by its own distinct values and the codes combined into one number, which sorts fast."""
+    codes, values = [], []
+    for col in columns:
+        uniq, code = np.unique(col, return_inverse=True)
+        values.append(uniq.tolist())
+        codes.append(code.astype(np.int64))
+    key = codes[0]
+    for col_values, code in zip(values[1:], codes[1:], strict=True):
+        key = key * len(col_values) + code
+    _, first, times = np.unique(key, return_index=True, return_counts=True)
+    rows = [tuple(vals[c] for vals, c in zip(values, combo, strict=True))
+            for combo in zip(*(code[first].tolist() for code in codes), strict=True)]
+    return list(zip(rows, times.tolist(), strict=True))
+
+
+class _Counts:
+    """What the versions add up to (score patterns per dimension, overall sums, verdict patterns,
+    histograms, ratings, the reviewers' tallies, the reviewer pairs): integer counts, so counting the
+    versions in several chunks gives the same result, keys in the same order, as counting them at once."""
+
+    def __init__(self, k: int, v: int) -> None:
+        self.k, self.v = k, v
+        self.dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(k)]
+        self.overall: Counter[tuple[int, ...]] = Counter()
+        self.verdicts: Counter[tuple[int, ...]] = Counter()
+        self.hist = np.zeros((k, v), dtype=np.int64)
+        self.ratings = np.zeros(k, dtype=np.int64)
+        self.step_units: Counter[tuple[int, int]] = Counter()
+        self.tallies: dict[int, ReviewerTally] = {}
+        self.pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def tally(self, reviewer_id: int) -> ReviewerTally:
+        t = self.tallies.get(reviewer_id)
+        if t is None:
+            t = self.tallies[reviewer_id] = ReviewerTally(id=reviewer_id, username="", role="", specialties=[],
+                                                          pseudonym="")
+        return t
+
+    def add(self, cols: _Columns, cell_ids: dict[tuple[int | None, ...], int]) -> None:
+        if not cols.unit:
+            return
+        k, v = self.k, self.v
+        table = _cell_table(cell_ids, k)
+        unit = np.asarray(cols.unit, dtype=np.int64)
+        cell = np.asarray(cols.cell, dtype=np.int64)
+        verdict = np.asarray(cols.verdict, dtype=np.int64)
+        units = int(unit[-1]) + 1
+        grid = table[cell]  # (rows, k) scale index of each score, -1 where not scored
+        scored = grid >= 0
+        # histograms, ratings and each dimension's pattern (the counts over the scale of a version's scores)
+        for d in range(k):
+            ok = scored[:, d]
+            self.hist[d] += np.bincount(grid[ok, d], minlength=v)
+            self.ratings[d] += int(ok.sum())
+            vec = np.bincount(unit[ok] * v + grid[ok, d], minlength=units * v).reshape(units, v)
+            _first_seen_counts(vec[vec.any(axis=1)], self.dim_patterns[d])
+        # overall: how many of a version's complete reviews (every dimension scored) sum to each total
+        complete = scored.all(axis=1)
+        width = k * (v - 1) + 1
+        sums = np.bincount(unit[complete] * width + grid[complete].sum(axis=1), minlength=units * width)
+        sums = sums.reshape(units, width)
+        _first_seen_counts(sums[sums.any(axis=1)], self.overall)
+        named = verdict != NO_VERDICT
+        _first_seen_counts(np.bincount(unit[named] * len(VERDICTS) + verdict[named],
+                                       minlength=units * len(VERDICTS)).reshape(units, len(VERDICTS)), self.verdicts)
+        self._reviewers(cols, unit, verdict, grid, scored, units)
+        self._pairs(unit, np.asarray(cols.reviewer, dtype=np.int64), cell)
+
+    def _reviewers(self, cols: _Columns, unit: np.ndarray, verdict: np.ndarray, grid: np.ndarray,
+                   scored: np.ndarray, units: int) -> None:
+        reviewer = np.asarray(cols.reviewer, dtype=np.int64)
+        ids, slot = np.unique(reviewer, return_inverse=True)
+        tallies = [self.tally(r) for r in ids.tolist()]
+        reviews = np.bincount(slot, minlength=len(ids))
+        accepts = np.bincount(slot[verdict == 0], minlength=len(ids))
+        adjudication = np.asarray(cols.adjudication, dtype=np.int64)
+        judged = adjudication > 0
+        adjudicated = np.bincount(slot[judged], minlength=len(ids))
+        agreed = np.bincount(slot[judged & ((verdict == 0) == (adjudication == 1))], minlength=len(ids))
+        seconds = np.asarray(cols.seconds, dtype=np.float64)
+        timed = ~np.isnan(seconds)
+        num, den, lenient = _leniency_columns(unit, grid, scored, units)
+        for i, t in enumerate(tallies):
+            t.reviews += int(reviews[i])
+            t.accepts += int(accepts[i])
+            t.adjudicated += int(adjudicated[i])
+            t.adjudicator_agreed += int(agreed[i])
+        if timed.any():
+            for (i, sec), n in _grouped(slot[timed], seconds[timed]):
+                tallies[i].seconds[sec] += n
+        if lenient.any():
+            for (i, p, q), n in _grouped(slot[lenient], num[lenient], den[lenient]):
+                t = tallies[i]
+                t.leniency[(p, q)] += n
+                t.leniency_units += n
+
+    def _pairs(self, unit: np.ndarray, reviewer: np.ndarray, cell: np.ndarray) -> None:
+        """Every pair of reviews of one version (in row order: a before b) as (reviewer a, reviewer b, score
+        row of a, score row of b)."""
+        starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
+        sizes = np.diff(np.r_[starts, len(unit)])
+        for n in np.unique(sizes).tolist():
+            if n < 2:
+                continue
+            at = starts[sizes == n]
+            i, j = np.triu_indices(n, 1)
+            left, right = (at[:, None] + i[None, :]).ravel(), (at[:, None] + j[None, :]).ravel()
+            self.pairs.append((reviewer[left], reviewer[right], cell[left], cell[right]))
+
+    def expand(self, dims: list[str], scale: list[int], cell_ids: dict[tuple[int | None, ...], int]) -> ReviewScan:
+        empty = np.zeros(0, dtype=np.int64)
+        parts = self.pairs or [(empty, empty, empty, empty)]
+        pairs = tuple(np.concatenate([p[c] for p in parts]) for c in range(4))
+        return _expand(dims=dims, scale=scale, totals=self, pairs=pairs,  # type: ignore[arg-type]
+                       cell_table=_cell_table(cell_ids, len(dims)))
+
+
+def _leniency_columns(unit: np.ndarray, grid: np.ndarray, scored: np.ndarray,
+                      units: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's leniency (`_leniencies`, the same fractions in lowest terms) as numerator and denominator
+    columns, with the mask of the rows that have one. L is the lcm of every count of scores in the chunk: a
+    common multiple of each version's counts, so the reduced fractions are `_leniencies`' own."""
+    given = scored.sum(axis=1)
+    total = np.where(scored, grid, 0).sum(axis=1)
+    lcm = math.lcm(*{int(c) for c in np.unique(given).tolist() if c}) if given.any() else 1
+    if lcm > EXACT_LCM:  # a rubric of very many dimensions: integers past int64 are possible, count in Python
+        return _leniency_columns_exact(unit, grid)
+    a = np.where(given > 0, total * lcm // np.maximum(given, 1), 0)
+    peers = np.bincount(unit[given > 0], minlength=units)[unit] - 1  # the version's other scoring reviews
+    a_sum = np.add.reduceat(a, np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]))  # a version's rows are adjacent
+    lenient = (given > 0) & (peers >= 1)
+    num = peers * a - (a_sum[unit] - a)
+    den = np.where(lenient, peers * lcm, 1)
+    g = np.gcd(num, den)
+    return num // g, den // g, lenient
+
+
+def _leniency_columns_exact(unit: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    num = np.zeros(len(unit), dtype=object)
+    den = np.ones(len(unit), dtype=object)
+    lenient = np.zeros(len(unit), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]).tolist() + [len(unit)]
+    for lo, hi in zip(starts, starts[1:]):
+        rows = [tuple(None if c < 0 else c for c in row) for row in grid[lo:hi].tolist()]
+        for r, frac in enumerate(_leniencies(rows)):
+            if frac is not None:
+                num[lo + r], den[lo + r], lenient[lo + r] = frac[0], frac[1], True
+    return num, den, lenient
+
+
+def _cell_table(cell_ids: dict[tuple[int | None, ...], int], k: int) -> np.ndarray:
+    return np.array([[-1 if c is None else c for c in row] for row in cell_ids], dtype=np.int64).reshape(-1, k)
 
 
 def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[tuple[int, int] | None, ...]:
@@ -309,7 +449,8 @@ def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[tuple[int, int] | N
     the review, or every other review, scored nothing: exact, as (numerator, denominator) in lowest terms,
     so sums of them add and subtract exactly. In integers: with L the lcm of the reviews' counts of scores
     and A_j = (sum of review j's scores) * L / (its count), review r's leniency among m scoring peers is
-    (m * A_r - sum of the peers' A_j) / (m * L)."""
+    (m * A_r - sum of the peers' A_j) / (m * L). (The reference the vectorized count in `_Counts` follows:
+    any common multiple L gives the same fraction in lowest terms.)"""
     sums, counts = [], []
     for cells in grid:
         given = [c for c in cells if c is not None]
@@ -332,60 +473,11 @@ def _leniencies(grid: list[tuple[int | None, ...]]) -> tuple[tuple[int, int] | N
     return tuple(out)
 
 
-class _Folded:
-    """What the versions' shapes add up to (score patterns per dimension, overall sums, verdict patterns,
-    histograms, ratings): integer counts, so folding the shapes in several parts gives the same result,
-    keys in the same order, as folding them all at once."""
-
-    def __init__(self, k: int, v: int) -> None:
-        self.k, self.v = k, v
-        self.dim_patterns: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(k)]
-        self.overall: Counter[tuple[int, ...]] = Counter()
-        self.verdicts: Counter[tuple[int, ...]] = Counter()
-        self.hist = [[0] * v for _ in range(k)]
-        self.ratings = [0] * k
-
-    def fold(self, shapes: Counter, rows_by_id: list[tuple[int | None, ...]]) -> None:
-        k, v = self.k, self.v
-        dim_patterns, overall, verdicts, hist, ratings = (self.dim_patterns, self.overall, self.verdicts,
-                                                          self.hist, self.ratings)
-        overall_len = k * (v - 1) + 1
-        for shape, times in shapes.items():
-            grid = [rows_by_id[x >> 3] for x in shape]
-            for d in range(k):
-                vec = [0] * v
-                n = 0
-                for row in grid:
-                    c = row[d]
-                    if c is not None:
-                        vec[c] += 1
-                        n += 1
-                if n:
-                    for c, m in enumerate(vec):
-                        hist[d][c] += m * times
-                    ratings[d] += n * times
-                    dim_patterns[d][tuple(vec)] += times
-            sums = [0] * overall_len
-            complete = False
-            for row in grid:
-                if None not in row:
-                    sums[sum(cast(tuple[int, ...], row))] += 1
-                    complete = True
-            if complete:
-                overall[tuple(sums)] += times
-            vvec = [0] * len(VERDICTS)
-            for x in shape:
-                if x & 7 != NO_VERDICT:
-                    vvec[x & 7] += 1
-            verdicts[tuple(vvec)] += times
-
-
-def _expand(*, dims: list[str], scale: list[int], folded: _Folded,
-            pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray,
-            tallies: dict[int, ReviewerTally], step_units: Counter) -> ReviewScan:
+def _expand(*, dims: list[str], scale: list[int], totals: _Counts,
+            pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], cell_table: np.ndarray) -> ReviewScan:
     k, v = len(dims), len(scale)
-    dim_patterns, overall, verdicts, hist, ratings = (folded.dim_patterns, folded.overall, folded.verdicts,
-                                                      folded.hist, folded.ratings)
+    dim_patterns, overall, verdicts, hist = totals.dim_patterns, totals.overall, totals.verdicts, totals.hist
+    ratings, tallies, step_units = totals.ratings.tolist(), totals.tallies, totals.step_units
     confusion: dict[tuple[int, int], np.ndarray] = {}
     ra, rb, ca, cb = pairs
     if len(ra):
