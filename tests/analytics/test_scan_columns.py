@@ -89,3 +89,25 @@ def test_chunks_and_reviewer_tallies_do_not_depend_on_the_chunk_size(monkeypatch
     agreed = Counter(row[1] for row in rows if row[6] in ("adjudication", "excluded")
                      and (row[2] == "accept") == (row[6] == "adjudication" and row[7] == row[0]))
     assert {r: t.adjudicator_agreed for r, t in whole.reviewers.items() if t.adjudicator_agreed} == dict(agreed)
+
+
+def test_a_kept_state_with_integers_past_64_bits_reads_back_exactly(monkeypatch):
+    """A leniency of a rubric of very many dimensions can be a fraction of integers past 64 bits; the kept
+    state stores and reads it exactly (orjson cannot write such integers and reads them as floats)."""
+    from clinreason.analytics import kept
+
+    monkeypatch.setattr(scan_module, "EXACT_LCM", 0)
+    raw = scan_module.scan_rows(_rows(seed=7, versions=20), dims=DIMS, scale=SCALE)
+    tally = next(iter(raw.reviewers.values()))
+    wide = (3 ** 50, 2 ** 70 + 1)
+    tally.leniency[wide] += 1
+    tally.leniency_units += 1
+    state = kept.KeptState(raw=raw, reviews=kept.Marks(), decisions=kept.Marks())
+    back = kept.decode(kept.encode(state), dims=DIMS, scale=SCALE)
+    assert back.raw.reviewers[tally.id].leniency == tally.leniency
+    assert all(type(p) is int and type(q) is int for p, q in back.raw.reviewers[tally.id].leniency)
+    # an ordinary state is written by orjson and reads back the same
+    del tally.leniency[wide]
+    tally.leniency_units -= 1
+    again = kept.decode(kept.encode(state), dims=DIMS, scale=SCALE)
+    assert again.raw.reviewers == raw.reviewers and again.raw.overall_patterns == raw.overall_patterns

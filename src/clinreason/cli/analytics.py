@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail
+from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, print_json
 
 verbs = typer.Typer()
 
@@ -37,7 +37,7 @@ def agreement(
         conn, project_id=proj["id"], resamples=resamples, seed=DEFAULT_SEED if seed is None else seed,
         min_overlap=min_overlap, scan=scan))
     if json_out:
-        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        print_json(report)
         return
     typer.echo(_agreement_text(report))
 
@@ -63,7 +63,7 @@ def stats(
         result = project_stats(conn, project_id=proj["id"], scan=scan)
     keep_fit(ctx.engine, proj["id"])  # the reliability fit it made, for the next process to start from
     if json_out:
-        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        print_json(result)
         return
     typer.echo(_stats_text(result))
 

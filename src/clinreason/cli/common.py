@@ -14,6 +14,21 @@ ProjectOpt = Annotated[Optional[str], typer.Option("--project", help="Project na
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="Project config file (env CLINREASON_CONFIG; default ./clinreason.toml)")]
 
 
+def print_json(value: object) -> None:
+    """A report as `json.dumps(value, ensure_ascii=False, indent=2)` would print it, encoded by orjson (the
+    stdlib encodes indented JSON in Python: a fifth of a second for the agreement report of a large
+    project). Where orjson cannot encode a value (an integer past 64 bits), the stdlib does."""
+    import json
+
+    import orjson
+
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        text = json.dumps(value, ensure_ascii=False, indent=2)
+    typer.echo(text)
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

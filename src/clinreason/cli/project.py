@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, _settings
+from clinreason.cli.common import ConfigOpt, DbOpt, ProjectOpt, _context, _fail, _settings, print_json
 from clinreason.config import DEFAULT_CONFIG_TOML
 
 verbs = typer.Typer()
@@ -198,7 +198,7 @@ def status(
         proj = store_projects.require_project(conn, name=ctx.project)
         counts = store_readmodels.status_counts(conn, project_id=proj["id"])
     if json_out:
-        typer.echo(json.dumps(counts, ensure_ascii=False, indent=2))
+        print_json(counts)
         return
     typer.echo(f"project '{ctx.project}': {counts['items']} items, {counts['rationales']} rationale versions, "
                f"{counts['reviews']} reviews, {counts['progress']:.1%} decided")
