@@ -111,3 +111,27 @@ def test_a_kept_state_with_integers_past_64_bits_reads_back_exactly(monkeypatch)
     tally.leniency_units -= 1
     again = kept.decode(kept.encode(state), dims=DIMS, scale=SCALE)
     assert again.raw.reviewers == raw.reviewers and again.raw.overall_patterns == raw.overall_patterns
+
+
+def test_the_float_sum_of_seconds_is_the_exact_sum_rounded_once():
+    """`exact_float_sum` (numpy and fsum) against the sum of exact fractions, on values whose float sum
+    added one by one drifts: many repeats of tenths of a second, huge and tiny magnitudes together."""
+    rng = random.Random(11)
+    parts = []
+    for _ in range(30):
+        c = Counter()
+        for _ in range(400):
+            c[round(rng.uniform(0, 900), 1)] += rng.randint(1, 5000)
+        c[1e15 + 0.5] += 3
+        c[1e-9] += 7
+        parts.append(c)
+    exact = float(sum((Fraction(x) * n for c in parts for x, n in c.items()), Fraction(0)))
+    assert scan_module.exact_float_sum(parts) == exact
+    naive = 0.0
+    for c in parts:
+        for x, n in c.items():
+            naive += x * n
+    assert naive != exact  # the data is one where adding floats one by one does drift
+    assert scan_module.exact_float_sum([]) == 0.0
+    huge = [Counter({1e300: 3, 1.0: 1})]  # past the split's range: the exact fractions themselves
+    assert scan_module.exact_float_sum(huge) == float(Fraction(1e300) * 3 + 1)

@@ -146,13 +146,36 @@ def exact_sum(parts: Iterable[tuple[int, int, int]]) -> Fraction:
     return sum((Fraction(v, q) for q, v in by_den.items()), Fraction(0))
 
 
+def exact_float_sum(parts: Iterable[Counter]) -> float:
+    """Σ value·count over Counters of floats, rounded once: what float(exact_sum(...)) of the values' exact
+    ratios gives, in numpy and math.fsum. Each product value·count is split exactly into a float and its
+    rounding error (Dekker's two-product, Veltkamp's split), and fsum adds those exactly and rounds once."""
+    values = np.array([x for c in parts for x in c], dtype=np.float64)
+    if not len(values):
+        return 0.0
+    counts = np.array([n for c in parts for n in c.values()], dtype=np.float64)
+    if not (np.isfinite(values).all() and (np.abs(values) < 1e290).all() and (counts < 2.0 ** 53).all()):
+        return float(exact_sum((*x.as_integer_ratio(), n) for c in parts for x, n in c.items()))
+    product = values * counts
+
+    def split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = 134217729.0 * a  # 2**27 + 1
+        hi = c - (c - a)
+        return hi, a - hi
+
+    vh, vl = split(values)
+    ch, cl = split(counts)
+    error = ((vh * ch - product) + vh * cl + vl * ch) + vl * cl
+    return math.fsum(np.concatenate([product, error]).tolist())
+
+
 def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> ReviewScan:
     """The scan as reports read it: the tallies of the project's users (by id) with their names, roles and
     pseudonyms, the float sums worked out from the exact counts, totals over those users. `raw` is left
     as it is."""
     salt = project_salt(conn, project_id)
     reviewers: dict[int, ReviewerTally] = {}
-    total_reviews, seconds_parts = 0, list[tuple[int, int, int]]()
+    total_reviews, seconds_parts = 0, list[Counter]()
     for user in sorted(accounts.list_users(conn), key=lambda u: u.id):
         t = raw.reviewers.get(user.id)
         if t is None or not t.reviews:
@@ -164,12 +187,12 @@ def with_reviewers(conn: Connection, project_id: int, raw: ReviewScan) -> Review
             leniency_units=t.leniency_units, adjudicated=t.adjudicated, adjudicator_agreed=t.adjudicator_agreed,
             leniency=Counter(t.leniency))
         total_reviews += t.reviews
-        seconds_parts.extend((*x.as_integer_ratio(), n) for x, n in t.seconds.items())
+        seconds_parts.append(t.seconds)
     return ReviewScan(dimensions=raw.dimensions, scale=raw.scale, dim_patterns=raw.dim_patterns,
                       overall_patterns=raw.overall_patterns, verdict_patterns=raw.verdict_patterns,
                       pair_confusion=raw.pair_confusion, histograms=raw.histograms, reviewers=reviewers,
                       ratings=raw.ratings, total_reviews=total_reviews,
-                      total_seconds=float(exact_sum(seconds_parts)),
+                      total_seconds=exact_float_sum(seconds_parts),
                       step_units=raw.step_units, intervals=raw.intervals)
 
 
