@@ -4,7 +4,7 @@ dataset card, each from the kept review scan (analytics/kept.py) after 1,000 new
 call cost before).
 
     python benchmarks/bench_readmodels.py [--items 200000] [--seeded DB] [--keep DB] [--no-before] [--profile]
-                                          [--json]
+                                          [--profile-sort tottime] [--read-through] [--json]
 
 The database is a temporary SQLite file seeded by bench_export's executemany seeder (N items, 1–3 versions
 each, two or three reviews per version: about 2.8 N reviews), its reviews and decisions then spread over a
@@ -13,9 +13,14 @@ year (`spread_stamps`). Then: the four reads from a full scan
 and the pairwise κ intervals); and for each read, 1,000 new reviews (on random
 existing versions, by reviewers who had not reviewed them, stamped now) followed by the read ("after"), so
 each read brings the stored state up to date over at least those 1,000. `agreement` and `stats` run through
-the CLI in-process (they also store the updated state), the dashboard through `charts.dashboard_context`,
-the card through `card.card_numbers`. CPU seconds are printed beside wall seconds (the machine is shared).
-With --profile, cProfile's top functions of each "after" read go to stderr.
+the CLI in-process (they also store the updated state), the dashboard as GET /dashboard makes it (the kept
+state refreshed and stored, `charts.dashboard_context`, the reliability fit kept), the card as an export makes
+it (the state brought up to date in the read snapshot, `card.card_numbers`, the state stored after). CPU seconds are printed beside wall seconds (the machine is shared).
+With --profile, cProfile's top functions of each "after" read go to stderr (--profile-sort tottime: by own time).
+With --read-through, the database file is read through (untimed) before each "after" read, so that its pages are
+in the OS page cache as on a server whose database is in use (figures `readmodels_<read>_cached_file_s`): this
+machine's memory reclaim evicts a file's pages minutes after their last use, and at 1M the reads then wait on the
+disk for about half their time.
 
 Between the kept state and the "after" reads, one `stats --json` fits the reviewer-reliability model on every vote
 and stores it (`evidence_fits`: "first fit"); each "after" read starts with no fit in memory, as a new process
@@ -95,6 +100,22 @@ def add_reviews(path: Path, n: int, rng: random.Random, tag: str) -> None:
     con.close()
 
 
+def read_through(path: Path) -> float:
+    """Read the database file (and its WAL) once, untimed, so that its pages are in the OS page cache, as on
+    a server whose database is in use; seconds it took. (This machine's memory reclaim evicts pages a few
+    minutes after their last use, so a read right after a long seeding mostly waits on the disk.)"""
+    t = time.perf_counter()
+    for name in (path, path.with_name(path.name + "-wal")):
+        if name.exists():
+            with open(name, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+    return time.perf_counter() - t
+
+
+SORT = "cumulative"
+
+
 def timed(fn, profile: bool, label: str, report: Report) -> tuple[float, float]:
     prof = cProfile.Profile() if profile else None
     wall, cpu = time.perf_counter(), time.process_time()
@@ -106,7 +127,7 @@ def timed(fn, profile: bool, label: str, report: Report) -> tuple[float, float]:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if prof:
         text = io.StringIO()
-        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(18)
+        pstats.Stats(prof, stream=text).sort_stats(SORT).print_stats(18 if SORT == "cumulative" else 30)
         print(f"--- cProfile: {label}\n{text.getvalue()}", file=sys.stderr)
     report.note(f"  {label:<34} wall {wall:7.3f} s   cpu {cpu:7.3f} s")
     return wall, cpu
@@ -119,14 +140,22 @@ def main() -> None:
     parser.add_argument("--seeded", type=Path, help="an already seeded database (copied first: it is changed)")
     parser.add_argument("--keep", type=Path, help="keep the seeded database at this path (before any change)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--read-through", action="store_true",
+                        help="read the database file through (untimed) before each read: its pages in the OS cache")
+    parser.add_argument("--profile-sort", default="cumulative", help="cProfile's order: cumulative or tottime")
     parser.add_argument("--no-before", action="store_true", help="skip the full-scan reads (minutes at 1M)")
     args = parser.parse_args()
+    global SORT
+    SORT = args.profile_sort
 
     from typer.testing import CliRunner
 
     from clinreason.analytics.charts import dashboard_context
+    from clinreason.analytics.kept import refresh
+    from clinreason.analytics.reliability import keep_fit
     from clinreason.cli import app
     from clinreason.stages.export.card import card_numbers
+    from clinreason.stages.export.stage import review_scan, store_review_scan
     from clinreason.store import db as dbm
     from clinreason.store import projects as store_projects
     from clinreason.store import scanstate
@@ -166,13 +195,17 @@ def main() -> None:
         out = runner.invoke(app, ["stats", "--json", "--db", url])
         assert out.exit_code == 0, out.output
 
-    def dashboard() -> None:
+    def dashboard() -> None:  # as GET /dashboard serves it: the kept scan refreshed and stored, then the numbers
+        scan = refresh(engine, project_id=pid)
         with dbm.reading(engine) as conn:
-            dashboard_context(conn, pid)
+            dashboard_context(conn, pid, scan=scan)
+        keep_fit(engine, pid)
 
-    def card() -> None:
+    def card() -> None:  # as an export makes it: the kept scan brought up to date in the snapshot, stored after
         with dbm.read_snapshot(engine) as conn:
-            card_numbers(conn, project=project, rubric_body=rubric)
+            update = review_scan(conn, project_id=pid, rubric_body=rubric)
+            card_numbers(conn, project=project, rubric_body=rubric, scan=update.scan)
+        store_review_scan(engine, project_id=pid, update=update)
 
     def no_state() -> None:
         with engine.begin() as conn:
@@ -199,11 +232,14 @@ def main() -> None:
     rng = random.Random(16)
     report.note("after (the kept state brought up to date over 1,000 new reviews; each read in a new process, "
                 "starting from the stored reliability fit)")
+    suffix = "_cached_file" if args.read_through else ""
     for i, (name, fn) in enumerate(reads):
         add_reviews(path, 1000, rng, f"b{i}")
         reliability._EVIDENCE_CACHE.clear()  # what this process fitted is not there for the next
+        if args.read_through:
+            report.note(f"  (the database file read through first, untimed: {read_through(path):.1f} s)")
         wall, cpu = timed(fn, args.profile, name + " (kept state)", report)
-        report.figure(f"readmodels_{name}_s", value=wall, limit=LIMIT_S, higher_is_better=False, unit="s")
+        report.figure(f"readmodels_{name}{suffix}_s", value=wall, limit=LIMIT_S, higher_is_better=False, unit="s")
         if name in before:
             report.note(f"    before {before[name][0]:.3f} s wall / {before[name][1]:.3f} s cpu; "
                         f"after {wall:.3f} / {cpu:.3f}; speed-up x{before[name][0] / wall:.1f}")
