@@ -378,11 +378,12 @@ class _Counts:
         named = verdict != NO_VERDICT
         _first_seen_counts(np.bincount(unit[named] * len(VERDICTS) + verdict[named],
                                        minlength=units * len(VERDICTS)).reshape(units, len(VERDICTS)), self.verdicts)
-        self._reviewers(cols, unit, verdict, grid, scored, units)
-        self._pairs(unit, np.asarray(cols.reviewer, dtype=np.int64), cell)
+        starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])  # each version's first row (rows adjacent)
+        self._reviewers(cols, unit, starts, verdict, grid, scored)
+        self._pairs(unit, starts, np.asarray(cols.reviewer, dtype=np.int64), cell)
 
-    def _reviewers(self, cols: _Columns, unit: np.ndarray, verdict: np.ndarray, grid: np.ndarray,
-                   scored: np.ndarray, units: int) -> None:
+    def _reviewers(self, cols: _Columns, unit: np.ndarray, starts: np.ndarray, verdict: np.ndarray,
+                   grid: np.ndarray, scored: np.ndarray) -> None:
         reviewer = np.asarray(cols.reviewer, dtype=np.int64)
         ids, slot = np.unique(reviewer, return_inverse=True)
         tallies = [self.tally(r) for r in ids.tolist()]
@@ -394,7 +395,7 @@ class _Counts:
         agreed = np.bincount(slot[judged & ((verdict == 0) == (adjudication == 1))], minlength=len(ids))
         seconds = np.asarray(cols.seconds, dtype=np.float64)
         timed = ~np.isnan(seconds)
-        num, den, lenient = _leniency_columns(unit, grid, scored, units)
+        num, den, lenient = _leniency_columns(unit, starts, grid, scored)
         for i, t in enumerate(tallies):
             t.reviews += int(reviews[i])
             t.accepts += int(accepts[i])
@@ -409,10 +410,9 @@ class _Counts:
                 t.leniency[(p, q)] += n
                 t.leniency_units += n
 
-    def _pairs(self, unit: np.ndarray, reviewer: np.ndarray, cell: np.ndarray) -> None:
+    def _pairs(self, unit: np.ndarray, starts: np.ndarray, reviewer: np.ndarray, cell: np.ndarray) -> None:
         """Every pair of reviews of one version (in row order: a before b) as (reviewer a, reviewer b, score
         row of a, score row of b)."""
-        starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
         sizes = np.diff(np.r_[starts, len(unit)])
         for n in np.unique(sizes).tolist():
             if n < 2:
@@ -430,8 +430,8 @@ class _Counts:
                        cell_table=_cell_table(cell_ids, len(dims)))
 
 
-def _leniency_columns(unit: np.ndarray, grid: np.ndarray, scored: np.ndarray,
-                      units: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _leniency_columns(unit: np.ndarray, starts: np.ndarray, grid: np.ndarray,
+                      scored: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's leniency (`_leniencies`, the same fractions in lowest terms) as numerator and denominator
     columns, with the mask of the rows that have one. L is the lcm of every count of scores in the chunk: a
     common multiple of each version's counts, so the reduced fractions are `_leniencies`' own."""
@@ -439,10 +439,10 @@ def _leniency_columns(unit: np.ndarray, grid: np.ndarray, scored: np.ndarray,
     total = np.where(scored, grid, 0).sum(axis=1)
     lcm = math.lcm(*{int(c) for c in np.unique(given).tolist() if c}) if given.any() else 1
     if lcm > EXACT_LCM:  # a rubric of very many dimensions: integers past int64 are possible, count in Python
-        return _leniency_columns_exact(unit, grid)
+        return _leniency_columns_exact(starts, grid)
     a = np.where(given > 0, total * lcm // np.maximum(given, 1), 0)
-    peers = np.bincount(unit[given > 0], minlength=units)[unit] - 1  # the version's other scoring reviews
-    a_sum = np.add.reduceat(a, np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]))  # a version's rows are adjacent
+    peers = np.add.reduceat((given > 0).astype(np.int64), starts)[unit] - 1  # the version's other scoring reviews
+    a_sum = np.add.reduceat(a, starts)
     lenient = (given > 0) & (peers >= 1)
     num = peers * a - (a_sum[unit] - a)
     den = np.where(lenient, peers * lcm, 1)
@@ -450,12 +450,12 @@ def _leniency_columns(unit: np.ndarray, grid: np.ndarray, scored: np.ndarray,
     return num // g, den // g, lenient
 
 
-def _leniency_columns_exact(unit: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    num = np.zeros(len(unit), dtype=object)
-    den = np.ones(len(unit), dtype=object)
-    lenient = np.zeros(len(unit), dtype=bool)
-    starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]).tolist() + [len(unit)]
-    for lo, hi in zip(starts, starts[1:]):
+def _leniency_columns_exact(starts: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    num = np.zeros(len(grid), dtype=object)
+    den = np.ones(len(grid), dtype=object)
+    lenient = np.zeros(len(grid), dtype=bool)
+    bounds = starts.tolist() + [len(grid)]
+    for lo, hi in zip(bounds, bounds[1:]):
         rows = [tuple(None if c < 0 else c for c in row) for row in grid[lo:hi].tolist()]
         for r, frac in enumerate(_leniencies(rows)):
             if frac is not None:
