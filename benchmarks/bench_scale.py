@@ -518,10 +518,11 @@ def main() -> int:
                 report.note(f"errors: {res['errors'][:5]}")
         if "closed" in phases:
             restart_server_profiles(server, profile_dir)
-            cpu0 = server_cpu_seconds(server.pid)
+            cpu0, client0 = server_cpu_seconds(server.pid), time.process_time()
             res = run_reviewers(base, seeded["tokens"], reviews=args.closed_reviews, edit_share=0.03)
-            report.note(f"server CPU per next+submit pair: "
-                        f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res.review_ids)) * 1000:.1f} ms")
+            report.note(f"CPU per next+submit pair: server "
+                        f"{(server_cpu_seconds(server.pid) - cpu0) / max(1, len(res.review_ids)) * 1000:.1f} ms, "
+                        f"client {(time.process_time() - client0) / max(1, len(res.review_ids)) * 1000:.1f} ms")
             kept = keep_server_profiles(server, profile_dir, "closed")
             if kept:
                 report.note(f"server profile of the closed loop: python benchmarks/profiled_server.py {kept}")

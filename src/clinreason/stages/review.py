@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from clinreason.domain.checks import FingerprintIndex
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
@@ -303,9 +304,12 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any] | Rubri
 
 
 def submit_review(conn: Connection, *, project_id: int, assignment_id: str, reviewer: Reviewer, body: dict[str, Any],
-                  rubric_body: dict[str, Any] | Rubric, overlap: int = 2, now: datetime | None = None) -> dict[str, Any]:
+                  rubric_body: dict[str, Any] | Rubric, overlap: int = 2, now: datetime | None = None,
+                  fingerprints: FingerprintIndex | None = None) -> dict[str, Any]:
     """Store one immutable review (and, for `edit`, the expert's new version), then apply consensus, in
-    the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}."""
+    the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}.
+    `fingerprints`: the project's latest fingerprints read before the transaction, for the edit's screening
+    (`screen.screen_edited_version`); read in the transaction when not given."""
     now = now or store_now()
     locked = review_store.lock_assignment_with_draft(conn, assignment_id=assignment_id)
     _check_owner(locked[0] if locked else None, project_id=project_id, assignment_id=assignment_id,
@@ -335,7 +339,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     edited: RationaleVersion | None = None
     if clean["verdict"] == Verdict.EDIT and not probe:
         edited = _store_edit(conn, item=item, reviewed=reviewed, reviewer=reviewer, review=review,
-                             text=clean["edited_text"])
+                             text=clean["edited_text"], fingerprints=fingerprints)
 
     if probe:
         calibration.record_result(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
@@ -388,12 +392,12 @@ def _store_review(conn: Connection, *, project_id: int, lease: Assignment, revie
 
 
 def _store_edit(conn: Connection, *, item: Item, reviewed: RationaleVersion, reviewer: Reviewer, review: Review,
-                text: str) -> RationaleVersion:
+                text: str, fingerprints: FingerprintIndex | None = None) -> RationaleVersion:
     """The expert's text becomes the next version, which goes back to review."""
     edited = rationale_store.add_version(conn, NewVersion(item=item, origin=Origin.EDITED, author=reviewer.actor,
                                                           text=text, parent_version=reviewed.version,
                                                           fallback_final=reviewed.final_answer))
-    screen.screen_edited_version(conn, item=item, version=edited)
+    screen.screen_edited_version(conn, item=item, version=edited, index=fingerprints)
     item_store.transition_item(conn, item_id=item.id, expected=REVIEWABLE_STATE, target=REVIEWABLE_STATE,
                                actor=reviewer.actor, detail={"review_id": review.id, "edited_version": reviewed.version,
                                                              "new_version": edited.version})

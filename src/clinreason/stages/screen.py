@@ -102,8 +102,9 @@ def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease:
             for item in claimed]
 
 
-def _fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
-    """Latest fingerprint per item (one query; a project of 31k items is a few MB)."""
+def fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
+    """Latest fingerprint per item (one query; a project of 31k items is a few MB, 1M items about 1 s to read:
+    a web edit reads it before it takes the write turn, see `screen_edited_version`)."""
     index = FingerprintIndex()
     for item_id, fp in rationales.latest_fingerprints(conn, project_id=project_id).items():
         index.add(item_id, fp)
@@ -157,15 +158,22 @@ def _route(conn: Connection, *, draft: _Draft, results: list[CheckResult], pc: P
     report.to_review += 1
 
 
-def screen_edited_version(conn: Connection, *, item: Item, version: RationaleVersion) -> list[CheckResult]:
+def screen_edited_version(conn: Connection, *, item: Item, version: RationaleVersion,
+                          index: FingerprintIndex | None = None) -> list[CheckResult]:
     """An expert's edit is screened like any other version, in the review's transaction: every automatic
     check runs and is stored, none blocking — the results are hints for the next reviewer, never a
-    block on an expert's text (the version goes straight back to review)."""
+    block on an expert's text (the version goes straight back to review).
+
+    `index`: the project's latest fingerprints, read by the caller before the transaction (the web app does,
+    so that reading every item's fingerprint is not done while holding SQLite's one write turn). A version
+    of another item committed in between is then missing from this one near-duplicate hint; without `index`
+    it is read here, in the transaction."""
     project = projects.get_project_by_id(conn, project_id=item.project_id)
     assert project is not None
     pc = project_config(conn, project)
     bounds = ScreenBounds(pc.screen.min_steps, pc.screen.max_steps, pc.screen.min_chars, pc.screen.max_chars)
-    index = _fingerprint_index(conn, item.project_id)
+    if index is None:
+        index = fingerprint_index(conn, item.project_id)
     marked = reviews.marked_parent_steps(conn, versions=[version]).get(version.id, [])
     results = run_checks(item=item, rationale=version, mode=pc.generate.mode, bounds=bounds, index=index,
                          compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits,
@@ -185,7 +193,7 @@ async def run_screening(engine: Engine, *, project: dict[str, Any], pc: ProjectC
     with db.transaction(engine) as conn:  # a killed screening run's batch is taken over now, not when its lease ends
         work.expire_dead_local_claims(conn, project_id=project["id"])
     with engine.connect() as conn:
-        index = _fingerprint_index(conn, project["id"])
+        index = fingerprint_index(conn, project["id"])
         rubric_body = latest_rubric(conn, project_id=project["id"])
     gate = privacy.policy_for(pc, judge=True)
     while limit is None or report.screened < limit:
