@@ -103,8 +103,8 @@ def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease:
 
 
 def fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
-    """Latest fingerprint per item (one query; a project of 31k items is a few MB, 1M items about 1 s to read:
-    a web edit reads it before it takes the write turn, see `screen_edited_version`)."""
+    """Latest fingerprint per item (one query over every version of the project, growing with it: a web edit
+    reads it before it takes the write turn, see `screen_edited_version`)."""
     index = FingerprintIndex()
     for item_id, fp in rationales.latest_fingerprints(conn, project_id=project_id).items():
         index.add(item_id, fp)

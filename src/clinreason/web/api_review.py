@@ -121,8 +121,9 @@ def submit(conn: Connection, principal: Principal, assignment_id: str, body: dic
 
 def edit_fingerprints(engine: Engine, principal: Principal, body: dict[str, Any]) -> FingerprintIndex | None:
     """For an edit, the project's latest fingerprints (its near-duplicate screening), read before the write
-    turn: at 40k versions reading them took about 70 ms, and inside the transaction every other writer of
-    both server processes waited on it (a million versions: seconds)."""
+    turn: it reads every version of the project, and inside the transaction every other writer of both
+    server processes waited on it (py-spy, closed loop at 40k versions: 8.6% of the server's samples for
+    3% of the reviews)."""
     if body.get("verdict") != "edit":
         return None
     with store_db.reading(engine) as conn:
