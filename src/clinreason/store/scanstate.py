@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, inspect, select, update
+from sqlalchemy import Connection, Text, cast, func, inspect, select, update
 
 from clinreason.store.common import aware, dialect_insert, now
 from clinreason.store.tables import decisions, items, reviews, scan_states
@@ -75,6 +75,13 @@ def save(conn: Connection, *, project_id: int, rubric_key: str, format: int, bod
 
 def discard(conn: Connection, *, project_id: int) -> None:
     conn.execute(scan_states.delete().where(scan_states.c.project_id == project_id))
+
+
+def has_reviews(conn: Connection, *, project_id: int, at_least: int) -> bool:
+    """Whether the project has at least `at_least` reviews (counted no further than that)."""
+    some = (select(reviews.c.id).select_from(reviews.join(items, items.c.id == reviews.c.item_id))
+            .where(items.c.project_id == project_id).limit(at_least).subquery())
+    return int(conn.execute(select(func.count()).select_from(some)).scalar_one()) >= at_least
 
 
 def reviews_since(conn: Connection, *, project_id: int, after: datetime | None) -> list[Arrival]:

@@ -75,13 +75,15 @@ def model_prompts(conn: Connection, project_id: int) -> list[dict[str, Any]]:
 
 
 def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict[str, Any],
-                 scan: ReviewScan | None = None) -> dict[str, Any]:
+                 scan: ReviewScan | None = None, agreement: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the card quotes, from one scan of the reviews (the kept state brought up to date on `conn`,
-    unless the caller already has it: `scan`)."""
+    unless the caller already has it: `scan`; and the agreement report of that scan, where the caller worked
+    it out: `agreement`)."""
     if scan is None:
         scan = current_scan(conn, project_id=project["id"], rubric_body=rubric_body)
     return {
-        "agreement": agreement_report(conn, project_id=project["id"], scan=scan),
+        "agreement": agreement if agreement is not None else agreement_report(conn, project_id=project["id"],
+                                                                            scan=scan),
         "status": store_readmodels.status_counts(conn, project_id=project["id"]),
         "stats": process_stats(conn, project_id=project["id"], expert_seconds=scan.total_seconds),
         "reviewers": reviewer_table(scan),

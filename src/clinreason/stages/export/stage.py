@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from clinreason.analytics import kept
+from clinreason.analytics import kept, kept_child
 from clinreason.analytics.scan import rubric_dimensions
 from clinreason.stages.export.card import card_numbers, write_card
 from clinreason.stages.export.common import (
@@ -264,27 +264,39 @@ def _export(engine: Engine, *, project: str, targets: list[tuple[str, Path]], op
         proj = store_projects.require_project(conn, name=project)
         rubric_body = store_projects.latest_rubric(conn, project_id=proj["id"])
         dims, _ = rubric_dimensions(rubric_body)
-        splitter = None
-        for (_, history), group in groups.items():
-            reader = Reader(conn, proj, dims, replace(opts, fmt=group[0][0]), licenses)
-            if opts.splits and splitter is None:
-                splitter = Splitter(opts.splits)
-                for light in reader.rows(light=True):
-                    splitter.add(light["stratum"], light["id"])
-                splitter.freeze()
-            _write_pass(reader, group, summaries, names=names, splitter=splitter, dims=dims, opts=opts,
-                        rubric_body=rubric_body, project=proj["name"], history=history)
-        for summary in summaries.values():
-            summary.rows = {name: summary.rows.get(name, 0) for name in names}
-            summary.records = {name: summary.records.get(name, 0) for name in names}
-        if card:
-            scan = review_scan(conn, project_id=proj["id"], rubric_body=rubric_body)
-            numbers = card_numbers(conn, project=proj, rubric_body=rubric_body, scan=scan.scan)
-            for fmt, folder in targets:
-                summary = summaries[fmt]
-                write_card(conn, project=proj, rubric_body=rubric_body, out=folder, summary=summary,
-                           licenses=licenses, numbers=numbers)
-                summary.files.append("README.md")
+        # a full scan of many reviews for the card: added up by a child process, on the other core, while the
+        # rows are written here (kept_child: the same numbers, or None and they are added up here after all)
+        pending = kept_child.start(engine, project_id=proj["id"], rubric_body=rubric_body) if card and \
+            kept_child.worth_a_child(conn, project_id=proj["id"], rubric_body=rubric_body) else None
+        try:
+            splitter = None
+            for (_, history), group in groups.items():
+                reader = Reader(conn, proj, dims, replace(opts, fmt=group[0][0]), licenses)
+                if opts.splits and splitter is None:
+                    splitter = Splitter(opts.splits)
+                    for light in reader.rows(light=True):
+                        splitter.add(light["stratum"], light["id"])
+                    splitter.freeze()
+                _write_pass(reader, group, summaries, names=names, splitter=splitter, dims=dims, opts=opts,
+                            rubric_body=rubric_body, project=proj["name"], history=history)
+            for summary in summaries.values():
+                summary.rows = {name: summary.rows.get(name, 0) for name in names}
+                summary.records = {name: summary.records.get(name, 0) for name in names}
+            if card:
+                beside = None if pending is None else pending.finish(conn, project_id=proj["id"],
+                                                                     rubric_body=rubric_body)
+                scan = review_scan(conn, project_id=proj["id"], rubric_body=rubric_body) if beside is None \
+                    else beside.update
+                numbers = card_numbers(conn, project=proj, rubric_body=rubric_body, scan=scan.scan,
+                                       agreement=None if beside is None else beside.report)
+                for fmt, folder in targets:
+                    summary = summaries[fmt]
+                    write_card(conn, project=proj, rubric_body=rubric_body, out=folder, summary=summary,
+                               licenses=licenses, numbers=numbers)
+                    summary.files.append("README.md")
+        finally:
+            if pending is not None:
+                pending.close()
     if scan is not None:
         store_review_scan(engine, project_id=proj["id"], update=scan)
     seconds = time.perf_counter() - started
