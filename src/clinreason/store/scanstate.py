@@ -107,8 +107,12 @@ def _since(conn: Connection, project_id: int, table: Any, key: Any, after: datet
     wanted = sorted({r[3] for r in found})
     mine: set[str] = set()
     for lo in range(0, len(wanted), ID_CHUNK):
-        mine.update(conn.execute(select(items.c.id).where(items.c.id.in_(wanted[lo:lo + ID_CHUNK]),
-                                                          items.c.project_id == project_id)).scalars())
+        # by the primary key alone, the project compared here: with `AND project_id = ?` in the query SQLite's
+        # planner takes an index led by project_id and walks every item of the project for each chunk (0.4 s
+        # per read at 200k items, seconds at 1M)
+        mine.update(i for i, p in conn.execute(select(items.c.id, items.c.project_id)
+                                               .where(items.c.id.in_(wanted[lo:lo + ID_CHUNK])))
+                    if p == project_id)
     return [Arrival(id=r[0], key=r[1], created_at=_aware(r[2])) for r in found if r[3] in mine]
 
 
