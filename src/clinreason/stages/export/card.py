@@ -81,11 +81,12 @@ def card_numbers(conn: Connection, *, project: dict[str, Any], rubric_body: dict
     it out: `agreement`)."""
     if scan is None:
         scan = current_scan(conn, project_id=project["id"], rubric_body=rubric_body)
+    status = store_readmodels.status_counts(conn, project_id=project["id"])
     return {
         "agreement": agreement if agreement is not None else agreement_report(conn, project_id=project["id"],
                                                                             scan=scan),
-        "status": store_readmodels.status_counts(conn, project_id=project["id"]),
-        "stats": process_stats(conn, project_id=project["id"], expert_seconds=scan.total_seconds),
+        "status": status,
+        "stats": process_stats(conn, project_id=project["id"], expert_seconds=scan.total_seconds, status=status),
         "reviewers": reviewer_table(scan),
         "models": model_prompts(conn, project["id"]),
     }
