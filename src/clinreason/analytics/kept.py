@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 import orjson
@@ -336,15 +336,23 @@ def build(conn: Connection, *, project_id: int, dims: list[str], scale: list[int
     return KeptState(raw=raw, reviews=reviews, decisions=decisions)
 
 
-def advance(conn: Connection, *, project_id: int, state: KeptState) -> bool:
-    """Bring `state` up to date in place with the reviews and decisions that arrived since its watermarks;
-    False when nothing had arrived and the marks are as stored (nothing worth writing)."""
+def since_marks(conn: Connection, *, project_id: int,
+                state: KeptState) -> tuple[list[scanstate.Arrival], list[scanstate.Arrival]]:
+    """The reviews and the decisions created after the state's watermarks, counted by it or not."""
+    return (scanstate.reviews_since(conn, project_id=project_id, after=state.reviews.since()),
+            scanstate.decisions_since(conn, project_id=project_id, after=state.decisions.since()))
+
+
+def advance(conn: Connection, *, project_id: int, state: KeptState,
+            since: tuple[list[scanstate.Arrival], list[scanstate.Arrival]] | None = None) -> bool:
+    """Bring `state` up to date in place with the reviews and decisions that arrived since its watermarks
+    (`since`: what `since_marks` read on `conn`, where the caller has it); False when nothing had arrived and
+    the marks are as stored (nothing worth writing)."""
     now = read_clock(conn)
-    new_reviews = [a for a in scanstate.reviews_since(conn, project_id=project_id, after=state.reviews.since())
-                   if a.id not in state.reviews.recent]
-    new_decisions = [a for a in scanstate.decisions_since(conn, project_id=project_id,
-                                                          after=state.decisions.since())
-                     if a.id not in state.decisions.recent]
+    found_reviews, found_decisions = since_marks(conn, project_id=project_id, state=state) if since is None \
+        else since
+    new_reviews = [a for a in found_reviews if a.id not in state.reviews.recent]
+    new_decisions = [a for a in found_decisions if a.id not in state.decisions.recent]
     if not new_reviews and not new_decisions:
         reviews, decisions = state.reviews.advanced([], now=now), state.decisions.advanced([], now=now)
         # ids that aged out of the window: storing the narrower marks spares the next reads fetching them
@@ -370,6 +378,11 @@ def advance(conn: Connection, *, project_id: int, state: KeptState) -> bool:
     return True
 
 
+def usable(stored: scanstate.StoredState | None, key: str) -> TypeGuard[scanstate.StoredState]:
+    """Whether a stored state can be brought up to date (else it is rebuilt): of this format and rubric."""
+    return stored is not None and stored.format == FORMAT and stored.rubric_key == key
+
+
 def bring_up_to_date(conn: Connection, *, project_id: int, rubric_body: dict[str, Any] | None = None,
                      rebuild: bool = False) -> Update:
     """The stored state brought up to date on `conn` (or rebuilt), in memory; nothing is written."""
@@ -381,7 +394,7 @@ def bring_up_to_date(conn: Connection, *, project_id: int, rubric_body: dict[str
     base = None if stored is None else stored.revision
     state: KeptState | None = None
     changed = rebuilt = False
-    if stored is not None and stored.format == FORMAT and stored.rubric_key == key:
+    if usable(stored, key):
         try:
             state = decode(stored.body, dims=dims, scale=scale)
             changed = advance(conn, project_id=project_id, state=state)

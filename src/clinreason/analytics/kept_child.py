@@ -41,10 +41,9 @@ def worth_a_child(conn: Connection, *, project_id: int, rubric_body: dict[str, A
     """Whether the scan is worth a child: no usable kept state is stored (so it is a full scan) and the project
     has at least `min_reviews` reviews (`MIN_REVIEWS` by default; counted no further than that)."""
     wanted = MIN_REVIEWS if min_reviews is None else min_reviews
-    if scanstate.available(conn):
-        stored = scanstate.load(conn, project_id=project_id)
-        if stored is not None and stored.format == kept.FORMAT and stored.rubric_key == kept.rubric_key(rubric_body):
-            return False
+    if scanstate.available(conn) and kept.usable(scanstate.load(conn, project_id=project_id),
+                                                 kept.rubric_key(rubric_body)):
+        return False
     return scanstate.has_reviews(conn, project_id=project_id, at_least=wanted)
 
 
@@ -80,10 +79,11 @@ class Pending:
             state = kept.decode(data["state"], dims=dims, scale=scale)
         except (ValueError, KeyError, TypeError):  # CorruptState is a ValueError
             return None
-        arrived = _arrivals_if_seen(conn, project_id=project_id, state=state)
+        since = kept.since_marks(conn, project_id=project_id, state=state)
+        arrived = _arrived_if_seen(state, since)
         if arrived is None:
             return None
-        moved = kept.advance(conn, project_id=project_id, state=state) if arrived else False
+        moved = kept.advance(conn, project_id=project_id, state=state, since=since) if arrived else False
         update = kept.Update(scan=with_reviewers(conn, project_id, state.raw), state=state,
                              base_revision=data["base_revision"], changed=bool(data["worth_saving"]) or moved,
                              rebuilt=bool(data["rebuilt"]), rubric_key=key, storable=bool(data["storable"]))
@@ -95,13 +95,15 @@ class Pending:
             self.proc.wait()
 
 
-def _arrivals_if_seen(conn: Connection, *, project_id: int, state: kept.KeptState) -> bool | None:
-    """None if the state counted a row `conn` does not see (the child's snapshot was the later one); else
-    whether `conn` sees rows the state has not counted."""
+def _arrived_if_seen(state: kept.KeptState,
+                     since: tuple[list[scanstate.Arrival], list[scanstate.Arrival]]) -> bool | None:
+    """None if the state counted a row the caller's snapshot does not have among `since` (what it sees after
+    the watermarks: the child's snapshot was the later one); else whether it sees rows the state has not
+    counted."""
     arrived = False
-    for marks, since in ((state.reviews, scanstate.reviews_since), (state.decisions, scanstate.decisions_since)):
-        seen = {a.id: a.created_at for a in since(conn, project_id=project_id, after=marks.since())}
-        if not marks.recent.keys() <= seen.keys():
+    for marks, found in zip((state.reviews, state.decisions), since):
+        seen = {a.id for a in found}
+        if not marks.recent.keys() <= seen:
             return None
         arrived = arrived or len(seen) > len(marks.recent)
     return arrived
