@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import threading
 from collections import deque
@@ -12,6 +13,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own lock serialises the processes
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -200,13 +206,23 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
 
 class FairLock:
     """A re-entrant lock handed to waiters in arrival order (threading.RLock lets a busy thread barge in
-    again and again, which starves others: multi-second tails under load)."""
+    again and again, which starves others: multi-second tails under load).
 
-    def __init__(self) -> None:
+    With `path`, the turn also spans processes: its owner holds an exclusive flock on that file from its
+    first entry to its last exit. Another process's writer then blocks in the kernel and is woken the
+    moment the turn is released, where BEGIN IMMEDIATE alone would leave it sleeping in SQLite's busy
+    handler (1, 2, 5 … 100 ms naps) while the file lock lies free. The flock is released at every last
+    exit, even with waiters here, so a busy process cannot keep the turn from the others. Where the file
+    cannot be opened (a read-only folder) or there is no flock (Windows), SQLite's own lock is the only
+    one, as before."""
+
+    def __init__(self, path: str | None = None) -> None:
         self._guard = threading.Lock()
         self._waiters: deque[tuple[int, threading.Event]] = deque()
         self._owner: int | None = None
         self._depth = 0
+        self._path = path if fcntl is not None else None
+        self._fd: int | None = None
 
     def __enter__(self) -> None:
         me = threading.get_ident()
@@ -216,16 +232,25 @@ class FairLock:
                 return
             if self._owner is None:
                 self._owner, self._depth = me, 1
-                return
-            ready = threading.Event()
-            self._waiters.append((me, ready))
-        ready.wait()  # __exit__ made us the owner before setting the event
+                ready = None
+            else:
+                ready = threading.Event()
+                self._waiters.append((me, ready))
+        if ready is not None:
+            ready.wait()  # __exit__ made us the owner before setting the event
+        try:
+            self._take_file()
+        except BaseException:
+            self._depth = 1
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         with self._guard:
             self._depth -= 1
             if self._depth:
                 return
+            self._drop_file()
             if self._waiters:
                 self._owner, ready = self._waiters.popleft()
                 self._depth = 1
@@ -233,23 +258,50 @@ class FairLock:
             else:
                 self._owner = None
 
+    def _take_file(self) -> None:
+        if self._path is None:
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                log.info("no cross-process write turn for %s (%s): SQLite's lock alone serialises writers",
+                         self._path, exc)
+                self._path = None
+                return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL
+
+    def _drop_file(self) -> None:
+        if self._fd is not None and self._path is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
 
 _COORDINATORS: dict[str, FairLock] = {}
 _COORDINATORS_GUARD = threading.Lock()
 
 
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file's resolved path, or None for an in-memory or URI-named database."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:") or engine.url.query.get("uri"):
+        return None
+    return os.path.realpath(database)
+
+
 def write_coordinator(engine: Engine) -> AbstractContextManager[Any]:
-    """The one write turn of this process for this database. SQLite allows one writer per file and every
-    transaction here begins IMMEDIATE, so this process's writers (web requests, the in-process worker,
-    screening, import) queue on one fair lock instead of sleeping in SQLite's busy handler. Engines on
+    """The one write turn for this database. SQLite allows one writer per file and every transaction here
+    begins IMMEDIATE, so this process's writers (web requests, the in-process worker, screening, import)
+    queue on one fair lock, and the processes on one file (`serve --workers N`, a worker beside the web
+    app) on one flock beside it (`<file>-turn`), instead of sleeping in SQLite's busy handler. Engines on
     the same file share it. On PostgreSQL there is nothing to coordinate: a no-op."""
     if not is_sqlite(engine):
         return nullcontext()
-    key = engine.url.render_as_string(hide_password=False)
+    path = _sqlite_file(engine)
+    key = path or engine.url.render_as_string(hide_password=False)
     with _COORDINATORS_GUARD:
         lock = _COORDINATORS.get(key)
         if lock is None:
-            lock = _COORDINATORS[key] = FairLock()
+            lock = _COORDINATORS[key] = FairLock(path + "-turn" if path else None)
     return lock
 
 
