@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from clinreason.domain.items import detect_language
 from clinreason.domain.records import Item, RationaleVersion
@@ -137,6 +138,17 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
 
 
+#: the 16-bit blocks a fingerprint is split into for look-ups: two fingerprints within 3 bits share one
+FINGERPRINT_BLOCKS = 4
+
+
+def fingerprint_blocks(fp: int) -> list[int]:
+    """The four 16-bit blocks of a fingerprint, lowest first (of its unsigned 64-bit form: the same values
+    as `(fp >> 16*i) & 65535` on the signed integer, in Python and in SQL)."""
+    u = fp & ((1 << 64) - 1)
+    return [(u >> (16 * i)) & 0xFFFF for i in range(FINGERPRINT_BLOCKS)]
+
+
 class FingerprintIndex:
     """Latest rationale fingerprint per item, indexed for near-duplicate look-ups. Two fingerprints within
     3 bits agree exactly on at least one of their four 16-bit blocks (pigeonhole), so only items sharing a
@@ -146,10 +158,7 @@ class FingerprintIndex:
         self.by_item: dict[str, int] = {}
         self._blocks: list[dict[int, set[str]]] = [{} for _ in range(4)]
 
-    @staticmethod
-    def _split(fp: int) -> list[int]:
-        u = fp & ((1 << 64) - 1)
-        return [(u >> (16 * i)) & 0xFFFF for i in range(4)]
+    _split = staticmethod(fingerprint_blocks)
 
     def add(self, item_id: str, fp: int) -> None:
         old = self.by_item.get(item_id)
@@ -176,7 +185,14 @@ class FingerprintIndex:
         return best_item, best
 
 
-def check_near_duplicate(fingerprint: int, index: FingerprintIndex, *, item_id: str | None = None,
+class Neighbours(Protocol):
+    """Where a near-duplicate check looks: a `FingerprintIndex` in memory, or the store's indexed look-up
+    (`store.rationales.StoredNeighbours`)."""
+
+    def nearest(self, fp: int, *, exclude: str | None, max_distance: int) -> tuple[str | None, int]: ...
+
+
+def check_near_duplicate(fingerprint: int, index: Neighbours, *, item_id: str | None = None,
                          max_distance: int = 3) -> CheckResult:
     other, distance = index.nearest(fingerprint, exclude=item_id, max_distance=max_distance)
     if other is not None and distance <= max_distance:
@@ -235,7 +251,7 @@ def check_marked_steps_revised(marked: list[tuple[int, str]], steps: list[str], 
 
 
 def run_checks(*, item: Item, rationale: RationaleVersion, mode: str, bounds: ScreenBounds,
-               index: FingerprintIndex, compare_reference: bool, max_distance: int = 3,
+               index: Neighbours, compare_reference: bool, max_distance: int = 3,
                marked_steps: list[tuple[int, str]] | None = None) -> list[CheckResult]:
     """Every automatic check of one version. `marked_steps`: the parent version's steps reviewers marked
     `error` (number, text); when given, `marked_steps_revised` checks they were rewritten."""

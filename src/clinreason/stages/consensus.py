@@ -42,7 +42,7 @@ from clinreason.domain.consensus import (
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.records import Item, RationaleVersion
 from clinreason.domain.rubric import Rubric
-from clinreason.stages.settings import review_policy, review_settings
+from clinreason.stages.settings import ReviewSettings, review_policy, review_settings
 from clinreason.store import decisions as decision_store
 from clinreason.store import items as item_store
 from clinreason.store import rationales as rationale_store
@@ -111,11 +111,12 @@ _HELD = "clinreason.consensus.held"
 
 
 @contextmanager
-def holding(conn: Connection, *, item: Item, latest: RationaleVersion) -> Iterator[None]:
+def holding(conn: Connection, *, item: Item, latest: RationaleVersion,
+            settings: ReviewSettings | None = None) -> Iterator[None]:
     """Within this block, `on_review_submitted` on this connection takes `item` and its `latest` version
     as given (the caller read and locked them in this transaction and changed neither) instead of reading
-    them again."""
-    conn.info[_HELD] = (item, latest)
+    them again, and the project's review `settings` too where the caller read them in this transaction."""
+    conn.info[_HELD] = (item, latest, settings)
     try:
         yield
     finally:
@@ -129,9 +130,9 @@ def holding(conn: Connection, *, item: Item, latest: RationaleVersion) -> Iterat
 
 def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rationale_id: str, actor: str) -> None:
     """Apply consensus to the version a review was just stored for (called by review.submit_review)."""
-    held: tuple[Item, RationaleVersion] | None = conn.info.pop(_HELD, None)
-    item, latest = held if held is not None and held[0].id == item_id and held[0].project_id == project_id \
-        else (None, None)
+    held: tuple[Item, RationaleVersion, ReviewSettings | None] | None = conn.info.pop(_HELD, None)
+    item, latest, current = held if held is not None and held[0].id == item_id and held[0].project_id == project_id \
+        else (None, None, None)
     if item is None:
         item = item_store.get_item(conn, project_id=project_id, item_id=item_id)
     if item is None or item.state != ItemState.IN_REVIEW.value:
@@ -139,7 +140,7 @@ def on_review_submitted(conn: Connection, *, project_id: int, item_id: str, rati
     if latest is None:
         latest = rationale_store.latest_version(conn, item_id=item_id)
     assert latest is not None
-    current = review_settings(conn, project_id)
+    current = current or review_settings(conn, project_id)
     policy, rubric = current.policy, current.rubric
     if latest.id != rationale_id:
         # an expert's edit superseded the reviewed version: that round failed, the new version is reviewed

@@ -29,7 +29,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from clinreason.domain.checks import FingerprintIndex
 from clinreason.domain.lifecycle import ItemState
 from clinreason.domain.messages import N_, Params, Translatable, fill
 from clinreason.domain.records import Assignment, Item, Origin, RationaleVersion, Review, Verdict
@@ -305,11 +304,11 @@ def validate_review(body: dict[str, Any], *, rubric_body: dict[str, Any] | Rubri
 
 def submit_review(conn: Connection, *, project_id: int, assignment_id: str, reviewer: Reviewer, body: dict[str, Any],
                   rubric_body: dict[str, Any] | Rubric, overlap: int = 2, now: datetime | None = None,
-                  fingerprints: FingerprintIndex | None = None) -> dict[str, Any]:
+                  settings: ReviewSettings | None = None) -> dict[str, Any]:
     """Store one immutable review (and, for `edit`, the expert's new version), then apply consensus, in
     the caller's transaction. Returns {"review_id", "rationale_id", "new_rationale_id", "new_version"}.
-    `fingerprints`: the project's latest fingerprints read before the transaction, for the edit's screening
-    (`screen.screen_edited_version`); read in the transaction when not given."""
+    `settings`: the project's review settings where the caller read them in this transaction (consensus
+    takes them instead of reading them again)."""
     now = now or store_now()
     locked = review_store.lock_assignment_with_draft(conn, assignment_id=assignment_id)
     _check_owner(locked[0] if locked else None, project_id=project_id, assignment_id=assignment_id,
@@ -339,7 +338,7 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     edited: RationaleVersion | None = None
     if clean["verdict"] == Verdict.EDIT and not probe:
         edited = _store_edit(conn, item=item, reviewed=reviewed, reviewer=reviewer, review=review,
-                             text=clean["edited_text"], fingerprints=fingerprints)
+                             text=clean["edited_text"])
 
     if probe:
         calibration.record_result(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
@@ -347,7 +346,8 @@ def submit_review(conn: Connection, *, project_id: int, assignment_id: str, revi
     else:
         # unless an edit added a version, the item and its latest version are as read above (locked):
         # consensus takes them from here instead of reading them again
-        with consensus.holding(conn, item=item, latest=latest) if edited is None else nullcontext():
+        with consensus.holding(conn, item=item, latest=latest, settings=settings) if edited is None \
+                else nullcontext():
             consensus.on_review_submitted(conn, project_id=project_id, item_id=item.id, rationale_id=reviewed.id,
                                           actor=reviewer.actor)
     return {"review_id": review.id, "rationale_id": reviewed.id,
@@ -392,12 +392,12 @@ def _store_review(conn: Connection, *, project_id: int, lease: Assignment, revie
 
 
 def _store_edit(conn: Connection, *, item: Item, reviewed: RationaleVersion, reviewer: Reviewer, review: Review,
-                text: str, fingerprints: FingerprintIndex | None = None) -> RationaleVersion:
+                text: str) -> RationaleVersion:
     """The expert's text becomes the next version, which goes back to review."""
     edited = rationale_store.add_version(conn, NewVersion(item=item, origin=Origin.EDITED, author=reviewer.actor,
                                                           text=text, parent_version=reviewed.version,
                                                           fallback_final=reviewed.final_answer))
-    screen.screen_edited_version(conn, item=item, version=edited, index=fingerprints)
+    screen.screen_edited_version(conn, item=item, version=edited)
     item_store.transition_item(conn, item_id=item.id, expected=REVIEWABLE_STATE, target=REVIEWABLE_STATE,
                                actor=reviewer.actor, detail={"review_id": review.id, "edited_version": reviewed.version,
                                                              "new_version": edited.version})

@@ -103,8 +103,8 @@ def _load_batch(engine: Engine, project_id: int, worker: str, limit: int, lease:
 
 
 def fingerprint_index(conn: Connection, project_id: int) -> FingerprintIndex:
-    """Latest fingerprint per item (one query over every version of the project, growing with it: a web edit
-    reads it before it takes the write turn, see `screen_edited_version`)."""
+    """Latest fingerprint per item (one query over every version of the project, growing with it: read once
+    per screening batch; one edit looks its neighbours up instead, see `screen_edited_version`)."""
     index = FingerprintIndex()
     for item_id, fp in rationales.latest_fingerprints(conn, project_id=project_id).items():
         index.add(item_id, fp)
@@ -158,22 +158,19 @@ def _route(conn: Connection, *, draft: _Draft, results: list[CheckResult], pc: P
     report.to_review += 1
 
 
-def screen_edited_version(conn: Connection, *, item: Item, version: RationaleVersion,
-                          index: FingerprintIndex | None = None) -> list[CheckResult]:
+def screen_edited_version(conn: Connection, *, item: Item, version: RationaleVersion) -> list[CheckResult]:
     """An expert's edit is screened like any other version, in the review's transaction: every automatic
     check runs and is stored, none blocking — the results are hints for the next reviewer, never a
     block on an expert's text (the version goes straight back to review).
 
-    `index`: the project's latest fingerprints, read by the caller before the transaction (the web app does,
-    so that reading every item's fingerprint is not done while holding SQLite's one write turn). A version
-    of another item committed in between is then missing from this one near-duplicate hint; without `index`
-    it is read here, in the transaction."""
+    The near-duplicate hint looks the edit's fingerprint up through the block indexes (migration 0016), in
+    this transaction: a handful of rows, where reading every item's latest fingerprint held SQLite's one
+    write turn for a query growing with the project."""
     project = projects.get_project_by_id(conn, project_id=item.project_id)
     assert project is not None
     pc = project_config(conn, project)
     bounds = ScreenBounds(pc.screen.min_steps, pc.screen.max_steps, pc.screen.min_chars, pc.screen.max_chars)
-    if index is None:
-        index = fingerprint_index(conn, item.project_id)
+    index = rationales.StoredNeighbours(conn, item.project_id)
     marked = reviews.marked_parent_steps(conn, versions=[version]).get(version.id, [])
     results = run_checks(item=item, rationale=version, mode=pc.generate.mode, bounds=bounds, index=index,
                          compare_reference=pc.screen.compare_reference, max_distance=pc.screen.near_duplicate_bits,

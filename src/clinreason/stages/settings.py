@@ -79,6 +79,15 @@ def review_config(conn: Connection, project_id: int) -> ReviewConfig:
     return _review_from_text(_settings_text(conn, project_id)[0])[0]
 
 
+def review_view(conn: Connection, project_id: int) -> tuple[ReviewConfig, dict[str, Any]]:
+    """The review settings and the current rubric's stored body (a fresh dict), as a reviewer's assignment
+    shows them: the same one statement as `review_settings`."""
+    config, rubric, _ = _settings_text(conn, project_id)
+    if rubric is None:
+        raise NotFoundError(f"project {project_id} has no rubric")
+    return _review_from_text(config)[0], json.loads(rubric)
+
+
 def review_settings(conn: Connection, project_id: int) -> ReviewSettings:
     """The review settings, the consensus policy they make, the project's current rubric and whether it has
     calibration items (one statement; the parsed objects are cached)."""

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import threading
+import weakref
 from collections import deque
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -278,6 +279,8 @@ class FairLock:
 
 _COORDINATORS: dict[str, FairLock] = {}
 _COORDINATORS_GUARD = threading.Lock()
+#: each engine's lock, found once: resolving the file's path costs three system calls per transaction
+_ENGINE_LOCKS: weakref.WeakKeyDictionary[Engine, FairLock] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -296,12 +299,16 @@ def write_coordinator(engine: Engine) -> AbstractContextManager[Any]:
     the same file share it. On PostgreSQL there is nothing to coordinate: a no-op."""
     if not is_sqlite(engine):
         return nullcontext()
+    lock = _ENGINE_LOCKS.get(engine)
+    if lock is not None:
+        return lock
     path = _sqlite_file(engine)
     key = path or engine.url.render_as_string(hide_password=False)
     with _COORDINATORS_GUARD:
         lock = _COORDINATORS.get(key)
         if lock is None:
             lock = _COORDINATORS[key] = FairLock(path + "-turn" if path else None)
+        _ENGINE_LOCKS[engine] = lock
     return lock
 
 

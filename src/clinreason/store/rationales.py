@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select
+from sqlalchemy import Connection, RowMapping, Select, bindparam, func, insert, select, union
 
-from clinreason.domain.checks import simhash
+from clinreason.domain.checks import FingerprintIndex, fingerprint_blocks, simhash
 from clinreason.domain.rationale_text import ParsedRationale, parse_expert_text, parse_rationale
 from clinreason.domain.records import Check, Item, Origin, RationaleVersion
 from clinreason.store.common import insert_ignoring_duplicates, new_id, now
 from clinreason.store.hot import Hot
-from clinreason.store.tables import checks, items, llm_cache, rationales
+from clinreason.store.tables import checks, fingerprint_block, items, llm_cache, rationales
 
 
 @dataclass(slots=True)
@@ -185,6 +185,46 @@ def latest_fingerprints(conn: Connection, *, project_id: int) -> dict[str, int]:
         if item_id not in found or version > found[item_id][0]:
             found[item_id] = (version, fp)
     return {item_id: fp for item_id, (_, fp) in found.items()}
+
+
+def near_fingerprints_statement(*, project_id: int, fingerprint: int) -> Select[Any]:
+    """The versions (item_id, version, fingerprint) of the project's items that have one version sharing a
+    16-bit block with `fingerprint`: one look-up in each block index, then those items' versions."""
+    found = union(*(select(rationales.c.item_id).where(fingerprint_block(i) == value)
+                    for i, value in enumerate(fingerprint_blocks(fingerprint)))).subquery()
+    return (select(rationales.c.item_id, rationales.c.version, rationales.c.fingerprint)
+            .join(items, items.c.id == rationales.c.item_id)
+            .where(rationales.c.item_id.in_(select(found.c.item_id)), items.c.project_id == project_id,
+                   rationales.c.fingerprint.is_not(None)))
+
+
+def near_fingerprints(conn: Connection, *, project_id: int, fingerprint: int) -> dict[str, int]:
+    """Item id -> latest fingerprint, for the items of the project whose latest fingerprint shares one of
+    its four 16-bit blocks with `fingerprint`: every item within 3 bits of it, and few others."""
+    latest: dict[str, tuple[int, int]] = {}
+    for item_id, version, fp in conn.execute(near_fingerprints_statement(project_id=project_id,
+                                                                         fingerprint=fingerprint)):
+        if item_id not in latest or version > latest[item_id][0]:
+            latest[item_id] = (version, fp)
+    # an item found through an older version whose latest shares no block is left to the caller's index
+    return {item_id: fp for item_id, (_, fp) in latest.items()}
+
+
+class StoredNeighbours:
+    """The project's latest fingerprints as the database holds them, for one near-duplicate check in the
+    caller's transaction: within 3 bits, through the block indexes (a handful of rows); wider, every item's
+    latest fingerprint (one query over every version of the project, as a screening batch reads it)."""
+
+    def __init__(self, conn: Connection, project_id: int) -> None:
+        self.conn, self.project_id = conn, project_id
+
+    def nearest(self, fp: int, *, exclude: str | None, max_distance: int) -> tuple[str | None, int]:
+        index = FingerprintIndex()
+        latest = near_fingerprints(self.conn, project_id=self.project_id, fingerprint=fp) if max_distance <= 3 \
+            else latest_fingerprints(self.conn, project_id=self.project_id)
+        for item_id, other in latest.items():
+            index.add(item_id, other)
+        return index.nearest(fp, exclude=exclude, max_distance=max_distance)
 
 
 # --- checks ---------------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 metadata = MetaData(
     naming_convention={
@@ -146,7 +148,22 @@ rationales = Table(
     # versions, drafting models, tokens and cost per project, read from the index alone (migration 0010)
     Index("ix_rationales_model_origin_tokens", "model", "origin", "prompt_tokens", "completion_tokens", "cost",
           "item_id"),
+    # near-duplicate look-ups (migration 0016): two fingerprints within 3 bits share one of their four
+    # 16-bit blocks; `fingerprint_block(i)` is the same expression in a query
+    *(Index(f"ix_rationales_fingerprint_block_{i}", text(f"((fingerprint >> {16 * i}) & 65535)" if i else
+                                                         "(fingerprint & 65535)")) for i in range(4)),
 )
+
+
+
+def fingerprint_block(i: int) -> ColumnElement[int]:
+    """16-bit block `i` (0-3, lowest first) of a version's fingerprint, as SQL: `(fingerprint >> 16*i) & 65535`,
+    the very expression each `ix_rationales_fingerprint_block_<i>` is on (migration 0016), so a query that
+    compares it uses the index (constants inline: a bound parameter would not match the index)."""
+    shifted = rationales.c.fingerprint.op(">>")(literal_column(str(16 * i))) if i else rationales.c.fingerprint
+    return shifted.op("&")(literal_column("65535"))
+
+
 
 checks = Table(
     "checks",

@@ -8,12 +8,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
-from clinreason.domain.checks import FingerprintIndex
 from clinreason.domain.steps import MAX_CORRECTION_CHARS, MAX_NOTE_CHARS
 from clinreason.stages import review as stage
-from clinreason.stages import screen
 from clinreason.stages.settings import ReviewSettings, review_settings
 from clinreason.store import db as store_db
 from clinreason.store.common import NotFoundError
@@ -110,24 +108,12 @@ def lease_next(conn: Connection, principal: Principal) -> stage.Lease | None:
                                     settings=current)
 
 
-def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any],
-           fingerprints: FingerprintIndex | None = None) -> dict[str, Any]:
+def submit(conn: Connection, principal: Principal, assignment_id: str, body: dict[str, Any]) -> dict[str, Any]:
     current = _settings(conn, principal)
     reviewer = stage.Reviewer(principal.user_id, principal.username, principal.specialties)
     return stage.submit_review(conn, project_id=principal.project_id, assignment_id=assignment_id, reviewer=reviewer,
                                body=body, rubric_body=current.rubric, overlap=current.policy.base_overlap,
-                               fingerprints=fingerprints)
-
-
-def edit_fingerprints(engine: Engine, principal: Principal, body: dict[str, Any]) -> FingerprintIndex | None:
-    """For an edit, the project's latest fingerprints (its near-duplicate screening), read before the write
-    turn: it reads every version of the project, and inside the transaction every other writer of both
-    server processes waited on it (py-spy, closed loop at 40k versions: 8.6% of the server's samples for
-    3% of the reviews)."""
-    if body.get("verdict") != "edit":
-        return None
-    with store_db.reading(engine) as conn:
-        return screen.fingerprint_index(conn, principal.project_id)
+                               settings=current)
 
 
 NOT_YOURS = "another reviewer's assignment (or you are not a reviewer)"
@@ -207,6 +193,5 @@ def release_assignment(assignment_id: str, principal: ReviewerUser, request: Req
 def submit_review(assignment_id: str, body: ReviewBody, principal: ReviewerUser, request: Request) -> ReviewOut:
     """Submit your review of the leased version. Reviews are immutable; `edit` stores a new version."""
     given = body.model_dump(exclude_unset=True)
-    fingerprints = edit_fingerprints(request.app.state.web.engine, principal, given)
     with request.app.state.web.transaction() as conn:
-        return ReviewOut(**submit(conn, principal, assignment_id, given, fingerprints))
+        return ReviewOut(**submit(conn, principal, assignment_id, given))

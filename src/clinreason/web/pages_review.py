@@ -244,9 +244,8 @@ async def review_submit(assignment_id: str, principal: ReviewerUser, request: Re
 
     def work() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         try:
-            fingerprints = api_review.edit_fingerprints(web.engine, principal, body)
             with web.transaction() as conn:
-                result = api_review.submit(conn, principal, assignment_id, body, fingerprints)
+                result = api_review.submit(conn, principal, assignment_id, body)
                 result["item_id"] = stage.get_assignment(conn, project_id=principal.project_id,
                                                          assignment_id=assignment_id,
                                                          reviewer_id=principal.user_id).item_id

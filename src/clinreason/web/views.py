@@ -20,8 +20,9 @@ from clinreason.domain.steps import Severity
 from clinreason.stages import adjudicate
 from clinreason.stages import history as step_history_stage
 from clinreason.stages import review as stage
+from clinreason.stages.settings import review_view
 from clinreason.store import items, projects, queue, rationales, readmodels, reviews
-from clinreason.store.common import aware, now
+from clinreason.store.common import NotFoundError, aware, now
 from clinreason.web.auth import Principal
 from clinreason.web.i18n import N_, _
 
@@ -210,9 +211,13 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
                      None)
         parent = rationale_dict(found, principal) if found else None
     draft = stage.load_draft(conn, rationale_id=rat.id, reviewer_id=principal.user_id)
+    try:
+        config, rubric = review_view(conn, principal.project_id)
+    except NotFoundError:
+        project_row(conn, principal)  # the project is gone: its own 404
+        raise
     # the reference explanation: with `after_submit`, only once this review is in (the lease is submitted)
-    reference = _reference(item, principal, review_config(conn, principal).show_reference,
-                           reviewed=a.status == "submitted")
+    reference = _reference(item, principal, config.show_reference, reviewed=a.status == "submitted")
     return {
         "assignment_id": a.id, "status": a.status, "expires_at": iso(a.expires_at),
         "created_at": iso(a.created_at),
@@ -221,7 +226,7 @@ def assignment_payload(conn: Connection, principal: Principal, assignment_id: st
         "rationale": rationale_dict(rat, principal),
         "parent": parent,
         "checks": [check_dict(c, rat.version) for c in rationales.checks_of(conn, rationale_ids=[rat.id])],
-        "rubric": projects.latest_rubric(conn, project_id=principal.project_id),
+        "rubric": rubric,
         "draft": {"body": draft["body"], "seconds_spent": draft["seconds_spent"],
                   "updated_at": iso(draft["updated_at"])} if draft else None,
     }
